@@ -1,0 +1,283 @@
+"""The typed Python client: what the CLI, the demo and any integration use to drive deals.
+
+Every failure a caller can act on surfaces as a `DealflowError` subclass with a stable `code` and
+a message naming the problem: a refused request (`Refused`), an unknown deal or process
+(`NotFound`), or a server that cannot be reached (`Unavailable`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+from pydantic import BaseModel, ValidationError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from definitions.loader import DefinitionError, PinnedDefinition, load_file
+from store import registry
+from store.db import StoreUnavailable, connect_pool
+from store.deals import DealRow, list_deals
+from store.migrations import migrate
+from worker.run import connect_temporal
+from worker.settings import Settings
+from workflows.commands import (
+    ActionResult,
+    Command,
+    CompleteStage,
+    DealInput,
+    LoseDeal,
+    MissingFact,
+    MoveStage,
+    StartDeal,
+    WinDeal,
+)
+from workflows.deal import DealWorkflow, search_attributes, workflow_id
+from workflows.events import DealEvent
+from workflows.state import DealState, fold
+
+C = TypeVar("C", bound=Command)
+
+
+class DealflowError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.details = details
+
+
+class Refused(DealflowError):
+    """The deal (or the client, before sending) refused the request; nothing changed."""
+
+    code = "refused"
+
+
+class NotFound(DealflowError):
+    code = "not_found"
+
+
+class Unavailable(DealflowError):
+    code = "unavailable"
+
+
+class DealStatus(BaseModel):
+    state: DealState
+    missing_facts: list[MissingFact]
+    process_ref: str
+    running: bool
+
+
+class StartedDeal(BaseModel):
+    deal_id: str
+    workflow_id: str
+    process_ref: str
+    stage: str
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "request"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _build(model: type[C], **fields: Any) -> C:
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise Refused(f"invalid request: {_validation_message(exc)}", code="invalid_request") from None
+
+
+class DealflowClient:
+    def __init__(self, temporal: Client, pool: asyncpg.Pool, settings: Settings):
+        self.temporal = temporal
+        self.pool = pool
+        self.settings = settings
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> DealflowClient:
+        settings = settings or Settings.resolve()
+        try:
+            pool = await connect_pool(settings.database_url, max_size=20)
+        except StoreUnavailable as exc:
+            raise Unavailable(f"{exc} (settings from {settings.source}; start 'dealflow dev' or set DATABASE_URL)") from None
+        try:
+            await migrate(pool)
+            temporal = await connect_temporal(settings)
+        except ConnectionError as exc:
+            await pool.close()
+            raise Unavailable(str(exc)) from None
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(temporal, pool, settings)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def __aenter__(self) -> DealflowClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- definitions -----------------------------------------------------------------------
+
+    async def deploy(self, path: str | Path, *, deployed_by: str) -> registry.Deployment:
+        try:
+            pinned = load_file(path)
+        except DefinitionError as exc:
+            raise Refused(str(exc), code="invalid_definition", details=[str(p) for p in exc.problems]) from None
+        return await registry.deploy(self.pool, pinned, deployed_by=deployed_by, source=str(path))
+
+    async def definitions(self) -> list[registry.Deployment]:
+        return await registry.list_all(self.pool)
+
+    async def definition(self, name: str, version: str | None = None) -> PinnedDefinition:
+        try:
+            return await registry.get(self.pool, name, version)
+        except registry.UnknownDefinition as exc:
+            raise NotFound(str(exc), code="unknown_process") from None
+
+    # --- deals -----------------------------------------------------------------------------
+
+    def _handle(self, deal_id: str) -> WorkflowHandle[Any, Any]:
+        return self.temporal.get_workflow_handle(workflow_id(deal_id))
+
+    async def start_deal(
+        self,
+        process: str,
+        deal_id: str,
+        owner: str,
+        *,
+        actor: str | None = None,
+        value: float | None = None,
+        fields: dict[str, str] | None = None,
+        version: str | None = None,
+    ) -> StartedDeal:
+        start = _build(StartDeal, deal_id=deal_id, owner=owner, actor=actor or owner, value=value, fields=fields or {})
+        pinned = await self.definition(process, version)
+        first = pinned.definition.stages[0].id
+        preview = fold([])
+        preview = preview.model_copy(
+            update={"deal_id": deal_id, "process": pinned.name, "version": pinned.version, "owner": owner, "stage": first}
+        )
+        try:
+            await self.temporal.start_workflow(
+                DealWorkflow.run,
+                DealInput(start=start, pinned=pinned),
+                id=workflow_id(deal_id),
+                task_queue=self.settings.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes(search_attributes(preview)),
+            )
+        except WorkflowAlreadyStartedError:
+            raise Refused(f"deal {deal_id!r} already exists", code="deal_exists") from None
+        return StartedDeal(deal_id=deal_id, workflow_id=workflow_id(deal_id), process_ref=pinned.ref, stage=first)
+
+    async def _update(self, deal_id: str, update: Any, cmd: Command) -> ActionResult:
+        handle = self._handle(deal_id)
+        try:
+            result: ActionResult = await handle.execute_update(update, cmd, id=cmd.request_id)
+            return result
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError):
+                raise Refused(cause.message, code=cause.type or "refused", details=cause.details) from None
+            raise Refused(f"update failed: {cause}") from None
+        except RPCError as exc:
+            if exc.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise Unavailable(f"Temporal did not take the request: {exc.message}") from None
+            await self._require_deal(handle, deal_id)
+            # the workflow has completed: a repeat of an earlier request still gets its answer
+            earlier = await self._closed_result(handle, deal_id, cmd.request_id)
+            if earlier is not None:
+                return earlier
+            raise
+
+    async def _require_deal(self, handle: WorkflowHandle[Any, Any], deal_id: str) -> None:
+        try:
+            await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise NotFound(f"no deal {deal_id!r}", code="unknown_deal") from None
+            raise
+
+    async def _closed_result(self, handle: WorkflowHandle[Any, Any], deal_id: str, request_id: str) -> ActionResult | None:
+        try:
+            result: ActionResult | None = await handle.query(DealWorkflow.result_of, request_id)
+            state: DealState = await handle.query(DealWorkflow.state)
+        except (RPCError, WorkflowQueryFailedError):
+            return None
+        if result is not None:
+            return result
+        raise Refused(f"deal {deal_id!r} is {state.status}; it takes no more actions", code="deal_closed")
+
+    @staticmethod
+    def _request_id(request_id: str | None) -> str:
+        return request_id or str(uuid.uuid4())
+
+    async def complete_stage(self, deal_id: str, stage: str, *, actor: str, facts: dict[str, Any] | None = None,
+                             request_id: str | None = None) -> ActionResult:
+        cmd = _build(CompleteStage, request_id=self._request_id(request_id), actor=actor, stage=stage, facts=facts or {})
+        return await self._update(deal_id, DealWorkflow.complete_stage, cmd)
+
+    async def move(self, deal_id: str, to: str, *, actor: str, reason: str | None = None,
+                   expected_stage: str | None = None, request_id: str | None = None) -> ActionResult:
+        cmd = _build(MoveStage, request_id=self._request_id(request_id), actor=actor, to=to, reason=reason,
+                     expected_stage=expected_stage)
+        return await self._update(deal_id, DealWorkflow.move, cmd)
+
+    async def win(self, deal_id: str, *, actor: str, facts: dict[str, Any] | None = None,
+                  expected_stage: str | None = None, request_id: str | None = None) -> ActionResult:
+        cmd = _build(WinDeal, request_id=self._request_id(request_id), actor=actor, facts=facts or {},
+                     expected_stage=expected_stage)
+        return await self._update(deal_id, DealWorkflow.win, cmd)
+
+    async def lose(self, deal_id: str, reason: str, *, actor: str, note: str | None = None,
+                   expected_stage: str | None = None, request_id: str | None = None) -> ActionResult:
+        cmd = _build(LoseDeal, request_id=self._request_id(request_id), actor=actor, reason=reason, note=note,
+                     expected_stage=expected_stage)
+        return await self._update(deal_id, DealWorkflow.lose, cmd)
+
+    async def status(self, deal_id: str) -> DealStatus:
+        handle = self._handle(deal_id)
+        try:
+            state: DealState = await handle.query(DealWorkflow.state)
+            missing: list[MissingFact] = await handle.query(DealWorkflow.missing_facts)
+            pinned: PinnedDefinition = await handle.query(DealWorkflow.definition)
+            described = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise NotFound(f"no deal {deal_id!r}", code="unknown_deal") from None
+            raise
+        running = described.status is not None and described.status.name == "RUNNING"
+        return DealStatus(state=state, missing_facts=missing, process_ref=pinned.ref, running=running)
+
+    async def events(self, deal_id: str) -> list[DealEvent]:
+        try:
+            events: list[DealEvent] = await self._handle(deal_id).query(DealWorkflow.events)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise NotFound(f"no deal {deal_id!r}", code="unknown_deal") from None
+            raise
+        return events
+
+    async def list_deals(self, *, stage: str | None = None, owner: str | None = None, process: str | None = None,
+                         status: str | None = None, limit: int = 1000) -> list[DealRow]:
+        return await list_deals(self.pool, stage=stage, owner=owner, process=process, status=status, limit=limit)

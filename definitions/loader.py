@@ -1,0 +1,169 @@
+"""Reading definitions from YAML, reporting every problem with file, path and line.
+
+The version of a definition is a hash of its normalised form (defaults filled in, durations
+parsed, keys sorted), so reformatting a file or reordering keys never makes a new version, while
+any change of meaning does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from definitions import rules
+from definitions.model import ProcessDefinition
+
+PROCESSES_DIR = Path(__file__).parent / "processes"
+
+
+@dataclass(frozen=True)
+class DefinitionProblem:
+    file: str
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '<top>'}: {self.message}"
+
+
+class DefinitionError(ValueError):
+    """A definition was refused; `problems` lists every reason found."""
+
+    def __init__(self, problems: list[DefinitionProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class PinnedDefinition(BaseModel):
+    """A validated definition with its version: what a deal workflow is started with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    definition: ProcessDefinition
+    version: str
+    content_hash: str
+    templates: dict[str, str] = {}
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def ref(self) -> str:
+        return f"{self.definition.name}@{self.version}"
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(root: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
+    """The 1-based line of the deepest YAML node found along `path`."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            child = next((v for k, v in node.value if getattr(k, "value", None) == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        else:
+            child = None
+        if child is None:
+            break
+        node = child
+        line = node.start_mark.line + 1
+    return line
+
+
+def content_hash(definition: ProcessDefinition, templates: dict[str, str] | None = None) -> str:
+    normal = definition.model_dump(mode="json")
+    body = {"definition": normal, "templates": dict(sorted((templates or {}).items()))}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def pin(definition: ProcessDefinition, templates: dict[str, str] | None = None) -> PinnedDefinition:
+    digest = content_hash(definition, templates)
+    return PinnedDefinition(
+        definition=definition, version=digest[:12], content_hash=digest, templates=templates or {}
+    )
+
+
+def parse(data: Any, *, source: str = "<definition>", root: yaml.Node | None = None) -> ProcessDefinition:
+    """Validate already-parsed data; raise `DefinitionError` naming every problem."""
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else type(data).__name__
+        raise DefinitionError([DefinitionProblem(source, "", f"expected a mapping at the top, got {kind}", 1)])
+    try:
+        definition = ProcessDefinition.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown field {loc[-1]!r}"
+            problems.append(DefinitionProblem(source, format_path(loc), msg, _line_of(root, loc)))
+        raise DefinitionError(problems) from None
+    found = rules.check(definition)
+    if found:
+        raise DefinitionError(
+            [DefinitionProblem(source, format_path(p), m, _line_of(root, p)) for p, m in found]
+        )
+    return definition
+
+
+def _read_templates(definition: ProcessDefinition, base: Path, source: str) -> dict[str, str]:
+    templates: dict[str, str] = {}
+    problems = []
+    for i, t in enumerate(definition.proposal_templates):
+        path = (base / t.file).resolve()
+        try:
+            templates[t.id] = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(
+                DefinitionProblem(source, f"proposal_templates[{i}].file", f"cannot read template {t.file!r}: {exc.strerror}")
+            )
+    if problems:
+        raise DefinitionError(problems)
+    return templates
+
+
+def load_text(text: str, *, source: str = "<definition>", base: Path | None = None) -> PinnedDefinition:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DefinitionError([DefinitionProblem(source, "", f"not valid YAML: {problem}", line)]) from None
+    definition = parse(data, source=source, root=root)
+    templates = _read_templates(definition, base or Path.cwd(), source)
+    return pin(definition, templates)
+
+
+def load_file(path: str | Path) -> PinnedDefinition:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError([DefinitionProblem(str(p), "", f"cannot read file: {exc}")]) from None
+    return load_text(text, source=str(p), base=p.parent)
+
+
+def shipped() -> list[Path]:
+    """The process definitions that ship with dealflow."""
+    return sorted(PROCESSES_DIR.glob("*.yaml"))

@@ -1,0 +1,242 @@
+"""The process-definition language: what an operations team may say about a sales process.
+
+The models only check the shape of each part; rules that relate parts to each other (unknown
+stage referenced, unreachable stage, ...) live in `definitions.rules`, so that every problem in a
+file is reported at once with the path where it stands.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from definitions.durations import Duration
+
+IDENTIFIER = r"^[a-z][a-z0-9_-]*$"
+Identifier = Annotated[str, Field(pattern=IDENTIFIER, min_length=1, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FactType(str, Enum):
+    text = "text"
+    number = "number"
+    integer = "integer"
+    boolean = "boolean"
+    date = "date"
+    choice = "choice"
+
+
+class FactSpec(_Strict):
+    """A named, typed fact a rep must supply to leave a stage (an exit criterion)."""
+
+    fact: Identifier
+    type: FactType = FactType.text
+    question: str = ""
+    options: list[str] = Field(default_factory=list)
+
+    @field_validator("options")
+    @classmethod
+    def _options_unique(cls, options: list[str]) -> list[str]:
+        if len(set(options)) != len(options):
+            raise ValueError("options must not repeat")
+        return options
+
+
+class MoveRule(_Strict):
+    allowed: bool = True
+    reason_required: bool = False
+
+
+def _no_moves() -> MoveRule:
+    return MoveRule(allowed=False)
+
+
+class Moves(_Strict):
+    """Which moves a rep may make out of a stage, and whether each needs a reason."""
+
+    next: MoveRule = Field(default_factory=MoveRule)
+    skip: MoveRule = Field(default_factory=_no_moves)
+    back: MoveRule = Field(default_factory=lambda: MoveRule(allowed=True, reason_required=True))
+
+
+class Notify(str, Enum):
+    owner = "owner"
+    manager = "manager"
+
+
+class Escalation(_Strict):
+    """One rung of the ladder: `after` counts from the previous rung (or the deadline)."""
+
+    after: Duration
+    notify: Notify = Notify.manager
+    reassign_to: str | None = None
+
+
+class Reminder(_Strict):
+    deadline: Duration
+    escalations: list[Escalation] = Field(default_factory=list)
+
+
+class Stage(_Strict):
+    id: Identifier
+    title: str = Field(min_length=1)
+    phase: Identifier
+    probability: float = Field(ge=0.0, le=1.0)
+    exit_criteria: list[FactSpec] = Field(default_factory=list)
+    reminder: Reminder | None = None
+    moves: Moves = Field(default_factory=Moves)
+    proposal_template: Identifier | None = None
+    cadence: Identifier | None = None
+    post_sale: bool = False
+    description: str = ""
+
+
+class Phase(_Strict):
+    id: Identifier
+    title: str = Field(min_length=1)
+
+
+class WonOutcome(_Strict):
+    """From which stages a deal may be declared won (default: the last pre-sale stage)."""
+
+    from_stages: list[Identifier] = Field(default_factory=list)
+
+
+class LostOutcome(_Strict):
+    reasons: list[Identifier] = Field(min_length=1)
+    from_stages: list[Identifier] = Field(default_factory=list)
+    min_touches_before_lost: int = Field(default=0, ge=0)
+
+
+class Outcomes(_Strict):
+    won: WonOutcome | None = None
+    lost: LostOutcome | None = None
+
+
+class Touch(_Strict):
+    channel: Identifier
+    template: str = Field(min_length=1)
+    delay: Duration
+
+
+class StopCondition(str, Enum):
+    replied = "replied"
+    meeting_booked = "meeting_booked"
+    deal_ended = "deal_ended"
+    unsubscribed = "unsubscribed"
+    bounced = "bounced"
+
+
+class Cadence(_Strict):
+    id: Identifier
+    touches: list[Touch]
+    min_touches: int = Field(default=5, ge=1)
+    stop_on: list[StopCondition] = Field(
+        default_factory=lambda: [
+            StopCondition.replied,
+            StopCondition.meeting_booked,
+            StopCondition.deal_ended,
+            StopCondition.unsubscribed,
+            StopCondition.bounced,
+        ]
+    )
+
+
+class ProposalTemplate(_Strict):
+    id: Identifier
+    file: str = Field(min_length=1)
+    formats: list[str] = Field(default_factory=lambda: ["markdown", "html"])
+
+
+class RebuyKind(str, Enum):
+    deep_selling = "deep-selling"
+    up_selling = "up-selling"
+    cross_selling = "cross-selling"
+
+
+class Rebuy(_Strict):
+    kind: RebuyKind
+    process: str = Field(min_length=1)
+    delay: Duration
+
+
+class ProcessDefinition(_Strict):
+    """A whole sales process. Stage order is the order of the list; nothing fixes its length."""
+
+    name: Annotated[str, Field(pattern=IDENTIFIER, max_length=64)]
+    title: str = ""
+    description: str = ""
+    timezone: str = "UTC"
+    business_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    phases: list[Phase] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1)
+    outcomes: Outcomes
+    cadences: list[Cadence] = Field(default_factory=list)
+    proposal_templates: list[ProposalTemplate] = Field(default_factory=list)
+    rebuy: list[Rebuy] = Field(default_factory=list)
+
+    @field_validator("business_days")
+    @classmethod
+    def _weekdays(cls, days: list[int]) -> list[int]:
+        if not days or any(d < 0 or d > 6 for d in days) or len(set(days)) != len(days):
+            raise ValueError("business_days must list distinct weekdays 0 (Monday) .. 6 (Sunday)")
+        return sorted(days)
+
+    # --- derived views used by the engine; pure functions of the definition ---
+
+    def stage(self, stage_id: str) -> Stage:
+        for stage in self.stages:
+            if stage.id == stage_id:
+                return stage
+        raise KeyError(stage_id)
+
+    def has_stage(self, stage_id: str) -> bool:
+        return any(s.id == stage_id for s in self.stages)
+
+    def index(self, stage_id: str) -> int:
+        return [s.id for s in self.stages].index(stage_id)
+
+    @property
+    def pre_sale(self) -> list[Stage]:
+        return [s for s in self.stages if not s.post_sale]
+
+    @property
+    def post_sale(self) -> list[Stage]:
+        return [s for s in self.stages if s.post_sale]
+
+    def won_from(self) -> list[str]:
+        if self.outcomes.won is None:
+            return []
+        if self.outcomes.won.from_stages:
+            return list(self.outcomes.won.from_stages)
+        return [self.pre_sale[-1].id] if self.pre_sale else []
+
+    def lost_from(self) -> list[str]:
+        if self.outcomes.lost is None:
+            return []
+        if self.outcomes.lost.from_stages:
+            return list(self.outcomes.lost.from_stages)
+        return [s.id for s in self.pre_sale]
+
+    def next_stage(self, stage_id: str) -> str | None:
+        """The stage a completion leads to inside the same part (pre- or post-sale)."""
+        stage = self.stage(stage_id)
+        part = self.post_sale if stage.post_sale else self.pre_sale
+        ids = [s.id for s in part]
+        i = ids.index(stage_id)
+        return ids[i + 1] if i + 1 < len(ids) else None
+
+
+def slug(text: str) -> str:
+    """A lower-case identifier from free text, for generated ids."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def json_schema() -> dict[str, Any]:
+    return ProcessDefinition.model_json_schema()

@@ -1,0 +1,184 @@
+"""Rules that relate the parts of a definition to each other.
+
+Each rule yields `(path, message)` pairs instead of raising, so a definition with five mistakes
+is reported with five messages in one go; the loader adds the file name and line numbers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from definitions.model import FactType, ProcessDefinition
+
+Path = tuple[str | int, ...]
+Problem = tuple[Path, str]
+
+
+def check(d: ProcessDefinition) -> list[Problem]:
+    problems: list[Problem] = []
+    for rule in (
+        _unique_ids,
+        _references,
+        _outcomes,
+        _post_sale_last,
+        _facts,
+        _cadences,
+        _timezone,
+    ):
+        problems.extend(rule(d))
+    if not problems:  # reachability is only meaningful on a well-formed graph
+        problems.extend(_reachability(d))
+    return problems
+
+
+def _duplicates(ids: list[str]) -> set[str]:
+    return {i for i, n in Counter(ids).items() if n > 1}
+
+
+def _unique_ids(d: ProcessDefinition) -> Iterator[Problem]:
+    for key, items in (
+        ("phases", [p.id for p in d.phases]),
+        ("stages", [s.id for s in d.stages]),
+        ("cadences", [c.id for c in d.cadences]),
+        ("proposal_templates", [t.id for t in d.proposal_templates]),
+    ):
+        dups = _duplicates(items)
+        for i, item in enumerate(items):
+            if item in dups and items.index(item) != i:
+                yield (key, i, "id"), f"duplicate {key[:-1].replace('_', ' ')} id {item!r}"
+
+
+def _references(d: ProcessDefinition) -> Iterator[Problem]:
+    phases = {p.id for p in d.phases}
+    cadences = {c.id for c in d.cadences}
+    templates = {t.id for t in d.proposal_templates}
+    for i, s in enumerate(d.stages):
+        if s.phase not in phases:
+            yield ("stages", i, "phase"), (
+                f"stage {s.id!r} refers to unknown phase {s.phase!r} (known: {sorted(phases)})"
+            )
+        if s.cadence is not None and s.cadence not in cadences:
+            yield ("stages", i, "cadence"), f"stage {s.id!r} refers to unknown cadence {s.cadence!r}"
+        if s.proposal_template is not None and s.proposal_template not in templates:
+            yield ("stages", i, "proposal_template"), (
+                f"stage {s.id!r} refers to unknown proposal template {s.proposal_template!r}"
+            )
+
+
+def _outcomes(d: ProcessDefinition) -> Iterator[Problem]:
+    o = d.outcomes
+    if o.won is None and o.lost is None:
+        yield ("outcomes",), "no terminal outcome: define at least 'won' (and usually 'lost')"
+        return
+    if o.won is None:
+        yield ("outcomes", "won"), "no terminal outcome 'won': a deal of this process could never be won"
+    stage_ids = {s.id for s in d.stages}
+    post = {s.id for s in d.post_sale}
+    for kind, outcome in (("won", o.won), ("lost", o.lost)):
+        if outcome is None:
+            continue
+        for j, sid in enumerate(outcome.from_stages):
+            if sid not in stage_ids:
+                yield ("outcomes", kind, "from_stages", j), f"unknown stage {sid!r} referenced"
+            elif sid in post:
+                yield ("outcomes", kind, "from_stages", j), (
+                    f"stage {sid!r} is post-sale: a deal there is already won"
+                )
+    if o.won is not None and d.pre_sale and o.won.from_stages:
+        last = d.pre_sale[-1].id
+        if last not in o.won.from_stages:
+            yield ("outcomes", "won", "from_stages"), (
+                f"the last pre-sale stage {last!r} must be listed: completing it wins the deal"
+            )
+    if o.lost is not None:
+        for j in sorted(_duplicates(list(o.lost.reasons)), key=o.lost.reasons.index):
+            yield ("outcomes", "lost", "reasons", o.lost.reasons.index(j)), f"duplicate lost reason {j!r}"
+
+
+def _post_sale_last(d: ProcessDefinition) -> Iterator[Problem]:
+    if not d.pre_sale:
+        yield ("stages",), "every stage is post_sale: a process needs at least one stage before the sale"
+        return
+    seen_post = False
+    for i, s in enumerate(d.stages):
+        if s.post_sale:
+            seen_post = True
+        elif seen_post:
+            yield ("stages", i, "post_sale"), (
+                f"stage {s.id!r} comes after a post-sale stage: post-sale stages must be last"
+            )
+
+
+def _facts(d: ProcessDefinition) -> Iterator[Problem]:
+    for i, s in enumerate(d.stages):
+        names = [f.fact for f in s.exit_criteria]
+        dups = _duplicates(names)
+        for j, f in enumerate(s.exit_criteria):
+            path: Path = ("stages", i, "exit_criteria", j)
+            if f.fact in dups and names.index(f.fact) != j:
+                yield path + ("fact",), f"duplicate exit criterion {f.fact!r} in stage {s.id!r}"
+            if f.type is FactType.choice and not f.options:
+                yield path + ("options",), f"fact {f.fact!r} is a choice but lists no options"
+            if f.type is not FactType.choice and f.options:
+                yield path + ("options",), f"fact {f.fact!r} has options but its type is {f.type.value!r}, not 'choice'"
+
+
+def _cadences(d: ProcessDefinition) -> Iterator[Problem]:
+    for i, c in enumerate(d.cadences):
+        if len(c.touches) < c.min_touches:
+            yield ("cadences", i, "touches"), (
+                f"cadence {c.id!r} has {len(c.touches)} touches but min_touches is {c.min_touches}: "
+                "most sales need five or more follow-ups"
+            )
+    lost = d.outcomes.lost
+    if lost is not None and lost.min_touches_before_lost and not d.cadences:
+        yield ("outcomes", "lost", "min_touches_before_lost"), (
+            "min_touches_before_lost is set but the process defines no cadence to make touches"
+        )
+
+
+def _timezone(d: ProcessDefinition) -> Iterator[Problem]:
+    try:
+        ZoneInfo(d.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        yield ("timezone",), f"unknown time zone {d.timezone!r} (use an IANA name such as 'Europe/Oslo')"
+
+
+def _reachability(d: ProcessDefinition) -> Iterator[Problem]:
+    """Every stage must be reachable from the first one by the moves the definition allows."""
+    ids = [s.id for s in d.stages]
+    won_from = set(d.won_from())
+    first_post = d.post_sale[0].id if d.post_sale else None
+    edges: dict[str, set[str]] = {sid: set() for sid in ids}
+    for s in d.stages:
+        part = [x.id for x in (d.post_sale if s.post_sale else d.pre_sale)]
+        pos = part.index(s.id)
+        nxt = d.next_stage(s.id)
+        if s.moves.next.allowed and nxt is not None:
+            edges[s.id].add(nxt)
+        if s.moves.skip.allowed:
+            edges[s.id].update(part[pos + 2 :])
+        if s.moves.back.allowed:
+            edges[s.id].update(part[:pos])
+        if s.id in won_from and first_post is not None:
+            edges[s.id].add(first_post)
+    seen = {ids[0]}
+    todo = [ids[0]]
+    while todo:
+        for target in edges[todo.pop()]:
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    for i, sid in enumerate(ids):
+        if sid not in seen:
+            yield ("stages", i), (
+                f"stage {sid!r} is unreachable: no allowed next, skip or back move leads to it"
+            )
+    lost_from = set(d.lost_from())
+    for i, s in enumerate(d.stages):
+        if s.post_sale or s.id in won_from or s.id in lost_from:
+            continue
+        if not edges[s.id]:
+            yield ("stages", i, "moves"), f"stage {s.id!r} is a dead end: no move, win or loss leaves it"

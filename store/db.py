@@ -1,0 +1,25 @@
+"""Connecting to PostgreSQL, with errors that say which server could not be reached and why."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+
+class StoreUnavailable(RuntimeError):
+    """The database could not be reached or refused us; nothing was written."""
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, timeout=10)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
+    assert pool is not None
+    return pool

@@ -1,0 +1,94 @@
+"""The event log: every domain event of every deal, exactly once, in order.
+
+`(deal_id, seq)` is the primary key and appends use `ON CONFLICT DO NOTHING`, so an activity that
+is retried after a crash, a timeout or a lost reply writes nothing twice. The current-state
+projection row is updated in the same transaction, guarded by `last_seq`, so it never goes back
+in time and never misses an event that made it into the log.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import asyncpg
+
+from workflows.effects import AppendEvents
+from workflows.events import EVENT_ADAPTER, DealEvent
+
+_INSERT = """
+INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, stage, request_id, process, version, payload)
+SELECT $1, e.seq, e.type, e.occurred_at, e.actor, e.stage, e.request_id, $2, $3, e.payload::jsonb
+FROM unnest($4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[])
+     AS e(seq, type, occurred_at, actor, stage, request_id, payload)
+ON CONFLICT (deal_id, seq) DO NOTHING
+"""
+
+_PROJECT = """
+INSERT INTO deals (deal_id, process, version, owner, value, status, stage, stage_entered_at,
+                   started_at, ended_at, last_seq, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+ON CONFLICT (deal_id) DO UPDATE SET
+    process = EXCLUDED.process, version = EXCLUDED.version, owner = EXCLUDED.owner,
+    value = EXCLUDED.value, status = EXCLUDED.status, stage = EXCLUDED.stage,
+    stage_entered_at = EXCLUDED.stage_entered_at, started_at = EXCLUDED.started_at,
+    ended_at = EXCLUDED.ended_at, last_seq = EXCLUDED.last_seq, updated_at = now()
+WHERE deals.last_seq < EXCLUDED.last_seq
+"""
+
+
+def _payload(event: DealEvent) -> str:
+    return json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
+    """Append a batch; return how many events were new (0 when the batch is a retry)."""
+    events = sorted(batch.events, key=lambda e: e.seq)
+    snap = batch.snapshot
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            status = await conn.execute(
+                _INSERT,
+                batch.deal_id,
+                snap.process,
+                snap.version,
+                [e.seq for e in events],
+                [e.type for e in events],
+                [e.at for e in events],
+                [e.actor for e in events],
+                [e.stage for e in events],
+                [e.request_id for e in events],
+                [_payload(e) for e in events],
+            )
+            await conn.execute(
+                _PROJECT,
+                snap.deal_id,
+                snap.process,
+                snap.version,
+                snap.owner,
+                snap.value,
+                snap.status,
+                snap.stage,
+                snap.stage_entered_at,
+                snap.started_at,
+                snap.ended_at,
+                snap.last_seq,
+            )
+    return int(status.split()[-1])
+
+
+async def read(pool: asyncpg.Pool, deal_id: str, *, until: datetime | None = None) -> list[DealEvent]:
+    rows = await pool.fetch(
+        "SELECT payload FROM deal_events WHERE deal_id = $1 AND ($2::timestamptz IS NULL OR occurred_at <= $2)"
+        " ORDER BY seq",
+        deal_id,
+        until,
+    )
+    return [EVENT_ADAPTER.validate_json(r["payload"]) for r in rows]
+
+
+async def count(pool: asyncpg.Pool, deal_id: str | None = None) -> int:
+    value = await pool.fetchval(
+        "SELECT count(*) FROM deal_events WHERE $1::text IS NULL OR deal_id = $1", deal_id
+    )
+    return int(value)

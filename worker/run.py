@@ -1,0 +1,60 @@
+"""Building and running a dealflow worker: the deal workflow and its activities on one queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.event_log import EventLogActivities
+from store.db import connect_pool
+from store.migrations import migrate
+from worker.settings import Settings
+from workflows.deal import DealWorkflow
+
+log = logging.getLogger("dealflow.worker")
+
+WORKFLOWS: Sequence[type] = (DealWorkflow,)
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    try:
+        return await Client.connect(
+            settings.temporal_address, namespace=settings.namespace, data_converter=pydantic_data_converter
+        )
+    except RuntimeError as exc:
+        raise ConnectionError(
+            f"cannot reach Temporal at {settings.temporal_address} (namespace {settings.namespace!r}): {exc}. "
+            "Start the embedded stack with 'dealflow dev' or set TEMPORAL_ADDRESS."
+        ) from exc
+
+
+def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
+    event_log = EventLogActivities(pool)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=[event_log.append_events],
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or forever); migrations run first so the schema is current."""
+    pool = await connect_pool(settings.database_url)
+    try:
+        applied = await migrate(pool)
+        if applied:
+            log.info("applied migrations %s", applied)
+        client = await connect_temporal(settings)
+        worker = build_worker(client, pool, settings.task_queue)
+        async with worker:
+            log.info("worker on task queue %r, Temporal %s", settings.task_queue, settings.temporal_address)
+            await (stop or asyncio.Event()).wait()
+    finally:
+        await pool.close()

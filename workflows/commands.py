@@ -1,0 +1,82 @@
+"""What reps may ask of a deal, and what the deal answers.
+
+These are the payloads of the deal workflow's updates. `extra="forbid"` makes a misspelt field a
+refusal rather than a silently ignored value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from definitions.loader import PinnedDefinition
+from workflows.events import DealEvent, Facts
+from workflows.state import Status
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Command(_Payload):
+    request_id: str = Field(min_length=1, max_length=200)
+    actor: str = Field(min_length=1, max_length=200)
+    expected_stage: str | None = None
+
+
+class CompleteStage(Command):
+    stage: str = Field(min_length=1)
+    facts: Facts = {}
+
+
+class MoveStage(Command):
+    to: str = Field(min_length=1)
+    reason: str | None = None
+
+
+class WinDeal(Command):
+    facts: Facts = {}
+
+
+class LoseDeal(Command):
+    reason: str = Field(min_length=1)
+    note: str | None = None
+
+
+class ActionResult(_Payload):
+    deal_id: str
+    request_id: str
+    stage: str | None
+    status: Status
+    first_seq: int
+    last_seq: int
+    duplicate: bool = False
+
+
+class StartDeal(_Payload):
+    deal_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    owner: str = Field(min_length=1, max_length=200)
+    actor: str = Field(min_length=1, max_length=200)
+    value: float | None = Field(default=None, ge=0)
+    fields: dict[str, str] = {}
+
+
+class DealInput(_Payload):
+    """The workflow's input: a fresh start, or the whole carried state after continue-as-new."""
+
+    start: StartDeal
+    pinned: PinnedDefinition
+    carried_events: list[DealEvent] = []
+    persisted_seq: int = 0
+
+
+class MissingFact(_Payload):
+    fact: str
+    type: str
+    question: str
+    options: list[str] = []
+
+    @classmethod
+    def of(cls, spec: Any) -> MissingFact:
+        return cls(fact=spec.fact, type=spec.type.value, question=spec.question, options=list(spec.options))

@@ -1,0 +1,301 @@
+"""Pure decisions: given the state, the definition and a command, the events it produces.
+
+Each function either returns the events to record or raises `Refusal` with a code and a message a
+rep can act on. The workflow calls the same function in the update validator (to reject before
+anything enters history) and in the handler (to record), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any
+
+from definitions.model import FactSpec, FactType, ProcessDefinition
+from workflows.commands import CompleteStage, LoseDeal, MissingFact, MoveStage, StartDeal, WinDeal
+from workflows.events import (
+    DealClosed,
+    DealEvent,
+    DealLost,
+    DealStarted,
+    DealWon,
+    EntryVia,
+    FactValue,
+    MovedBack,
+    StageCompleted,
+    StageEntered,
+    StageSkipped,
+)
+from workflows.state import DealState
+
+
+class Refusal(Exception):
+    """A request the deal will not accept. `code` is stable; `message` is for people."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class _Recorder:
+    """Numbers events from the state's last sequence number, all at one instant."""
+
+    def __init__(self, state: DealState, at: datetime, actor: str, request_id: str | None):
+        self.seq = state.last_seq
+        self.at = at
+        self.actor = actor
+        self.request_id = request_id
+        self.events: list[DealEvent] = []
+
+    def __call__(self, cls: type[Any], **fields: Any) -> None:
+        self.seq += 1
+        self.events.append(
+            cls(seq=self.seq, at=self.at, actor=self.actor, request_id=self.request_id, **fields)
+        )
+
+    def enter(self, stage: str, via: EntryVia) -> None:
+        self(StageEntered, stage=stage, via=via)
+
+
+def start(cmd: StartDeal, d: ProcessDefinition, version: str, content_hash: str, at: datetime) -> list[DealEvent]:
+    rec = _Recorder(DealState(), at, cmd.actor, None)
+    rec(
+        DealStarted,
+        deal_id=cmd.deal_id,
+        process=d.name,
+        version=version,
+        content_hash=content_hash,
+        owner=cmd.owner,
+        value=cmd.value,
+        fields=dict(cmd.fields),
+    )
+    rec.enter(d.stages[0].id, "start")
+    return rec.events
+
+
+# --- fact checking -------------------------------------------------------------------------
+
+_TRUE = {"true", "yes", "y", "1", "ja", "on"}
+_FALSE = {"false", "no", "n", "0", "nei", "nee", "off"}
+
+
+def _coerce(spec: FactSpec, value: FactValue) -> FactValue:
+    """One fact in its declared type; raises ValueError with a message naming the expectation."""
+    t = spec.type
+    if t is FactType.text:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("expected non-empty text")
+        return value.strip()
+    if t is FactType.boolean:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError("expected yes or no")
+    if t is FactType.integer:
+        if isinstance(value, bool):
+            raise ValueError("expected a whole number")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            return int(value)
+        raise ValueError("expected a whole number")
+    if t is FactType.number:
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return float(str(value).replace("_", ""))
+        except ValueError:
+            raise ValueError("expected a number") from None
+    if t is FactType.date:
+        try:
+            return date.fromisoformat(str(value).strip()).isoformat()
+        except ValueError:
+            raise ValueError("expected a date as YYYY-MM-DD") from None
+    if t is FactType.choice:
+        if not isinstance(value, str) or value not in spec.options:
+            raise ValueError(f"expected one of {spec.options}")
+        return value
+    raise ValueError(f"unsupported fact type {t}")  # pragma: no cover - enum is closed
+
+
+def check_facts(d: ProcessDefinition, state: DealState, stage: str, supplied: dict[str, FactValue]) -> dict[str, FactValue]:
+    """The supplied facts coerced to their types, or a refusal naming every problem."""
+    specs = {f.fact: f for f in d.stage(stage).exit_criteria}
+    unknown = sorted(set(supplied) - set(specs))
+    if unknown:
+        raise Refusal(
+            "unknown_fact",
+            f"stage {stage!r} has no exit criterion named {', '.join(map(repr, unknown))}; "
+            f"its facts are: {', '.join(specs) or 'none'}",
+            {"unknown": unknown, "known": list(specs)},
+        )
+    coerced: dict[str, FactValue] = {}
+    invalid: dict[str, str] = {}
+    for name, value in supplied.items():
+        try:
+            coerced[name] = _coerce(specs[name], value)
+        except ValueError as exc:
+            invalid[name] = f"{exc}, got {value!r}"
+    if invalid:
+        raise Refusal(
+            "invalid_fact",
+            "invalid facts: " + "; ".join(f"{k}: {v}" for k, v in invalid.items()),
+            {"invalid": invalid},
+        )
+    known = state.facts.get(stage, {})
+    missing = [f for f in d.stage(stage).exit_criteria if f.fact not in coerced and f.fact not in known]
+    if missing:
+        raise Refusal(
+            "missing_facts",
+            f"cannot complete stage {stage!r}: missing "
+            + ", ".join(f"{f.fact} ({f.question or f.type.value})" for f in missing),
+            {"missing": [MissingFact.of(f).model_dump() for f in missing]},
+        )
+    return coerced
+
+
+def missing_facts(d: ProcessDefinition, state: DealState) -> list[MissingFact]:
+    if state.stage is None:
+        return []
+    known = state.facts.get(state.stage, {})
+    return [MissingFact.of(f) for f in d.stage(state.stage).exit_criteria if f.fact not in known]
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def _open(state: DealState, expected_stage: str | None) -> str:
+    """The current stage, refusing when the deal has ended or the caller's view is stale."""
+    if state.is_finished or state.stage is None:
+        raise Refusal("deal_closed", f"deal {state.deal_id!r} is {state.status}; it takes no more actions")
+    if expected_stage is not None and expected_stage != state.stage:
+        raise Refusal(
+            "stale_stage",
+            f"deal {state.deal_id!r} is at stage {state.stage!r}, not {expected_stage!r}; refresh and retry",
+            {"current": state.stage, "expected": expected_stage},
+        )
+    return state.stage
+
+
+def _win_or_advance(rec: _Recorder, d: ProcessDefinition, stage: str) -> None:
+    """After `stage` is completed: enter the next stage, win, or close the deal."""
+    nxt = d.next_stage(stage)
+    if d.stage(stage).post_sale:
+        if nxt is None:
+            rec(DealClosed, stage=None)
+        else:
+            rec.enter(nxt, "next")
+        return
+    if nxt is not None:
+        rec.enter(nxt, "next")
+        return
+    rec(DealWon, stage=stage)
+    if d.post_sale:
+        rec.enter(d.post_sale[0].id, "won")
+
+
+def complete(state: DealState, d: ProcessDefinition, cmd: CompleteStage, at: datetime) -> list[DealEvent]:
+    current = _open(state, cmd.expected_stage)
+    if cmd.stage != current:
+        if not d.has_stage(cmd.stage):
+            raise Refusal("unknown_stage", f"process {d.name!r} has no stage {cmd.stage!r}")
+        raise Refusal(
+            "stale_stage",
+            f"deal {state.deal_id!r} is at stage {current!r}, not {cmd.stage!r}",
+            {"current": current, "expected": cmd.stage},
+        )
+    stage = d.stage(current)
+    if not stage.post_sale and d.next_stage(current) is None and current not in d.won_from():
+        raise Refusal("win_not_allowed", f"completing {current!r} would win the deal, which the process does not allow")
+    facts = check_facts(d, state, current, cmd.facts)
+    rec = _Recorder(state, at, cmd.actor, cmd.request_id)
+    rec(StageCompleted, stage=current, facts=facts)
+    _win_or_advance(rec, d, current)
+    return rec.events
+
+
+def _reason(rule_reason_required: bool, reason: str | None, what: str) -> str | None:
+    text = (reason or "").strip() or None
+    if rule_reason_required and text is None:
+        raise Refusal("reason_required", f"{what} needs a reason (--reason)")
+    return text
+
+
+def move(state: DealState, d: ProcessDefinition, cmd: MoveStage, at: datetime) -> list[DealEvent]:
+    current = _open(state, cmd.expected_stage)
+    if not d.has_stage(cmd.to):
+        raise Refusal("unknown_stage", f"process {d.name!r} has no stage {cmd.to!r}")
+    here, there = d.stage(current), d.stage(cmd.to)
+    if here.post_sale != there.post_sale:
+        raise Refusal("move_not_allowed", f"cannot move between pre-sale {current!r} and post-sale stages ({cmd.to!r})")
+    i, j = d.index(current), d.index(cmd.to)
+    rec = _Recorder(state, at, cmd.actor, cmd.request_id)
+    if j == i:
+        raise Refusal("move_not_allowed", f"deal is already at stage {cmd.to!r}")
+    if j == i + 1:
+        raise Refusal("move_not_allowed", f"{cmd.to!r} is the next stage: complete {current!r} instead")
+    if j > i:
+        if not here.moves.skip.allowed:
+            raise Refusal("move_not_allowed", f"stage {current!r} does not allow skipping ahead to {cmd.to!r}")
+        reason = _reason(here.moves.skip.reason_required, cmd.reason, f"skipping from {current!r}")
+        skipped = [s.id for s in d.stages[i + 1 : j]]
+        rec(StageSkipped, stage=current, to_stage=cmd.to, skipped=skipped, reason=reason)
+        rec.enter(cmd.to, "skip")
+    else:
+        if not here.moves.back.allowed:
+            raise Refusal("move_not_allowed", f"stage {current!r} does not allow moving back to {cmd.to!r}")
+        reason = _reason(here.moves.back.reason_required, cmd.reason, f"moving back from {current!r}")
+        rec(MovedBack, stage=current, to_stage=cmd.to, reason=reason)
+        rec.enter(cmd.to, "back")
+    return rec.events
+
+
+def win(state: DealState, d: ProcessDefinition, cmd: WinDeal, at: datetime) -> list[DealEvent]:
+    current = _open(state, cmd.expected_stage)
+    if state.status == "won":
+        raise Refusal("already_won", f"deal {state.deal_id!r} is already won; complete its post-sale stages instead")
+    allowed = d.won_from()
+    if current not in allowed:
+        raise Refusal(
+            "win_not_allowed",
+            f"a deal cannot be won from stage {current!r}; allowed from: {', '.join(allowed)}",
+            {"allowed": allowed},
+        )
+    facts = check_facts(d, state, current, cmd.facts)
+    rec = _Recorder(state, at, cmd.actor, cmd.request_id)
+    rec(StageCompleted, stage=current, facts=facts)
+    rec(DealWon, stage=current)
+    if d.post_sale:
+        rec.enter(d.post_sale[0].id, "won")
+    return rec.events
+
+
+def lose(state: DealState, d: ProcessDefinition, cmd: LoseDeal, at: datetime, touches: int = 0) -> list[DealEvent]:
+    current = _open(state, cmd.expected_stage)
+    lost = d.outcomes.lost
+    if lost is None:
+        raise Refusal("lose_not_allowed", f"process {d.name!r} defines no lost outcome")
+    if state.status == "won":
+        raise Refusal("lose_not_allowed", f"deal {state.deal_id!r} is already won")
+    if current not in d.lost_from():
+        raise Refusal("lose_not_allowed", f"a deal cannot be lost at stage {current!r}; allowed at: {', '.join(d.lost_from())}")
+    if cmd.reason not in lost.reasons:
+        raise Refusal(
+            "unknown_reason",
+            f"{cmd.reason!r} is not a lost reason of {d.name!r}; use one of: {', '.join(lost.reasons)}",
+            {"reasons": list(lost.reasons)},
+        )
+    if touches < lost.min_touches_before_lost:
+        raise Refusal(
+            "too_few_touches",
+            f"deal {state.deal_id!r} has had {touches} follow-up touches; the process asks for "
+            f"{lost.min_touches_before_lost} before a deal may be closed as lost",
+        )
+    rec = _Recorder(state, at, cmd.actor, cmd.request_id)
+    rec(DealLost, stage=current, reason=cmd.reason, note=(cmd.note or "").strip() or None)
+    return rec.events

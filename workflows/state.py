@@ -1,0 +1,125 @@
+"""The deal's state as a left fold over its events.
+
+`apply` is the only place state changes; the workflow, the audit `as-of` command and the tests
+all use it, so the state they see is the same by construction. It needs no definition: the
+events say everything that happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from workflows.events import (
+    DealClosed,
+    DealEvent,
+    DealLost,
+    DealStarted,
+    DealWon,
+    Facts,
+    MovedBack,
+    StageCompleted,
+    StageEntered,
+    StageSkipped,
+)
+
+Status = Literal["open", "won", "lost"]
+
+
+class RequestRecord(BaseModel):
+    """What a rep request produced, so a repeat of it can answer the same without recording."""
+
+    model_config = ConfigDict(frozen=True)
+
+    first_seq: int
+    last_seq: int
+    stage: str | None
+    status: Status
+
+
+class DealState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    deal_id: str = ""
+    process: str = ""
+    version: str = ""
+    owner: str = ""
+    value: float | None = None
+    fields: dict[str, str] = {}
+    status: Status = "open"
+    stage: str | None = None
+    stage_entered_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    lost_reason: str | None = None
+    facts: dict[str, Facts] = {}
+    visits: dict[str, int] = {}
+    last_seq: int = 0
+    requests: dict[str, RequestRecord] = {}
+
+    @property
+    def is_finished(self) -> bool:
+        """Lost, or won with no post-sale stage left: the workflow may end."""
+        return self.status == "lost" or (self.status == "won" and self.stage is None)
+
+
+def apply(state: DealState, event: DealEvent) -> DealState:
+    """Return the state after one event. Events must arrive in sequence order."""
+    if event.seq != state.last_seq + 1:
+        raise ValueError(f"event seq {event.seq} does not follow {state.last_seq} in deal {state.deal_id!r}")
+    changes: dict[str, object] = {"last_seq": event.seq}
+    match event:
+        case DealStarted():
+            changes.update(
+                deal_id=event.deal_id,
+                process=event.process,
+                version=event.version,
+                owner=event.owner,
+                value=event.value,
+                fields=dict(event.fields),
+                started_at=event.at,
+            )
+        case StageEntered():
+            assert event.stage is not None
+            visits = dict(state.visits)
+            visits[event.stage] = visits.get(event.stage, 0) + 1
+            changes.update(stage=event.stage, stage_entered_at=event.at, visits=visits)
+        case StageCompleted():
+            assert event.stage is not None
+            facts = {k: dict(v) for k, v in state.facts.items()}
+            facts.setdefault(event.stage, {}).update(event.facts)
+            changes.update(facts=facts)
+        case StageSkipped() | MovedBack():
+            pass  # the StageEntered that follows moves the deal
+        case DealWon():
+            changes.update(status="won", stage=None, stage_entered_at=None, ended_at=event.at)
+        case DealLost():
+            changes.update(status="lost", stage=None, stage_entered_at=None, ended_at=event.at, lost_reason=event.reason)
+        case DealClosed():
+            changes.update(stage=None, stage_entered_at=None, ended_at=event.at)
+    new = state.model_copy(update=changes)
+    if event.request_id is not None:
+        previous = state.requests.get(event.request_id)
+        record = RequestRecord(
+            first_seq=previous.first_seq if previous else event.seq,
+            last_seq=event.seq,
+            stage=new.stage,
+            status=new.status,
+        )
+        new = new.model_copy(update={"requests": {**state.requests, event.request_id: record}})
+    return new
+
+
+def fold(events: Iterable[DealEvent], state: DealState | None = None) -> DealState:
+    current = state or DealState()
+    for event in events:
+        current = apply(current, event)
+    return current
+
+
+def as_of(events: Iterable[DealEvent], instant: datetime) -> DealState:
+    """The state as it stood at `instant`: the fold of the events that had happened by then."""
+    return fold(e for e in events if e.at <= instant)
