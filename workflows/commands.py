@@ -45,13 +45,14 @@ class LoseDeal(Command):
 
 
 class ActionResult(_Payload):
+    """The outcome of a request; a repeat of the same request id gets this same answer."""
+
     deal_id: str
     request_id: str
     stage: str | None
     status: Status
     first_seq: int
     last_seq: int
-    duplicate: bool = False
 
 
 class StartDeal(_Payload):

@@ -168,11 +168,11 @@ class DealWorkflow:
 
     @workflow.query
     def result_of(self, request_id: str) -> ActionResult | None:
-        return self._result(request_id, duplicate=True)
+        return self._result(request_id)
 
     # --- machinery -------------------------------------------------------------------------
 
-    def _result(self, request_id: str, *, duplicate: bool) -> ActionResult | None:
+    def _result(self, request_id: str) -> ActionResult | None:
         record = self._state.requests.get(request_id)
         if record is None:
             return None
@@ -183,7 +183,6 @@ class DealWorkflow:
             status=record.status,
             first_seq=record.first_seq,
             last_seq=record.last_seq,
-            duplicate=duplicate,
         )
 
     def _check(self, cmd: Command, decision: Callable[[], list[DealEvent]]) -> None:
@@ -195,7 +194,7 @@ class DealWorkflow:
             raise _refused(refusal) from None
 
     def _act(self, cmd: Command, decision: Callable[[], list[DealEvent]]) -> ActionResult:
-        repeat = self._result(cmd.request_id, duplicate=True)
+        repeat = self._result(cmd.request_id)
         if repeat is not None:
             return repeat
         try:
@@ -203,7 +202,7 @@ class DealWorkflow:
         except decide.Refusal as refusal:  # another update changed the state since validation
             raise _refused(refusal) from None
         self._record(events)
-        result = self._result(cmd.request_id, duplicate=False)
+        result = self._result(cmd.request_id)
         assert result is not None
         return result
 

@@ -1,0 +1,365 @@
+"""The `dealflow` command line.
+
+Exit codes: 0 done; 1 refused, invalid or not found (the reason is on stderr and nothing
+changed); 2 wrong usage; 3 a server could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from client.api import DealflowClient, DealflowError, NotFound, Refused, Unavailable
+from client.output import action_json, deal_row_json, deployment_json, print_table, status_json
+from definitions.loader import DefinitionError, load_file
+from definitions.model import json_schema
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+class UsageError(Exception):
+    pass
+
+
+def _pairs(items: Sequence[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{what} {item!r} is not KEY=VALUE")
+        if key.strip() in out:
+            raise UsageError(f"{what} {key.strip()!r} given twice")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _process_ref(ref: str) -> tuple[str, str | None]:
+    name, _, version = ref.partition("@")
+    if not name:
+        raise UsageError(f"--process {ref!r}: expected NAME or NAME@VERSION")
+    return name, version or None
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+# --- commands that need the servers --------------------------------------------------------
+
+
+async def _with_client(fn: Callable[[DealflowClient], Awaitable[None]]) -> None:
+    client = await DealflowClient.connect()
+    try:
+        await fn(client)
+    finally:
+        await client.close()
+
+
+async def cmd_deploy(args: argparse.Namespace, c: DealflowClient) -> None:
+    results = [await c.deploy(path, deployed_by=args.actor) for path in args.files]
+    if args.json:
+        _emit([deployment_json(d) for d in results])
+        return
+    for d in results:
+        verb = "deployed" if d.created else "already deployed (no change)"
+        print(f"{d.name}@{d.version} {verb}: {d.stages} stages, by {d.deployed_by} at {d.deployed_at:%Y-%m-%d %H:%M:%S}")
+
+
+async def cmd_definitions_list(args: argparse.Namespace, c: DealflowClient) -> None:
+    rows = await c.definitions()
+    if args.json:
+        _emit([deployment_json(d) for d in rows])
+        return
+    print_table(
+        ["process", "version", "stages", "deployed by", "deployed at"],
+        [[d.name, d.version, d.stages, d.deployed_by, f"{d.deployed_at:%Y-%m-%d %H:%M:%S}"] for d in rows],
+    )
+
+
+async def cmd_start(args: argparse.Namespace, c: DealflowClient) -> None:
+    name, version = _process_ref(args.process)
+    value = args.value
+    started = await c.start_deal(
+        name, args.deal_id, args.owner, actor=args.actor or args.owner, value=value,
+        fields=_pairs(args.field, "--field"), version=version,
+    )
+    if args.json:
+        _emit(started.model_dump())
+    else:
+        print(f"started deal {started.deal_id} on {started.process_ref}, at stage {started.stage}")
+
+
+def _print_action(args: argparse.Namespace, result: Any) -> None:
+    if args.json:
+        _emit(action_json(result))
+        return
+    where = f"stage {result.stage}" if result.stage else "no stage"
+    print(f"deal {result.deal_id}: {result.status}, {where}; events {result.first_seq}..{result.last_seq}")
+
+
+async def cmd_complete(args: argparse.Namespace, c: DealflowClient) -> None:
+    result = await c.complete_stage(args.deal_id, args.stage, actor=args.actor, facts=dict(_pairs(args.fact, "--fact")),
+                                    request_id=args.request_id)
+    _print_action(args, result)
+
+
+async def cmd_move(args: argparse.Namespace, c: DealflowClient) -> None:
+    result = await c.move(args.deal_id, args.to, actor=args.actor, reason=args.reason,
+                          expected_stage=args.expected_stage, request_id=args.request_id)
+    _print_action(args, result)
+
+
+async def cmd_win(args: argparse.Namespace, c: DealflowClient) -> None:
+    result = await c.win(args.deal_id, actor=args.actor, facts=dict(_pairs(args.fact, "--fact")),
+                         expected_stage=args.expected_stage, request_id=args.request_id)
+    _print_action(args, result)
+
+
+async def cmd_lose(args: argparse.Namespace, c: DealflowClient) -> None:
+    result = await c.lose(args.deal_id, args.reason, actor=args.actor, note=args.note,
+                          expected_stage=args.expected_stage, request_id=args.request_id)
+    _print_action(args, result)
+
+
+async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
+    status = await c.status(args.deal_id)
+    if args.json:
+        _emit(status_json(status))
+        return
+    s = status.state
+    print(f"deal {s.deal_id} ({status.process_ref}), owner {s.owner}, value {s.value if s.value is not None else '-'}")
+    print(f"status: {s.status}{'' if status.running else ' (workflow closed)'}; stage: {s.stage or '-'}")
+    if s.stage_entered_at:
+        print(f"in stage since {s.stage_entered_at:%Y-%m-%d %H:%M:%S %Z}")
+    if status.missing_facts:
+        print("to complete this stage, supply:")
+        for f in status.missing_facts:
+            options = f" [{', '.join(f.options)}]" if f.options else ""
+            print(f"  --fact {f.fact}=<{f.type}>{options}  {f.question}")
+    for stage, facts in s.facts.items():
+        print(f"facts from {stage}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+
+
+async def cmd_events(args: argparse.Namespace, c: DealflowClient) -> None:
+    events = await c.events(args.deal_id)
+    if args.json:
+        _emit([e.model_dump(mode="json") for e in events])
+        return
+    rows = []
+    for e in events:
+        extra = {k: v for k, v in e.model_dump(mode="json").items() if k not in {"seq", "at", "actor", "stage", "request_id", "type"}}
+        rows.append([e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.type, e.stage or "", e.actor, json.dumps(extra) if extra else ""])
+    print_table(["seq", "at", "event", "stage", "actor", "details"], rows)
+
+
+async def cmd_list(args: argparse.Namespace, c: DealflowClient) -> None:
+    rows = await c.list_deals(stage=args.stage, owner=args.owner, process=args.process, status=args.status, limit=args.limit)
+    if args.json:
+        _emit([deal_row_json(r) for r in rows])
+        return
+    print_table(
+        ["deal", "process", "version", "owner", "status", "stage", "value", "in stage since"],
+        [[r.deal_id, r.process, r.version, r.owner, r.status, r.stage or "-", "-" if r.value is None else r.value,
+          f"{r.stage_entered_at:%Y-%m-%d %H:%M:%S}" if r.stage_entered_at else "-"] for r in rows],
+    )
+
+
+# --- commands that run servers or need none ------------------------------------------------
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    _emit(json_schema())
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    failed = False
+    for path in args.files:
+        try:
+            pinned = load_file(path)
+            print(f"{path}: ok, {pinned.ref}, {len(pinned.definition.stages)} stages")
+        except DefinitionError as exc:
+            failed = True
+            print(str(exc), file=sys.stderr)
+    if failed:
+        raise SystemExit(EXIT_REFUSED)
+
+
+async def _until_signalled() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def cmd_dev(args: argparse.Namespace) -> None:
+    from worker.run import run_worker
+    from worker.stack import EmbeddedStack
+
+    stack = EmbeddedStack(temporal_port=args.temporal_port, ui_port=args.ui_port, postgres_port=args.postgres_port)
+    settings = stack.start()
+    try:
+        print(f"Temporal:   {settings.temporal_address} (UI {stack.ui_url or 'off'})")
+        print(f"PostgreSQL: {settings.database_url}")
+        print("worker running; Ctrl-C stops worker, Temporal and PostgreSQL", flush=True)
+        await run_worker(settings, await _until_signalled())
+    finally:
+        stack.stop()
+        print("stopped", flush=True)
+
+
+async def cmd_worker(args: argparse.Namespace) -> None:
+    from worker.run import run_worker
+    from worker.settings import Settings
+
+    settings = Settings.resolve()
+    print(f"worker: Temporal {settings.temporal_address}, queue {settings.task_queue} (settings from {settings.source})",
+          flush=True)
+    await run_worker(settings, await _until_signalled())
+
+
+async def cmd_demo(args: argparse.Namespace) -> None:
+    from client.demo import run_demo
+
+    await run_demo(deals=args.deals, seed=args.seed, concurrency=args.concurrency)
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def _request_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("deal_id", metavar="ID")
+    p.add_argument("--as", dest="actor", required=True, metavar="REP", help="who is acting")
+    p.add_argument("--request-id", help="idempotency key: a repeat returns the first result")
+    p.add_argument("--json", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dealflow", description="Event-sourced sales processes on Temporal.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    top = parser.add_subparsers(dest="command", required=True)
+
+    dev = top.add_parser("dev", help="run Temporal, PostgreSQL and a worker in the foreground")
+    dev.add_argument("--temporal-port", type=int, default=7233)
+    dev.add_argument("--ui-port", type=int, default=8233)
+    dev.add_argument("--postgres-port", type=int, default=None)
+    dev.set_defaults(run=cmd_dev)
+
+    top.add_parser("worker", help="run a worker against TEMPORAL_ADDRESS and DATABASE_URL").set_defaults(run=cmd_worker)
+
+    demo = top.add_parser("demo", help="simulate a few hundred deals on the embedded stack")
+    demo.add_argument("--deals", type=int, default=300)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--concurrency", type=int, default=24)
+    demo.set_defaults(run=cmd_demo)
+
+    defs = top.add_parser("definitions", help="process definitions").add_subparsers(dest="sub", required=True)
+    deploy = defs.add_parser("deploy", help="validate and deploy definition files")
+    deploy.add_argument("files", nargs="+", metavar="FILE")
+    deploy.add_argument("--as", dest="actor", default="ops", metavar="WHO")
+    deploy.add_argument("--json", action="store_true")
+    deploy.set_defaults(client_run=cmd_deploy)
+    dlist = defs.add_parser("list", help="deployed versions")
+    dlist.add_argument("--json", action="store_true")
+    dlist.set_defaults(client_run=cmd_definitions_list)
+    defs.add_parser("schema", help="print the JSON Schema of definitions").set_defaults(run_sync=cmd_schema)
+    validate = defs.add_parser("validate", help="validate files without deploying")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(run_sync=cmd_validate)
+
+    deal = top.add_parser("deal", help="act on deals").add_subparsers(dest="sub", required=True)
+    start = deal.add_parser("start", help="start a deal")
+    start.add_argument("--process", required=True, metavar="NAME[@VERSION]")
+    start.add_argument("--deal-id", required=True)
+    start.add_argument("--owner", required=True, metavar="REP")
+    start.add_argument("--as", dest="actor", default=None, metavar="WHO")
+    start.add_argument("--value", type=float, default=None, metavar="AMOUNT")
+    start.add_argument("--field", action="append", metavar="K=V")
+    start.add_argument("--json", action="store_true")
+    start.set_defaults(client_run=cmd_start)
+
+    complete = deal.add_parser("complete", help="complete the current stage")
+    _request_args(complete)
+    complete.add_argument("--stage", required=True)
+    complete.add_argument("--fact", action="append", metavar="K=V")
+    complete.set_defaults(client_run=cmd_complete)
+
+    move = deal.add_parser("move", help="skip ahead or move back")
+    _request_args(move)
+    move.add_argument("--to", required=True, metavar="STAGE")
+    move.add_argument("--reason")
+    move.add_argument("--expected-stage")
+    move.set_defaults(client_run=cmd_move)
+
+    win = deal.add_parser("win", help="close the deal as won")
+    _request_args(win)
+    win.add_argument("--fact", action="append", metavar="K=V")
+    win.add_argument("--expected-stage")
+    win.set_defaults(client_run=cmd_win)
+
+    lose = deal.add_parser("lose", help="close the deal as lost")
+    _request_args(lose)
+    lose.add_argument("--reason", required=True)
+    lose.add_argument("--note")
+    lose.add_argument("--expected-stage")
+    lose.set_defaults(client_run=cmd_lose)
+
+    status = deal.add_parser("status", help="a deal's state and what its stage still needs")
+    status.add_argument("deal_id", metavar="ID")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(client_run=cmd_status)
+
+    events = deal.add_parser("events", help="a deal's events")
+    events.add_argument("deal_id", metavar="ID")
+    events.add_argument("--json", action="store_true")
+    events.set_defaults(client_run=cmd_events)
+
+    dl = deal.add_parser("list", help="deals from the current-state projection")
+    dl.add_argument("--stage")
+    dl.add_argument("--owner")
+    dl.add_argument("--process")
+    dl.add_argument("--status", choices=["open", "won", "lost"])
+    dl.add_argument("--limit", type=int, default=1000)
+    dl.add_argument("--json", action="store_true")
+    dl.set_defaults(client_run=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if hasattr(args, "run_sync"):
+            args.run_sync(args)
+        elif hasattr(args, "client_run"):
+            asyncio.run(_with_client(lambda c: args.client_run(args, c)))
+        else:
+            asyncio.run(args.run(args))
+    except UsageError as exc:
+        print(f"dealflow: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Unavailable as exc:
+        print(f"dealflow: unavailable: {exc.message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except (Refused, NotFound) as exc:
+        print(f"dealflow: refused ({exc.code}): {exc.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    except DealflowError as exc:
+        print(f"dealflow: {exc.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
