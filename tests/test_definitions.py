@@ -1,0 +1,216 @@
+"""The definition language: shipped processes, every class of validation error, versions."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from definitions.durations import Duration, DurationUnit
+from definitions.loader import DefinitionError, load_file, load_text, shipped
+from definitions.model import json_schema
+
+HERE = Path(__file__).parent
+
+BASE: dict[str, Any] = {
+    "name": "mini",
+    "phases": [{"id": "p1", "title": "Phase one"}, {"id": "p2", "title": "Phase two"}],
+    "stages": [
+        {"id": "a", "title": "A", "phase": "p1", "probability": 0.1,
+         "exit_criteria": [{"fact": "who", "type": "text"}],
+         "reminder": {"deadline": "2 business days", "escalations": [{"after": "1 day"}]}},
+        {"id": "b", "title": "B", "phase": "p1", "probability": 0.5},
+        {"id": "c", "title": "C", "phase": "p2", "probability": 0.9, "cadence": "chase"},
+    ],
+    "outcomes": {"won": {}, "lost": {"reasons": ["price"]}},
+    "cadences": [{"id": "chase", "min_touches": 2, "touches": [
+        {"channel": "email", "template": "one", "delay": "1 day"},
+        {"channel": "email", "template": "two", "delay": "2 business days"}]}],
+}
+
+
+def _load(data: dict[str, Any]) -> Any:
+    return load_text(yaml.safe_dump(data, sort_keys=False), source="mini.yaml")
+
+
+def test_shipped_definitions_load_with_distinct_stage_counts() -> None:
+    names = {}
+    for path in shipped():
+        pinned = load_file(path)
+        names[pinned.name] = len(pinned.definition.stages)
+    assert names == {"seven-stage": 7, "three-phase": 4, "sales-factory": 6}
+
+
+def test_seven_stage_uses_buyer_aligned_questions_as_exit_criteria() -> None:
+    d = load_file(next(p for p in shipped() if p.stem == "seven-stage")).definition
+    facts = {f.fact for s in d.stages for f in s.exit_criteria}
+    assert {"buying_steps", "buying_phase", "next_step", "enabling_action", "decision_maker", "competitors"} <= facts
+    assert [s.title for s in d.stages][:2] == ["Prospecting", "Preparation and research"]
+
+
+@pytest.mark.parametrize("path", sorted((HERE / "processes").glob("*.yaml")), ids=lambda p: p.stem)
+def test_other_stage_counts_and_languages(path: Path) -> None:
+    pinned = load_file(path)
+    assert len(pinned.definition.stages) in (5, 9)
+
+
+def test_minimal_definition_is_valid() -> None:
+    pinned = _load(BASE)
+    assert pinned.definition.won_from() == ["c"]
+    assert pinned.definition.stages[0].reminder is not None
+    assert pinned.definition.stages[0].reminder.deadline == Duration(amount=2, unit=DurationUnit.business_days)
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    def mutate(d: dict[str, Any]) -> None:
+        target: Any = d
+        parts = path.split(".")
+        for part in parts[:-1]:
+            target = target[int(part)] if part.isdigit() else target[part]
+        last = parts[-1]
+        if value is _DELETE:
+            del target[int(last) if last.isdigit() else last]
+        elif last.isdigit():
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return mutate
+
+
+_DELETE = object()
+
+
+def _both(*mutations: Mutation) -> Mutation:
+    def mutate(d: dict[str, Any]) -> None:
+        for m in mutations:
+            m(d)
+    return mutate
+
+ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
+    ("duplicate stage id", _set("stages.1.id", "a"), "stages[1].id", "duplicate stage id 'a'"),
+    ("duplicate phase id", _set("phases.1.id", "p1"), "phases[1].id", "duplicate phase id 'p1'"),
+    ("unknown phase", _set("stages.1.phase", "nowhere"), "stages[1].phase", "unknown phase 'nowhere'"),
+    ("unknown cadence", _set("stages.2.cadence", "ghost"), "stages[2].cadence", "unknown cadence 'ghost'"),
+    ("unknown template", _set("stages.2.proposal_template", "ghost"), "stages[2].proposal_template",
+     "unknown proposal template 'ghost'"),
+    ("unknown won stage", _set("outcomes.won", {"from_stages": ["zz", "c"]}), "outcomes.won.from_stages[0]",
+     "unknown stage 'zz'"),
+    ("unreachable stage", _both(_set("stages.0.moves", {"next": {"allowed": False}, "skip": {"allowed": True}}),
+                                _set("stages.2.moves", {"back": {"allowed": False}})),
+     "stages[1]", "stage 'b' is unreachable"),
+    ("dead end", _both(_set("stages.1.moves", {"next": {"allowed": False}, "back": {"allowed": False}}),
+                       _set("outcomes.lost", {"reasons": ["price"], "from_stages": ["a"]})),
+     "stages[1].moves", "dead end"),
+    ("no terminal outcome", _set("outcomes", {}), "outcomes", "no terminal outcome"),
+    ("no won outcome", _set("outcomes", {"lost": {"reasons": ["x"]}}), "outcomes.won", "could never be won"),
+    ("lost without reasons", _set("outcomes.lost", {"reasons": []}), "outcomes.lost.reasons", "at least 1 item"),
+    ("negative duration", _set("stages.0.reminder.deadline", "-3 days"), "stages[0].reminder.deadline",
+     "negative duration"),
+    ("unreadable duration", _set("stages.0.reminder.deadline", "soon"), "stages[0].reminder.deadline",
+     "cannot read duration 'soon'"),
+    ("unknown duration unit", _set("stages.0.reminder.deadline", "3 fortnights"), "stages[0].reminder.deadline",
+     "unknown duration unit"),
+    ("bare number duration", _set("stages.0.reminder.deadline", 5), "stages[0].reminder.deadline", "ambiguous"),
+    ("probability above one", _set("stages.1.probability", 1.5), "stages[1].probability", "less than or equal to 1"),
+    ("missing title", _set("stages.1.title", _DELETE), "stages[1].title", "Field required"),
+    ("unknown field", _set("stages.1.colour", "red"), "stages[1].colour", "unknown field 'colour'"),
+    ("bad identifier", _set("stages.1.id", "Has Spaces"), "stages[1].id", "String should match pattern"),
+    ("choice without options", _set("stages.0.exit_criteria", [{"fact": "x", "type": "choice"}]),
+     "stages[0].exit_criteria[0].options", "lists no options"),
+    ("options on text", _set("stages.0.exit_criteria", [{"fact": "x", "type": "text", "options": ["a"]}]),
+     "stages[0].exit_criteria[0].options", "not 'choice'"),
+    ("unknown fact type", _set("stages.0.exit_criteria", [{"fact": "x", "type": "colour"}]),
+     "stages[0].exit_criteria[0].type", "Input should be"),
+    ("duplicate fact", _set("stages.0.exit_criteria", [{"fact": "x"}, {"fact": "x"}]),
+     "stages[0].exit_criteria[1].fact", "duplicate exit criterion 'x'"),
+    ("too few touches", _set("cadences.0.min_touches", 5), "cadences[0].touches", "has 2 touches but min_touches is 5"),
+    ("post-sale not last", _set("stages.0.post_sale", True), "stages[1].post_sale", "post-sale stages must be last"),
+    ("unknown time zone", _set("timezone", "Mars/Olympus"), "timezone", "unknown time zone"),
+    ("no stages", _set("stages", []), "stages", "at least 1 item"),
+    ("last stage not winnable", _set("outcomes.won", {"from_stages": ["b"]}), "outcomes.won.from_stages",
+     "last pre-sale stage 'c' must be listed"),
+    ("bad business days", _set("business_days", [0, 9]), "business_days", "distinct weekdays"),
+]
+
+
+@pytest.mark.parametrize(("name", "mutate", "path", "message"), ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+def test_validation_errors_name_file_path_and_problem(name: str, mutate: Mutation, path: str, message: str) -> None:
+    data = copy.deepcopy(BASE)
+    mutate(data)
+    with pytest.raises(DefinitionError) as caught:
+        _load(data)
+    problems = caught.value.problems
+    assert any(p.path == path and message in p.message for p in problems), [str(p) for p in problems]
+    assert all(p.file == "mini.yaml" for p in problems)
+    assert str(caught.value).startswith("mini.yaml")
+
+
+def test_every_problem_is_reported_at_once_with_line_numbers() -> None:
+    text = yaml.safe_dump(BASE, sort_keys=False).replace("phase: p2", "phase: nope").replace("cadence: chase", "cadence: gone")
+    with pytest.raises(DefinitionError) as caught:
+        load_text(text, source="x.yaml")
+    problems = caught.value.problems
+    assert {p.path for p in problems} == {"stages[2].phase", "stages[2].cadence"}
+    lines = text.splitlines()
+    for p in problems:
+        assert p.line is not None
+        assert ("nope" if p.path.endswith("phase") else "gone") in lines[p.line - 1]
+
+
+def test_yaml_syntax_error_names_line() -> None:
+    with pytest.raises(DefinitionError) as caught:
+        load_text("name: x\nstages: [a, b\n", source="broken.yaml")
+    assert "not valid YAML" in str(caught.value)
+    assert caught.value.problems[0].line is not None
+
+
+@pytest.mark.parametrize("text", ["", "- just\n- a list\n", "42\n"])
+def test_top_level_must_be_a_mapping(text: str) -> None:
+    with pytest.raises(DefinitionError, match="expected a mapping at the top"):
+        load_text(text, source="odd.yaml")
+
+
+def test_unsafe_yaml_tags_are_refused() -> None:
+    with pytest.raises(DefinitionError, match="not valid YAML"):
+        load_text("name: !!python/object/apply:os.system ['true']\n", source="evil.yaml")
+
+
+def test_missing_template_file_is_named(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["proposal_templates"] = [{"id": "p", "file": "nope.md"}]
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DefinitionError, match=r"proposal_templates\[0\]\.file: cannot read template 'nope.md'"):
+        load_file(path)
+
+
+def test_unreadable_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DefinitionError, match="cannot read file"):
+        load_file(tmp_path / "absent.yaml")
+
+
+def test_version_ignores_formatting_and_key_order_but_not_meaning() -> None:
+    one = _load(BASE)
+    reordered = yaml.safe_dump(dict(reversed(list(BASE.items()))), default_flow_style=True)
+    two = load_text("# a comment\n" + reordered)
+    assert one.version == two.version and one.content_hash == two.content_hash
+    respelt = copy.deepcopy(BASE)
+    respelt["stages"][0]["reminder"]["deadline"] = "2 working days"
+    assert _load(respelt).version == one.version
+    changed = copy.deepcopy(BASE)
+    changed["stages"][1]["probability"] = 0.6
+    assert _load(changed).version != one.version
+
+
+def test_json_schema_describes_stages() -> None:
+    schema = json_schema()
+    assert "stages" in schema["properties"]
+    json.dumps(schema)

@@ -1,0 +1,104 @@
+"""The event log: exactly once, whatever the activity's retries and failures."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from client.api import DealflowClient
+from definitions.loader import PinnedDefinition
+from store import event_log
+from tests.conftest import new_deal_id
+from tests.test_deal_workflow import wait_for
+from worker.settings import Settings
+from workflows.deal import DealWorkflow
+from workflows.effects import APPEND_EVENTS, AppendEvents, DealSnapshot
+from workflows.events import DealStarted, StageEntered
+from workflows.state import fold
+
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+def _batch(deal: str, seqs: range) -> AppendEvents:
+    events = [DealStarted(seq=1, at=T0, actor="a", deal_id=deal, process="p", version="v", content_hash="h", owner="o")]
+    events += [StageEntered(seq=n, at=T0, actor="a", stage=f"s{n}", via="next") for n in range(2, max(seqs) + 1)]
+    chosen = [e for e in events if e.seq in seqs]
+    return AppendEvents(deal_id=deal, events=chosen, snapshot=DealSnapshot.of(fold(events[: max(seqs)])))
+
+
+async def test_append_is_idempotent_and_projection_never_goes_back(pool: asyncpg.Pool) -> None:
+    deal = new_deal_id("log")
+    assert await event_log.append(pool, _batch(deal, range(1, 4))) == 3
+    assert await event_log.append(pool, _batch(deal, range(1, 4))) == 0
+    assert await event_log.append(pool, _batch(deal, range(2, 6))) == 2  # overlapping retry: only the new ones
+    assert await event_log.count(pool, deal) == 5
+    await event_log.append(pool, _batch(deal, range(1, 3)))  # an old, late retry
+    row = await pool.fetchrow("SELECT last_seq, stage FROM deals WHERE deal_id = $1", deal)
+    assert row is not None and row["last_seq"] == 5 and row["stage"] == "s5"
+    assert [e.seq for e in await event_log.read(pool, deal)] == [1, 2, 3, 4, 5]
+
+
+class FlakyEventLog:
+    """Fails the way real appends fail: mid-transaction, and after commit with the reply lost."""
+
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+        self.attempts: list[int] = []
+
+    @activity.defn(name=APPEND_EVENTS)
+    async def append_events(self, batch: AppendEvents) -> int:
+        attempt = activity.info().attempt
+        self.attempts.append(attempt)
+        if attempt == 1:  # killed mid-way: rows inserted, transaction never commits
+            async with self.pool.acquire() as conn:
+                tx = conn.transaction()
+                await tx.start()
+                await conn.execute("INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, process, version,"
+                                   " payload) VALUES ($1, 1, 'DealStarted', now(), 'x', 'p', 'v', '{}')", batch.deal_id)
+                await tx.rollback()
+            raise RuntimeError("worker died mid-append")
+        if attempt == 2:  # committed, then the worker died before replying
+            await event_log.append(self.pool, batch)
+            raise RuntimeError("worker died after commit")
+        return await event_log.append(self.pool, batch)
+
+
+async def test_failed_and_retried_appends_leave_each_event_once(temporal_client: Client, pool: asyncpg.Pool,
+                                                                  database_url: str,
+                                                                  deployed: dict[str, PinnedDefinition]) -> None:
+    queue = f"flaky-{uuid.uuid4().hex[:6]}"
+    flaky = FlakyEventLog(pool)
+    client = DealflowClient(temporal_client, pool, Settings(database_url=database_url, task_queue=queue))
+    async with Worker(temporal_client, task_queue=queue, workflows=[DealWorkflow], activities=[flaky.append_events]):
+        deal = new_deal_id("flaky")
+        await client.start_deal("three-phase", deal, "fay")
+
+        async def third_attempt_done() -> bool:
+            return len(flaky.attempts) >= 3 and await event_log.count(pool, deal) >= 2
+
+        await wait_for(third_attempt_done, timeout=30)
+        assert flaky.attempts[:3] == [1, 2, 3]
+        await client.lose(deal, "price", actor="fay")
+        events = await client.events(deal)
+
+        async def all_logged() -> bool:
+            return await event_log.count(pool, deal) == len(events)
+
+        await wait_for(all_logged, timeout=30)
+        rows = await pool.fetch("SELECT seq FROM deal_events WHERE deal_id = $1 ORDER BY seq", deal)
+        assert [r["seq"] for r in rows] == list(range(1, len(events) + 1))
+        assert await event_log.read(pool, deal) == events
+
+
+@pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:1/none", "not a url"])
+async def test_unreachable_database_is_named(url: str) -> None:
+    from store.db import StoreUnavailable, connect_pool
+
+    with pytest.raises(StoreUnavailable, match="cannot connect to PostgreSQL"):
+        await connect_pool(url)
