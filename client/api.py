@@ -45,7 +45,7 @@ from workflows.deal import DealWorkflow, search_attributes, workflow_id
 from workflows.events import DealEvent
 from workflows.state import DealState, fold
 
-C = TypeVar("C", bound=Command)
+C = TypeVar("C", bound=BaseModel)
 
 
 class DealflowError(Exception):
@@ -114,7 +114,9 @@ class DealflowClient:
         try:
             pool = await connect_pool(settings.database_url, max_size=20)
         except StoreUnavailable as exc:
-            raise Unavailable(f"{exc} (settings from {settings.source}; start 'dealflow dev' or set DATABASE_URL)") from None
+            raise Unavailable(
+                f"{exc} (settings from {settings.source}; start 'dealflow dev' or set DATABASE_URL)"
+            ) from None
         try:
             await migrate(pool)
             temporal = await connect_temporal(settings)
@@ -174,7 +176,13 @@ class DealflowClient:
         first = pinned.definition.stages[0].id
         preview = fold([])
         preview = preview.model_copy(
-            update={"deal_id": deal_id, "process": pinned.name, "version": pinned.version, "owner": owner, "stage": first}
+            update={
+                "deal_id": deal_id,
+                "process": pinned.name,
+                "version": pinned.version,
+                "owner": owner,
+                "stage": first,
+            }
         )
         try:
             await self.temporal.start_workflow(
@@ -218,7 +226,9 @@ class DealflowClient:
                 raise NotFound(f"no deal {deal_id!r}", code="unknown_deal") from None
             raise
 
-    async def _closed_result(self, handle: WorkflowHandle[Any, Any], deal_id: str, request_id: str) -> ActionResult | None:
+    async def _closed_result(
+        self, handle: WorkflowHandle[Any, Any], deal_id: str, request_id: str
+    ) -> ActionResult | None:
         try:
             result: ActionResult | None = await handle.query(DealWorkflow.result_of, request_id)
             state: DealState = await handle.query(DealWorkflow.state)
@@ -232,27 +242,76 @@ class DealflowClient:
     def _request_id(request_id: str | None) -> str:
         return request_id or str(uuid.uuid4())
 
-    async def complete_stage(self, deal_id: str, stage: str, *, actor: str, facts: dict[str, Any] | None = None,
-                             request_id: str | None = None) -> ActionResult:
-        cmd = _build(CompleteStage, request_id=self._request_id(request_id), actor=actor, stage=stage, facts=facts or {})
+    async def complete_stage(
+        self,
+        deal_id: str,
+        stage: str,
+        *,
+        actor: str,
+        facts: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> ActionResult:
+        cmd = _build(
+            CompleteStage, request_id=self._request_id(request_id), actor=actor, stage=stage, facts=facts or {}
+        )
         return await self._update(deal_id, DealWorkflow.complete_stage, cmd)
 
-    async def move(self, deal_id: str, to: str, *, actor: str, reason: str | None = None,
-                   expected_stage: str | None = None, request_id: str | None = None) -> ActionResult:
-        cmd = _build(MoveStage, request_id=self._request_id(request_id), actor=actor, to=to, reason=reason,
-                     expected_stage=expected_stage)
+    async def move(
+        self,
+        deal_id: str,
+        to: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        expected_stage: str | None = None,
+        request_id: str | None = None,
+    ) -> ActionResult:
+        cmd = _build(
+            MoveStage,
+            request_id=self._request_id(request_id),
+            actor=actor,
+            to=to,
+            reason=reason,
+            expected_stage=expected_stage,
+        )
         return await self._update(deal_id, DealWorkflow.move, cmd)
 
-    async def win(self, deal_id: str, *, actor: str, facts: dict[str, Any] | None = None,
-                  expected_stage: str | None = None, request_id: str | None = None) -> ActionResult:
-        cmd = _build(WinDeal, request_id=self._request_id(request_id), actor=actor, facts=facts or {},
-                     expected_stage=expected_stage)
+    async def win(
+        self,
+        deal_id: str,
+        *,
+        actor: str,
+        facts: dict[str, Any] | None = None,
+        expected_stage: str | None = None,
+        request_id: str | None = None,
+    ) -> ActionResult:
+        cmd = _build(
+            WinDeal,
+            request_id=self._request_id(request_id),
+            actor=actor,
+            facts=facts or {},
+            expected_stage=expected_stage,
+        )
         return await self._update(deal_id, DealWorkflow.win, cmd)
 
-    async def lose(self, deal_id: str, reason: str, *, actor: str, note: str | None = None,
-                   expected_stage: str | None = None, request_id: str | None = None) -> ActionResult:
-        cmd = _build(LoseDeal, request_id=self._request_id(request_id), actor=actor, reason=reason, note=note,
-                     expected_stage=expected_stage)
+    async def lose(
+        self,
+        deal_id: str,
+        reason: str,
+        *,
+        actor: str,
+        note: str | None = None,
+        expected_stage: str | None = None,
+        request_id: str | None = None,
+    ) -> ActionResult:
+        cmd = _build(
+            LoseDeal,
+            request_id=self._request_id(request_id),
+            actor=actor,
+            reason=reason,
+            note=note,
+            expected_stage=expected_stage,
+        )
         return await self._update(deal_id, DealWorkflow.lose, cmd)
 
     async def status(self, deal_id: str) -> DealStatus:
@@ -278,6 +337,13 @@ class DealflowClient:
             raise
         return events
 
-    async def list_deals(self, *, stage: str | None = None, owner: str | None = None, process: str | None = None,
-                         status: str | None = None, limit: int = 1000) -> list[DealRow]:
+    async def list_deals(
+        self,
+        *,
+        stage: str | None = None,
+        owner: str | None = None,
+        process: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[DealRow]:
         return await list_deals(self.pool, stage=stage, owner=owner, process=process, status=status, limit=limit)

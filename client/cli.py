@@ -70,7 +70,9 @@ async def cmd_deploy(args: argparse.Namespace, c: DealflowClient) -> None:
         return
     for d in results:
         verb = "deployed" if d.created else "already deployed (no change)"
-        print(f"{d.name}@{d.version} {verb}: {d.stages} stages, by {d.deployed_by} at {d.deployed_at:%Y-%m-%d %H:%M:%S}")
+        print(
+            f"{d.name}@{d.version} {verb}: {d.stages} stages, by {d.deployed_by} at {d.deployed_at:%Y-%m-%d %H:%M:%S}"
+        )
 
 
 async def cmd_definitions_list(args: argparse.Namespace, c: DealflowClient) -> None:
@@ -88,8 +90,13 @@ async def cmd_start(args: argparse.Namespace, c: DealflowClient) -> None:
     name, version = _process_ref(args.process)
     value = args.value
     started = await c.start_deal(
-        name, args.deal_id, args.owner, actor=args.actor or args.owner, value=value,
-        fields=_pairs(args.field, "--field"), version=version,
+        name,
+        args.deal_id,
+        args.owner,
+        actor=args.actor or args.owner,
+        value=value,
+        fields=_pairs(args.field, "--field"),
+        version=version,
     )
     if args.json:
         _emit(started.model_dump())
@@ -106,26 +113,44 @@ def _print_action(args: argparse.Namespace, result: Any) -> None:
 
 
 async def cmd_complete(args: argparse.Namespace, c: DealflowClient) -> None:
-    result = await c.complete_stage(args.deal_id, args.stage, actor=args.actor, facts=dict(_pairs(args.fact, "--fact")),
-                                    request_id=args.request_id)
+    result = await c.complete_stage(
+        args.deal_id, args.stage, actor=args.actor, facts=dict(_pairs(args.fact, "--fact")), request_id=args.request_id
+    )
     _print_action(args, result)
 
 
 async def cmd_move(args: argparse.Namespace, c: DealflowClient) -> None:
-    result = await c.move(args.deal_id, args.to, actor=args.actor, reason=args.reason,
-                          expected_stage=args.expected_stage, request_id=args.request_id)
+    result = await c.move(
+        args.deal_id,
+        args.to,
+        actor=args.actor,
+        reason=args.reason,
+        expected_stage=args.expected_stage,
+        request_id=args.request_id,
+    )
     _print_action(args, result)
 
 
 async def cmd_win(args: argparse.Namespace, c: DealflowClient) -> None:
-    result = await c.win(args.deal_id, actor=args.actor, facts=dict(_pairs(args.fact, "--fact")),
-                         expected_stage=args.expected_stage, request_id=args.request_id)
+    result = await c.win(
+        args.deal_id,
+        actor=args.actor,
+        facts=dict(_pairs(args.fact, "--fact")),
+        expected_stage=args.expected_stage,
+        request_id=args.request_id,
+    )
     _print_action(args, result)
 
 
 async def cmd_lose(args: argparse.Namespace, c: DealflowClient) -> None:
-    result = await c.lose(args.deal_id, args.reason, actor=args.actor, note=args.note,
-                          expected_stage=args.expected_stage, request_id=args.request_id)
+    result = await c.lose(
+        args.deal_id,
+        args.reason,
+        actor=args.actor,
+        note=args.note,
+        expected_stage=args.expected_stage,
+        request_id=args.request_id,
+    )
     _print_action(args, result)
 
 
@@ -155,20 +180,39 @@ async def cmd_events(args: argparse.Namespace, c: DealflowClient) -> None:
         return
     rows = []
     for e in events:
-        extra = {k: v for k, v in e.model_dump(mode="json").items() if k not in {"seq", "at", "actor", "stage", "request_id", "type"}}
-        rows.append([e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.type, e.stage or "", e.actor, json.dumps(extra) if extra else ""])
+        extra = {
+            k: v
+            for k, v in e.model_dump(mode="json").items()
+            if k not in {"seq", "at", "actor", "stage", "request_id", "type"}
+        }
+        rows.append(
+            [e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.type, e.stage or "", e.actor, json.dumps(extra) if extra else ""]
+        )
     print_table(["seq", "at", "event", "stage", "actor", "details"], rows)
 
 
 async def cmd_list(args: argparse.Namespace, c: DealflowClient) -> None:
-    rows = await c.list_deals(stage=args.stage, owner=args.owner, process=args.process, status=args.status, limit=args.limit)
+    rows = await c.list_deals(
+        stage=args.stage, owner=args.owner, process=args.process, status=args.status, limit=args.limit
+    )
     if args.json:
         _emit([deal_row_json(r) for r in rows])
         return
     print_table(
         ["deal", "process", "version", "owner", "status", "stage", "value", "in stage since"],
-        [[r.deal_id, r.process, r.version, r.owner, r.status, r.stage or "-", "-" if r.value is None else r.value,
-          f"{r.stage_entered_at:%Y-%m-%d %H:%M:%S}" if r.stage_entered_at else "-"] for r in rows],
+        [
+            [
+                r.deal_id,
+                r.process,
+                r.version,
+                r.owner,
+                r.status,
+                r.stage or "-",
+                "-" if r.value is None else r.value,
+                f"{r.stage_entered_at:%Y-%m-%d %H:%M:%S}" if r.stage_entered_at else "-",
+            ]
+            for r in rows
+        ],
     )
 
 
@@ -221,8 +265,10 @@ async def cmd_worker(args: argparse.Namespace) -> None:
     from worker.settings import Settings
 
     settings = Settings.resolve()
-    print(f"worker: Temporal {settings.temporal_address}, queue {settings.task_queue} (settings from {settings.source})",
-          flush=True)
+    print(
+        f"worker: Temporal {settings.temporal_address}, queue {settings.task_queue} (settings from {settings.source})",
+        flush=True,
+    )
     await run_worker(settings, await _until_signalled())
 
 
@@ -336,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         if hasattr(args, "run_sync"):
             args.run_sync(args)

@@ -56,13 +56,19 @@ def fact_value(spec: FactSpec, rng: random.Random) -> str:
             return rng.choice(["CFO", "head of sales", "procurement", "CTO"]) + f" ({spec.fact.replace('_', ' ')})"
 
 
-async def simulate_deal(client: DealflowClient, pinned: PinnedDefinition, deal_id: str, rng: random.Random,
-                        tally: Tally) -> None:
+async def simulate_deal(
+    client: DealflowClient, pinned: PinnedDefinition, deal_id: str, rng: random.Random, tally: Tally
+) -> None:
     d: ProcessDefinition = pinned.definition
     rep = rng.choice(REPS)
-    await client.start_deal(d.name, deal_id, rep, value=float(rng.randrange(10, 400) * 250),
-                            fields={"customer": f"Customer {deal_id[-4:]}", "title": f"{d.title} opportunity"},
-                            version=pinned.version)
+    await client.start_deal(
+        d.name,
+        deal_id,
+        rep,
+        value=float(rng.randrange(10, 400) * 250),
+        fields={"customer": f"Customer {deal_id[-4:]}", "title": f"{d.title} opportunity"},
+        version=pinned.version,
+    )
     stage = d.stages[0].id
     moved_back = False
     visited: set[str] = set()
@@ -148,8 +154,10 @@ async def drive(client: DealflowClient, *, deals: int, seed: int, concurrency: i
     tally = Tally()
     gate = asyncio.Semaphore(concurrency)
     names = list(PROCESS_WEIGHTS)
-    plan = [(f"{run}{i:04d}", rng.choices(names, weights=list(PROCESS_WEIGHTS.values()))[0], rng.randrange(1 << 30))
-            for i in range(deals)]
+    plan = [
+        (f"{run}{i:04d}", rng.choices(names, weights=list(PROCESS_WEIGHTS.values()))[0], rng.randrange(1 << 30))
+        for i in range(deals)
+    ]
 
     errors: list[str] = []
 
@@ -167,17 +175,32 @@ async def drive(client: DealflowClient, *, deals: int, seed: int, concurrency: i
     if errors:
         raise DemoFailed(f"{len(errors)} of {deals} deals failed; first: " + "; ".join(errors[:3]))
     logged = await _wait_for_log(client, run, tally.events)
-    print(f"\n{deals} deals in {elapsed:.1f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.outcomes.items()))
-          + f"; {sum(tally.refusals.values())} requests refused ({dict(tally.refusals)}),"
-          f" {tally.repeats} repeated requests answered without recording")
+    print(
+        f"\n{deals} deals in {elapsed:.1f} s: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(tally.outcomes.items()))
+        + f"; {sum(tally.refusals.values())} requests refused ({dict(tally.refusals)}),"
+        f" {tally.repeats} repeated requests answered without recording"
+    )
     print(f"event log: {logged} events in PostgreSQL (the deals recorded {tally.events})")
     for name, p in pinned.items():
         rows = await funnel(client.pool, p.definition, deal_prefix=run)
         print(f"\nFunnel: {name}@{p.version} (from the event log, SQL)")
         print_table(
             ["stage", "phase", "entered", "completed", "skipped", "back", "lost", "conv. to next", "median time"],
-            [[r.stage, r.phase, r.entered, r.completed, r.skipped, r.moved_back, r.lost,
-              "-" if r.conversion is None else f"{r.conversion:.0%}", _duration(r.median_seconds)] for r in rows],
+            [
+                [
+                    r.stage,
+                    r.phase,
+                    r.entered,
+                    r.completed,
+                    r.skipped,
+                    r.moved_back,
+                    r.lost,
+                    "-" if r.conversion is None else f"{r.conversion:.0%}",
+                    _duration(r.median_seconds),
+                ]
+                for r in rows
+            ],
         )
 
 
@@ -196,8 +219,10 @@ async def run_demo(*, deals: int, seed: int, concurrency: int) -> None:
         return
     stack = EmbeddedStack()
     settings = stack.start()
-    print(f"embedded stack: Temporal {settings.temporal_address}"
-          f"{' (UI ' + stack.ui_url + ')' if stack.ui_url else ''}, PostgreSQL {settings.database_url}")
+    print(
+        f"embedded stack: Temporal {settings.temporal_address}"
+        f"{' (UI ' + stack.ui_url + ')' if stack.ui_url else ''}, PostgreSQL {settings.database_url}"
+    )
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(settings, stop))
     try:

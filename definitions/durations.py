@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 
-class DurationUnit(str, Enum):
+class DurationUnit(StrEnum):
     minutes = "minutes"
     hours = "hours"
     days = "days"
@@ -69,9 +69,7 @@ class Duration(BaseModel):
     @classmethod
     def _parse_phrase(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
-            raise ValueError(
-                f"a bare number ({value}) is ambiguous: write a unit, e.g. '{value} hours'"
-            )
+            raise ValueError(f"a bare number ({value}) is ambiguous: write a unit, e.g. '{value} hours'")
         if isinstance(value, str):
             match = _PHRASE.match(value)
             if not match:

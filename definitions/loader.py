@@ -96,9 +96,7 @@ def content_hash(definition: ProcessDefinition, templates: dict[str, str] | None
 
 def pin(definition: ProcessDefinition, templates: dict[str, str] | None = None) -> PinnedDefinition:
     digest = content_hash(definition, templates)
-    return PinnedDefinition(
-        definition=definition, version=digest[:12], content_hash=digest, templates=templates or {}
-    )
+    return PinnedDefinition(definition=definition, version=digest[:12], content_hash=digest, templates=templates or {})
 
 
 def parse(data: Any, *, source: str = "<definition>", root: yaml.Node | None = None) -> ProcessDefinition:
@@ -119,9 +117,7 @@ def parse(data: Any, *, source: str = "<definition>", root: yaml.Node | None = N
         raise DefinitionError(problems) from None
     found = rules.check(definition)
     if found:
-        raise DefinitionError(
-            [DefinitionProblem(source, format_path(p), m, _line_of(root, p)) for p, m in found]
-        )
+        raise DefinitionError([DefinitionProblem(source, format_path(p), m, _line_of(root, p)) for p, m in found])
     return definition
 
 
@@ -134,7 +130,9 @@ def _read_templates(definition: ProcessDefinition, base: Path, source: str) -> d
             templates[t.id] = path.read_text(encoding="utf-8")
         except OSError as exc:
             problems.append(
-                DefinitionProblem(source, f"proposal_templates[{i}].file", f"cannot read template {t.file!r}: {exc.strerror}")
+                DefinitionProblem(
+                    source, f"proposal_templates[{i}].file", f"cannot read template {t.file!r}: {exc.strerror}"
+                )
             )
     if problems:
         raise DefinitionError(problems)

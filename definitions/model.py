@@ -8,7 +8,7 @@ file is reported at once with the path where it stands.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,7 +23,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FactType(str, Enum):
+class FactType(StrEnum):
     text = "text"
     number = "number"
     integer = "integer"
@@ -65,7 +65,7 @@ class Moves(_Strict):
     back: MoveRule = Field(default_factory=lambda: MoveRule(allowed=True, reason_required=True))
 
 
-class Notify(str, Enum):
+class Notify(StrEnum):
     owner = "owner"
     manager = "manager"
 
@@ -125,7 +125,7 @@ class Touch(_Strict):
     delay: Duration
 
 
-class StopCondition(str, Enum):
+class StopCondition(StrEnum):
     replied = "replied"
     meeting_booked = "meeting_booked"
     deal_ended = "deal_ended"
@@ -154,7 +154,7 @@ class ProposalTemplate(_Strict):
     formats: list[str] = Field(default_factory=lambda: ["markdown", "html"])
 
 
-class RebuyKind(str, Enum):
+class RebuyKind(StrEnum):
     deep_selling = "deep-selling"
     up_selling = "up-selling"
     cross_selling = "cross-selling"

@@ -56,14 +56,16 @@ def _references(d: ProcessDefinition) -> Iterator[Problem]:
     templates = {t.id for t in d.proposal_templates}
     for i, s in enumerate(d.stages):
         if s.phase not in phases:
-            yield ("stages", i, "phase"), (
-                f"stage {s.id!r} refers to unknown phase {s.phase!r} (known: {sorted(phases)})"
+            yield (
+                ("stages", i, "phase"),
+                (f"stage {s.id!r} refers to unknown phase {s.phase!r} (known: {sorted(phases)})"),
             )
         if s.cadence is not None and s.cadence not in cadences:
             yield ("stages", i, "cadence"), f"stage {s.id!r} refers to unknown cadence {s.cadence!r}"
         if s.proposal_template is not None and s.proposal_template not in templates:
-            yield ("stages", i, "proposal_template"), (
-                f"stage {s.id!r} refers to unknown proposal template {s.proposal_template!r}"
+            yield (
+                ("stages", i, "proposal_template"),
+                (f"stage {s.id!r} refers to unknown proposal template {s.proposal_template!r}"),
             )
 
 
@@ -83,18 +85,18 @@ def _outcomes(d: ProcessDefinition) -> Iterator[Problem]:
             if sid not in stage_ids:
                 yield ("outcomes", kind, "from_stages", j), f"unknown stage {sid!r} referenced"
             elif sid in post:
-                yield ("outcomes", kind, "from_stages", j), (
-                    f"stage {sid!r} is post-sale: a deal there is already won"
-                )
+                yield ("outcomes", kind, "from_stages", j), (f"stage {sid!r} is post-sale: a deal there is already won")
     if o.won is not None and d.pre_sale and o.won.from_stages:
         last = d.pre_sale[-1].id
         if last not in o.won.from_stages:
-            yield ("outcomes", "won", "from_stages"), (
-                f"the last pre-sale stage {last!r} must be listed: completing it wins the deal"
+            yield (
+                ("outcomes", "won", "from_stages"),
+                (f"the last pre-sale stage {last!r} must be listed: completing it wins the deal"),
             )
     if o.lost is not None:
-        for j in sorted(_duplicates(list(o.lost.reasons)), key=o.lost.reasons.index):
-            yield ("outcomes", "lost", "reasons", o.lost.reasons.index(j)), f"duplicate lost reason {j!r}"
+        for i, reason in enumerate(o.lost.reasons):
+            if reason in o.lost.reasons[:i]:
+                yield ("outcomes", "lost", "reasons", i), f"duplicate lost reason {reason!r}"
 
 
 def _post_sale_last(d: ProcessDefinition) -> Iterator[Problem]:
@@ -106,8 +108,9 @@ def _post_sale_last(d: ProcessDefinition) -> Iterator[Problem]:
         if s.post_sale:
             seen_post = True
         elif seen_post:
-            yield ("stages", i, "post_sale"), (
-                f"stage {s.id!r} comes after a post-sale stage: post-sale stages must be last"
+            yield (
+                ("stages", i, "post_sale"),
+                (f"stage {s.id!r} comes after a post-sale stage: post-sale stages must be last"),
             )
 
 
@@ -118,24 +121,28 @@ def _facts(d: ProcessDefinition) -> Iterator[Problem]:
         for j, f in enumerate(s.exit_criteria):
             path: Path = ("stages", i, "exit_criteria", j)
             if f.fact in dups and names.index(f.fact) != j:
-                yield path + ("fact",), f"duplicate exit criterion {f.fact!r} in stage {s.id!r}"
+                yield (*path, "fact"), f"duplicate exit criterion {f.fact!r} in stage {s.id!r}"
             if f.type is FactType.choice and not f.options:
-                yield path + ("options",), f"fact {f.fact!r} is a choice but lists no options"
+                yield (*path, "options"), f"fact {f.fact!r} is a choice but lists no options"
             if f.type is not FactType.choice and f.options:
-                yield path + ("options",), f"fact {f.fact!r} has options but its type is {f.type.value!r}, not 'choice'"
+                yield (*path, "options"), f"fact {f.fact!r} has options but its type is {f.type.value!r}, not 'choice'"
 
 
 def _cadences(d: ProcessDefinition) -> Iterator[Problem]:
     for i, c in enumerate(d.cadences):
         if len(c.touches) < c.min_touches:
-            yield ("cadences", i, "touches"), (
-                f"cadence {c.id!r} has {len(c.touches)} touches but min_touches is {c.min_touches}: "
-                "most sales need five or more follow-ups"
+            yield (
+                ("cadences", i, "touches"),
+                (
+                    f"cadence {c.id!r} has {len(c.touches)} touches but min_touches is {c.min_touches}: "
+                    "most sales need five or more follow-ups"
+                ),
             )
     lost = d.outcomes.lost
     if lost is not None and lost.min_touches_before_lost and not d.cadences:
-        yield ("outcomes", "lost", "min_touches_before_lost"), (
-            "min_touches_before_lost is set but the process defines no cadence to make touches"
+        yield (
+            ("outcomes", "lost", "min_touches_before_lost"),
+            ("min_touches_before_lost is set but the process defines no cadence to make touches"),
         )
 
 
@@ -173,9 +180,7 @@ def _reachability(d: ProcessDefinition) -> Iterator[Problem]:
                 todo.append(target)
     for i, sid in enumerate(ids):
         if sid not in seen:
-            yield ("stages", i), (
-                f"stage {sid!r} is unreachable: no allowed next, skip or back move leads to it"
-            )
+            yield ("stages", i), (f"stage {sid!r} is unreachable: no allowed next, skip or back move leads to it")
     lost_from = set(d.lost_from())
     for i, s in enumerate(d.stages):
         if s.post_sale or s.id in won_from or s.id in lost_from:

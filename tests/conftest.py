@@ -98,7 +98,9 @@ def settings(temporal_env: WorkflowEnvironment, database_url: str, task_queue: s
 
 
 @pytest.fixture(scope="session")
-async def client(temporal_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, worker: None) -> DealflowClient:
+async def client(
+    temporal_env: WorkflowEnvironment, pool: asyncpg.Pool, settings: Settings, worker: None
+) -> DealflowClient:
     return DealflowClient(temporal_env.client, pool, settings)
 
 

@@ -36,8 +36,9 @@ async def small_history_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-async def test_state_survives_continue_as_new(small_history_env: WorkflowEnvironment, pool: asyncpg.Pool,
-                                              database_url: str, deployed: dict[str, PinnedDefinition]) -> None:
+async def test_state_survives_continue_as_new(
+    small_history_env: WorkflowEnvironment, pool: asyncpg.Pool, database_url: str, deployed: dict[str, PinnedDefinition]
+) -> None:
     queue = f"can-{uuid.uuid4().hex[:6]}"
     settings = Settings(database_url=database_url, task_queue=queue)
     client = DealflowClient(small_history_env.client, pool, settings)
@@ -53,6 +54,7 @@ async def test_state_survives_continue_as_new(small_history_env: WorkflowEnviron
             results.append(await client.move(deal, "s1", actor="erin", reason=f"again {i}", request_id=f"b-{i}"))
         for stage in ["s1", "s2", "s3", "s4", "s5"]:
             await client.complete_stage(deal, stage, actor="erin")
+
         async def continued() -> bool:
             # the deal continues as new at the first lull: once every event is persisted
             return (await handle.describe()).run_id != first_run

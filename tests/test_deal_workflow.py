@@ -42,8 +42,9 @@ async def logged(pool: asyncpg.Pool, deal_id: str, n: int) -> None:
     await wait_for(enough)
 
 
-async def test_seven_stage_deal_to_the_end_is_logged_exactly(client: DealflowClient, pool: asyncpg.Pool,
-                                                              temporal_client: Client) -> None:
+async def test_seven_stage_deal_to_the_end_is_logged_exactly(
+    client: DealflowClient, pool: asyncpg.Pool, temporal_client: Client
+) -> None:
     deal = new_deal_id()
     started = await client.start_deal("seven-stage", deal, "alice", value=12000, fields={"customer": "Acme"})
     assert started.stage == "prospecting" and started.process_ref.startswith("seven-stage@")
@@ -65,12 +66,22 @@ RefusalCase = tuple[str, Callable[[DealflowClient, str], Awaitable[Any]], str]
 
 REFUSALS: list[RefusalCase] = [
     ("missing facts", lambda c, d: c.complete_stage(d, "prospecting", actor="a", facts={"need": "x"}), "missing_facts"),
-    ("invalid fact", lambda c, d: c.complete_stage(d, "prospecting", actor="a", facts={"need": "x", "can_afford": "eh"}),
-     "invalid_fact"),
-    ("unknown fact", lambda c, d: c.complete_stage(d, "prospecting", actor="a", facts={"colour": "red"}), "unknown_fact"),
+    (
+        "invalid fact",
+        lambda c, d: c.complete_stage(d, "prospecting", actor="a", facts={"need": "x", "can_afford": "eh"}),
+        "invalid_fact",
+    ),
+    (
+        "unknown fact",
+        lambda c, d: c.complete_stage(d, "prospecting", actor="a", facts={"colour": "red"}),
+        "unknown_fact",
+    ),
     ("stale stage", lambda c, d: c.complete_stage(d, "closing", actor="a"), "stale_stage"),
-    ("stale expected stage", lambda c, d: c.move(d, "presentation", actor="a", reason="r", expected_stage="closing"),
-     "stale_stage"),
+    (
+        "stale expected stage",
+        lambda c, d: c.move(d, "presentation", actor="a", reason="r", expected_stage="closing"),
+        "stale_stage",
+    ),
     ("unknown stage", lambda c, d: c.move(d, "nowhere", actor="a"), "unknown_stage"),
     ("move to next", lambda c, d: c.move(d, "preparation", actor="a"), "move_not_allowed"),
     ("reason required", lambda c, d: c.move(d, "presentation", actor="a"), "reason_required"),
@@ -81,8 +92,13 @@ REFUSALS: list[RefusalCase] = [
 
 
 @pytest.mark.parametrize(("name", "act", "code"), REFUSALS, ids=[r[0] for r in REFUSALS])
-async def test_refusals_change_nothing(client: DealflowClient, temporal_client: Client, name: str,
-                                       act: Callable[[DealflowClient, str], Awaitable[Any]], code: str) -> None:
+async def test_refusals_change_nothing(
+    client: DealflowClient,
+    temporal_client: Client,
+    name: str,
+    act: Callable[[DealflowClient, str], Awaitable[Any]],
+    code: str,
+) -> None:
     deal = new_deal_id()
     await client.start_deal("seven-stage", deal, "alice")
     await client.status(deal)  # the first workflow task has run
@@ -103,9 +119,11 @@ async def test_malformed_update_payload_is_rejected_not_stuck(client: DealflowCl
     await client.status(deal)
     handle = temporal_client.get_workflow_handle(workflow_id(deal))
     before = await history_length(temporal_client, deal)
-    for payload in ({"request_id": "x", "actor": "a", "stage": "prospecting", "bogus": 1},
-                    {"request_id": "x", "actor": "a", "stage": ["not", "a", "string"]},
-                    "just a string"):
+    for payload in (
+        {"request_id": "x", "actor": "a", "stage": "prospecting", "bogus": 1},
+        {"request_id": "x", "actor": "a", "stage": ["not", "a", "string"]},
+        "just a string",
+    ):
         with pytest.raises(WorkflowUpdateFailedError):
             await handle.execute_update("complete_stage", payload, rpc_timeout=None)
     assert await history_length(temporal_client, deal) == before
@@ -114,26 +132,32 @@ async def test_malformed_update_payload_is_rejected_not_stuck(client: DealflowCl
     assert result.stage == "preparation"
 
 
-async def test_repeated_request_returns_first_result_and_records_nothing(client: DealflowClient, pool: asyncpg.Pool) -> None:
+async def test_repeated_request_returns_first_result_and_records_nothing(
+    client: DealflowClient, pool: asyncpg.Pool
+) -> None:
     deal = new_deal_id()
     await client.start_deal("seven-stage", deal, "alice")
-    first = await client.complete_stage(deal, "prospecting", actor="a", facts=SEVEN_FACTS["prospecting"],
-                                        request_id="req-1")
-    again = await client.complete_stage(deal, "prospecting", actor="a", facts=SEVEN_FACTS["prospecting"],
-                                        request_id="req-1")
+    first = await client.complete_stage(
+        deal, "prospecting", actor="a", facts=SEVEN_FACTS["prospecting"], request_id="req-1"
+    )
+    again = await client.complete_stage(
+        deal, "prospecting", actor="a", facts=SEVEN_FACTS["prospecting"], request_id="req-1"
+    )
     assert again == first
     # later in the deal, the same request id still answers the same and records nothing
     await client.complete_stage(deal, "preparation", actor="a", facts=SEVEN_FACTS["preparation"])
-    late = await client.complete_stage(deal, "prospecting", actor="a", facts=SEVEN_FACTS["prospecting"],
-                                       request_id="req-1")
+    late = await client.complete_stage(
+        deal, "prospecting", actor="a", facts=SEVEN_FACTS["prospecting"], request_id="req-1"
+    )
     assert late == first
     events = await client.events(deal)
     assert [e.seq for e in events] == list(range(1, 7))
     assert [e.request_id for e in events].count("req-1") == 2  # StageCompleted + StageEntered, once
 
 
-async def test_lost_deal_ends_and_a_repeat_after_the_end_still_answers(client: DealflowClient,
-                                                                        temporal_client: Client) -> None:
+async def test_lost_deal_ends_and_a_repeat_after_the_end_still_answers(
+    client: DealflowClient, temporal_client: Client
+) -> None:
     deal = new_deal_id()
     await client.start_deal("three-phase", deal, "bob")
     lost = await client.lose(deal, "price", actor="bob", note="too dear", request_id="lose-1")
@@ -164,8 +188,9 @@ async def test_duplicate_deal_id_is_refused(client: DealflowClient) -> None:
     assert caught.value.code == "deal_exists"
 
 
-async def test_deal_keeps_its_pinned_version_after_redeploy(client: DealflowClient, deployed: dict[str, PinnedDefinition],
-                                                            tmp_path: Any) -> None:
+async def test_deal_keeps_its_pinned_version_after_redeploy(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition], tmp_path: Any
+) -> None:
     deal = new_deal_id()
     old = deployed["three-phase"]
     await client.start_deal("three-phase", deal, "bob")
@@ -193,8 +218,10 @@ async def test_search_attributes_follow_the_deal(client: DealflowClient, tempora
     await client.move(deal, "presentation", actor="carol", reason="referral")
 
     async def found() -> bool:
-        query = (f'WorkflowId = "{workflow_id(deal)}" AND DealStage = "presentation" AND DealOwner = "carol"'
-                 ' AND ProcessName = "seven-stage" AND DealStatus = "open"')
+        query = (
+            f'WorkflowId = "{workflow_id(deal)}" AND DealStage = "presentation" AND DealOwner = "carol"'
+            ' AND ProcessName = "seven-stage" AND DealStatus = "open"'
+        )
         return [w.id async for w in temporal_client.list_workflows(query)] == [workflow_id(deal)]
 
     await wait_for(found)
@@ -204,7 +231,9 @@ async def test_projection_lists_by_stage(client: DealflowClient, pool: asyncpg.P
     deals = [new_deal_id("proj") for _ in range(3)]
     for d in deals:
         await client.start_deal("fem-trinn", d, "dora")
-    await client.complete_stage(deals[0], "kartlegging", actor="dora", facts={"beslutningstaker": "Kari", "budsjett": "9"})
+    await client.complete_stage(
+        deals[0], "kartlegging", actor="dora", facts={"beslutningstaker": "Kari", "budsjett": "9"}
+    )
     await logged(pool, deals[0], 4)
     for d in deals[1:]:
         await logged(pool, d, 2)

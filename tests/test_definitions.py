@@ -21,16 +21,28 @@ BASE: dict[str, Any] = {
     "name": "mini",
     "phases": [{"id": "p1", "title": "Phase one"}, {"id": "p2", "title": "Phase two"}],
     "stages": [
-        {"id": "a", "title": "A", "phase": "p1", "probability": 0.1,
-         "exit_criteria": [{"fact": "who", "type": "text"}],
-         "reminder": {"deadline": "2 business days", "escalations": [{"after": "1 day"}]}},
+        {
+            "id": "a",
+            "title": "A",
+            "phase": "p1",
+            "probability": 0.1,
+            "exit_criteria": [{"fact": "who", "type": "text"}],
+            "reminder": {"deadline": "2 business days", "escalations": [{"after": "1 day"}]},
+        },
         {"id": "b", "title": "B", "phase": "p1", "probability": 0.5},
         {"id": "c", "title": "C", "phase": "p2", "probability": 0.9, "cadence": "chase"},
     ],
     "outcomes": {"won": {}, "lost": {"reasons": ["price"]}},
-    "cadences": [{"id": "chase", "min_touches": 2, "touches": [
-        {"channel": "email", "template": "one", "delay": "1 day"},
-        {"channel": "email", "template": "two", "delay": "2 business days"}]}],
+    "cadences": [
+        {
+            "id": "chase",
+            "min_touches": 2,
+            "touches": [
+                {"channel": "email", "template": "one", "delay": "1 day"},
+                {"channel": "email", "template": "two", "delay": "2 business days"},
+            ],
+        }
+    ],
 }
 
 
@@ -82,6 +94,7 @@ def _set(path: str, value: Any) -> Mutation:
             target[int(last)] = value
         else:
             target[last] = value
+
     return mutate
 
 
@@ -92,51 +105,105 @@ def _both(*mutations: Mutation) -> Mutation:
     def mutate(d: dict[str, Any]) -> None:
         for m in mutations:
             m(d)
+
     return mutate
+
 
 ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
     ("duplicate stage id", _set("stages.1.id", "a"), "stages[1].id", "duplicate stage id 'a'"),
     ("duplicate phase id", _set("phases.1.id", "p1"), "phases[1].id", "duplicate phase id 'p1'"),
     ("unknown phase", _set("stages.1.phase", "nowhere"), "stages[1].phase", "unknown phase 'nowhere'"),
     ("unknown cadence", _set("stages.2.cadence", "ghost"), "stages[2].cadence", "unknown cadence 'ghost'"),
-    ("unknown template", _set("stages.2.proposal_template", "ghost"), "stages[2].proposal_template",
-     "unknown proposal template 'ghost'"),
-    ("unknown won stage", _set("outcomes.won", {"from_stages": ["zz", "c"]}), "outcomes.won.from_stages[0]",
-     "unknown stage 'zz'"),
-    ("unreachable stage", _both(_set("stages.0.moves", {"next": {"allowed": False}, "skip": {"allowed": True}}),
-                                _set("stages.2.moves", {"back": {"allowed": False}})),
-     "stages[1]", "stage 'b' is unreachable"),
-    ("dead end", _both(_set("stages.1.moves", {"next": {"allowed": False}, "back": {"allowed": False}}),
-                       _set("outcomes.lost", {"reasons": ["price"], "from_stages": ["a"]})),
-     "stages[1].moves", "dead end"),
+    (
+        "unknown template",
+        _set("stages.2.proposal_template", "ghost"),
+        "stages[2].proposal_template",
+        "unknown proposal template 'ghost'",
+    ),
+    (
+        "unknown won stage",
+        _set("outcomes.won", {"from_stages": ["zz", "c"]}),
+        "outcomes.won.from_stages[0]",
+        "unknown stage 'zz'",
+    ),
+    (
+        "unreachable stage",
+        _both(
+            _set("stages.0.moves", {"next": {"allowed": False}, "skip": {"allowed": True}}),
+            _set("stages.2.moves", {"back": {"allowed": False}}),
+        ),
+        "stages[1]",
+        "stage 'b' is unreachable",
+    ),
+    (
+        "dead end",
+        _both(
+            _set("stages.1.moves", {"next": {"allowed": False}, "back": {"allowed": False}}),
+            _set("outcomes.lost", {"reasons": ["price"], "from_stages": ["a"]}),
+        ),
+        "stages[1].moves",
+        "dead end",
+    ),
     ("no terminal outcome", _set("outcomes", {}), "outcomes", "no terminal outcome"),
     ("no won outcome", _set("outcomes", {"lost": {"reasons": ["x"]}}), "outcomes.won", "could never be won"),
     ("lost without reasons", _set("outcomes.lost", {"reasons": []}), "outcomes.lost.reasons", "at least 1 item"),
-    ("negative duration", _set("stages.0.reminder.deadline", "-3 days"), "stages[0].reminder.deadline",
-     "negative duration"),
-    ("unreadable duration", _set("stages.0.reminder.deadline", "soon"), "stages[0].reminder.deadline",
-     "cannot read duration 'soon'"),
-    ("unknown duration unit", _set("stages.0.reminder.deadline", "3 fortnights"), "stages[0].reminder.deadline",
-     "unknown duration unit"),
+    (
+        "negative duration",
+        _set("stages.0.reminder.deadline", "-3 days"),
+        "stages[0].reminder.deadline",
+        "negative duration",
+    ),
+    (
+        "unreadable duration",
+        _set("stages.0.reminder.deadline", "soon"),
+        "stages[0].reminder.deadline",
+        "cannot read duration 'soon'",
+    ),
+    (
+        "unknown duration unit",
+        _set("stages.0.reminder.deadline", "3 fortnights"),
+        "stages[0].reminder.deadline",
+        "unknown duration unit",
+    ),
     ("bare number duration", _set("stages.0.reminder.deadline", 5), "stages[0].reminder.deadline", "ambiguous"),
     ("probability above one", _set("stages.1.probability", 1.5), "stages[1].probability", "less than or equal to 1"),
     ("missing title", _set("stages.1.title", _DELETE), "stages[1].title", "Field required"),
     ("unknown field", _set("stages.1.colour", "red"), "stages[1].colour", "unknown field 'colour'"),
     ("bad identifier", _set("stages.1.id", "Has Spaces"), "stages[1].id", "String should match pattern"),
-    ("choice without options", _set("stages.0.exit_criteria", [{"fact": "x", "type": "choice"}]),
-     "stages[0].exit_criteria[0].options", "lists no options"),
-    ("options on text", _set("stages.0.exit_criteria", [{"fact": "x", "type": "text", "options": ["a"]}]),
-     "stages[0].exit_criteria[0].options", "not 'choice'"),
-    ("unknown fact type", _set("stages.0.exit_criteria", [{"fact": "x", "type": "colour"}]),
-     "stages[0].exit_criteria[0].type", "Input should be"),
-    ("duplicate fact", _set("stages.0.exit_criteria", [{"fact": "x"}, {"fact": "x"}]),
-     "stages[0].exit_criteria[1].fact", "duplicate exit criterion 'x'"),
+    (
+        "choice without options",
+        _set("stages.0.exit_criteria", [{"fact": "x", "type": "choice"}]),
+        "stages[0].exit_criteria[0].options",
+        "lists no options",
+    ),
+    (
+        "options on text",
+        _set("stages.0.exit_criteria", [{"fact": "x", "type": "text", "options": ["a"]}]),
+        "stages[0].exit_criteria[0].options",
+        "not 'choice'",
+    ),
+    (
+        "unknown fact type",
+        _set("stages.0.exit_criteria", [{"fact": "x", "type": "colour"}]),
+        "stages[0].exit_criteria[0].type",
+        "Input should be",
+    ),
+    (
+        "duplicate fact",
+        _set("stages.0.exit_criteria", [{"fact": "x"}, {"fact": "x"}]),
+        "stages[0].exit_criteria[1].fact",
+        "duplicate exit criterion 'x'",
+    ),
     ("too few touches", _set("cadences.0.min_touches", 5), "cadences[0].touches", "has 2 touches but min_touches is 5"),
     ("post-sale not last", _set("stages.0.post_sale", True), "stages[1].post_sale", "post-sale stages must be last"),
     ("unknown time zone", _set("timezone", "Mars/Olympus"), "timezone", "unknown time zone"),
     ("no stages", _set("stages", []), "stages", "at least 1 item"),
-    ("last stage not winnable", _set("outcomes.won", {"from_stages": ["b"]}), "outcomes.won.from_stages",
-     "last pre-sale stage 'c' must be listed"),
+    (
+        "last stage not winnable",
+        _set("outcomes.won", {"from_stages": ["b"]}),
+        "outcomes.won.from_stages",
+        "last pre-sale stage 'c' must be listed",
+    ),
     ("bad business days", _set("business_days", [0, 9]), "business_days", "distinct weekdays"),
 ]
 
@@ -154,7 +221,11 @@ def test_validation_errors_name_file_path_and_problem(name: str, mutate: Mutatio
 
 
 def test_every_problem_is_reported_at_once_with_line_numbers() -> None:
-    text = yaml.safe_dump(BASE, sort_keys=False).replace("phase: p2", "phase: nope").replace("cadence: chase", "cadence: gone")
+    text = (
+        yaml.safe_dump(BASE, sort_keys=False)
+        .replace("phase: p2", "phase: nope")
+        .replace("cadence: chase", "cadence: gone")
+    )
     with pytest.raises(DefinitionError) as caught:
         load_text(text, source="x.yaml")
     problems = caught.value.problems

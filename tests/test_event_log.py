@@ -19,14 +19,16 @@ from tests.test_deal_workflow import wait_for
 from worker.settings import Settings
 from workflows.deal import DealWorkflow
 from workflows.effects import APPEND_EVENTS, AppendEvents, DealSnapshot
-from workflows.events import DealStarted, StageEntered
+from workflows.events import DealEvent, DealStarted, StageEntered
 from workflows.state import fold
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 
 
 def _batch(deal: str, seqs: range) -> AppendEvents:
-    events = [DealStarted(seq=1, at=T0, actor="a", deal_id=deal, process="p", version="v", content_hash="h", owner="o")]
+    events: list[DealEvent] = [
+        DealStarted(seq=1, at=T0, actor="a", deal_id=deal, process="p", version="v", content_hash="h", owner="o")
+    ]
     events += [StageEntered(seq=n, at=T0, actor="a", stage=f"s{n}", via="next") for n in range(2, max(seqs) + 1)]
     chosen = [e for e in events if e.seq in seqs]
     return AppendEvents(deal_id=deal, events=chosen, snapshot=DealSnapshot.of(fold(events[: max(seqs)])))
@@ -59,8 +61,11 @@ class FlakyEventLog:
             async with self.pool.acquire() as conn:
                 tx = conn.transaction()
                 await tx.start()
-                await conn.execute("INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, process, version,"
-                                   " payload) VALUES ($1, 1, 'DealStarted', now(), 'x', 'p', 'v', '{}')", batch.deal_id)
+                await conn.execute(
+                    "INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, process, version,"
+                    " payload) VALUES ($1, 1, 'DealStarted', now(), 'x', 'p', 'v', '{}')",
+                    batch.deal_id,
+                )
                 await tx.rollback()
             raise RuntimeError("worker died mid-append")
         if attempt == 2:  # committed, then the worker died before replying
@@ -69,9 +74,9 @@ class FlakyEventLog:
         return await event_log.append(self.pool, batch)
 
 
-async def test_failed_and_retried_appends_leave_each_event_once(temporal_client: Client, pool: asyncpg.Pool,
-                                                                  database_url: str,
-                                                                  deployed: dict[str, PinnedDefinition]) -> None:
+async def test_failed_and_retried_appends_leave_each_event_once(
+    temporal_client: Client, pool: asyncpg.Pool, database_url: str, deployed: dict[str, PinnedDefinition]
+) -> None:
     queue = f"flaky-{uuid.uuid4().hex[:6]}"
     flaky = FlakyEventLog(pool)
     client = DealflowClient(temporal_client, pool, Settings(database_url=database_url, task_queue=queue))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,8 +32,11 @@ class Deal:
         self.at = T0
         self.n = 0
         self.events: list[DealEvent] = decide.start(
-            StartDeal(deal_id="d1", owner="alice", actor="alice", value=1000.0), self.d, self.pinned.version,
-            self.pinned.content_hash, self.at,
+            StartDeal(deal_id="d1", owner="alice", actor="alice", value=1000.0),
+            self.d,
+            self.pinned.version,
+            self.pinned.content_hash,
+            self.at,
         )
         self.state = fold(self.events)
 
@@ -48,10 +52,11 @@ class Deal:
         self.events += events
         return events
 
-    def complete(self, **facts: object) -> list[DealEvent]:
+    def complete(self, **facts: Any) -> list[DealEvent]:
         assert self.state.stage is not None
-        return self.run(decide.complete, CompleteStage(request_id=self._rid(), actor="alice", stage=self.state.stage,
-                                                       facts=facts))  # type: ignore[arg-type]
+        return self.run(
+            decide.complete, CompleteStage(request_id=self._rid(), actor="alice", stage=self.state.stage, facts=facts)
+        )
 
     def move(self, to: str, reason: str | None = None) -> list[DealEvent]:
         return self.run(decide.move, MoveStage(request_id=self._rid(), actor="alice", to=to, reason=reason))
@@ -85,15 +90,24 @@ def test_full_path_wins_then_closes_after_follow_up() -> None:
             assert not deal.state.is_finished
     assert deal.state.is_finished and deal.state.stage is None
     assert deal.events[-1].type == "DealClosed"
-    assert deal.state.facts["needs-assessment"] == {"decision_maker": "CFO", "budget": 50000.0, "buying_phase": "evaluation"}
+    assert deal.state.facts["needs-assessment"] == {
+        "decision_maker": "CFO",
+        "budget": 50000.0,
+        "buying_phase": "evaluation",
+    }
     assert deal.state.facts["follow-up"]["referrals"] == 2
     assert [e.seq for e in deal.events] == list(range(1, len(deal.events) + 1))
 
 
 def test_last_stage_without_post_sale_finishes_on_win() -> None:
     deal = Deal("fem-trinn")
-    facts = {"kartlegging": {"beslutningstaker": "Kari", "budsjett": 10}, "behov": {"kjopsfase": "kjop"},
-             "presentasjon": {"neste_steg": "demo"}, "innvendinger": {}, "avslutning": {"signert": "2026-05-01"}}
+    facts: dict[str, dict[str, object]] = {
+        "kartlegging": {"beslutningstaker": "Kari", "budsjett": 10},
+        "behov": {"kjopsfase": "kjop"},
+        "presentasjon": {"neste_steg": "demo"},
+        "innvendinger": {},
+        "avslutning": {"signert": "2026-05-01"},
+    }
     for stage in facts:
         deal.complete(**facts[stage])
     assert deal.state.status == "won" and deal.state.is_finished
@@ -181,8 +195,9 @@ def test_next_stage_by_move_is_refused_with_hint() -> None:
 def test_stale_expected_stage_is_refused() -> None:
     deal = Deal()
     with pytest.raises(decide.Refusal) as caught:
-        deal.run(decide.move, MoveStage(request_id="x", actor="a", to="presentation", reason="r",
-                                        expected_stage="closing"))
+        deal.run(
+            decide.move, MoveStage(request_id="x", actor="a", to="presentation", reason="r", expected_stage="closing")
+        )
     assert caught.value.code == "stale_stage"
     with pytest.raises(decide.Refusal) as caught:
         deal.run(decide.complete, CompleteStage(request_id="y", actor="a", stage="closing"))
@@ -220,8 +235,15 @@ def test_lose_needs_a_listed_reason_and_ends_the_deal() -> None:
 
 def test_lose_respects_minimum_touches() -> None:
     deal = Deal()
-    d = deal.d.model_copy(update={"outcomes": deal.d.outcomes.model_copy(update={
-        "lost": deal.d.outcomes.lost.model_copy(update={"min_touches_before_lost": 5})})})  # type: ignore[union-attr]
+    lost = deal.d.outcomes.lost
+    assert lost is not None
+    d = deal.d.model_copy(
+        update={
+            "outcomes": deal.d.outcomes.model_copy(
+                update={"lost": lost.model_copy(update={"min_touches_before_lost": 5})}
+            )
+        }
+    )
     cmd = LoseDeal(request_id="l", actor="a", reason="no-budget")
     with pytest.raises(decide.Refusal, match="has had 2 follow-up touches; the process asks for 5"):
         decide.lose(deal.state, d, cmd, T0, touches=2)

@@ -57,9 +57,15 @@ def port_open(host: str, port: int) -> bool:
 
 
 class TemporalDevServer:
-    def __init__(self, db_file: Path | None, port: int = 7233, ui_port: int | None = 8233,
-                 namespace: str = "default", extra_args: list[str] | None = None,
-                 log_file: Path | None = None):
+    def __init__(
+        self,
+        db_file: Path | None,
+        port: int = 7233,
+        ui_port: int | None = 8233,
+        namespace: str = "default",
+        extra_args: list[str] | None = None,
+        log_file: Path | None = None,
+    ):
         self.db_file = db_file
         self.log_file = log_file
         self.port = port
@@ -75,8 +81,18 @@ class TemporalDevServer:
     def start(self, timeout: float = 60) -> None:
         if port_open("127.0.0.1", self.port):
             raise RuntimeError(f"port {self.port} is already in use: is another Temporal server running?")
-        args = [temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.port),
-                "--log-level", "error", *search_attribute_args()]
+        args = [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "error",
+            *search_attribute_args(),
+        ]
         if self.namespace != "default":
             args += ["--namespace", self.namespace]
         if self.db_file is not None:
@@ -87,8 +103,9 @@ class TemporalDevServer:
         else:
             args += ["--ui-port", str(self.ui_port)]
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(args + self.extra_args, stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=log, start_new_session=True)
+        self.process = subprocess.Popen(
+            args + self.extra_args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while not port_open("127.0.0.1", self.port):
             if self.process.poll() is not None:

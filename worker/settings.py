@@ -11,6 +11,9 @@ from pathlib import Path
 
 DEFAULT_TASK_QUEUE = "dealflow"
 
+# The environment a worker or client reads (docker-compose.yml must provide these to the worker).
+ENV_VARS = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "DEALFLOW_TASK_QUEUE")
+
 
 def home() -> Path:
     return Path(os.environ.get("DEALFLOW_HOME", ".dealflow")).resolve()
@@ -35,14 +38,16 @@ class Settings:
         if stack is not None:
             settings = replace(settings, source=f"embedded stack ({stack_file()})", **stack)
         env = {
-            "temporal_address": os.environ.get("TEMPORAL_ADDRESS"),
-            "namespace": os.environ.get("TEMPORAL_NAMESPACE"),
-            "database_url": os.environ.get("DATABASE_URL"),
-            "task_queue": os.environ.get("DEALFLOW_TASK_QUEUE"),
+            field: os.environ.get(var)
+            for field, var in zip(
+                ("temporal_address", "namespace", "database_url", "task_queue"), ENV_VARS, strict=True
+            )
         }
         given = {k: v for k, v in env.items() if v}
         if given:
-            settings = replace(settings, source="environment" if stack is None else settings.source + " + environment", **given)
+            settings = replace(
+                settings, source="environment" if stack is None else settings.source + " + environment", **given
+            )
         return settings
 
 

@@ -93,9 +93,7 @@ class DealWorkflow:
     async def run(self, input: DealInput) -> DealState:
         while True:
             await workflow.wait_condition(
-                lambda: self._unpersisted()
-                or self._state.is_finished
-                or workflow.info().is_continue_as_new_suggested()
+                lambda: self._unpersisted() or self._state.is_finished or workflow.info().is_continue_as_new_suggested()
             )
             if self._unpersisted():
                 await self._persist()

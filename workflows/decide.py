@@ -51,9 +51,7 @@ class _Recorder:
 
     def __call__(self, cls: type[Any], **fields: Any) -> None:
         self.seq += 1
-        self.events.append(
-            cls(seq=self.seq, at=self.at, actor=self.actor, request_id=self.request_id, **fields)
-        )
+        self.events.append(cls(seq=self.seq, at=self.at, actor=self.actor, request_id=self.request_id, **fields))
 
     def enter(self, stage: str, via: EntryVia) -> None:
         self(StageEntered, stage=stage, via=via)
@@ -123,7 +121,9 @@ def _coerce(spec: FactSpec, value: FactValue) -> FactValue:
     raise ValueError(f"unsupported fact type {t}")  # pragma: no cover - enum is closed
 
 
-def check_facts(d: ProcessDefinition, state: DealState, stage: str, supplied: dict[str, FactValue]) -> dict[str, FactValue]:
+def check_facts(
+    d: ProcessDefinition, state: DealState, stage: str, supplied: dict[str, FactValue]
+) -> dict[str, FactValue]:
     """The supplied facts coerced to their types, or a refusal naming every problem."""
     specs = {f.fact: f for f in d.stage(stage).exit_criteria}
     unknown = sorted(set(supplied) - set(specs))
@@ -283,7 +283,9 @@ def lose(state: DealState, d: ProcessDefinition, cmd: LoseDeal, at: datetime, to
     if state.status == "won":
         raise Refusal("lose_not_allowed", f"deal {state.deal_id!r} is already won")
     if current not in d.lost_from():
-        raise Refusal("lose_not_allowed", f"a deal cannot be lost at stage {current!r}; allowed at: {', '.join(d.lost_from())}")
+        raise Refusal(
+            "lose_not_allowed", f"a deal cannot be lost at stage {current!r}; allowed at: {', '.join(d.lost_from())}"
+        )
     if cmd.reason not in lost.reasons:
         raise Refusal(
             "unknown_reason",

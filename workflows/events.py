@@ -79,14 +79,7 @@ class DealClosed(EventBase):
 
 
 DealEvent = Annotated[
-    DealStarted
-    | StageEntered
-    | StageCompleted
-    | StageSkipped
-    | MovedBack
-    | DealWon
-    | DealLost
-    | DealClosed,
+    DealStarted | StageEntered | StageCompleted | StageSkipped | MovedBack | DealWon | DealLost | DealClosed,
     Field(discriminator="type"),
 ]
 

@@ -97,7 +97,9 @@ def apply(state: DealState, event: DealEvent) -> DealState:
         case DealWon():
             changes.update(status="won", stage=None, stage_entered_at=None, ended_at=event.at)
         case DealLost():
-            changes.update(status="lost", stage=None, stage_entered_at=None, ended_at=event.at, lost_reason=event.reason)
+            changes.update(
+                status="lost", stage=None, stage_entered_at=None, ended_at=event.at, lost_reason=event.reason
+            )
         case DealClosed():
             changes.update(stage=None, stage_entered_at=None, ended_at=event.at)
     new = state.model_copy(update=changes)

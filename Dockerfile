@@ -1,0 +1,14 @@
+# The dealflow worker image (see docker-compose.yml).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY definitions ./definitions
+COPY workflows ./workflows
+COPY activities ./activities
+COPY worker ./worker
+COPY client ./client
+COPY store ./store
+COPY bench ./bench
+RUN pip install --no-cache-dir .
+USER nobody
+CMD ["dealflow", "worker"]

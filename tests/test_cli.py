@@ -1,0 +1,260 @@
+"""The `dealflow` CLI end to end, as a separate process, against the dev server and PostgreSQL.
+
+The worker runs inside the test process, so the CLI is awaited as an asyncio subprocess: a
+blocking call would stop the worker from serving the deal the CLI is talking to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import new_deal_id
+from worker.settings import Settings
+
+HERE = Path(__file__).parent
+DEALFLOW = [sys.executable, "-m", "client.cli"]
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli_env(settings: Settings, worker: None, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "DATABASE_URL": settings.database_url,
+        "DEALFLOW_TASK_QUEUE": settings.task_queue,
+        "DEALFLOW_HOME": str(tmp_path / "home"),
+    }
+
+
+async def dealflow(env: dict[str, str], *args: str) -> Run:
+    proc = await asyncio.create_subprocess_exec(
+        *DEALFLOW, *args, env=env, cwd=HERE.parent, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())
+
+
+async def test_held_out_definition_through_the_cli(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A definition the project does not ship: five stages, Norwegian titles, exit criteria."""
+    source = (HERE / "processes" / "fem-trinn.yaml").read_text()
+    path = tmp_path / "salg.yaml"
+    path.write_text(source.replace("name: fem-trinn", "name: salg-cli"))
+    deployed = await dealflow(cli_env, "definitions", "deploy", str(path), "--as", "ops-olga")
+    assert deployed.code == 0, deployed.err
+    assert "salg-cli@" in deployed.out and "deployed: 5 stages, by ops-olga" in deployed.out
+    again = await dealflow(cli_env, "definitions", "deploy", str(path))
+    assert again.code == 0 and "already deployed (no change)" in again.out
+    listed = await dealflow(cli_env, "definitions", "list", "--json")
+    assert any(d["name"] == "salg-cli" and d["stages"] == 5 for d in listed.json())
+
+    deal = new_deal_id("cli")
+    started = await dealflow(
+        cli_env,
+        "deal",
+        "start",
+        "--process",
+        "salg-cli",
+        "--deal-id",
+        deal,
+        "--owner",
+        "kari",
+        "--value",
+        "25000",
+        "--field",
+        "customer=Fjord AS",
+    )
+    assert started.code == 0, started.err
+    assert "at stage kartlegging" in started.out
+
+    refused = await dealflow(
+        cli_env, "deal", "complete", deal, "--stage", "kartlegging", "--as", "kari", "--fact", "beslutningstaker=Ola"
+    )
+    assert refused.code == 1 and refused.out == ""
+    assert "missing_facts" in refused.err and "budsjett" in refused.err and "Hvilket budsjett" in refused.err
+
+    status = await dealflow(cli_env, "deal", "status", deal, "--json")
+    data = status.json()
+    assert isinstance(data, dict)
+    assert data["stage"] == "kartlegging" and data["last_seq"] == 2 and data["fields"] == {"customer": "Fjord AS"}
+    assert [m["fact"] for m in data["missing_facts"]] == ["beslutningstaker", "budsjett"]
+
+    done = await dealflow(
+        cli_env,
+        "deal",
+        "complete",
+        deal,
+        "--stage",
+        "kartlegging",
+        "--as",
+        "kari",
+        "--fact",
+        "beslutningstaker=Ola",
+        "--fact",
+        "budsjett=25000",
+        "--request-id",
+        "k1",
+        "--json",
+    )
+    assert done.code == 0, done.err
+    assert done.json() == {
+        "deal_id": deal,
+        "request_id": "k1",
+        "status": "open",
+        "stage": "behov",
+        "first_seq": 3,
+        "last_seq": 4,
+    }
+    repeat = await dealflow(
+        cli_env,
+        "deal",
+        "complete",
+        deal,
+        "--stage",
+        "kartlegging",
+        "--as",
+        "kari",
+        "--fact",
+        "beslutningstaker=Ola",
+        "--fact",
+        "budsjett=25000",
+        "--request-id",
+        "k1",
+        "--json",
+    )
+    assert repeat.json() == done.json()
+
+    no_reason = await dealflow(cli_env, "deal", "move", deal, "--to", "innvendinger", "--as", "kari")
+    assert no_reason.code == 1 and "reason_required" in no_reason.err
+    moved = await dealflow(
+        cli_env,
+        "deal",
+        "move",
+        deal,
+        "--to",
+        "innvendinger",
+        "--as",
+        "kari",
+        "--reason",
+        "kunden har allerede sett demo",
+    )
+    assert moved.code == 0 and "stage innvendinger" in moved.out
+
+    listed_deals = await dealflow(cli_env, "deal", "list", "--stage", "innvendinger", "--process", "salg-cli", "--json")
+    assert [d["deal_id"] for d in listed_deals.json()] == [deal]
+
+    bad_reason = await dealflow(cli_env, "deal", "lose", deal, "--reason", "kjedelig", "--as", "kari")
+    assert bad_reason.code == 1 and "unknown_reason" in bad_reason.err and "konkurrent" in bad_reason.err
+    lost = await dealflow(cli_env, "deal", "lose", deal, "--reason", "konkurrent", "--as", "kari", "--note", "valgte X")
+    assert lost.code == 0 and "lost" in lost.out
+
+    events = await dealflow(cli_env, "deal", "events", deal, "--json")
+    types = [e["type"] for e in events.json()]
+    assert types == [
+        "DealStarted",
+        "StageEntered",
+        "StageCompleted",
+        "StageEntered",
+        "StageSkipped",
+        "StageEntered",
+        "DealLost",
+    ]
+    final = await dealflow(cli_env, "deal", "status", deal)
+    assert "status: lost (workflow closed)" in final.out
+
+
+async def test_win_through_the_cli(cli_env: dict[str, str], deployed: object) -> None:
+    deal = new_deal_id("cliwin")
+    assert (
+        await dealflow(cli_env, "deal", "start", "--process", "nine-stage", "--deal-id", deal, "--owner", "ivar")
+    ).code == 0
+    for stage in ["s1", "s2", "s3", "s4", "s5"]:
+        assert (await dealflow(cli_env, "deal", "complete", deal, "--stage", stage, "--as", "ivar")).code == 0
+    won = await dealflow(cli_env, "deal", "win", deal, "--as", "ivar", "--json")
+    assert won.code == 0, won.err
+    assert won.json()["status"] == "won" and won.json()["stage"] == "s8"
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["deal", "complete", "x", "--stage", "s", "--as", "r", "--fact", "novalue"], "is not KEY=VALUE"),
+        (["deal", "start", "--process", "@v1", "--deal-id", "d", "--owner", "o"], "expected NAME or NAME@VERSION"),
+        (
+            ["deal", "start", "--process", "p", "--deal-id", "d", "--owner", "o", "--field", "a=1", "--field", "a=2"],
+            "given twice",
+        ),
+    ],
+)
+async def test_usage_errors_exit_2(cli_env: dict[str, str], args: list[str], text: str) -> None:
+    run = await dealflow(cli_env, *args)
+    assert run.code == 2 and text in run.err
+
+
+async def test_argparse_errors_exit_2(cli_env: dict[str, str]) -> None:
+    run = await dealflow(cli_env, "deal", "complete", "x", "--stage", "s")
+    assert run.code == 2 and "--as" in run.err
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["deal", "status", "no-such-deal"], "no deal 'no-such-deal'"),
+        (["deal", "start", "--process", "ghost", "--deal-id", "g1", "--owner", "o"], "no process 'ghost' is deployed"),
+        (["deal", "start", "--process", "three-phase", "--deal-id", "bad id!", "--owner", "o"], "deal_id"),
+    ],
+)
+async def test_refusals_exit_1(cli_env: dict[str, str], deployed: object, args: list[str], text: str) -> None:
+    run = await dealflow(cli_env, *args)
+    assert run.code == 1 and text in run.err, run.err
+
+
+async def test_broken_definition_deploy_names_file_line_and_problem(cli_env: dict[str, str], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    text = (HERE / "processes" / "fem-trinn.yaml").read_text().replace("phase: bevise", "phase: tvile", 1)
+    broken.write_text(text)
+    run = await dealflow(cli_env, "definitions", "deploy", str(broken))
+    line = text.splitlines().index("    phase: tvile") + 1
+    assert run.code == 1
+    assert f"{broken}:{line}: stages[2].phase: stage 'presentasjon' refers to unknown phase 'tvile'" in run.err
+    listed = await dealflow(cli_env, "definitions", "list", "--json")
+    assert all(d["source"] != str(broken) for d in listed.json())
+
+
+async def test_schema_and_validate_need_no_server(tmp_path: Path) -> None:
+    env = {**os.environ, "DEALFLOW_HOME": str(tmp_path), "DATABASE_URL": "postgresql://x@127.0.0.1:1/none"}
+    schema = await dealflow(env, "definitions", "schema")
+    assert schema.code == 0 and "stages" in schema.json()["properties"]
+    ok = await dealflow(env, "definitions", "validate", str(HERE / "processes" / "nine-stage.yaml"))
+    assert ok.code == 0 and "9 stages" in ok.out
+
+
+async def test_unreachable_servers_exit_3_with_the_address(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DEALFLOW_HOME": str(tmp_path),
+        "DATABASE_URL": "postgresql://x:secret@127.0.0.1:1/none",
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
+    }
+    run = await dealflow(env, "deal", "list")
+    assert run.code == 3
+    assert "cannot connect to PostgreSQL at postgresql://x:***@127.0.0.1:1/none" in run.err
+    assert "secret" not in run.err

@@ -1,0 +1,82 @@
+"""docker-compose.yml is not run here (no Docker engine on these machines), so it is checked:
+services, pinned images, start order, and that the worker gets exactly what the code reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+from worker.devserver import SEARCH_ATTRIBUTE_TYPES
+from worker.settings import ENV_VARS
+
+ROOT = Path(__file__).parent.parent
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_services_and_pinned_images() -> None:
+    services = _compose()["services"]
+    assert set(services) == {"postgresql", "temporal", "temporal-setup", "temporal-ui", "worker"}
+    for name, svc in services.items():
+        if "build" in svc:
+            continue
+        image = svc["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name} must pin its image, got {image}"
+    assert services["temporal"]["image"].startswith("temporalio/auto-setup:")
+    assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
+
+
+def test_start_order() -> None:
+    services = _compose()["services"]
+    assert services["temporal"]["depends_on"]["postgresql"]["condition"] == "service_healthy"
+    worker = services["worker"]["depends_on"]
+    assert worker["postgresql"]["condition"] == "service_healthy"
+    assert worker["temporal"]["condition"] == "service_healthy"
+    assert worker["temporal-setup"]["condition"] == "service_completed_successfully"
+    for name, svc in services.items():
+        for dep in svc.get("depends_on", {}):
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            if svc["depends_on"][dep]["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{dep} needs a healthcheck"
+
+
+def test_temporal_uses_the_compose_postgresql() -> None:
+    env = _compose()["services"]["temporal"]["environment"]
+    assert env["DB"] == "postgres12" and env["POSTGRES_SEEDS"] == "postgresql"
+    config = env["DYNAMIC_CONFIG_FILE_PATH"].removeprefix("config/dynamicconfig/")
+    assert (ROOT / "deploy" / "dynamicconfig" / config).exists()
+
+
+def test_worker_environment_matches_what_the_code_reads() -> None:
+    services = _compose()["services"]
+    worker = services["worker"]
+    assert set(worker["environment"]) == set(ENV_VARS)
+    assert worker["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+    db = urlparse(worker["environment"]["DATABASE_URL"])
+    pg = services["postgresql"]["environment"]
+    assert (db.hostname, db.port, db.path.lstrip("/")) == ("postgresql", 5432, pg["POSTGRES_DB"])
+    assert (db.username, db.password) == (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"])
+    assert worker["command"] == ["dealflow", "worker"]
+    assert (ROOT / worker["build"]["dockerfile"]).exists()
+
+
+def test_setup_registers_every_search_attribute_the_workflow_sets() -> None:
+    command = " ".join(_compose()["services"]["temporal-setup"]["command"])
+    for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
+        assert name in command
+        assert f"--type {kind}" in command
+
+
+def test_dockerfile_copies_every_package() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    packages = pyproject.split("packages = [", 1)[1].split("]", 1)[0]
+    for pkg in [p.strip().strip('"') for p in packages.split(",")]:
+        assert f"COPY {pkg} ./{pkg}" in dockerfile
