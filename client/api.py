@@ -38,6 +38,7 @@ from workflows.commands import (
     LoseDeal,
     MissingFact,
     MoveStage,
+    RecordResponse,
     StartDeal,
     WinDeal,
 )
@@ -313,6 +314,19 @@ class DealflowClient:
             expected_stage=expected_stage,
         )
         return await self._update(deal_id, DealWorkflow.lose, cmd)
+
+    async def record_response(
+        self,
+        deal_id: str,
+        *,
+        actor: str,
+        kind: str = "replied",
+        note: str | None = None,
+        request_id: str | None = None,
+    ) -> ActionResult:
+        """The buyer replied, booked a meeting, unsubscribed or bounced: stops the cadence at once."""
+        cmd = _build(RecordResponse, request_id=self._request_id(request_id), actor=actor, kind=kind, note=note)
+        return await self._update(deal_id, DealWorkflow.record_response, cmd)
 
     async def status(self, deal_id: str) -> DealStatus:
         handle = self._handle(deal_id)

@@ -154,6 +154,13 @@ async def cmd_lose(args: argparse.Namespace, c: DealflowClient) -> None:
     _print_action(args, result)
 
 
+async def cmd_reply(args: argparse.Namespace, c: DealflowClient) -> None:
+    result = await c.record_response(
+        args.deal_id, actor=args.actor, kind=args.kind, note=args.note, request_id=args.request_id
+    )
+    _print_action(args, result)
+
+
 async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
     status = await c.status(args.deal_id)
     if args.json:
@@ -357,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     lose.add_argument("--note")
     lose.add_argument("--expected-stage")
     lose.set_defaults(client_run=cmd_lose)
+
+    reply = deal.add_parser("reply", help="the buyer answered: stops the follow-up cadence at once")
+    _request_args(reply)
+    reply.add_argument("--kind", default="replied", choices=["replied", "meeting_booked", "unsubscribed", "bounced"])
+    reply.add_argument("--note")
+    reply.set_defaults(client_run=cmd_reply)
 
     status = deal.add_parser("status", help="a deal's state and what its stage still needs")
     status.add_argument("deal_id", metavar="ID")

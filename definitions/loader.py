@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from definitions import rules
-from definitions.model import ProcessDefinition
+from definitions.model import BUILTIN_PLACEHOLDERS, ProcessDefinition, template_names
 
 PROCESSES_DIR = Path(__file__).parent / "processes"
 
@@ -121,19 +122,46 @@ def parse(data: Any, *, source: str = "<definition>", root: yaml.Node | None = N
     return definition
 
 
+def placeholders(text: str) -> list[str]:
+    """The `{name}` placeholders of a template, in order; ValueError for malformed braces."""
+    names = []
+    for _, field, _, _ in string.Formatter().parse(text):
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise ValueError(f"placeholder {{{field}}} is not a plain name")
+        names.append(field)
+    return names
+
+
 def _read_templates(definition: ProcessDefinition, base: Path, source: str) -> dict[str, str]:
     templates: dict[str, str] = {}
     problems = []
+    known = template_names(definition)
     for i, t in enumerate(definition.proposal_templates):
         path = (base / t.file).resolve()
+        where = f"proposal_templates[{i}].file"
         try:
-            templates[t.id] = path.read_text(encoding="utf-8")
-        except OSError as exc:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(DefinitionProblem(source, where, f"cannot read template {t.file!r}: {exc}"))
+            continue
+        try:
+            unknown = sorted(set(placeholders(text)) - known)
+        except ValueError as exc:
+            problems.append(DefinitionProblem(source, where, f"template {t.file!r}: {exc}"))
+            continue
+        if unknown:
             problems.append(
                 DefinitionProblem(
-                    source, f"proposal_templates[{i}].file", f"cannot read template {t.file!r}: {exc.strerror}"
+                    source,
+                    where,
+                    f"template {t.file!r} uses unknown placeholder(s) {', '.join(unknown)}: use exit-criteria facts, "
+                    f"deal_fields or {', '.join(BUILTIN_PLACEHOLDERS)}",
                 )
             )
+            continue
+        templates[t.id] = text
     if problems:
         raise DefinitionError(problems)
     return templates

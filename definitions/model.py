@@ -7,7 +7,6 @@ file is reported at once with the path where it stands.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -180,6 +179,10 @@ class ProcessDefinition(_Strict):
     cadences: list[Cadence] = Field(default_factory=list)
     proposal_templates: list[ProposalTemplate] = Field(default_factory=list)
     rebuy: list[Rebuy] = Field(default_factory=list)
+    deal_fields: list[Identifier] = Field(
+        default_factory=lambda: ["customer", "title", "contact"],
+        description="free-form fields a deal carries (--field K=V); proposal templates may use them",
+    )
 
     @field_validator("business_days")
     @classmethod
@@ -233,9 +236,13 @@ class ProcessDefinition(_Strict):
         return ids[i + 1] if i + 1 < len(ids) else None
 
 
-def slug(text: str) -> str:
-    """A lower-case identifier from free text, for generated ids."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+BUILTIN_PLACEHOLDERS = ("deal_id", "owner", "value", "process", "process_title", "version")
+
+
+def template_names(d: ProcessDefinition) -> set[str]:
+    """Every name a proposal template may use: built-ins, deal fields and exit-criteria facts."""
+    facts = {f.fact for s in d.stages for f in s.exit_criteria}
+    return set(BUILTIN_PLACEHOLDERS) | set(d.deal_fields) | facts
 
 
 def json_schema() -> dict[str, Any]:

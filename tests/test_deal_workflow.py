@@ -59,7 +59,11 @@ async def test_seven_stage_deal_to_the_end_is_logged_exactly(
     rows = await client.list_deals(owner="alice", status="won")
     assert any(r.deal_id == deal and r.last_seq == len(events) for r in rows)
     assert [e.type for e in events].count("StageEntered") == 7
-    assert {e.actor for e in events} == {"alice"}
+    assert {e.actor for e in events if e.request_id} == {"alice"}  # every rep action
+    assert {e.actor for e in events if not e.request_id and e.seq > 2} == {"dealflow"}  # the engine
+    failed = [e for e in events if e.type == "ProposalFailed"]
+    assert len(failed) == 1 and failed[0].missing == ["title"]  # type: ignore[union-attr]
+    assert [e.type for e in events if e.type.startswith("Cadence")] == ["CadenceStarted", "CadenceStopped"]
 
 
 RefusalCase = tuple[str, Callable[[DealflowClient, str], Awaitable[Any]], str]

@@ -246,8 +246,8 @@ def test_lose_respects_minimum_touches() -> None:
     )
     cmd = LoseDeal(request_id="l", actor="a", reason="no-budget")
     with pytest.raises(decide.Refusal, match="has had 2 follow-up touches; the process asks for 5"):
-        decide.lose(deal.state, d, cmd, T0, touches=2)
-    assert decide.lose(deal.state, d, cmd, T0, touches=5)[0].type == "DealLost"
+        decide.lose(deal.state.model_copy(update={"touches": 2}), d, cmd, T0)
+    assert decide.lose(deal.state.model_copy(update={"touches": 5}), d, cmd, T0)[0].type == "DealLost"
 
 
 def test_requests_are_recorded_for_idempotency() -> None:

@@ -5,21 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import asyncpg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.channels.config import ChannelRegistry, load_channels
 from activities.event_log import EventLogActivities
+from activities.messages import MessageActivities
+from activities.proposals import ProposalActivities
 from store.db import connect_pool
 from store.migrations import migrate
-from worker.settings import Settings
+from worker.settings import Settings, home, proposals_dir
+from workflows.cadence import FollowUpCadence
 from workflows.deal import DealWorkflow
 
 log = logging.getLogger("dealflow.worker")
 
-WORKFLOWS: Sequence[type] = (DealWorkflow,)
+WORKFLOWS: Sequence[type] = (DealWorkflow, FollowUpCadence)
 
 
 async def connect_temporal(settings: Settings) -> Client:
@@ -34,13 +39,23 @@ async def connect_temporal(settings: Settings) -> Client:
         ) from exc
 
 
-def build_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> Worker:
+def build_worker(
+    client: Client,
+    pool: asyncpg.Pool,
+    task_queue: str,
+    *,
+    channels: ChannelRegistry | None = None,
+    proposals: Path | None = None,
+) -> Worker:
+    """The deal and cadence workflows with every activity they call, on one task queue."""
     event_log = EventLogActivities(pool)
+    messages = MessageActivities(pool, channels or load_channels(home()))
+    documents = ProposalActivities(proposals or proposals_dir())
     return Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=[event_log.append_events],
+        activities=[event_log.append_events, messages.send_message, documents.generate_proposal],
     )
 
 

@@ -19,6 +19,14 @@ def home() -> Path:
     return Path(os.environ.get("DEALFLOW_HOME", ".dealflow")).resolve()
 
 
+def proposals_dir() -> Path:
+    return Path(os.environ.get("DEALFLOW_PROPOSALS_DIR") or home() / "proposals")
+
+
+def outbox_dir() -> Path:
+    return Path(os.environ.get("DEALFLOW_OUTBOX_DIR") or home() / "outbox")
+
+
 def stack_file() -> Path:
     return home() / "stack.json"
 

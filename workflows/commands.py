@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from definitions.loader import PinnedDefinition
-from workflows.events import DealEvent, Facts
+from workflows.events import BuyerResponseKind, DealEvent, Facts
 from workflows.state import Status
 
 
@@ -44,6 +44,11 @@ class LoseDeal(Command):
     note: str | None = None
 
 
+class RecordResponse(Command):
+    kind: BuyerResponseKind = "replied"
+    note: str | None = None
+
+
 class ActionResult(_Payload):
     """The outcome of a request; a repeat of the same request id gets this same answer."""
 
@@ -70,6 +75,7 @@ class DealInput(_Payload):
     pinned: PinnedDefinition
     carried_events: list[DealEvent] = []
     persisted_seq: int = 0
+    time_scale: float = Field(default=1.0, gt=0, le=1, description="simulation only: compress waits")
 
 
 class MissingFact(_Payload):

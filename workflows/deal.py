@@ -1,24 +1,31 @@
 """The deal workflow: one durable execution per deal, walking the stages of its pinned definition.
 
 The workflow holds no logic of its own about sales: decisions come from `workflows.decide`, state
-from `workflows.state.fold`. What it adds is durability: updates validated before they enter
-history, events carried out to the event log by an activity (at least once, keyed so that the
-log has each exactly once), search attributes kept current, and continue-as-new with the whole
-state when the history grows long.
+from `workflows.state.fold`, the reminder ladder from `workflows.reminders`. What it adds is
+durability: updates validated before they enter history; a main loop that sleeps until the next
+reminder rung, carries events to the event log (at least once, keyed so the log has each exactly
+once) and runs the effects that events call for (notifications, proposals, starting and stopping
+the follow-up cadence); search attributes kept current; continue-as-new with the whole state.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from definitions.loader import PinnedDefinition
-    from workflows import decide
+    from definitions.model import BUILTIN_PLACEHOLDERS, StopCondition
+    from workflows import decide, reminders
+    from workflows.cadence import CadenceInput, CadenceReport, FollowUpCadence
     from workflows.commands import (
         ActionResult,
         Command,
@@ -27,10 +34,37 @@ with workflow.unsafe.imports_passed_through():
         LoseDeal,
         MissingFact,
         MoveStage,
+        RecordResponse,
         WinDeal,
     )
-    from workflows.effects import APPEND_EVENTS, AppendEvents, DealSnapshot
-    from workflows.events import DealEvent
+    from workflows.effects import (
+        APPEND_EVENTS,
+        GENERATE_PROPOSAL,
+        SEND_MESSAGE,
+        AppendEvents,
+        DealSnapshot,
+        OutgoingMessage,
+        ProposalDocument,
+        ProposalRequest,
+        SentMessage,
+    )
+    from workflows.events import (
+        BuyerResponded,
+        CadenceCompleted,
+        CadenceStarted,
+        CadenceStopped,
+        DealEvent,
+        DealLost,
+        DealWon,
+        Escalated,
+        ProposalFailed,
+        ProposalGenerated,
+        ReminderSent,
+        StageEntered,
+        TouchFailed,
+        TouchScheduled,
+        TouchSent,
+    )
     from workflows.state import DealState, apply, fold
 
 DEAL_STAGE = SearchAttributeKey.for_keyword("DealStage")
@@ -46,6 +80,19 @@ APPEND_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=0,  # the log must get every event: retry until the database is back
 )
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=10,
+    non_retryable_error_types=["PermanentChannelError"],
+)
+PROPOSAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=5,
+    non_retryable_error_types=["MissingProposalFacts", "InvalidTemplate"],
+)
+CADENCE_STOP_GRACE = timedelta(minutes=1)
 
 
 def workflow_id(deal_id: str) -> str:
@@ -67,14 +114,46 @@ def _refused(refusal: decide.Refusal) -> ApplicationError:
     return ApplicationError(refusal.message, refusal.details, type=refusal.code, non_retryable=True)
 
 
+class Notify(BaseModel):
+    seq: int
+    to: str
+    subject: str
+
+
+class MakeProposal(BaseModel):
+    template: str
+
+
+class StartCadence(BaseModel):
+    cadence: str
+
+
+class StopCadence(BaseModel):
+    reason: str
+
+
+Effect = Notify | MakeProposal | StartCadence | StopCadence
+
+
+def _error_text(exc: ActivityError) -> tuple[str, list[str]]:
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        details = cause.details[0] if cause.details else None
+        missing = list(details.get("missing", [])) if isinstance(details, dict) else []
+        return cause.message, missing
+    return str(cause or exc), []
+
+
 @workflow.defn(name="Deal")
 class DealWorkflow:
     @workflow.init
     def __init__(self, input: DealInput) -> None:
         self._pinned: PinnedDefinition = input.pinned
+        self._scale = input.time_scale
         self._events: list[DealEvent] = list(input.carried_events)
         self._state: DealState = fold(self._events)
         self._persisted = input.persisted_seq
+        self._effects: list[Effect] = []
         self._indexed: list[SearchAttributePair[str]] = search_attributes(self._state)
         if not self._events:
             # recorded here, not in run(): an update may arrive in the very first workflow task,
@@ -92,23 +171,36 @@ class DealWorkflow:
     @workflow.run
     async def run(self, input: DealInput) -> DealState:
         while True:
-            await workflow.wait_condition(
-                lambda: self._unpersisted() or self._state.is_finished or workflow.info().is_continue_as_new_suggested()
-            )
+            rung = reminders.next_rung(self._pinned.definition, self._state, self._scale)
+            timeout = None if rung is None else max(0.0, (rung.due_at - workflow.now()).total_seconds())
+            try:
+                await workflow.wait_condition(functools.partial(self._has_work, rung), timeout=timeout)
+            except TimeoutError:
+                if rung is not None and not self._ladder_moved(rung):
+                    self._record(decide.remind(self._state, rung, workflow.now()))
+                continue
+            if self._effects:
+                await self._run(self._effects.pop(0))
+                continue
             if self._unpersisted():
                 await self._persist()
                 continue
+            if not (self._state.is_finished or workflow.info().is_continue_as_new_suggested()):
+                continue  # only the reminder ladder changed: sleep towards the new rung
             await workflow.wait_condition(workflow.all_handlers_finished)
-            if self._unpersisted():
+            if self._effects or self._unpersisted():
                 continue
             if self._state.is_finished:
-                return self._state
+                if await self._cadence_wound_down():
+                    return self._state
+                continue
             workflow.continue_as_new(
                 DealInput(
                     start=input.start,
                     pinned=self._pinned,
                     carried_events=self._events,
                     persisted_seq=self._persisted,
+                    time_scale=self._scale,
                 )
             )
 
@@ -145,6 +237,55 @@ class DealWorkflow:
     @lose.validator
     def _check_lose(self, cmd: LoseDeal) -> None:
         self._check(cmd, lambda: decide.lose(self._state, self._pinned.definition, cmd, workflow.now()))
+
+    @workflow.update
+    def record_response(self, cmd: RecordResponse) -> ActionResult:
+        return self._act(cmd, lambda: decide.respond(self._state, cmd, workflow.now()))
+
+    @record_response.validator
+    def _check_response(self, cmd: RecordResponse) -> None:
+        self._check(cmd, lambda: decide.respond(self._state, cmd, workflow.now()))
+
+    @workflow.signal
+    def cadence_report(self, report: CadenceReport) -> None:
+        """Progress from the follow-up cadence child, recorded as the deal's own events."""
+        if report.cadence_run != self._state.cadence:
+            return  # a cadence this deal no longer runs (already stopped or completed)
+        now = workflow.now()
+        run = report.cadence_run
+        match report.kind:
+            case "scheduled":
+                assert report.due_at is not None
+                event: tuple[type[Any], dict[str, Any]] = (
+                    TouchScheduled,
+                    {
+                        "cadence_run": run,
+                        "touch_no": report.touch_no,
+                        "channel": report.channel,
+                        "due_at": report.due_at,
+                    },
+                )
+            case "sent":
+                event = (
+                    TouchSent,
+                    {
+                        "cadence_run": run,
+                        "touch_no": report.touch_no,
+                        "channel": report.channel,
+                        "message_id": report.message_id,
+                    },
+                )
+            case "failed":
+                event = (
+                    TouchFailed,
+                    {"cadence_run": run, "touch_no": report.touch_no, "channel": report.channel, "error": report.error},
+                )
+            case "stopped":
+                event = (CadenceStopped, {"cadence_run": run, "reason": report.reason})
+            case "completed":
+                event = (CadenceCompleted, {"cadence_run": run, "touches_sent": report.touches_sent})
+        cls, fields = event
+        self._record(decide.system_event(self._state, cls, now, stage=self._state.stage, **fields))
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -208,11 +349,227 @@ class DealWorkflow:
         for event in events:
             self._state = apply(self._state, event)
             self._events.append(event)
+            self._effects.extend(self._effects_of(event))
         indexed = search_attributes(self._state)
         if indexed != self._indexed:
             changed = [new for new, old in zip(indexed, self._indexed, strict=True) if new != old]
             workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in changed])
             self._indexed = indexed
+
+    def _effects_of(self, event: DealEvent) -> list[Effect]:
+        """What the outside world must see happen because of an event (pure, so replay agrees)."""
+        d = self._pinned.definition
+        running = self._state.cadence
+        match event:
+            case StageEntered(stage=str(stage_id)):
+                stage = d.stage(stage_id)
+                out: list[Effect] = []
+                if stage.proposal_template:
+                    out.append(MakeProposal(template=stage.proposal_template))
+                if stage.cadence and running is None:
+                    out.append(StartCadence(cadence=stage.cadence))
+                return out
+            case ReminderSent():
+                return [Notify(seq=event.seq, to=event.to, subject=f"Reminder: {self._deal_label()} is overdue")]
+            case Escalated():
+                verb = f"reassigned to {event.reassigned_to}" if event.reassigned_to else "escalated"
+                return [
+                    Notify(seq=event.seq, to=event.to, subject=f"Escalation {event.level}: {self._deal_label()} {verb}")
+                ]
+            case BuyerResponded(kind=kind) if running and kind in self._stop_conditions(running):
+                return [StopCadence(reason=kind)]
+            case DealWon() | DealLost() if running and StopCondition.deal_ended in self._stop_conditions(running):
+                return [StopCadence(reason=StopCondition.deal_ended.value)]
+        return []
+
+    def _stop_conditions(self, cadence_run: str) -> list[str]:
+        cadence_id = cadence_run.rsplit("#", 1)[0].split("/", 1)[-1]
+        for c in self._pinned.definition.cadences:
+            if c.id == cadence_id:
+                return [s.value for s in c.stop_on]
+        return []
+
+    def _deal_label(self) -> str:
+        s = self._state
+        return f"deal {s.deal_id} ({s.fields.get('customer', s.process)}) at {s.stage}"
+
+    def _values(self) -> dict[str, str]:
+        """Everything a template may say: built-ins, deal fields and the facts recorded so far."""
+        s = self._state
+        values = {k: v for k, v in s.fields.items()}
+        for facts in s.facts.values():
+            values.update({k: str(v) for k, v in facts.items()})
+        builtins = {
+            "deal_id": s.deal_id,
+            "owner": s.owner,
+            "process": s.process,
+            "version": s.version,
+            "process_title": self._pinned.definition.title or s.process,
+            "value": "" if s.value is None else f"{s.value:,.2f}",
+        }
+        values.update({k: v for k, v in builtins.items() if k in BUILTIN_PLACEHOLDERS and v})
+        return values
+
+    async def _run(self, effect: Effect) -> None:
+        match effect:
+            case Notify():
+                await self._notify(effect)
+            case MakeProposal():
+                await self._propose(effect)
+            case StartCadence():
+                await self._start_cadence(effect)
+            case StopCadence():
+                await self._stop_cadence(effect.reason)
+
+    async def _notify(self, effect: Notify) -> None:
+        message = OutgoingMessage(
+            deal_id=self._state.deal_id,
+            effect_key=f"notify/{effect.seq}",
+            kind="notification",
+            channel="notify",
+            recipient=effect.to,
+            subject=effect.subject,
+            body=f"{effect.subject}.\n\nOwner: {self._state.owner}\nStage: {self._state.stage}\n",
+        )
+        try:
+            await workflow.execute_activity(
+                SEND_MESSAGE,
+                message,
+                result_type=SentMessage,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=NOTIFY_RETRY,
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("notification %s not delivered: %s", message.effect_key, _error_text(exc)[0])
+
+    async def _propose(self, effect: MakeProposal) -> None:
+        template = self._pinned.templates.get(effect.template)
+        if template is None:
+            self._record(
+                decide.system_event(
+                    self._state,
+                    ProposalFailed,
+                    workflow.now(),
+                    stage=self._state.stage,
+                    template=effect.template,
+                    error="template text missing from the pinned definition",
+                )
+            )
+            return
+        request = ProposalRequest(
+            deal_id=self._state.deal_id,
+            version=self._pinned.version,
+            template_id=effect.template,
+            template=template,
+            values=self._values(),
+        )
+        try:
+            doc: ProposalDocument = await workflow.execute_activity(
+                GENERATE_PROPOSAL,
+                request,
+                result_type=ProposalDocument,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=PROPOSAL_RETRY,
+            )
+        except ActivityError as exc:
+            error, missing = _error_text(exc)
+            self._record(
+                decide.system_event(
+                    self._state,
+                    ProposalFailed,
+                    workflow.now(),
+                    stage=self._state.stage,
+                    template=effect.template,
+                    missing=missing,
+                    error=error,
+                )
+            )
+            return
+        self._record(
+            decide.system_event(
+                self._state,
+                ProposalGenerated,
+                workflow.now(),
+                stage=self._state.stage,
+                template=effect.template,
+                path=doc.path,
+                html_path=doc.html_path,
+                content_hash=doc.content_hash,
+            )
+        )
+
+    async def _start_cadence(self, effect: StartCadence) -> None:
+        if self._state.is_finished or self._state.cadence is not None:
+            return
+        d = self._pinned.definition
+        cadence = next(c for c in d.cadences if c.id == effect.cadence)
+        run = f"cadence-{self._state.deal_id}/{cadence.id}#{self._state.cadence_runs + 1}"
+        fields = self._state.fields
+        await workflow.start_child_workflow(
+            FollowUpCadence.run,
+            CadenceInput(
+                deal_id=self._state.deal_id,
+                parent_workflow_id=workflow.info().workflow_id,
+                cadence_run=run,
+                cadence=cadence,
+                timezone=d.timezone,
+                business_days=d.business_days,
+                recipient=fields.get("contact") or fields.get("customer") or f"buyer of {self._state.deal_id}",
+                values=self._values(),
+                time_scale=self._scale,
+            ),
+            id=run,
+            parent_close_policy=ParentClosePolicy.ABANDON,  # it outlives continue-as-new; stopped by signal
+        )
+        self._record(
+            decide.system_event(
+                self._state,
+                CadenceStarted,
+                workflow.now(),
+                stage=self._state.stage,
+                cadence=cadence.id,
+                cadence_run=run,
+                touches=len(cadence.touches),
+            )
+        )
+
+    async def _stop_cadence(self, reason: str) -> None:
+        run = self._state.cadence
+        if run is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(run).signal(FollowUpCadence.stop, reason)
+        except FailureError:
+            # it had already finished; its last report is on its way or recorded
+            workflow.logger.info("cadence %s had already ended", run)
+
+    async def _cadence_wound_down(self) -> bool:
+        """Before the deal's workflow ends, its cadence reports that it stopped (or is presumed to)."""
+        run = self._state.cadence
+        if run is None:
+            return True
+        try:
+            await workflow.wait_condition(lambda: self._state.cadence is None, timeout=CADENCE_STOP_GRACE)
+        except TimeoutError:
+            self._record(
+                decide.system_event(
+                    self._state, CadenceStopped, workflow.now(), stage=None, cadence_run=run, reason="deal_ended"
+                )
+            )
+        return False  # events were recorded: persist them, then end
+
+    def _has_work(self, rung: reminders.Rung | None) -> bool:
+        return (
+            bool(self._effects)
+            or self._unpersisted()
+            or self._state.is_finished
+            or workflow.info().is_continue_as_new_suggested()
+            or self._ladder_moved(rung)
+        )
+
+    def _ladder_moved(self, rung: reminders.Rung | None) -> bool:
+        """The next reminder rung is no longer `rung`: the deal moved on, or the rung fired."""
+        return reminders.next_rung(self._pinned.definition, self._state, self._scale) != rung
 
     def _unpersisted(self) -> bool:
         return self._persisted < self._state.last_seq

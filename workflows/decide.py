@@ -11,21 +11,34 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from definitions.model import FactSpec, FactType, ProcessDefinition
-from workflows.commands import CompleteStage, LoseDeal, MissingFact, MoveStage, StartDeal, WinDeal
+from definitions.model import FactSpec, FactType, Notify, ProcessDefinition
+from workflows.commands import (
+    CompleteStage,
+    LoseDeal,
+    MissingFact,
+    MoveStage,
+    RecordResponse,
+    StartDeal,
+    WinDeal,
+)
 from workflows.events import (
+    BuyerResponded,
     DealClosed,
     DealEvent,
     DealLost,
     DealStarted,
     DealWon,
     EntryVia,
+    Escalated,
     FactValue,
     MovedBack,
+    ReminderSent,
+    SlaBreached,
     StageCompleted,
     StageEntered,
     StageSkipped,
 )
+from workflows.reminders import Rung, manager_of
 from workflows.state import DealState
 
 
@@ -275,7 +288,7 @@ def win(state: DealState, d: ProcessDefinition, cmd: WinDeal, at: datetime) -> l
     return rec.events
 
 
-def lose(state: DealState, d: ProcessDefinition, cmd: LoseDeal, at: datetime, touches: int = 0) -> list[DealEvent]:
+def lose(state: DealState, d: ProcessDefinition, cmd: LoseDeal, at: datetime) -> list[DealEvent]:
     current = _open(state, cmd.expected_stage)
     lost = d.outcomes.lost
     if lost is None:
@@ -292,12 +305,51 @@ def lose(state: DealState, d: ProcessDefinition, cmd: LoseDeal, at: datetime, to
             f"{cmd.reason!r} is not a lost reason of {d.name!r}; use one of: {', '.join(lost.reasons)}",
             {"reasons": list(lost.reasons)},
         )
-    if touches < lost.min_touches_before_lost:
+    if state.touches < lost.min_touches_before_lost:
         raise Refusal(
             "too_few_touches",
-            f"deal {state.deal_id!r} has had {touches} follow-up touches; the process asks for "
+            f"deal {state.deal_id!r} has had {state.touches} follow-up touches; the process asks for "
             f"{lost.min_touches_before_lost} before a deal may be closed as lost",
         )
     rec = _Recorder(state, at, cmd.actor, cmd.request_id)
     rec(DealLost, stage=current, reason=cmd.reason, note=(cmd.note or "").strip() or None)
+    return rec.events
+
+
+SYSTEM_ACTOR = "dealflow"
+
+
+def remind(state: DealState, rung: Rung, at: datetime) -> list[DealEvent]:
+    """The events of one rung of the reminder ladder."""
+    rec = _Recorder(state, at, SYSTEM_ACTOR, None)
+    if rung.level == 0:
+        rec(SlaBreached, stage=rung.stage, due_at=rung.due_at)
+        rec(ReminderSent, stage=rung.stage, to=state.owner, due_at=rung.due_at)
+    else:
+        to = state.owner if rung.notify is Notify.owner else manager_of(state)
+        rec(
+            Escalated,
+            stage=rung.stage,
+            level=rung.level,
+            notify=rung.notify.value,
+            to=to,
+            reassigned_to=rung.reassign_to,
+            due_at=rung.due_at,
+        )
+    return rec.events
+
+
+def respond(state: DealState, cmd: RecordResponse, at: datetime) -> list[DealEvent]:
+    """The buyer answered (or booked a meeting, unsubscribed, bounced): a fact, recorded as told."""
+    if state.is_finished:
+        raise Refusal("deal_closed", f"deal {state.deal_id!r} is {state.status}; it takes no more actions")
+    rec = _Recorder(state, at, cmd.actor, cmd.request_id)
+    rec(BuyerResponded, stage=state.stage, kind=cmd.kind, note=(cmd.note or "").strip() or None)
+    return rec.events
+
+
+def system_event(state: DealState, cls: type[Any], at: datetime, **fields: Any) -> list[DealEvent]:
+    """One event recorded by the engine itself (proposals, cadence progress)."""
+    rec = _Recorder(state, at, SYSTEM_ACTOR, None)
+    rec(cls, **fields)
     return rec.events

@@ -53,3 +53,53 @@ class AppendEvents(BaseModel):
     deal_id: str
     events: list[DealEvent]
     snapshot: DealSnapshot
+
+
+SEND_MESSAGE = "send_message"
+GENERATE_PROPOSAL = "generate_proposal"
+
+
+class OutgoingMessage(BaseModel):
+    """One message to send through a named channel, at most once per (deal_id, effect_key).
+
+    Touches use the key `touch/<cadence_run>/<touch_no>`, reminders `notify/<seq>`: the outbox
+    table in PostgreSQL is keyed by `(deal_id, effect_key)`, so a retried or restarted send
+    never sends twice.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    deal_id: str
+    effect_key: str
+    kind: str  # "touch" or "notification"
+    channel: str
+    recipient: str
+    subject: str
+    body: str
+    cadence_run: str | None = None
+    touch_no: int | None = None
+
+
+class SentMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    message_id: str
+    already_sent: bool = False
+
+
+class ProposalRequest(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    deal_id: str
+    version: str
+    template_id: str
+    template: str
+    values: dict[str, str]
+
+
+class ProposalDocument(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    html_path: str
+    content_hash: str

@@ -78,8 +78,118 @@ class DealClosed(EventBase):
     type: Literal["DealClosed"] = "DealClosed"
 
 
+class SlaBreached(EventBase):
+    """The stage's deadline passed without the stage being left."""
+
+    type: Literal["SlaBreached"] = "SlaBreached"
+    due_at: datetime
+
+
+class ReminderSent(EventBase):
+    type: Literal["ReminderSent"] = "ReminderSent"
+    to: str
+    due_at: datetime
+
+
+class Escalated(EventBase):
+    """A rung of the escalation ladder; `reassigned_to` makes that person the deal's owner."""
+
+    type: Literal["Escalated"] = "Escalated"
+    level: int = Field(ge=1)
+    notify: str
+    to: str
+    reassigned_to: str | None = None
+    due_at: datetime
+
+
+class ProposalGenerated(EventBase):
+    type: Literal["ProposalGenerated"] = "ProposalGenerated"
+    template: str
+    path: str
+    html_path: str
+    content_hash: str
+
+
+class ProposalFailed(EventBase):
+    type: Literal["ProposalFailed"] = "ProposalFailed"
+    template: str
+    missing: list[str] = []
+    error: str
+
+
+class CadenceStarted(EventBase):
+    type: Literal["CadenceStarted"] = "CadenceStarted"
+    cadence: str
+    cadence_run: str
+    touches: int
+
+
+class TouchScheduled(EventBase):
+    type: Literal["TouchScheduled"] = "TouchScheduled"
+    cadence_run: str
+    touch_no: int
+    channel: str
+    due_at: datetime
+
+
+class TouchSent(EventBase):
+    type: Literal["TouchSent"] = "TouchSent"
+    cadence_run: str
+    touch_no: int
+    channel: str
+    message_id: str
+
+
+class TouchFailed(EventBase):
+    type: Literal["TouchFailed"] = "TouchFailed"
+    cadence_run: str
+    touch_no: int
+    channel: str
+    error: str
+
+
+class CadenceStopped(EventBase):
+    type: Literal["CadenceStopped"] = "CadenceStopped"
+    cadence_run: str
+    reason: str
+
+
+class CadenceCompleted(EventBase):
+    type: Literal["CadenceCompleted"] = "CadenceCompleted"
+    cadence_run: str
+    touches_sent: int
+
+
+BuyerResponseKind = Literal["replied", "meeting_booked", "unsubscribed", "bounced"]
+
+
+class BuyerResponded(EventBase):
+    type: Literal["BuyerResponded"] = "BuyerResponded"
+    kind: BuyerResponseKind
+    note: str | None = None
+
+
 DealEvent = Annotated[
-    DealStarted | StageEntered | StageCompleted | StageSkipped | MovedBack | DealWon | DealLost | DealClosed,
+    DealStarted
+    | StageEntered
+    | StageCompleted
+    | StageSkipped
+    | MovedBack
+    | DealWon
+    | DealLost
+    | DealClosed
+    | SlaBreached
+    | ReminderSent
+    | Escalated
+    | ProposalGenerated
+    | ProposalFailed
+    | CadenceStarted
+    | TouchScheduled
+    | TouchSent
+    | TouchFailed
+    | CadenceStopped
+    | CadenceCompleted
+    | BuyerResponded,
     Field(discriminator="type"),
 ]
 

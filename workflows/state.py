@@ -14,16 +14,28 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from workflows.events import (
+    BuyerResponded,
+    CadenceCompleted,
+    CadenceStarted,
+    CadenceStopped,
     DealClosed,
     DealEvent,
     DealLost,
     DealStarted,
     DealWon,
+    Escalated,
     Facts,
     MovedBack,
+    ProposalFailed,
+    ProposalGenerated,
+    ReminderSent,
+    SlaBreached,
     StageCompleted,
     StageEntered,
     StageSkipped,
+    TouchFailed,
+    TouchScheduled,
+    TouchSent,
 )
 
 Status = Literal["open", "won", "lost"]
@@ -59,6 +71,14 @@ class DealState(BaseModel):
     visits: dict[str, int] = {}
     last_seq: int = 0
     requests: dict[str, RequestRecord] = {}
+    reminders_fired: int = 0  # rungs of the current visit's ladder already fired
+    sla_breaches: int = 0
+    proposals: dict[str, str] = {}  # template -> content hash of the latest document
+    cadence: str | None = None  # the running cadence's run id
+    cadence_runs: int = 0
+    touches: int = 0  # touches sent, over all cadences
+    touches_failed: int = 0
+    buyer_responses: list[str] = []
 
     @property
     def is_finished(self) -> bool:
@@ -86,7 +106,7 @@ def apply(state: DealState, event: DealEvent) -> DealState:
             assert event.stage is not None
             visits = dict(state.visits)
             visits[event.stage] = visits.get(event.stage, 0) + 1
-            changes.update(stage=event.stage, stage_entered_at=event.at, visits=visits)
+            changes.update(stage=event.stage, stage_entered_at=event.at, visits=visits, reminders_fired=0)
         case StageCompleted():
             assert event.stage is not None
             facts = {k: dict(v) for k, v in state.facts.items()}
@@ -102,6 +122,29 @@ def apply(state: DealState, event: DealEvent) -> DealState:
             )
         case DealClosed():
             changes.update(stage=None, stage_entered_at=None, ended_at=event.at)
+        case SlaBreached():
+            changes.update(reminders_fired=1, sla_breaches=state.sla_breaches + 1)
+        case ReminderSent() | TouchScheduled():
+            pass
+        case Escalated():
+            changes.update(reminders_fired=event.level + 1)
+            if event.reassigned_to:
+                changes.update(owner=event.reassigned_to)
+        case ProposalGenerated():
+            changes.update(proposals={**state.proposals, event.template: event.content_hash})
+        case ProposalFailed():
+            pass
+        case CadenceStarted():
+            changes.update(cadence=event.cadence_run, cadence_runs=state.cadence_runs + 1)
+        case TouchSent():
+            changes.update(touches=state.touches + 1)
+        case TouchFailed():
+            changes.update(touches_failed=state.touches_failed + 1)
+        case CadenceStopped() | CadenceCompleted():
+            if state.cadence == event.cadence_run:
+                changes.update(cadence=None)
+        case BuyerResponded():
+            changes.update(buyer_responses=[*state.buyer_responses, event.kind])
     new = state.model_copy(update=changes)
     if event.request_id is not None:
         previous = state.requests.get(event.request_id)

@@ -1,0 +1,74 @@
+"""Proposal documents, rendered from the deal's facts into Markdown and HTML.
+
+Files are named by deal, template and definition version, and rewritten only when their content
+changes, so generating again for the same deal and version is idempotent. A placeholder with no
+value is a named, non-retryable failure: the deal records `ProposalFailed` and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.markdown import to_html
+from definitions.loader import placeholders
+from workflows.effects import GENERATE_PROPOSAL, ProposalDocument, ProposalRequest
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def render(req: ProposalRequest) -> tuple[str, str]:
+    """The Markdown and HTML of a proposal; ApplicationError naming what is missing."""
+    try:
+        names = list(dict.fromkeys(placeholders(req.template)))
+    except ValueError as exc:
+        raise ApplicationError(
+            f"template {req.template_id!r}: {exc}", type="InvalidTemplate", non_retryable=True
+        ) from exc
+    missing = [n for n in names if not req.values.get(n)]
+    if missing:
+        raise ApplicationError(
+            f"proposal {req.template_id!r} for deal {req.deal_id!r} needs {', '.join(missing)}, not recorded yet",
+            {"missing": missing},
+            type="MissingProposalFacts",
+            non_retryable=True,
+        )
+    markdown = req.template.format_map({n: req.values[n] for n in names})
+    title = next((line.lstrip("# ").strip() for line in markdown.splitlines() if line.startswith("#")), req.template_id)
+    return markdown, to_html(markdown, title)
+
+
+class ProposalActivities:
+    def __init__(self, directory: Path):
+        self._directory = directory
+
+    @activity.defn(name=GENERATE_PROPOSAL)
+    async def generate_proposal(self, req: ProposalRequest) -> ProposalDocument:
+        markdown, html = render(req)
+        base = self._directory / _safe(req.deal_id) / f"{_safe(req.template_id)}-{_safe(req.version)}"
+        md_path, html_path = base.with_suffix(".md"), base.with_suffix(".html")
+
+        def write() -> None:
+            _write_if_changed(md_path, markdown)
+            _write_if_changed(html_path, html)
+
+        await asyncio.to_thread(write)
+        digest = hashlib.sha256(markdown.encode("utf-8")).hexdigest()
+        return ProposalDocument(path=str(md_path), html_path=str(html_path), content_hash=digest)

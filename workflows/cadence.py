@@ -1,0 +1,176 @@
+"""The follow-up cadence: a child workflow of the deal that makes the touches.
+
+It has its own history, so a long cadence never bloats the deal's. It reports every step to the
+deal by signal (the deal records the events, keeping one sequence per deal), and stops at once
+when the deal signals `stop` (buyer replied, meeting booked, deal ended, unsubscribed, bounced).
+Each touch is an activity with retries; a channel that fails for good is recorded and the
+cadence moves on to the next touch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from definitions.model import Cadence
+    from workflows.calendar import add
+    from workflows.effects import SEND_MESSAGE, OutgoingMessage, SentMessage
+
+TOUCH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=6,  # transient failures are retried; then the touch is recorded as failed
+    non_retryable_error_types=["PermanentChannelError"],
+)
+
+
+class CadenceInput(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    deal_id: str
+    parent_workflow_id: str
+    cadence_run: str
+    cadence: Cadence
+    timezone: str
+    business_days: list[int]
+    recipient: str
+    values: dict[str, str] = {}
+    time_scale: float = 1.0
+
+
+class CadenceReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["scheduled", "sent", "failed", "stopped", "completed"]
+    cadence_run: str
+    touch_no: int = 0
+    channel: str = ""
+    due_at: datetime | None = None
+    message_id: str = ""
+    error: str = ""
+    reason: str = ""
+    touches_sent: int = 0
+
+
+class CadenceOutcome(BaseModel):
+    touches_sent: int
+    touches_failed: int
+    stopped: str | None
+
+
+def render(text: str, values: dict[str, str]) -> str:
+    """Fill `{name}` placeholders that have values; leave the others as written."""
+
+    class Keep(dict[str, str]):
+        def __missing__(self, key: str) -> str:
+            return "{" + key + "}"
+
+    try:
+        return text.format_map(Keep(values))
+    except (ValueError, IndexError, AttributeError):
+        return text
+
+
+@workflow.defn(name="FollowUpCadence")
+class FollowUpCadence:
+    def __init__(self) -> None:
+        self._stop: str | None = None
+        self._sent = 0
+        self._failed = 0
+
+    @workflow.signal
+    def stop(self, reason: str) -> None:
+        if self._stop is None:
+            self._stop = reason
+
+    @workflow.query
+    def progress(self) -> CadenceOutcome:
+        return CadenceOutcome(touches_sent=self._sent, touches_failed=self._failed, stopped=self._stop)
+
+    @workflow.run
+    async def run(self, inp: CadenceInput) -> CadenceOutcome:
+        previous = workflow.now()
+        for touch_no, touch in enumerate(inp.cadence.touches, start=1):
+            real_due = add(previous, touch.delay, timezone=inp.timezone, business_days=inp.business_days)
+            due = previous + (real_due - previous) * inp.time_scale
+            await self._report(
+                inp,
+                CadenceReport(
+                    kind="scheduled", cadence_run=inp.cadence_run, touch_no=touch_no, channel=touch.channel, due_at=due
+                ),
+            )
+            wait = (due - workflow.now()).total_seconds()
+            if wait > 0 and self._stop is None:
+                with contextlib.suppress(TimeoutError):  # the delay passed without a stop
+                    await workflow.wait_condition(lambda: self._stop is not None, timeout=wait)
+            if self._stop is not None:
+                return await self._stopped(inp)
+            await self._touch(inp, touch_no, touch.channel, touch.template)
+            previous = workflow.now()
+            if self._stop is not None:
+                return await self._stopped(inp)
+        await self._report(inp, CadenceReport(kind="completed", cadence_run=inp.cadence_run, touches_sent=self._sent))
+        return CadenceOutcome(touches_sent=self._sent, touches_failed=self._failed, stopped=None)
+
+    async def _touch(self, inp: CadenceInput, touch_no: int, channel: str, template: str) -> None:
+        subject = render(template, inp.values)
+        message = OutgoingMessage(
+            deal_id=inp.deal_id,
+            effect_key=f"touch/{inp.cadence_run}/{touch_no}",
+            kind="touch",
+            channel=channel,
+            recipient=inp.recipient,
+            subject=subject,
+            body=render(
+                "{subject}\n\nDear {customer},\n\n{subject}.\n\nBest regards,\n{owner}\n",
+                {**inp.values, "subject": subject},
+            ),
+            cadence_run=inp.cadence_run,
+            touch_no=touch_no,
+        )
+        try:
+            sent: SentMessage = await workflow.execute_activity(
+                SEND_MESSAGE,
+                message,
+                result_type=SentMessage,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=TOUCH_RETRY,
+            )
+        except ActivityError as exc:
+            self._failed += 1
+            cause = exc.cause
+            error = cause.message if isinstance(cause, ApplicationError) else str(cause or exc)
+            await self._report(
+                inp,
+                CadenceReport(
+                    kind="failed", cadence_run=inp.cadence_run, touch_no=touch_no, channel=channel, error=error
+                ),
+            )
+            return
+        self._sent += 1
+        await self._report(
+            inp,
+            CadenceReport(
+                kind="sent", cadence_run=inp.cadence_run, touch_no=touch_no, channel=channel, message_id=sent.message_id
+            ),
+        )
+
+    async def _stopped(self, inp: CadenceInput) -> CadenceOutcome:
+        await self._report(inp, CadenceReport(kind="stopped", cadence_run=inp.cadence_run, reason=self._stop or ""))
+        return CadenceOutcome(touches_sent=self._sent, touches_failed=self._failed, stopped=self._stop)
+
+    async def _report(self, inp: CadenceInput, report: CadenceReport) -> None:
+        try:
+            await workflow.get_external_workflow_handle(inp.parent_workflow_id).signal("cadence_report", report)
+        except FailureError:
+            # the deal has ended: nobody to report to, and nothing left to chase
+            if self._stop is None:
+                self._stop = "deal_ended"
