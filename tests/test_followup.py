@@ -1,0 +1,258 @@
+"""Weeks of follow-up in seconds, on the time-skipping test server: cadences, replies, restarts,
+reminder ladders. The process under test is `tests/processes/chase.yaml`."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio import activity
+from temporalio.api.testservice.v1 import SleepRequest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.channels.base import Message
+from activities.channels.config import ChannelRegistry, ChannelsConfig
+from activities.channels.outbox_dir import OutboxDirChannel
+from activities.event_log import EventLogActivities
+from activities.messages import MessageActivities
+from activities.proposals import ProposalActivities
+from client.api import DealflowClient, Refused
+from definitions.loader import PinnedDefinition
+from tests.conftest import new_deal_id
+from worker.run import WORKFLOWS
+from worker.settings import Settings
+from workflows.calendar import add
+from workflows.effects import SEND_MESSAGE, OutgoingMessage, SentMessage
+from workflows.events import DealEvent
+
+DAY = timedelta(days=1)
+
+
+class CountingOutbox(OutboxDirChannel):
+    """The outbox directory, counting how often the channel was asked to send."""
+
+    def __init__(self, directory: Path):
+        super().__init__("any", directory)
+        self.sends: list[str] = []
+
+    async def send(self, message: Message) -> str:
+        self.sends.append(message.key)
+        return await super().send(message)
+
+
+class DiesAfterSending(MessageActivities):
+    """The worker dies after touch 3 is sent and recorded, before Temporal hears of it."""
+
+    died = False
+
+    @activity.defn(name=SEND_MESSAGE)
+    async def send_message(self, msg: OutgoingMessage) -> SentMessage:
+        result = await super().send_message(msg)
+        if msg.touch_no == 3 and not DiesAfterSending.died:
+            DiesAfterSending.died = True
+            raise RuntimeError("worker died before reporting the send")
+        return result
+
+
+@dataclass
+class Rig:
+    env: WorkflowEnvironment
+    client: DealflowClient
+    pool: asyncpg.Pool
+    queue: str
+    outbox: CountingOutbox
+    proposals: Path
+
+    def worker(self, messages: type[MessageActivities] = MessageActivities) -> Worker:
+        registry = ChannelRegistry(ChannelsConfig(outbox_dir=str(self.outbox.directory)), self.outbox.directory)
+        registry._channels.update({"email": self.outbox, "phone": self.outbox, "notify": self.outbox})
+        sender = messages(self.pool, registry)
+        return Worker(
+            self.env.client,
+            task_queue=self.queue,
+            # no workflow cache, so no sticky queue: the test server never hands a stopped worker's
+            # sticky tasks to its successor, and every task is a full replay (a determinism check too)
+            max_cached_workflows=0,
+            workflows=list(WORKFLOWS),
+            activities=[
+                EventLogActivities(self.pool).append_events,
+                sender.send_message,
+                ProposalActivities(self.proposals).generate_proposal,
+            ],
+        )
+
+    async def skip(self, duration: timedelta) -> None:
+        """Advance the virtual clock; activities still run in real time, so allow the call a minute."""
+        request = SleepRequest()
+        request.duration.FromTimedelta(duration)
+        await self.env.client.test_service.unlock_time_skipping_with_sleep(request, timeout=timedelta(minutes=1))
+
+    async def events(self, deal: str, kind: str) -> list[DealEvent]:
+        return [e for e in await self.client.events(deal) if e.type == kind]
+
+    async def outbox_rows(self, deal: str, kind: str) -> list[asyncpg.Record]:
+        return list(
+            await self.pool.fetch(
+                "SELECT effect_key, status, touch_no FROM outbox WHERE deal_id = $1 AND kind = $2 ORDER BY effect_key",
+                deal,
+                kind,
+            )
+        )
+
+    def files(self, deal: str) -> list[Path]:
+        return sorted((self.outbox.directory / deal).glob("*.json"))
+
+
+@pytest.fixture
+async def rig(
+    time_env: WorkflowEnvironment,
+    pool: asyncpg.Pool,
+    database_url: str,
+    tmp_path: Path,
+    deployed: dict[str, PinnedDefinition],
+) -> AsyncIterator[Rig]:
+    queue = f"follow-{uuid.uuid4().hex[:6]}"
+    client = DealflowClient(time_env.client, pool, Settings(database_url=database_url, task_queue=queue))
+    yield Rig(time_env, client, pool, queue, CountingOutbox(tmp_path / "outbox"), tmp_path / "proposals")
+
+
+async def _start_and_propose(rig: Rig, prefix: str) -> str:
+    deal = new_deal_id(prefix)
+    await rig.client.start_deal(
+        "chase", deal, "olav", value=1200, fields={"customer": "Fjord AS", "contact": "buyer@fjord.example"}
+    )
+    await rig.client.complete_stage(deal, "qualify", actor="olav")
+    return deal
+
+
+async def test_seven_touch_cadence_over_thirty_days_sends_exactly_seven(rig: Rig) -> None:
+    async with rig.worker():
+        deal = await _start_and_propose(rig, "seven")
+        await rig.skip(30 * DAY)
+        sent = await rig.events(deal, "TouchSent")
+        scheduled = await rig.events(deal, "TouchScheduled")
+        completed = await rig.events(deal, "CadenceCompleted")
+        status = await rig.client.status(deal)
+    assert [e.touch_no for e in sent] == [1, 2, 3, 4, 5, 6, 7]  # type: ignore[union-attr]
+    gaps = [(b.due_at - a.due_at) for a, b in itertools.pairwise(scheduled)]  # type: ignore[union-attr]
+    assert [round(g / DAY) for g in gaps] == [2, 3, 4, 5, 6, 7]  # each delay counted from the previous touch
+    assert len(completed) == 1 and completed[0].touches_sent == 7  # type: ignore[union-attr]
+    rows = await rig.outbox_rows(deal, "touch")
+    assert [r["touch_no"] for r in rows] == [1, 2, 3, 4, 5, 6, 7] and {r["status"] for r in rows} == {"sent"}
+    touch_files = [f for f in rig.files(deal) if "_touch_" in f.name]
+    assert len(touch_files) == 7
+    assert "Touch 1 for Fjord AS" in touch_files[0].read_text()
+    assert len([k for k in rig.outbox.sends if "/touch/" in k]) == 7
+    assert status.state.touches == 7 and status.state.cadence is None
+
+
+async def test_reply_after_touch_three_stops_the_cadence_with_three(rig: Rig) -> None:
+    async with rig.worker():
+        deal = await _start_and_propose(rig, "reply")
+        await rig.skip(6 * DAY + timedelta(hours=12))  # touches at days 1, 3, 6; the 4th is due on day 10
+        assert len(await rig.events(deal, "TouchSent")) == 3
+        await rig.client.record_response(deal, actor="olav", kind="replied", note="call me")
+        await rig.skip(30 * DAY)
+        stopped = await rig.events(deal, "CadenceStopped")
+        sent = await rig.events(deal, "TouchSent")
+        responded = await rig.events(deal, "BuyerResponded")
+    assert len(sent) == 3
+    assert [e.reason for e in stopped] == ["replied"]  # type: ignore[union-attr]
+    assert len(responded) == 1 and responded[0].actor == "olav"
+    assert len(await rig.outbox_rows(deal, "touch")) == 3
+
+
+async def test_restart_and_crash_after_sending_send_no_duplicate(rig: Rig) -> None:
+    async with rig.worker():
+        deal = await _start_and_propose(rig, "crash")
+        await rig.skip(4 * DAY)
+        assert len(await rig.events(deal, "TouchSent")) == 2
+    # the worker is gone between touches; a new one dies once, right after sending touch 3
+    DiesAfterSending.died = False
+    async with rig.worker(DiesAfterSending):
+        await rig.skip(30 * DAY)
+        sent = await rig.events(deal, "TouchSent")
+    assert DiesAfterSending.died
+    assert [e.touch_no for e in sent] == [1, 2, 3, 4, 5, 6, 7]  # type: ignore[union-attr]
+    touch_sends = [k for k in rig.outbox.sends if "/touch/" in k]
+    assert len(touch_sends) == len(set(touch_sends)) == 7  # the channel was asked once per touch
+    assert len([f for f in rig.files(deal) if "_touch_" in f.name]) == 7
+    assert len(await rig.outbox_rows(deal, "touch")) == 7
+
+
+async def test_idle_stage_produces_exactly_the_ladder(rig: Rig, deployed: dict[str, PinnedDefinition]) -> None:
+    async with rig.worker():
+        deal = new_deal_id("idle")
+        await rig.client.start_deal("chase", deal, "olav", fields={"customer": "Fjord AS"})
+        await rig.skip(20 * DAY)
+        events = await rig.client.events(deal)
+        status = await rig.client.status(deal)
+    ladder = [e for e in events if e.type in {"SlaBreached", "ReminderSent", "Escalated"}]
+    assert [e.type for e in ladder] == ["SlaBreached", "ReminderSent", "Escalated", "Escalated"]
+    entered = events[1].at
+    d = deployed["chase"].definition
+    deadline = add(entered, d.stages[0].reminder.deadline)  # type: ignore[union-attr]
+    first = add(deadline, d.stages[0].reminder.escalations[0].after)  # type: ignore[union-attr]
+    second = add(first, d.stages[0].reminder.escalations[1].after)  # type: ignore[union-attr]
+    assert [e.due_at for e in ladder] == [deadline, deadline, first, second]
+    assert all(e.at >= e.due_at for e in ladder)
+    reminder, esc1, esc2 = ladder[1], ladder[2], ladder[3]
+    assert reminder.to == "olav"  # type: ignore[union-attr]
+    assert (esc1.level, esc1.to, esc1.reassigned_to) == (1, "manager-of-olav", None)  # type: ignore[union-attr]
+    assert (esc2.level, esc2.reassigned_to) == (2, "maria")  # type: ignore[union-attr]
+    assert status.state.owner == "maria" and status.state.sla_breaches == 1
+    notes = await rig.outbox_rows(deal, "notification")
+    assert len(notes) == 3 and {r["status"] for r in notes} == {"sent"}
+
+
+async def test_leaving_the_stage_cancels_the_ladder(rig: Rig) -> None:
+    async with rig.worker():
+        deal = new_deal_id("prompt")
+        await rig.client.start_deal("chase", deal, "olav", fields={"customer": "Fjord AS"})
+        await rig.skip(DAY)
+        await rig.client.complete_stage(deal, "qualify", actor="olav")
+        await rig.client.record_response(deal, actor="olav", kind="meeting_booked")
+        await rig.skip(20 * DAY)
+        events = await rig.client.events(deal)
+    assert not [e for e in events if e.type in {"SlaBreached", "ReminderSent", "Escalated"}]
+    # the meeting was booked before the cadence's first step: it never starts, nothing is sent
+    assert [e.type for e in events if e.type == "BuyerResponded"] == ["BuyerResponded"]
+    assert not [e for e in events if e.type in {"CadenceStarted", "TouchSent"}]
+
+
+async def test_no_loss_before_the_minimum_touches(rig: Rig) -> None:
+    async with rig.worker():
+        deal = await _start_and_propose(rig, "persist")
+        with pytest.raises(Refused) as caught:
+            await rig.client.lose(deal, "gave-up", actor="olav")
+        assert caught.value.code == "too_few_touches" and "asks for 3" in caught.value.message
+        await rig.skip(6 * DAY + timedelta(hours=12))
+        lost = await rig.client.lose(deal, "gave-up", actor="olav")
+        assert lost.status == "lost"
+        result = await rig.env.client.get_workflow_handle(f"deal-{deal}").result()
+        events = await rig.client.events(deal)
+    assert result["status"] == "lost"
+    assert [e.reason for e in events if e.type == "CadenceStopped"] == ["deal_ended"]
+    assert len([e for e in events if e.type == "TouchSent"]) == 3
+
+
+async def test_proposal_is_generated_on_entering_the_stage(rig: Rig) -> None:
+    async with rig.worker():
+        deal = await _start_and_propose(rig, "doc")
+        await rig.skip(timedelta(hours=1))
+        generated = await rig.events(deal, "ProposalGenerated")
+    assert len(generated) == 1
+    doc = generated[0]
+    md = Path(doc.path).read_text()  # type: ignore[union-attr]
+    assert md.startswith("# Offer for Fjord AS") and f"deal {deal}" in md and "Value: 1,200.00" in md
+    assert Path(doc.html_path).read_text().count("<li>") == 2  # type: ignore[union-attr]
+    import hashlib
+
+    assert doc.content_hash == hashlib.sha256(md.encode()).hexdigest()  # type: ignore[union-attr]
