@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.markdown import to_html
 from definitions.loader import placeholders
@@ -49,6 +49,7 @@ def render(req: ProposalRequest) -> tuple[str, str]:
             {"missing": missing},
             type="MissingProposalFacts",
             non_retryable=True,
+            category=ApplicationErrorCategory.BENIGN,  # an expected business outcome, not an incident
         )
     markdown = req.template.format_map({n: req.values[n] for n in names})
     title = next((line.lstrip("# ").strip() for line in markdown.splitlines() if line.startswith("#")), req.template_id)

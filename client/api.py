@@ -171,7 +171,12 @@ class DealflowClient:
         value: float | None = None,
         fields: dict[str, str] | None = None,
         version: str | None = None,
+        time_scale: float = 1.0,
     ) -> StartedDeal:
+        """Start a deal on the latest deployed version of `process` (or on `version`).
+
+        `time_scale` below 1 compresses reminder and cadence waits, for simulations only.
+        """
         start = _build(StartDeal, deal_id=deal_id, owner=owner, actor=actor or owner, value=value, fields=fields or {})
         pinned = await self.definition(process, version)
         first = pinned.definition.stages[0].id
@@ -188,7 +193,7 @@ class DealflowClient:
         try:
             await self.temporal.start_workflow(
                 DealWorkflow.run,
-                DealInput(start=start, pinned=pinned),
+                DealInput(start=start, pinned=pinned, time_scale=time_scale),
                 id=workflow_id(deal_id),
                 task_queue=self.settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -16,14 +16,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
 from client.api import DealflowClient, DealflowError, Refused
 from client.output import print_table
 from definitions.loader import PinnedDefinition, shipped
 from definitions.model import FactSpec, FactType, ProcessDefinition
 from store.funnel import funnel
-from worker.settings import Settings, read_stack
+from worker.settings import Settings, outbox_dir, proposals_dir, read_stack
 
 REPS = ["alice", "bob", "carol", "dave", "erin", "frank"]
+# one business day passes in about 1.7 s, so reminders, escalations and whole cadences happen
+# while you watch; the durations recorded in events are the compressed ones
+TIME_SCALE = 1 / 50_000
 PROCESS_WEIGHTS = {"seven-stage": 0.5, "three-phase": 0.25, "sales-factory": 0.25}
 
 
@@ -36,7 +41,7 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
     repeats: int = 0
-    events: int = 0
+    replies: int = 0
 
 
 def fact_value(spec: FactSpec, rng: random.Random) -> str:
@@ -66,13 +71,17 @@ async def simulate_deal(
         deal_id,
         rep,
         value=float(rng.randrange(10, 400) * 250),
-        fields={"customer": f"Customer {deal_id[-4:]}", "title": f"{d.title} opportunity"},
+        fields={
+            "customer": f"Customer {deal_id[-4:]}",
+            "title": f"{d.title} opportunity",
+            "contact": f"buyer@c{deal_id[-4:]}.example",
+        },
         version=pinned.version,
+        time_scale=TIME_SCALE,
     )
     stage = d.stages[0].id
     moved_back = False
     visited: set[str] = set()
-    last_seq = 2
     while True:
         await asyncio.sleep(rng.uniform(0.0, 0.15))  # reps take their time; durations differ
         spec = d.stage(stage)
@@ -82,22 +91,25 @@ async def simulate_deal(
             tally.outcomes["stalled"] += 1
             break
         if lost_at and d.outcomes.lost and roll < 0.15:
-            result = await client.lose(deal_id, rng.choice(d.outcomes.lost.reasons), actor=rep, note="simulated")
-            last_seq = result.last_seq
+            await client.lose(deal_id, rng.choice(d.outcomes.lost.reasons), actor=rep, note="simulated")
             tally.outcomes["lost"] += 1
             break
         part = d.post_sale if spec.post_sale else d.pre_sale
         later = [s.id for s in part][[s.id for s in part].index(stage) + 2 :]
         if spec.moves.skip.allowed and later and roll < 0.25:
-            result = await client.move(deal_id, later[0], actor=rep, reason="buyer already past this step")
-            stage, last_seq = later[0], result.last_seq
+            await client.move(deal_id, later[0], actor=rep, reason="buyer already past this step")
+            stage = later[0]
             continue
         earlier = [s.id for s in part][: [s.id for s in part].index(stage)]
         if spec.moves.back.allowed and earlier and not moved_back and roll < 0.32:
             moved_back = True
-            result = await client.move(deal_id, earlier[-1], actor=rep, reason="new stakeholder appeared")
-            stage, last_seq = earlier[-1], result.last_seq
+            await client.move(deal_id, earlier[-1], actor=rep, reason="new stakeholder appeared")
+            stage = earlier[-1]
             continue
+        if spec.cadence and rng.random() < 0.3:  # the buyer answers one of the follow-ups
+            await asyncio.sleep(rng.uniform(1.0, 6.0))
+            await client.record_response(deal_id, actor=rep, kind=rng.choice(["replied", "replied", "meeting_booked"]))
+            tally.replies += 1
         facts: dict[str, Any] = {f.fact: fact_value(f, rng) for f in spec.exit_criteria}
         first_visit = stage not in visited
         visited.add(stage)
@@ -113,7 +125,6 @@ async def simulate_deal(
             if again != result:
                 raise AssertionError(f"repeated request {request_id} answered {again}, first {result}")
             tally.repeats += 1
-        last_seq = result.last_seq
         if result.status == "won" and not spec.post_sale:
             tally.outcomes["won"] += 1
             if result.stage is None or rng.random() < 0.5:  # half the customers are followed up to the end
@@ -121,7 +132,6 @@ async def simulate_deal(
         if result.stage is None:
             break
         stage = result.stage
-    tally.events += last_seq
 
 
 def _duration(seconds: float | None) -> str:
@@ -134,13 +144,43 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-async def _wait_for_log(client: DealflowClient, prefix: str, expected: int, timeout: float = 120) -> int:
+async def _settled(client: DealflowClient, prefix: str, timeout: float = 60) -> int:
+    """The number of logged events once the log has stopped growing (the last appends are in)."""
+    deadline = time.monotonic() + timeout
+    seen, quiet = -1, 0
+    while quiet < 4 and time.monotonic() < deadline:
+        n = int(await client.pool.fetchval("SELECT count(*) FROM deal_events WHERE deal_id LIKE $1", prefix + "%"))
+        quiet = quiet + 1 if n == seen else 0
+        seen = n
+        await asyncio.sleep(0.5)
+    return seen
+
+
+_EFFECTS = """
+SELECT
+  count(*) FILTER (WHERE type = 'TouchSent') AS touches,
+  count(*) FILTER (WHERE type = 'TouchFailed') AS touches_failed,
+  count(*) FILTER (WHERE type = 'CadenceStarted') AS cadences,
+  count(*) FILTER (WHERE type = 'CadenceCompleted') AS completed,
+  count(*) FILTER (WHERE type = 'CadenceStopped' AND payload->>'reason' IN ('replied', 'meeting_booked')) AS by_reply,
+  count(*) FILTER (WHERE type = 'CadenceStopped' AND payload->>'reason' = 'deal_ended') AS by_end,
+  count(*) FILTER (WHERE type = 'ProposalGenerated') AS proposals,
+  count(*) FILTER (WHERE type = 'ProposalFailed') AS proposals_failed,
+  count(*) FILTER (WHERE type = 'SlaBreached') AS breaches,
+  count(*) FILTER (WHERE type = 'Escalated') AS escalations
+FROM deal_events WHERE deal_id LIKE $1
+"""
+
+
+async def _wait_for_cadences(client: DealflowClient, prefix: str, timeout: float = 150) -> asyncpg.Record:
+    """Cadences of stalled deals run to their last touch; the report waits for them."""
     deadline = time.monotonic() + timeout
     while True:
-        n = int(await client.pool.fetchval("SELECT count(*) FROM deal_events WHERE deal_id LIKE $1", prefix + "%"))
-        if n >= expected or time.monotonic() > deadline:
-            return n
-        await asyncio.sleep(0.2)
+        row = await client.pool.fetchrow(_EFFECTS, prefix + "%")
+        assert row is not None
+        if row["cadences"] <= row["completed"] + row["by_reply"] + row["by_end"] or time.monotonic() > deadline:
+            return row
+        await asyncio.sleep(1)
 
 
 async def drive(client: DealflowClient, *, deals: int, seed: int, concurrency: int) -> None:
@@ -174,14 +214,32 @@ async def drive(client: DealflowClient, *, deals: int, seed: int, concurrency: i
     elapsed = time.monotonic() - started
     if errors:
         raise DemoFailed(f"{len(errors)} of {deals} deals failed; first: " + "; ".join(errors[:3]))
-    logged = await _wait_for_log(client, run, tally.events)
+    print("waiting for the follow-up cadences of stalled deals to finish ...", flush=True)
+    await _wait_for_cadences(client, run)
+    logged = await _settled(client, run)
+    effects = await client.pool.fetchrow(_EFFECTS, run + "%")
+    assert effects is not None
     print(
         f"\n{deals} deals in {elapsed:.1f} s: "
         + ", ".join(f"{k} {v}" for k, v in sorted(tally.outcomes.items()))
         + f"; {sum(tally.refusals.values())} requests refused ({dict(tally.refusals)}),"
         f" {tally.repeats} repeated requests answered without recording"
     )
-    print(f"event log: {logged} events in PostgreSQL (the deals recorded {tally.events})")
+    print(f"event log: {logged} events in PostgreSQL")
+    outbox = await client.pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE deal_id LIKE $1 AND kind = 'touch' AND status = 'sent'", run + "%"
+    )
+    print(
+        f"follow-up: {effects['cadences']} cadences, {effects['touches']} touches sent"
+        f" ({effects['touches_failed']} failed), {effects['by_reply']} cadences stopped by buyer replies"
+        f" ({tally.replies} replies), {effects['by_end']} by the deal ending, {effects['completed']} ran to the end"
+    )
+    print(
+        f"reminders: {effects['breaches']} SLA breaches, {effects['escalations']} escalations;"
+        f" proposals: {effects['proposals']} generated, {effects['proposals_failed']} refused for missing facts"
+    )
+    print(f"outbox: {outbox} touches recorded as sent; messages as files in {outbox_dir()}")
+    print(f"proposals: {proposals_dir()}")
     for name, p in pinned.items():
         rows = await funnel(client.pool, p.definition, deal_prefix=run)
         print(f"\nFunnel: {name}@{p.version} (from the event log, SQL)")
