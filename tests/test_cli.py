@@ -258,3 +258,18 @@ async def test_unreachable_servers_exit_3_with_the_address(tmp_path: Path) -> No
     assert run.code == 3
     assert "cannot connect to PostgreSQL at postgresql://x:***@127.0.0.1:1/none" in run.err
     assert "secret" not in run.err
+
+
+async def test_reply_through_the_cli(cli_env: dict[str, str], deployed: object) -> None:
+    deal = new_deal_id("clireply")
+    assert (
+        await dealflow(cli_env, "deal", "start", "--process", "chase", "--deal-id", deal, "--owner", "ivar")
+    ).code == 0
+    bad = await dealflow(cli_env, "deal", "reply", deal, "--as", "ivar", "--kind", "shouted")
+    assert bad.code == 2 and "invalid choice" in bad.err
+    replied = await dealflow(cli_env, "deal", "reply", deal, "--as", "ivar", "--note", "asked for a call", "--json")
+    assert replied.code == 0, replied.err
+    events = (await dealflow(cli_env, "deal", "events", deal, "--json")).json()
+    assert [(e["type"], e["kind"], e["note"]) for e in events if e["type"] == "BuyerResponded"] == [
+        ("BuyerResponded", "replied", "asked for a call")
+    ]

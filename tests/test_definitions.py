@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -285,3 +286,35 @@ def test_json_schema_describes_stages() -> None:
     schema = json_schema()
     assert "stages" in schema["properties"]
     json.dumps(schema)
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("# For {customer}\n{nonsense}", "unknown placeholder(s) nonsense"),
+        ("# For {customer\n", "template 'offer.md'"),
+        ("# For {customer.name}\n", "is not a plain name"),
+    ],
+)
+def test_templates_are_validated_at_deploy(tmp_path: Path, template: str, message: str) -> None:
+    data = copy.deepcopy(BASE)
+    data["proposal_templates"] = [{"id": "offer", "file": "offer.md"}]
+    data["stages"][1]["proposal_template"] = "offer"
+    (tmp_path / "offer.md").write_text(template)
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DefinitionError, match=re.escape(message)):
+        load_file(path)
+
+
+def test_template_may_use_facts_fields_and_builtins(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    data["proposal_templates"] = [{"id": "offer", "file": "offer.md"}]
+    (tmp_path / "offer.md").write_text("# {customer}: {who} for {owner}, {value}, {deal_id}\n")
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(data))
+    pinned = load_file(path)
+    assert pinned.templates["offer"].startswith("# {customer}")
+    changed = tmp_path / "offer.md"
+    changed.write_text("# {customer} changed\n")
+    assert load_file(path).version != pinned.version  # the template text is part of the version
