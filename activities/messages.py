@@ -23,6 +23,22 @@ ON CONFLICT (deal_id, effect_key) DO NOTHING
 """
 
 
+async def _claim(conn: asyncpg.pool.PoolConnectionProxy, msg: OutgoingMessage) -> None:
+    """The message's outbox row, created pending unless it exists already."""
+    await conn.execute(
+        _CLAIM,
+        msg.deal_id,
+        msg.effect_key,
+        msg.kind,
+        msg.channel,
+        msg.recipient,
+        msg.subject,
+        msg.body,
+        msg.cadence_run,
+        msg.touch_no,
+    )
+
+
 class MessageActivities:
     def __init__(self, pool: asyncpg.Pool, channels: ChannelRegistry):
         self._pool = pool
@@ -42,18 +58,7 @@ class MessageActivities:
         )
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    _CLAIM,
-                    msg.deal_id,
-                    msg.effect_key,
-                    msg.kind,
-                    msg.channel,
-                    msg.recipient,
-                    msg.subject,
-                    msg.body,
-                    msg.cadence_run,
-                    msg.touch_no,
-                )
+                await _claim(conn, msg)
                 row = await conn.fetchrow(
                     "SELECT status, message_id FROM outbox WHERE deal_id = $1 AND effect_key = $2 FOR UPDATE",
                     msg.deal_id,
@@ -81,18 +86,7 @@ class MessageActivities:
 
     async def _record_failure(self, msg: OutgoingMessage, status: str, error: str) -> None:
         async with self._pool.acquire() as conn:
-            await conn.execute(
-                _CLAIM,
-                msg.deal_id,
-                msg.effect_key,
-                msg.kind,
-                msg.channel,
-                msg.recipient,
-                msg.subject,
-                msg.body,
-                msg.cadence_run,
-                msg.touch_no,
-            )
+            await _claim(conn, msg)
             await conn.execute(
                 "UPDATE outbox SET status = $3, last_error = $4, attempts = attempts + 1"
                 " WHERE deal_id = $1 AND effect_key = $2 AND status <> 'sent'",

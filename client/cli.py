@@ -88,15 +88,17 @@ async def cmd_definitions_list(args: argparse.Namespace, c: DealflowClient) -> N
 
 async def cmd_start(args: argparse.Namespace, c: DealflowClient) -> None:
     name, version = _process_ref(args.process)
-    value = args.value
+    if not 0 < args.time_scale <= 1:
+        raise UsageError(f"--time-scale {args.time_scale}: must be greater than 0 and at most 1")
     started = await c.start_deal(
         name,
         args.deal_id,
         args.owner,
         actor=args.actor or args.owner,
-        value=value,
+        value=args.value,
         fields=_pairs(args.field, "--field"),
         version=version,
+        time_scale=args.time_scale,
     )
     if args.json:
         _emit(started.model_dump())
@@ -336,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--as", dest="actor", default=None, metavar="WHO")
     start.add_argument("--value", type=float, default=None, metavar="AMOUNT")
     start.add_argument("--field", action="append", metavar="K=V")
+    start.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="trials and demos only: compress reminder and cadence waits by X (0 < X <= 1)",
+    )
     start.add_argument("--json", action="store_true")
     start.set_defaults(client_run=cmd_start)
 

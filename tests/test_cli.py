@@ -202,6 +202,7 @@ async def test_win_through_the_cli(cli_env: dict[str, str], deployed: object) ->
             ["deal", "start", "--process", "p", "--deal-id", "d", "--owner", "o", "--field", "a=1", "--field", "a=2"],
             "given twice",
         ),
+        (["deal", "start", "--process", "p", "--deal-id", "d", "--owner", "o", "--time-scale", "2"], "at most 1"),
     ],
 )
 async def test_usage_errors_exit_2(cli_env: dict[str, str], args: list[str], text: str) -> None:

@@ -34,6 +34,18 @@ class Message:
     subject: str
     body: str
 
+    def as_dict(self) -> dict[str, str]:
+        """The message as channels that carry structured data (files, webhooks) write it."""
+        return {
+            "key": self.key,
+            "deal_id": self.deal_id,
+            "kind": self.kind,
+            "channel": self.channel,
+            "to": self.recipient,
+            "subject": self.subject,
+            "body": self.body,
+        }
+
 
 class Channel(Protocol):
     name: str

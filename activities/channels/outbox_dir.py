@@ -30,15 +30,7 @@ class OutboxDirChannel:
     def _write(self, message: Message) -> str:
         path = self.path_for(message)
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = {
-            "key": message.key,
-            "deal_id": message.deal_id,
-            "kind": message.kind,
-            "channel": message.channel,
-            "to": message.recipient,
-            "subject": message.subject,
-            "body": message.body,
-        }
+        body = message.as_dict()
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body, indent=2, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, path)  # atomic: a reader never sees half a message

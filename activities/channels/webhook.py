@@ -19,15 +19,7 @@ class WebhookChannel:
         self.timeout = timeout
 
     async def send(self, message: Message) -> str:
-        payload = {
-            "key": message.key,
-            "deal_id": message.deal_id,
-            "kind": message.kind,
-            "channel": message.channel,
-            "to": message.recipient,
-            "subject": message.subject,
-            "body": message.body,
-        }
+        payload = message.as_dict()
         headers = {**self.headers, "Idempotency-Key": message.key}
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as http:
