@@ -8,6 +8,7 @@ COPY activities ./activities
 COPY worker ./worker
 COPY client ./client
 COPY store ./store
+COPY audit ./audit
 COPY bench ./bench
 RUN pip install --no-cache-dir .
 USER nobody

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from client.api import DealflowClient, DealflowError, NotFound, Refused, Unavailable
+from client.audit_commands import add_parser as add_audit
 from client.output import action_json, deal_row_json, deployment_json, print_table, status_json
 from definitions.loader import DefinitionError, load_file
 from definitions.model import json_schema
@@ -398,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--limit", type=int, default=1000)
     dl.add_argument("--json", action="store_true")
     dl.set_defaults(client_run=cmd_list)
+    add_audit(top)
     return parser
 
 

@@ -8,6 +8,7 @@ in time and never misses an event that made it into the log.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 
@@ -17,10 +18,12 @@ from workflows.effects import AppendEvents
 from workflows.events import EVENT_ADAPTER, DealEvent
 
 _INSERT = """
-INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, stage, request_id, process, version, payload)
-SELECT $1, e.seq, e.type, e.occurred_at, e.actor, e.stage, e.request_id, $2, $3, e.payload::jsonb
-FROM unnest($4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[])
-     AS e(seq, type, occurred_at, actor, stage, request_id, payload)
+INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, stage, request_id, process, version, payload,
+                         prev_hash, hash)
+SELECT $1, e.seq, e.type, e.occurred_at, e.actor, e.stage, e.request_id, $2, $3, e.payload::jsonb, e.prev_hash, e.hash
+FROM unnest($4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+            $12::text[])
+     AS e(seq, type, occurred_at, actor, stage, request_id, payload, prev_hash, hash)
 ON CONFLICT (deal_id, seq) DO NOTHING
 """
 
@@ -37,15 +40,38 @@ WHERE deals.last_seq < EXCLUDED.last_seq
 """
 
 
-def _payload(event: DealEvent) -> str:
-    return json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+GENESIS = "0" * 64
+
+
+def canonical(event: DealEvent) -> str:
+    """The stored form of an event, and what its hash covers."""
+    return json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(prev_hash: str, payload: str) -> str:
+    """Each row's hash covers its predecessor's, so editing, deleting or inserting a row shows."""
+    return hashlib.sha256(f"{prev_hash}\n{payload}".encode()).hexdigest()
 
 
 async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
     """Append a batch; return how many events were new (0 when the batch is a retry)."""
     events = sorted(batch.events, key=lambda e: e.seq)
     snap = batch.snapshot
+    payloads = [canonical(e) for e in events]
     async with pool.acquire() as conn, conn.transaction():
+        prev = GENESIS
+        if events and events[0].seq > 1:
+            found = await conn.fetchval(
+                "SELECT hash FROM deal_events WHERE deal_id = $1 AND seq = $2", batch.deal_id, events[0].seq - 1
+            )
+            if found is None:  # the workflow sends events in order, so this means a gap: retry later
+                raise LookupError(f"deal {batch.deal_id}: event {events[0].seq - 1} is not in the log yet")
+            prev = found
+        prevs, hashes = [], []
+        for payload in payloads:
+            prevs.append(prev)
+            prev = chain_hash(prev, payload)
+            hashes.append(prev)
         status = await conn.execute(
             _INSERT,
             batch.deal_id,
@@ -57,7 +83,9 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             [e.actor for e in events],
             [e.stage for e in events],
             [e.request_id for e in events],
-            [_payload(e) for e in events],
+            payloads,
+            prevs,
+            hashes,
         )
         await conn.execute(
             _PROJECT,

@@ -1,0 +1,135 @@
+"""Reading what Temporal recorded about a deal: its runs, its cadences, its events and actions.
+
+The deal workflow hands every domain event to the `append_events` activity, so the scheduled
+activities in Temporal's history hold the deal's whole event sequence, independently of the
+PostgreSQL log; the accepted updates hold every rep request as it was made.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from workflows.commands import DealInput
+from workflows.deal import workflow_id
+from workflows.effects import APPEND_EVENTS, AppendEvents
+from workflows.events import DealEvent
+
+CONVERTER = pydantic_data_converter.payload_converter
+BUNDLE_FORMAT = "dealflow-audit-bundle/1"
+
+
+class AuditError(RuntimeError):
+    """An audit could not be carried out (unknown deal, unreadable file); names the cause."""
+
+
+@dataclass(frozen=True)
+class RepAction:
+    at: datetime
+    update: str
+    update_id: str
+    payload: dict[str, Any]
+
+
+def _decode(payloads: Any, cls: type[Any]) -> Any:
+    return CONVERTER.from_payloads(list(payloads), [cls])[0]
+
+
+def _args(payloads: Any) -> list[Any]:
+    """Update arguments as plain JSON (the audit must read them even if the model changed)."""
+    return [json.loads(p.data) if p.data else None for p in payloads]
+
+
+def events_in(history: WorkflowHistory) -> list[DealEvent]:
+    """The domain events one run of a deal carried out to the event log, plus those it was
+    started with (continue-as-new)."""
+    found: dict[int, DealEvent] = {}
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            attrs = e.workflow_execution_started_event_attributes
+            if attrs.workflow_type.name == "Deal" and attrs.input.payloads:
+                started: DealInput = _decode(attrs.input.payloads, DealInput)
+                found.update({ev.seq: ev for ev in started.carried_events[: started.persisted_seq]})
+        elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled = e.activity_task_scheduled_event_attributes
+            if scheduled.activity_type.name == APPEND_EVENTS:
+                batch: AppendEvents = _decode(scheduled.input.payloads, AppendEvents)
+                found.update({ev.seq: ev for ev in batch.events})
+    return [found[s] for s in sorted(found)]
+
+
+def rep_actions(history: WorkflowHistory) -> list[RepAction]:
+    out = []
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            request = e.workflow_execution_update_accepted_event_attributes.accepted_request
+            args = _args(request.input.args.payloads)
+            out.append(
+                RepAction(
+                    at=e.event_time.ToDatetime().replace(tzinfo=UTC),
+                    update=request.input.name,
+                    update_id=request.meta.update_id,
+                    payload=args[0] if args and isinstance(args[0], dict) else {"args": args},
+                )
+            )
+    return out
+
+
+def child_ids(history: WorkflowHistory) -> list[str]:
+    return [
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+    ]
+
+
+def workflow_type(history: WorkflowHistory) -> str:
+    first: HistoryEvent = history.events[0]
+    return str(first.workflow_execution_started_event_attributes.workflow_type.name)
+
+
+async def fetch_deal(client: Client, deal_id: str) -> list[WorkflowHistory]:
+    """Every run of the deal (oldest first) and every run of its cadences."""
+    histories = await _runs(client, workflow_id(deal_id))
+    if not histories:
+        raise AuditError(f"Temporal has no history for deal {deal_id!r} (workflow {workflow_id(deal_id)})")
+    children: list[str] = []
+    for h in histories:
+        children += [c for c in child_ids(h) if c not in children]
+    for child in children:
+        histories += await _runs(client, child)
+    return histories
+
+
+async def _runs(client: Client, wid: str) -> list[WorkflowHistory]:
+    runs = [w async for w in client.list_workflows(f'WorkflowId = "{wid}"')]
+    runs.sort(key=lambda w: w.start_time)
+    return [await client.get_workflow_handle(wid, run_id=w.run_id).fetch_history() for w in runs]
+
+
+def load_json(path: Path) -> tuple[list[WorkflowHistory], dict[str, Any] | None]:
+    """Histories from a file: one exported by `temporal workflow show --output json`, or a bundle."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AuditError(f"cannot read {path}: {exc}") from exc
+    if isinstance(data, dict) and data.get("format") == BUNDLE_FORMAT:
+        histories = [WorkflowHistory.from_json(h["workflow_id"], h["history"]) for h in data["histories"]]
+        return histories, data
+    if not isinstance(data, dict) or "events" not in data:
+        raise AuditError(f"{path} is neither a Temporal history (with 'events') nor a dealflow bundle")
+    # a CLI export does not name its workflow: the file name stands in for it in reports
+    return [WorkflowHistory.from_json(path.stem, data)], None
+
+
+def to_json(history: WorkflowHistory) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(history.to_json())
+    return loaded

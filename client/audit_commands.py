@@ -1,0 +1,245 @@
+"""`dealflow audit ...`: replay, timeline, as-of, verify, export.
+
+Replay and verify also work offline on exported files (`--from-json`), for auditors who cannot
+reach the live system; they exit non-zero when anything fails to replay or does not match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHistory
+
+from audit import bundle as bundles
+from audit.history import AuditError, events_in, fetch_deal, load_json, workflow_type
+from audit.replay import replay
+from audit.timeline import timeline
+from audit.verify import LogRow, verify
+from client.api import DealflowClient, DealflowError
+from client.output import print_table
+from workflows.deal import workflow_id
+from workflows.state import as_of
+
+
+class AuditFailed(DealflowError):
+    code = "audit_failed"
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _instant(text: str, flag: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise DealflowError(f"{flag} {text!r}: expected an ISO 8601 time, e.g. 2026-03-01T12:00:00+01:00") from None
+    return value if value.tzinfo else value.astimezone()
+
+
+def _files(paths: list[str] | None) -> list[tuple[list[WorkflowHistory], dict[str, Any] | None]]:
+    try:
+        return [load_json(Path(p)) for p in paths or []]
+    except AuditError as exc:
+        raise DealflowError(str(exc), code="unreadable") from None
+
+
+async def _deal_ids(temporal: Client, args: argparse.Namespace) -> list[str]:
+    if not args.all:
+        return list(args.deal_ids)
+    query = 'WorkflowType = "Deal"'
+    if args.process:
+        query += f' AND ProcessName = "{args.process}"'
+    if args.since:
+        query += f' AND StartTime >= "{_instant(args.since, "--since").isoformat()}"'
+    ids = {w.id.removeprefix("deal-") async for w in temporal.list_workflows(query)}
+    return sorted(ids)
+
+
+async def _histories(c: DealflowClient, deal_id: str) -> list[WorkflowHistory]:
+    try:
+        return await fetch_deal(c.temporal, deal_id)
+    except AuditError as exc:
+        raise DealflowError(str(exc), code="unknown_deal") from None
+
+
+async def _log(c: DealflowClient, deal_id: str) -> list[LogRow]:
+    rows = await c.pool.fetch(
+        "SELECT seq, payload::text AS payload, prev_hash, hash FROM deal_events WHERE deal_id = $1 ORDER BY seq",
+        deal_id,
+    )
+    return [LogRow.of(r) for r in rows]
+
+
+async def run_replay(args: argparse.Namespace) -> None:
+    histories = [h for hs, _ in _files(args.from_json) for h in hs]
+    if args.deal_ids or args.all:
+        async with await DealflowClient.connect() as c:
+            for deal in await _deal_ids(c.temporal, args):
+                histories += await _histories(c, deal)
+    if not histories:
+        raise DealflowError("nothing to replay: name deals, --all, or --from-json FILE", code="usage")
+    results = await replay(histories, progress=not args.json)
+    failed = [r for r in results if not r.ok]
+    if args.json:
+        _emit([r.__dict__ | {"ok": r.ok} for r in results])
+    else:
+        for r in failed:
+            print(f"FAILED {r.workflow_type} {r.workflow_id} (run {r.run_id}): {r.error}")
+        kinds = sorted({r.workflow_type for r in results})
+        print(
+            f"replayed {len(results)} histories ({', '.join(kinds)}): {len(results) - len(failed)} clean, "
+            f"{len(failed)} failed"
+        )
+    if failed:
+        raise AuditFailed(f"{len(failed)} of {len(results)} histories do not replay against the current code")
+
+
+async def run_timeline(args: argparse.Namespace) -> None:
+    if args.from_json:
+        histories = [h for hs, _ in _files([args.from_json]) for h in hs]
+    else:
+        async with await DealflowClient.connect() as c:
+            histories = await _histories(c, args.deal_id)
+    entries = timeline(histories)
+    if args.json:
+        _emit([e.as_dict() for e in entries])
+        return
+    print_table(
+        ["at", "seq", "kind", "what", "actor", "stage", "request id", "details"],
+        [
+            [
+                f"{e.at:%Y-%m-%d %H:%M:%S}",
+                e.seq or "",
+                e.kind,
+                e.what,
+                e.actor,
+                e.stage or "",
+                e.request_id or "",
+                json.dumps(e.details, ensure_ascii=False)[:100],
+            ]
+            for e in entries
+        ],
+    )
+
+
+async def run_as_of(args: argparse.Namespace) -> None:
+    at = _instant(args.at, "--at")
+    async with await DealflowClient.connect() as c:
+        rows = await _log(c, args.deal_id)
+        events = [e for e in (r.event() for r in rows) if e is not None]
+        if not events:
+            events = [e for h in await _histories(c, args.deal_id) if workflow_type(h) == "Deal" for e in events_in(h)]
+    state = as_of(events, at)
+    if state.last_seq == 0:
+        raise DealflowError(f"deal {args.deal_id!r} had not started at {at.isoformat()}", code="not_started")
+    if args.json:
+        _emit(state.model_dump(mode="json"))
+        return
+    print(f"deal {state.deal_id} as of {at.isoformat()} (after event {state.last_seq}):")
+    since = state.stage_entered_at.isoformat() if state.stage_entered_at else "-"
+    print(f"  status {state.status}, stage {state.stage or '-'} since {since}, owner {state.owner}")
+    print(f"  touches {state.touches}, SLA breaches {state.sla_breaches}, cadence {state.cadence or '-'}")
+    for stage, facts in state.facts.items():
+        print(f"  facts from {stage}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+
+
+async def run_verify(args: argparse.Namespace) -> None:
+    verdicts = []
+    for _, data in _files(args.from_json):
+        if data is None:
+            raise DealflowError("verify --from-json needs a bundle written by 'dealflow audit export'", code="usage")
+        histories = load_json_histories(data)
+        told = [e for h in histories if workflow_type(h) == "Deal" for e in events_in(h)]
+        verdicts.append(verify(data["deal_id"], bundles.log_rows(data), told))
+    if args.deal_ids or args.all:
+        async with await DealflowClient.connect() as c:
+            for deal in await _deal_ids(c.temporal, args):
+                told = [e for h in await _histories(c, deal) if workflow_type(h) == "Deal" for e in events_in(h)]
+                verdicts.append(verify(deal, await _log(c, deal), told))
+    if not verdicts:
+        raise DealflowError("nothing to verify: name deals, --all, or --from-json BUNDLE", code="usage")
+    if args.json:
+        _emit(
+            [
+                {
+                    "deal_id": v.deal_id,
+                    "ok": v.ok,
+                    "log_events": v.log_events,
+                    "history_events": v.history_events,
+                    "problems": v.problems,
+                }
+                for v in verdicts
+            ]
+        )
+    else:
+        for v in verdicts:
+            mark = "ok" if v.ok else "MISMATCH"
+            print(
+                f"{mark:8} deal {v.deal_id}: {v.log_events} events in the log, {v.history_events} in Temporal's history"
+            )
+            for p in v.problems:
+                print(f"         {p}")
+    bad = [v for v in verdicts if not v.ok]
+    if bad:
+        raise AuditFailed(f"{len(bad)} of {len(verdicts)} deals do not verify: " + ", ".join(v.deal_id for v in bad))
+
+
+def load_json_histories(data: dict[str, Any]) -> list[WorkflowHistory]:
+    return [WorkflowHistory.from_json(h["workflow_id"], h["history"]) for h in data["histories"]]
+
+
+async def run_export(args: argparse.Namespace) -> None:
+    async with await DealflowClient.connect() as c:
+        histories = await _histories(c, args.deal_id)
+        rows = await _log(c, args.deal_id)
+        pinned = await c.temporal.get_workflow_handle(workflow_id(args.deal_id)).query("definition")
+    data = bundles.build(args.deal_id, histories, rows, pinned if isinstance(pinned, dict) else {})
+    try:
+        bundles.write(data, Path(args.out))
+    except AuditError as exc:
+        raise DealflowError(str(exc)) from None
+    print(
+        f"wrote {args.out}: {len(histories)} histories, {len(rows)} event-log rows, definition "
+        f"{data['definition'].get('definition', {}).get('name', '?')}@{data['definition'].get('version', '?')}"
+    )
+
+
+def add_parser(top: Any) -> None:
+    audit = top.add_parser("audit", help="replay, timeline, as-of, verify, export").add_subparsers(
+        dest="sub", required=True
+    )
+    rp = audit.add_parser("replay", help="replay histories against the current workflow code")
+    rp.add_argument("deal_ids", nargs="*", metavar="DEAL_ID")
+    rp.add_argument("--all", action="store_true")
+    rp.add_argument("--process")
+    rp.add_argument("--since", metavar="TIME")
+    rp.add_argument("--from-json", action="append", metavar="FILE")
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(run=run_replay)
+    tl = audit.add_parser("timeline", help="who did what and when, from Temporal's history")
+    tl.add_argument("deal_id", metavar="DEAL_ID")
+    tl.add_argument("--from-json", metavar="FILE")
+    tl.add_argument("--json", action="store_true")
+    tl.set_defaults(run=run_timeline)
+    ao = audit.add_parser("as-of", help="a deal's state at an instant")
+    ao.add_argument("deal_id", metavar="DEAL_ID")
+    ao.add_argument("--at", required=True, metavar="TIMESTAMP")
+    ao.add_argument("--json", action="store_true")
+    ao.set_defaults(run=run_as_of)
+    vf = audit.add_parser("verify", help="event log against Temporal's history, and its hash chain")
+    vf.add_argument("deal_ids", nargs="*", metavar="DEAL_ID")
+    vf.add_argument("--all", action="store_true")
+    vf.add_argument("--process")
+    vf.add_argument("--since", metavar="TIME")
+    vf.add_argument("--from-json", action="append", metavar="BUNDLE")
+    vf.add_argument("--json", action="store_true")
+    vf.set_defaults(run=run_verify)
+    ex = audit.add_parser("export", help="a self-contained bundle for offline replay and verify")
+    ex.add_argument("deal_id", metavar="DEAL_ID")
+    ex.add_argument("--out", required=True, metavar="FILE")
+    ex.set_defaults(run=run_export)
