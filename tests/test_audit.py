@@ -101,9 +101,9 @@ async def test_as_of_any_instant(client: DealflowClient, pool: asyncpg.Pool, cli
             ["seq 4: missing from the log (deleted?)", "seq 5: does not follow the row before it"],
         ),
         (
-            "INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, process, version, payload, prev_hash, hash)"
-            " SELECT deal_id, 99, type, occurred_at, 'mallory', process, version, jsonb_set(payload, '{seq}', '99'),"
-            " hash, hash FROM deal_events WHERE deal_id = $1 AND seq = 7",
+            "INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, process, version, payload,"
+            " prev_hash, hash) SELECT deal_id, 99, type, occurred_at, 'mallory', process, version,"
+            " jsonb_set(payload, '{seq}', '99'), hash, hash FROM deal_events WHERE deal_id = $1 AND seq = 7",
             [
                 "..98: missing from the log",
                 "seq 99: content does not match its hash",

@@ -1,0 +1,227 @@
+"""Record the replay corpus: one history per behaviour, replayed by the test suite.
+
+Run it when a new behaviour should be protected (after adding a scenario below):
+
+    .venv/bin/python -m tests.replay.record
+
+It starts its own PostgreSQL, a time-skipping test server (reminders and cadences take weeks)
+and a dev server with a low continue-as-new threshold, drives each scenario through the real
+client and worker, and writes every workflow history the scenario produced (the deal's runs and
+its cadences) to `tests/replay/histories/<scenario>--<workflow id>.json`. Existing files are
+kept: a history recorded by older code is exactly what must keep replaying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.testservice.v1 import SleepRequest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.channels.config import ChannelRegistry, ChannelsConfig
+from activities.event_log import EventLogActivities
+from activities.messages import MessageActivities
+from activities.proposals import ProposalActivities
+from audit.history import fetch_deal, to_json
+from client.api import DealflowClient
+from definitions.loader import load_file, shipped
+from store import registry
+from store.db import connect_pool
+from store.embedded import EmbeddedPostgres
+from store.migrations import migrate
+from worker.devserver import SEARCH_ATTRIBUTE_TYPES, temporal_binary, test_server_binary
+from worker.run import WORKFLOWS
+from worker.settings import Settings
+from workflows.deal import SEARCH_ATTRIBUTES
+
+HERE = Path(__file__).parent
+OUT = HERE / "histories"
+SEVEN = {
+    "prospecting": {"need": "CRM", "can_afford": "yes"},
+    "preparation": {"buying_steps": "RFP then board"},
+    "needs-assessment": {"decision_maker": "CFO", "budget": "50000", "buying_phase": "evaluation"},
+    "presentation": {"approach": "question", "next_step": "trial"},
+    "objection-handling": {"competitors": "Acme", "enabling_action": "reference call"},
+    "closing": {"close_technique": "urgency", "signed_on": "2026-04-01"},
+    "follow-up": {"satisfied": "yes", "referrals": "2"},
+}
+FIELDS = {"customer": "Acme", "title": "CRM rollout", "contact": "buyer@acme.example"}
+
+Scenario = Callable[[DealflowClient, Callable[[timedelta], Awaitable[None]]], Awaitable[str]]
+
+
+async def normal_path(c: DealflowClient, skip: Callable[[timedelta], Awaitable[None]]) -> str:
+    await c.start_deal("seven-stage", "rec-normal", "alice", value=5000, fields=FIELDS)
+    for stage, facts in SEVEN.items():
+        await c.complete_stage("rec-normal", stage, actor="alice", facts=facts)
+        await skip(timedelta(hours=2))
+    return "rec-normal"
+
+
+async def skips(c: DealflowClient, skip: Callable[[timedelta], Awaitable[None]]) -> str:
+    await c.start_deal("seven-stage", "rec-skips", "bob", fields=FIELDS)
+    await c.complete_stage("rec-skips", "prospecting", actor="bob", facts=SEVEN["prospecting"])
+    await c.move("rec-skips", "presentation", actor="bob", reason="warm referral")
+    await c.complete_stage("rec-skips", "presentation", actor="bob", facts=SEVEN["presentation"])
+    await c.complete_stage("rec-skips", "objection-handling", actor="bob", facts=SEVEN["objection-handling"])
+    await c.win("rec-skips", actor="bob", facts=SEVEN["closing"])
+    return "rec-skips"
+
+
+async def back_moves(c: DealflowClient, skip: Callable[[timedelta], Awaitable[None]]) -> str:
+    await c.start_deal("three-phase", "rec-back", "carol", fields=FIELDS)
+    await c.complete_stage("rec-back", "first-contact", actor="carol", facts={"buying_process_started": "yes"})
+    await c.complete_stage(
+        "rec-back", "demonstration", actor="carol", facts={"will_buy": "yes", "decision_maker": "Ann"}
+    )
+    await c.move("rec-back", "demonstration", actor="carol", reason="new stakeholder")
+    await c.move("rec-back", "first-contact", actor="carol", reason="restart")
+    await c.complete_stage("rec-back", "first-contact", actor="carol")
+    return "rec-back"
+
+
+async def lost(c: DealflowClient, skip: Callable[[timedelta], Awaitable[None]]) -> str:
+    await c.start_deal("sales-factory", "rec-lost", "dave", fields=FIELDS)
+    await c.complete_stage("rec-lost", "suspect", actor="dave", facts={"source": "inbound"})
+    await c.lose("rec-lost", "no-active-need", actor="dave", note="budget frozen")
+    return "rec-lost"
+
+
+async def reminders(c: DealflowClient, skip: Callable[[timedelta], Awaitable[None]]) -> str:
+    await c.start_deal("chase", "rec-remind", "olav", fields=FIELDS)
+    await skip(timedelta(days=14))
+    await c.complete_stage("rec-remind", "qualify", actor="maria")  # the reassigned owner acts
+    return "rec-remind"
+
+
+async def cadence_reply(c: DealflowClient, skip: Callable[[timedelta], Awaitable[None]]) -> str:
+    await c.start_deal("chase", "rec-cadence", "olav", value=1200, fields=FIELDS)
+    await c.complete_stage("rec-cadence", "qualify", actor="olav")
+    await skip(timedelta(days=6, hours=12))
+    await c.record_response("rec-cadence", actor="olav", kind="replied", note="call me")
+    await skip(timedelta(days=2))
+    await c.complete_stage("rec-cadence", "propose", actor="olav", facts={"decision_maker": "Kari"})
+    await c.win("rec-cadence", actor="olav")
+    return "rec-cadence"
+
+
+async def continue_as_new(c: DealflowClient, skip: Callable[[timedelta], Awaitable[None]]) -> str:
+    await c.start_deal("nine-stage", "rec-can", "erin", fields=FIELDS)
+    for i in range(8):
+        await c.complete_stage("rec-can", "s1", actor="erin", request_id=f"c-{i}")
+        await c.move("rec-can", "s1", actor="erin", reason=f"again {i}", request_id=f"b-{i}")
+    for stage in ["s1", "s2", "s3", "s4", "s5"]:
+        await c.complete_stage("rec-can", stage, actor="erin")
+    await asyncio.sleep(3)  # let it continue as new at the lull
+    await c.win("rec-can", actor="erin")
+    return "rec-can"
+
+
+TIME_SKIPPING: dict[str, Scenario] = {
+    "normal-path": normal_path,
+    "skips": skips,
+    "back-moves": back_moves,
+    "lost": lost,
+    "reminders-escalations": reminders,
+    "cadence-reply": cadence_reply,
+}
+
+
+def _file(scenario: str, workflow_id: str) -> Path:
+    return OUT / f"{scenario}--{re.sub(r'[^A-Za-z0-9._-]+', '_', workflow_id)}.json"
+
+
+async def _record(
+    env: WorkflowEnvironment, pool: asyncpg.Pool, url: str, tmp: Path, scenarios: dict[str, Scenario], skipping: bool
+) -> None:
+    queue = "recorder"
+    registry_ = ChannelRegistry(ChannelsConfig(outbox_dir=str(tmp / "outbox")), tmp)
+    worker = Worker(
+        env.client,
+        task_queue=queue,
+        workflows=list(WORKFLOWS),
+        max_cached_workflows=0,
+        activities=[
+            EventLogActivities(pool).append_events,
+            MessageActivities(pool, registry_).send_message,
+            ProposalActivities(tmp / "proposals").generate_proposal,
+        ],
+    )
+    client = DealflowClient(env.client, pool, Settings(database_url=url, task_queue=queue))
+
+    async def skip(duration: timedelta) -> None:
+        if skipping:
+            request = SleepRequest()
+            request.duration.FromTimedelta(duration)
+            await env.client.test_service.unlock_time_skipping_with_sleep(request, timeout=timedelta(minutes=1))
+
+    async with worker:
+        for name, scenario in scenarios.items():
+            deal = await scenario(client, skip)
+            await skip(timedelta(days=1))
+            for history in await fetch_deal(env.client, deal):
+                run = history.events[0].workflow_execution_started_event_attributes.original_execution_run_id
+                path = _file(name, f"{history.workflow_id}--{run[:8]}")
+                if path.exists():
+                    continue
+                path.write_text(
+                    json.dumps(
+                        {"scenario": name, "workflow_id": history.workflow_id, "history": to_json(history)}, indent=1
+                    )
+                )
+                print(f"recorded {path.relative_to(HERE.parent.parent)}")
+
+
+async def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp())
+    pg = EmbeddedPostgres(tmp / "pg")
+    pg.start()
+    pool = await connect_pool(pg.url)
+    try:
+        await migrate(pool)
+        for path in [*shipped(), *sorted((HERE.parent / "processes").glob("*.yaml"))]:
+            await registry.deploy(pool, load_file(path), deployed_by="recorder")
+        skipping = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=test_server_binary(), data_converter=pydantic_data_converter
+        )
+        await skipping.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace="default",
+                search_attributes={k: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTE_TYPES},
+            )
+        )
+        try:
+            await _record(skipping, pool, pg.url, tmp, TIME_SKIPPING, True)
+        finally:
+            await skipping.shutdown()
+        dev = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=temporal_binary(),
+            data_converter=pydantic_data_converter,
+            search_attributes=list(SEARCH_ATTRIBUTES),
+            dev_server_log_level="error",
+            dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
+        )
+        try:
+            await _record(dev, pool, pg.url, tmp, {"continue-as-new": continue_as_new}, False)
+        finally:
+            await dev.shutdown()
+    finally:
+        await pool.close()
+        pg.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
