@@ -503,7 +503,8 @@ class DealWorkflow:
             return
         d = self._pinned.definition
         cadence = next(c for c in d.cadences if c.id == effect.cadence)
-        if self._stopped_before_start([s.value for s in cadence.stop_on]):
+        stop_on = [s.value for s in cadence.stop_on]
+        if self._answered_since_entry(stop_on):
             return  # the buyer already answered since the stage was entered: nothing to chase
         run = f"cadence-{self._state.deal_id}/{cadence.id}#{self._state.cadence_runs + 1}"
         fields = self._state.fields
@@ -534,14 +535,18 @@ class DealWorkflow:
                 touches=len(cadence.touches),
             )
         )
+        answered = self._answered_since_entry(stop_on)
+        if answered:  # the answer came in while the cadence was being started: stop it at once
+            self._effects.append(StopCadence(reason=answered))
 
-    def _stopped_before_start(self, stop_on: list[str]) -> bool:
+    def _answered_since_entry(self, stop_on: list[str]) -> str | None:
+        """The buyer response that stops a cadence, if one came since the deal entered its stage."""
         for event in reversed(self._events):
             if isinstance(event, StageEntered):
-                return False
+                return None
             if isinstance(event, BuyerResponded) and event.kind in stop_on:
-                return True
-        return False
+                return event.kind
+        return None
 
     async def _stop_cadence(self, reason: str) -> None:
         run = self._state.cadence
