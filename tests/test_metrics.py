@@ -1,0 +1,339 @@
+"""Every metric checked against a straightforward Python computation over the same events.
+
+Deals are generated with the pure decision functions (so their events are exactly what the
+workflow would record), with skips, back-moves, re-entries, losses, wins, SLA breaches and
+follow-up touches, appended to the real event log, and measured both ways.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import asyncpg
+import pytest
+
+from client.demo import fact_value
+from definitions.loader import PinnedDefinition
+from definitions.model import Notify, ProcessDefinition
+from store import event_log
+from store.metrics import Durations, Filters, Metrics, compute
+from workflows import decide
+from workflows.commands import CompleteStage, LoseDeal, MoveStage, StartDeal
+from workflows.effects import AppendEvents, DealSnapshot
+from workflows.events import CadenceStarted, DealEvent, TouchSent
+from workflows.reminders import Rung
+from workflows.state import fold
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+OWNERS = ["ann", "bo", "cy"]
+
+
+def simulate(d: ProcessDefinition, version: str, deal_id: str, rng: random.Random) -> list[DealEvent]:
+    at = T0 + timedelta(hours=rng.randrange(0, 24 * 60))
+    start = StartDeal(deal_id=deal_id, owner=rng.choice(OWNERS), actor="gen", value=float(rng.randrange(1, 100) * 100))
+    events = decide.start(start, d, version, "h", at)
+    state = fold(events)
+    backs = 0
+    n = 0
+
+    def add(new: list[DealEvent]) -> None:
+        nonlocal state
+        events.extend(new)
+        state = fold(new, state)
+
+    while not state.is_finished and state.stage is not None and len(events) < 60:
+        n += 1
+        at += timedelta(minutes=rng.randrange(1, 3000))
+        stage = d.stage(state.stage)
+        roll = rng.random()
+        if stage.reminder and rng.random() < 0.15 and state.reminders_fired == 0:
+            add(decide.remind(state, Rung(level=0, stage=stage.id, due_at=at, notify=Notify.owner), at))
+        if stage.cadence and state.cadence is None and rng.random() < 0.6:
+            run = f"c#{n}"
+            add(
+                decide.system_event(
+                    state, CadenceStarted, at, stage=stage.id, cadence=stage.cadence, cadence_run=run, touches=6
+                )
+            )
+            for k in range(rng.randrange(0, 8)):
+                add(
+                    decide.system_event(
+                        state,
+                        TouchSent,
+                        at,
+                        stage=stage.id,
+                        cadence_run=run,
+                        touch_no=k + 1,
+                        channel="email",
+                        message_id=f"m{k}",
+                    )
+                )
+        if roll < 0.06:
+            break  # stalls: stays open
+        if state.status == "open" and stage.id in d.lost_from() and roll < 0.16:
+            assert d.outcomes.lost is not None
+            add(
+                decide.lose(
+                    state, d, LoseDeal(request_id=f"r{n}", actor="gen", reason=rng.choice(d.outcomes.lost.reasons)), at
+                )
+            )
+            break
+        part = [s.id for s in (d.post_sale if stage.post_sale else d.pre_sale)]
+        i = part.index(stage.id)
+        if stage.moves.skip.allowed and i + 2 < len(part) and roll < 0.3:
+            add(
+                decide.move(
+                    state,
+                    d,
+                    MoveStage(request_id=f"r{n}", actor="gen", to=rng.choice(part[i + 2 :]), reason="skip"),
+                    at,
+                )
+            )
+            continue
+        if stage.moves.back.allowed and i > 0 and backs < 2 and roll < 0.4:
+            backs += 1
+            add(
+                decide.move(
+                    state, d, MoveStage(request_id=f"r{n}", actor="gen", to=rng.choice(part[:i]), reason="back"), at
+                )
+            )
+            continue
+        facts = {f.fact: fact_value(f, rng) for f in stage.exit_criteria if f.fact not in state.facts.get(stage.id, {})}
+        add(decide.complete(state, d, CompleteStage(request_id=f"r{n}", actor="gen", stage=stage.id, facts=facts), at))
+    return events
+
+
+# --- the independent computation --------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks, as PostgreSQL's percentile_cont."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def durations(values: list[float]) -> Durations:
+    return Durations(
+        n=len(values), median=pct(values, 0.5), p90=pct(values, 0.9), mean=statistics.fmean(values) if values else None
+    )
+
+
+def visits(events: list[DealEvent]) -> list[tuple[str, int, float | None]]:
+    """(stage, seq, seconds or None if still open) for every StageEntered of one deal."""
+    marks = [e for e in events if e.type in {"StageEntered", "DealWon", "DealLost", "DealClosed"}]
+    out = []
+    for a, b in zip(marks, [*marks[1:], None], strict=True):
+        if a.type == "StageEntered":
+            assert a.stage is not None
+            out.append((a.stage, a.seq, None if b is None else (b.at - a.at).total_seconds()))
+    return out
+
+
+def expected(d: ProcessDefinition, deals: Iterable[list[DealEvent]]) -> dict[str, object]:
+    ids = [s.id for s in d.stages]
+    pos = {s: i for i, s in enumerate(ids)}
+    st: dict[str, Counter[str]] = defaultdict(Counter)
+    reasons: dict[str, Counter[str]] = defaultdict(Counter)
+    first: dict[str, list[float]] = defaultdict(list)
+    cumulative: dict[str, list[float]] = defaultdict(list)
+    phase_n: dict[str, Counter[str]] = defaultdict(Counter)
+    phase_t: dict[str, list[float]] = defaultdict(list)
+    won = lost = open_ = 0
+    cycle: list[float] = []
+    pipeline = 0.0
+    touches_won: list[int] = []
+    with_cadence = five = 0
+    for events in deals:
+        started = events[0]
+        kinds = {e.type for e in events}
+        per = {
+            k: {e.stage for e in events if e.type == k}
+            for k in ("StageEntered", "StageCompleted", "MovedBack", "DealLost")
+        }
+        for k, name in (
+            ("StageEntered", "entered"),
+            ("StageCompleted", "completed"),
+            ("MovedBack", "moved_back"),
+            ("DealLost", "lost"),
+        ):
+            for s in per[k]:
+                st[str(s)][name] += 1
+        for s in {x for e in events if e.type == "StageSkipped" for x in e.skipped}:
+            st[s]["skipped"] += 1
+        for e in events:
+            if e.type == "DealLost":
+                reasons[str(e.stage)][e.reason] += 1
+            if e.type in {"SlaBreached", "ReminderSent", "Escalated"}:
+                st[str(e.stage)][e.type] += 1
+        for s in ids:
+            nxt = d.next_stage(s)
+            if not d.stage(s).post_sale and nxt is None:
+                strict = any(e.type == "DealWon" and e.stage == s for e in events)
+            else:
+                strict = any(e.type == "StageEntered" and e.stage == nxt and e.via == "next" for e in events)
+            if strict:
+                st[s]["strict"] += 1
+        vs = visits(events)
+        for s in {v[0] for v in vs}:
+            entries = [v for v in vs if v[0] == s]
+            if any(
+                e.seq > v[1] and ((e.type == "StageEntered" and pos[str(e.stage)] > pos[s]) or e.type == "DealWon")
+                for v in entries
+                for e in events
+            ):
+                st[s]["later"] += 1
+            if entries[0][2] is not None:
+                first[s].append(entries[0][2])
+            if all(v[2] is not None for v in entries):
+                cumulative[s].append(sum(v[2] for v in entries if v[2] is not None))
+        for phase in dict.fromkeys(x.phase for x in d.stages):
+            in_phase = [v for v in vs if d.stage(v[0]).phase == phase]
+            if not in_phase:
+                continue
+            phase_n[phase]["entered"] += 1
+            last = max(pos[s.id] for s in d.stages if s.phase == phase)
+            if any(
+                e.seq > v[1] and ((e.type == "StageEntered" and pos[str(e.stage)] > last) or e.type == "DealWon")
+                for v in in_phase
+                for e in events
+            ):
+                phase_n[phase]["converted"] += 1
+            if any(e.type == "DealLost" and d.stage(str(e.stage)).phase == phase for e in events):
+                phase_n[phase]["lost"] += 1
+            if all(v[2] is not None for v in in_phase):
+                phase_t[phase].append(sum(v[2] for v in in_phase if v[2] is not None))
+        closing = next((e for e in events if e.type in {"DealWon", "DealLost"}), None)
+        touches = sum(e.type == "TouchSent" for e in events)
+        if closing is None:
+            open_ += 1
+            current = [e for e in events if e.type == "StageEntered"][-1].stage
+            pipeline += (started.value or 0) * d.stage(str(current)).probability  # type: ignore[union-attr]
+        else:
+            cycle.append((closing.at - started.at).total_seconds())
+            if closing.type == "DealWon":
+                won += 1
+                touches_won.append(touches)
+            else:
+                lost += 1
+        if "CadenceStarted" in kinds:
+            with_cadence += 1
+            five += touches >= 5
+    return {
+        "stages": {s: (st[s], dict(reasons[s]), durations(first[s]), durations(cumulative[s])) for s in ids},
+        "phases": {p: (phase_n[p], durations(phase_t[p])) for p in phase_n},
+        "deals": (
+            won,
+            lost,
+            open_,
+            durations(cycle),
+            pipeline,
+            statistics.fmean(touches_won) if touches_won else None,
+            with_cadence,
+            five,
+        ),
+    }
+
+
+def close(a: float | None, b: float | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 1e-6 * max(1, abs(b)))
+
+
+def assert_matches(got: Metrics, want: dict[str, object], d: ProcessDefinition) -> None:
+    stages: dict[str, tuple[Counter[str], dict[str, int], Durations, Durations]] = want["stages"]  # type: ignore[assignment]
+    for m in got.stages:
+        c, reasons, first, cumulative = stages[m.stage]
+        assert (m.entered, m.completed, m.skipped, m.moved_back, m.lost) == (
+            c["entered"],
+            c["completed"],
+            c["skipped"],
+            c["moved_back"],
+            c["lost"],
+        ), m.stage
+        assert m.lost_reasons == reasons, m.stage
+        assert (m.converted_strict, m.converted_any_later) == (c["strict"], c["later"]), m.stage
+        assert (m.sla_breaches, m.reminders, m.escalations) == (c["SlaBreached"], c["ReminderSent"], c["Escalated"])
+        for mine, theirs in ((m.first_entry, first), (m.cumulative, cumulative)):
+            assert mine.n == theirs.n, m.stage
+            assert close(mine.median, theirs.median) and close(mine.p90, theirs.p90) and close(mine.mean, theirs.mean)
+    phases: dict[str, tuple[Counter[str], Durations]] = want["phases"]  # type: ignore[assignment]
+    for p in got.phases:
+        c, t = phases.get(p.phase, (Counter(), durations([])))
+        assert (p.entered, p.lost, p.converted) == (c["entered"], c["lost"], c["converted"]), p.phase
+        assert (
+            p.time_in_phase.n == t.n and close(p.time_in_phase.median, t.median) and close(p.time_in_phase.mean, t.mean)
+        )
+    deals_want = cast(tuple[int, int, int, Durations, float, float | None, int, int], want["deals"])
+    won, lost, open_, cycle, pipeline, touches_won, with_cadence, five = deals_want
+    g = got.deals
+    assert (g.won, g.lost, g.open, g.deals) == (won, lost, open_, won + lost + open_)
+    assert close(g.win_rate, won / (won + lost) if won + lost else None)
+    assert g.cycle_time.n == cycle.n and close(g.cycle_time.median, cycle.median) and close(g.cycle_time.p90, cycle.p90)
+    assert close(g.weighted_pipeline, pipeline) and close(g.touches_per_won_deal, touches_won)
+    assert g.deals_with_cadence == with_cadence
+    assert close(g.share_five_or_more_touches, five / with_cadence if with_cadence else None)
+
+
+@pytest.fixture(scope="module")
+async def generated(
+    pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition]
+) -> tuple[ProcessDefinition, list[list[DealEvent]]]:
+    base = deployed["seven-stage"].definition
+    d = base.model_copy(update={"name": f"metrics-{uuid.uuid4().hex[:6]}"})
+    rng = random.Random(20261122)
+    deals = [simulate(d, "v1", f"{d.name}-{i:04d}", rng) for i in range(2500)]
+    for events in deals:
+        await event_log.append(
+            pool,
+            AppendEvents(
+                deal_id=events[0].deal_id,  # type: ignore[union-attr]
+                events=events,
+                snapshot=DealSnapshot.of(fold(events)),
+            ),
+        )
+    return d, deals
+
+
+def _started(events: list[DealEvent]) -> datetime:
+    return events[0].at
+
+
+async def test_metrics_match_an_independent_computation(
+    pool: asyncpg.Pool, generated: tuple[ProcessDefinition, list[list[DealEvent]]]
+) -> None:
+    d, deals = generated
+    kinds = Counter(e.type for events in deals for e in events)
+    assert kinds["StageSkipped"] > 100 and kinds["MovedBack"] > 100 and kinds["DealLost"] > 100
+    assert kinds["DealWon"] > 50 and kinds["SlaBreached"] > 50 and kinds["TouchSent"] > 500
+    got = await compute(pool, d, Filters(process=d.name))
+    assert_matches(got, expected(d, deals), d)
+
+
+@pytest.mark.parametrize("which", ["owner", "window", "as_of"])
+async def test_filtered_metrics_match(
+    pool: asyncpg.Pool, generated: tuple[ProcessDefinition, list[list[DealEvent]]], which: str
+) -> None:
+    d, deals = generated
+    mid = T0 + timedelta(days=30)
+    if which == "owner":
+        filters = Filters(process=d.name, owner="bo", version="v1")
+        subset = [ev for ev in deals if ev[0].owner == "bo"]  # type: ignore[union-attr]
+    elif which == "window":
+        filters = Filters(process=d.name, since=T0 + timedelta(days=10), until=mid)
+        subset = [ev for ev in deals if T0 + timedelta(days=10) <= _started(ev) < mid]
+    else:
+        filters = Filters(process=d.name, as_of=mid)
+        subset = [[e for e in ev if e.at <= mid] for ev in deals if _started(ev) <= mid]
+    got = await compute(pool, d, filters)
+    assert 0 < got.deals.deals < len(deals)
+    assert_matches(got, expected(d, subset), d)
