@@ -17,6 +17,7 @@ from typing import Any
 
 from client.api import DealflowClient, DealflowError, NotFound, Refused, Unavailable
 from client.audit_commands import add_parser as add_audit
+from client.metrics_commands import add_parsers as add_metrics
 from client.output import action_json, deal_row_json, deployment_json, print_table, status_json
 from definitions.loader import DefinitionError, load_file
 from definitions.model import json_schema
@@ -400,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--json", action="store_true")
     dl.set_defaults(client_run=cmd_list)
     add_audit(top)
+    add_metrics(top)
     return parser
 
 

@@ -20,10 +20,11 @@ import asyncpg
 
 from client.api import DealflowClient, DealflowError, Refused
 from client.output import print_table
+from client.report import write_report
 from definitions.loader import PinnedDefinition, shipped
 from definitions.model import FactSpec, FactType, ProcessDefinition
 from store.funnel import funnel
-from worker.settings import Settings, outbox_dir, proposals_dir, read_stack
+from worker.settings import Settings, home, outbox_dir, proposals_dir, read_stack
 
 REPS = ["alice", "bob", "carol", "dave", "erin", "frank"]
 # one business day passes in about 1.7 s, so reminders, escalations and whole cadences happen
@@ -260,6 +261,8 @@ async def drive(client: DealflowClient, *, deals: int, seed: int, concurrency: i
                 for r in rows
             ],
         )
+    report = await write_report(client, home() / "report")
+    print(f"\nreport written: {report}")
 
 
 async def run_demo(*, deals: int, seed: int, concurrency: int) -> None:

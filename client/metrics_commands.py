@@ -1,0 +1,309 @@
+"""`dealflow metrics`, `dealflow metrics compare`, `dealflow report`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from client.api import DealflowClient, DealflowError
+from client.output import print_table
+from definitions.loader import PinnedDefinition
+from store.compare import compare
+from store.metrics import Durations, Filters, Metrics, compute
+
+
+def _instant(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise DealflowError(
+            f"{flag} {text!r}: expected a date or time, e.g. 2026-03-01 or 2026-03-01T12:00+01:00", code="usage"
+        ) from None
+    return value if value.tzinfo else value.astimezone()
+
+
+def _ref(text: str) -> tuple[str, str | None]:
+    name, _, version = text.partition("@")
+    if not name:
+        raise DealflowError(f"{text!r}: expected NAME or NAME@VERSION", code="usage")
+    return name, version or None
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+async def metrics_for(c: DealflowClient, args: argparse.Namespace) -> list[tuple[PinnedDefinition, Metrics]]:
+    names = [args.process] if args.process else sorted({d.name for d in await c.definitions()})
+    out = []
+    for name in names:
+        pinned = await c.definition(name, args.version)
+        filters = Filters(
+            process=name,
+            version=args.version,
+            owner=args.owner,
+            since=_instant(args.since, "--since"),
+            until=_instant(args.until, "--until"),
+            as_of=_instant(args.as_of, "--as-of"),
+        )
+        out.append((pinned, await compute(c.pool, pinned.definition, filters)))
+    return out
+
+
+def _dur(d: Durations) -> list[str]:
+    return [duration_text(d.median), duration_text(d.p90), duration_text(d.mean)]
+
+
+def print_metrics(pinned: PinnedDefinition, m: Metrics) -> None:
+    f = m.filters
+    scope = ", ".join(f"{k} {v}" for k, v in f.model_dump().items() if v is not None and k != "process")
+    versions = "all versions" if not f.version else "version " + f.version
+    print(f"\n{pinned.name} ({versions}{', ' + scope if scope else ''})")
+    g = m.deals
+    print(
+        f"deals {g.deals}: won {g.won}, lost {g.lost}, open {g.open}; win rate {_pct(g.win_rate)}; "
+        f"cycle time median {duration_text(g.cycle_time.median)}, p90 {duration_text(g.cycle_time.p90)}; "
+        f"weighted pipeline {g.weighted_pipeline:,.0f}"
+    )
+    tpw = "-" if g.touches_per_won_deal is None else f"{g.touches_per_won_deal:.1f}"
+    print(
+        f"touches per won deal {tpw}; deals with 5+ touches {_pct(g.share_five_or_more_touches)} "
+        f"of {g.deals_with_cadence} with a cadence"
+    )
+    print_table(
+        [
+            "stage",
+            "phase",
+            "entered",
+            "completed",
+            "skipped",
+            "back",
+            "lost",
+            "conv. next",
+            "conv. later",
+            "median",
+            "p90",
+            "mean",
+            "cum. median",
+            "SLA breaches",
+            "escalations",
+        ],
+        [
+            [
+                s.stage,
+                s.phase,
+                s.entered,
+                s.completed,
+                s.skipped,
+                s.moved_back,
+                s.lost,
+                _pct(s.conversion_strict),
+                _pct(s.conversion_any_later),
+                *_dur(s.first_entry),
+                duration_text(s.cumulative.median),
+                s.sla_breaches,
+                s.escalations,
+            ]
+            for s in m.stages
+        ],
+    )
+    print_table(
+        ["phase", "entered", "lost", "converted", "conversion", "median", "p90", "mean"],
+        [[p.phase, p.entered, p.lost, p.converted, _pct(p.conversion), *_dur(p.time_in_phase)] for p in m.phases],
+    )
+    reasons = {s.stage: s.lost_reasons for s in m.stages if s.lost_reasons}
+    if reasons:
+        print(
+            "lost reasons: "
+            + "; ".join(f"{st}: " + ", ".join(f"{r} {n}" for r, n in rs.items()) for st, rs in reasons.items())
+        )
+
+
+def write_csv(results: list[tuple[PinnedDefinition, Metrics]]) -> None:
+    w = csv.writer(sys.stdout)
+    w.writerow(
+        [
+            "process",
+            "level",
+            "name",
+            "entered",
+            "completed",
+            "skipped",
+            "moved_back",
+            "lost",
+            "converted_strict",
+            "converted_any_later",
+            "conversion_strict",
+            "conversion_any_later",
+            "median_s",
+            "p90_s",
+            "mean_s",
+            "cumulative_median_s",
+            "sla_breaches",
+            "escalations",
+        ]
+    )
+    for pinned, m in results:
+        for s in m.stages:
+            w.writerow(
+                [
+                    pinned.name,
+                    "stage",
+                    s.stage,
+                    s.entered,
+                    s.completed,
+                    s.skipped,
+                    s.moved_back,
+                    s.lost,
+                    s.converted_strict,
+                    s.converted_any_later,
+                    s.conversion_strict,
+                    s.conversion_any_later,
+                    s.first_entry.median,
+                    s.first_entry.p90,
+                    s.first_entry.mean,
+                    s.cumulative.median,
+                    s.sla_breaches,
+                    s.escalations,
+                ]
+            )
+        for p in m.phases:
+            w.writerow(
+                [
+                    pinned.name,
+                    "phase",
+                    p.phase,
+                    p.entered,
+                    "",
+                    "",
+                    "",
+                    p.lost,
+                    "",
+                    p.converted,
+                    "",
+                    p.conversion,
+                    p.time_in_phase.median,
+                    p.time_in_phase.p90,
+                    p.time_in_phase.mean,
+                    "",
+                    "",
+                    "",
+                ]
+            )
+
+
+async def run_metrics(args: argparse.Namespace) -> None:
+    async with await DealflowClient.connect() as c:
+        if args.metrics_sub == "compare":
+            return await run_compare(c, args)
+        results = await metrics_for(c, args)
+    if args.json:
+        print(
+            json.dumps(
+                [{"process": p.name, "version": m.filters.version, **m.model_dump(mode="json")} for p, m in results],
+                indent=2,
+                sort_keys=True,
+            )
+        )
+    elif args.csv:
+        write_csv(results)
+    else:
+        for pinned, m in results:
+            print_metrics(pinned, m)
+
+
+async def run_compare(c: DealflowClient, args: argparse.Namespace) -> None:
+    (na, va), (nb, vb) = _ref(args.a), _ref(args.b)
+    a, b = await c.definition(na, va), await c.definition(nb, vb)
+    result = await compare(c.pool, a, b)
+    if args.json:
+        print(json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True))
+        return
+    print(f"{result.a} ({result.deals[0]} deals) vs {result.b} ({result.deals[1]} deals)")
+    print(f"win rate {_pct(result.win_rate[0])} vs {_pct(result.win_rate[1])}: {result.verdict}")
+    print_table(
+        [
+            "stage",
+            "entered",
+            "conv. (95% CI)",
+            "median",
+            "entered",
+            "conv. (95% CI)",
+            "median",
+            "p conv.",
+            "p time",
+            "verdict",
+        ],
+        [
+            [
+                s.stage,
+                s.a.entered,
+                _ci(s.a),
+                duration_text(s.a.median_seconds),
+                s.b.entered,
+                _ci(s.b),
+                duration_text(s.b.median_seconds),
+                "-" if s.conversion_p is None else f"{s.conversion_p:.3f}",
+                "-" if s.duration_p is None else f"{s.duration_p:.3f}",
+                s.verdict,
+            ]
+            for s in result.stages
+        ],
+    )
+
+
+def _ci(side: Any) -> str:
+    if side.conversion is None or side.interval is None:
+        return "-"
+    return f"{side.conversion:.0%} ({side.interval[0]:.0%}-{side.interval[1]:.0%})"
+
+
+async def run_report(args: argparse.Namespace) -> None:
+    from client.report import write_report
+
+    async with await DealflowClient.connect() as c:
+        path = await write_report(c, Path(args.out))
+    print(f"report written: {path}")
+
+
+def add_parsers(top: Any) -> None:
+    m = top.add_parser("metrics", help="stage, phase and deal-set metrics from the event log")
+    m.add_argument("--process")
+    m.add_argument("--version")
+    m.add_argument("--owner")
+    m.add_argument("--since", metavar="DATE")
+    m.add_argument("--until", metavar="DATE")
+    m.add_argument("--as-of", metavar="DATE")
+    fmt = m.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    m.set_defaults(run=run_metrics, metrics_sub=None)
+    sub = m.add_subparsers(dest="metrics_sub")
+    cmp_ = sub.add_parser("compare", help="two versions (or processes) side by side, with significance tests")
+    cmp_.add_argument("a", metavar="PROCESS@V1")
+    cmp_.add_argument("b", metavar="PROCESS@V2")
+    cmp_.add_argument("--json", action="store_true")
+    r = top.add_parser("report", help="an HTML report with charts")
+    r.add_argument("--out", required=True, metavar="DIR")
+    r.set_defaults(run=run_report)
