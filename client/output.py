@@ -67,6 +67,7 @@ def deal_row_json(r: DealRow) -> dict[str, Any]:
         "started_at": _iso(r.started_at),
         "ended_at": _iso(r.ended_at),
         "last_seq": r.last_seq,
+        "touches": r.touches,
     }
 
 

@@ -68,13 +68,13 @@ def time_chart(pinned: PinnedDefinition, m: Metrics) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("hours in stage (first entry)")
     ax.set_title(f"Time in stage: {pinned.name}")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
 
 
 def version_chart(pinned: PinnedDefinition, by_version: list[tuple[str, Metrics]]) -> str:
-    stages = [s.stage for s in by_version[0][1].stages]
+    stages = [s.stage for s in by_version[0][1].stages if not pinned.definition.stage(s.stage).post_sale]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     width = 0.8 / len(by_version)
     for k, (version, m) in enumerate(by_version):
@@ -88,7 +88,7 @@ def version_chart(pinned: PinnedDefinition, by_version: list[tuple[str, Metrics]
     ax.set_xticks([i + width * (len(by_version) - 1) / 2 for i in range(len(stages))], stages, rotation=30, ha="right")
     ax.set_ylabel("% converting to a later stage")
     ax.set_title(f"Conversion by version: {pinned.name}")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=len(by_version), fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return _svg(fig)
 
@@ -110,11 +110,16 @@ def _pct(x: float | None) -> str:
 
 def section(pinned: PinnedDefinition, m: Metrics, by_version: list[tuple[str, Metrics]]) -> str:
     g = m.deals
+    touches = (
+        f" {_pct(g.share_five_or_more_touches)} of {g.deals_with_cadence} deals with a cadence got five or more"
+        " touches."
+        if g.deals_with_cadence
+        else ""
+    )
     summary = (
         f"<p>{g.deals} deals: {g.won} won, {g.lost} lost, {g.open} open. Win rate {_pct(g.win_rate)}; "
-        f"cycle time median {duration_text(g.cycle_time.median)}; weighted pipeline {g.weighted_pipeline:,.0f}; "
-        f"{_pct(g.share_five_or_more_touches)} of {g.deals_with_cadence} deals with a cadence got five or more "
-        f"touches.</p>"
+        f"cycle time median {duration_text(g.cycle_time.median)}; weighted pipeline {g.weighted_pipeline:,.0f}."
+        f"{touches}</p>"
     )
     charts = [funnel_chart(pinned, m), time_chart(pinned, m)]
     if len(by_version) > 1:

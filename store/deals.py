@@ -20,6 +20,7 @@ class DealRow(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     last_seq: int
+    touches: int
 
 
 async def list_deals(
@@ -33,7 +34,7 @@ async def list_deals(
 ) -> list[DealRow]:
     rows = await pool.fetch(
         "SELECT deal_id, process, version, owner, value, status, stage, stage_entered_at, started_at,"
-        " ended_at, last_seq FROM deals"
+        " ended_at, last_seq, touches FROM deals"
         " WHERE ($1::text IS NULL OR stage = $1) AND ($2::text IS NULL OR owner = $2)"
         " AND ($3::text IS NULL OR process = $3) AND ($4::text IS NULL OR status = $4)"
         " ORDER BY deal_id LIMIT $5",

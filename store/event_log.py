@@ -29,13 +29,13 @@ ON CONFLICT (deal_id, seq) DO NOTHING
 
 _PROJECT = """
 INSERT INTO deals (deal_id, process, version, owner, value, status, stage, stage_entered_at,
-                   started_at, ended_at, last_seq, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+                   started_at, ended_at, last_seq, touches, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
 ON CONFLICT (deal_id) DO UPDATE SET
     process = EXCLUDED.process, version = EXCLUDED.version, owner = EXCLUDED.owner,
     value = EXCLUDED.value, status = EXCLUDED.status, stage = EXCLUDED.stage,
     stage_entered_at = EXCLUDED.stage_entered_at, started_at = EXCLUDED.started_at,
-    ended_at = EXCLUDED.ended_at, last_seq = EXCLUDED.last_seq, updated_at = now()
+    ended_at = EXCLUDED.ended_at, last_seq = EXCLUDED.last_seq, touches = EXCLUDED.touches, updated_at = now()
 WHERE deals.last_seq < EXCLUDED.last_seq
 """
 
@@ -100,6 +100,7 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             snap.started_at,
             snap.ended_at,
             snap.last_seq,
+            snap.touches,
         )
     return int(status.split()[-1])
 

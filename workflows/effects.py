@@ -29,6 +29,7 @@ class DealSnapshot(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     last_seq: int
+    touches: int = 0
 
     @classmethod
     def of(cls, state: DealState) -> DealSnapshot:
@@ -44,6 +45,7 @@ class DealSnapshot(BaseModel):
             started_at=state.started_at,
             ended_at=state.ended_at,
             last_seq=state.last_seq,
+            touches=state.touches,
         )
 
 
