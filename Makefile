@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck dev clean
+.PHONY: install demo test bench lint typecheck dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# benchmarks print ratios measured side by side and write bench/results/*.json (not part of CI)
+bench: $(STAMP)
+	$(BIN)/python -m bench.metrics_bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -102,84 +102,117 @@ class Metrics(BaseModel):
     deals: DealSetMetrics
 
 
+_BASE = [
+    # computed once per call, inside the call's snapshot; the three queries below read them
+    (
+        """CREATE TEMP TABLE m_scope ON COMMIT DROP AS
+        SELECT deal_id, occurred_at AS started_at, (payload->>'value')::float8 AS value
+        FROM deal_events
+        WHERE type = 'DealStarted' AND process = $1
+          AND ($2::text IS NULL OR version = $2)
+          AND ($3::text IS NULL OR payload->>'owner' = $3)
+          AND ($4::timestamptz IS NULL OR occurred_at >= $4)
+          AND ($5::timestamptz IS NULL OR occurred_at < $5)
+          AND occurred_at <= coalesce($6::timestamptz, 'infinity')""",
+        slice(0, 6),
+    ),
+    (
+        """CREATE TEMP TABLE m_ev ON COMMIT DROP AS
+        SELECT e.deal_id, e.seq, e.type, e.stage, e.occurred_at, e.payload
+        FROM deal_events e JOIN m_scope s USING (deal_id)
+        WHERE e.occurred_at <= coalesce($1::timestamptz, 'infinity')""",
+        slice(5, 6),
+    ),
+    (
+        """CREATE TEMP TABLE m_stages ON COMMIT DROP AS
+        SELECT s.stage, s.pos, n.next_stage, p.phase, q.probability
+        FROM unnest($1::text[]) WITH ORDINALITY AS s(stage, pos)
+        JOIN unnest($2::text[]) WITH ORDINALITY AS n(next_stage, pos) USING (pos)
+        JOIN unnest($3::text[]) WITH ORDINALITY AS p(phase, pos) USING (pos)
+        JOIN unnest($4::float8[]) WITH ORDINALITY AS q(probability, pos) USING (pos)""",
+        slice(6, 10),
+    ),
+    (
+        """CREATE TEMP TABLE m_visits ON COMMIT DROP AS
+        WITH marks AS (
+            SELECT deal_id, seq, type, stage, occurred_at,
+                   lead(occurred_at) OVER (PARTITION BY deal_id ORDER BY seq) AS left_at
+            FROM m_ev WHERE type IN ('StageEntered', 'DealWon', 'DealLost', 'DealClosed')
+        ),
+        reach AS (
+            -- the furthest a deal gets after each of its events: a later stage's position, or "won"
+            SELECT e.deal_id, e.seq,
+                   max(CASE WHEN e.type = 'DealWon' THEN 1000000 WHEN e.type = 'StageEntered' THEN st.pos END)
+                       OVER (PARTITION BY e.deal_id ORDER BY e.seq DESC
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach_after
+            FROM m_ev e LEFT JOIN m_stages st ON st.stage = e.stage
+            WHERE e.type IN ('StageEntered', 'DealWon')
+        )
+        SELECT m.deal_id, m.stage, m.seq, m.occurred_at AS entered_at, m.left_at,
+               extract(epoch FROM m.left_at - m.occurred_at) AS seconds,
+               row_number() OVER (PARTITION BY m.deal_id, m.stage ORDER BY m.seq) AS visit_no,
+               r.reach_after
+        FROM marks m JOIN reach r USING (deal_id, seq) WHERE m.type = 'StageEntered'""",
+        None,
+    ),
+]
+
 _SCOPE = """
-WITH scope AS (
-    SELECT deal_id, occurred_at AS started_at, (payload->>'value')::float8 AS value
-    FROM deal_events
-    WHERE type = 'DealStarted' AND process = $1
-      AND ($2::text IS NULL OR version = $2)
-      AND ($3::text IS NULL OR payload->>'owner' = $3)
-      AND ($4::timestamptz IS NULL OR occurred_at >= $4)
-      AND ($5::timestamptz IS NULL OR occurred_at < $5)
-      AND occurred_at <= coalesce($6::timestamptz, 'infinity')
-),
-ev AS (
-    SELECT e.deal_id, e.seq, e.type, e.stage, e.occurred_at, e.payload
-    FROM deal_events e JOIN scope s USING (deal_id)
-    WHERE e.occurred_at <= coalesce($6::timestamptz, 'infinity')
-),
-stages AS (
-    SELECT s.stage, s.pos, n.next_stage, p.phase, q.probability
-    FROM unnest($7::text[]) WITH ORDINALITY AS s(stage, pos)
-    JOIN unnest($8::text[]) WITH ORDINALITY AS n(next_stage, pos) USING (pos)
-    JOIN unnest($9::text[]) WITH ORDINALITY AS p(phase, pos) USING (pos)
-    JOIN unnest($10::float8[]) WITH ORDINALITY AS q(probability, pos) USING (pos)
-),
-marks AS (
-    SELECT deal_id, seq, type, stage, occurred_at,
-           lead(occurred_at) OVER (PARTITION BY deal_id ORDER BY seq) AS left_at
-    FROM ev WHERE type IN ('StageEntered', 'DealWon', 'DealLost', 'DealClosed')
-),
-reach AS (
-    -- the furthest a deal gets after each of its events: a later stage's position, or "won"
-    SELECT e.deal_id, e.seq,
-           max(CASE WHEN e.type = 'DealWon' THEN 1000000 WHEN e.type = 'StageEntered' THEN st.pos END)
-               OVER (PARTITION BY e.deal_id ORDER BY e.seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-               AS reach_after
-    FROM ev e LEFT JOIN stages st ON st.stage = e.stage
-),
-visits AS (
-    SELECT m.deal_id, m.stage, m.seq, m.occurred_at AS entered_at, m.left_at,
-           extract(epoch FROM m.left_at - m.occurred_at) AS seconds,
-           row_number() OVER (PARTITION BY m.deal_id, m.stage ORDER BY m.seq) AS visit_no,
-           r.reach_after
-    FROM marks m JOIN reach r USING (deal_id, seq) WHERE m.type = 'StageEntered'
-)
+WITH scope AS (SELECT * FROM m_scope),
+ev AS (SELECT * FROM m_ev),
+stages AS (SELECT * FROM m_stages),
+visits AS (SELECT * FROM m_visits)
 """
 
 _STAGES = (
     _SCOPE
     + """,
-per_deal_stage AS (
+per_deal_stage AS MATERIALIZED (
     SELECT deal_id, stage, sum(seconds) AS seconds, bool_and(left_at IS NOT NULL) AS closed
     FROM visits GROUP BY deal_id, stage
 ),
-counts AS (
+counts AS MATERIALIZED (
     SELECT stage, type, count(DISTINCT deal_id) AS n FROM ev
     WHERE type IN ('StageEntered', 'StageCompleted', 'MovedBack', 'DealLost') GROUP BY stage, type
 ),
-notices AS (
+notices AS MATERIALIZED (
     SELECT stage, type, count(*) AS n FROM ev
     WHERE type IN ('SlaBreached', 'ReminderSent', 'Escalated') GROUP BY stage, type
 ),
-skips AS (
+skips AS MATERIALIZED (
     SELECT s.skipped AS stage, count(DISTINCT ev.deal_id) AS n
     FROM ev, jsonb_array_elements_text(ev.payload->'skipped') AS s(skipped)
     WHERE ev.type = 'StageSkipped' GROUP BY s.skipped
 ),
-reasons AS (
+reasons AS MATERIALIZED (
     SELECT stage, jsonb_object_agg(reason, n) AS by_reason FROM (
         SELECT stage, payload->>'reason' AS reason, count(*) AS n FROM ev WHERE type = 'DealLost'
         GROUP BY stage, payload->>'reason') r
     GROUP BY stage
 ),
-strict AS (
-    SELECT st.stage, count(DISTINCT e.deal_id) AS n FROM stages st JOIN ev e
-      ON (st.next_stage <> '' AND e.type = 'StageEntered' AND e.stage = st.next_stage AND e.payload->>'via' = 'next')
-      OR (st.next_stage = '' AND e.type = 'DealWon' AND e.stage = st.stage)
+strict AS MATERIALIZED (
+    -- completed into the next stage (it is entered via "next"), or, for the last pre-sale stage, won there
+    SELECT st.stage, count(DISTINCT e.deal_id) AS n
+    FROM ev e JOIN stages st ON st.next_stage = e.stage
+    WHERE e.type = 'StageEntered' AND e.payload->>'via' = 'next' AND st.next_stage <> ''
+    GROUP BY st.stage
+    UNION ALL
+    SELECT st.stage, count(DISTINCT e.deal_id) AS n
+    FROM ev e JOIN stages st ON st.stage = e.stage
+    WHERE e.type = 'DealWon' AND st.next_stage = ''
     GROUP BY st.stage
 ),
-later AS (
+firsts AS MATERIALIZED (
+    SELECT stage, count(*) AS n, percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS median,
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90, avg(seconds) AS mean
+    FROM visits WHERE visit_no = 1 AND left_at IS NOT NULL GROUP BY stage
+),
+cums AS MATERIALIZED (
+    SELECT stage, count(*) AS n, percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS median,
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90, avg(seconds) AS mean
+    FROM per_deal_stage WHERE closed GROUP BY stage
+),
+later AS MATERIALIZED (
     SELECT st.stage, count(DISTINCT v.deal_id) AS n
     FROM stages st JOIN visits v ON v.stage = st.stage
     WHERE v.reach_after > st.pos
@@ -197,31 +230,21 @@ SELECT st.stage, st.phase, st.pos,
     coalesce((SELECT n FROM notices x WHERE x.stage = st.stage AND x.type = 'SlaBreached'), 0) AS sla_breaches,
     coalesce((SELECT n FROM notices x WHERE x.stage = st.stage AND x.type = 'ReminderSent'), 0) AS reminders,
     coalesce((SELECT n FROM notices x WHERE x.stage = st.stage AND x.type = 'Escalated'), 0) AS escalations,
-    (SELECT count(*) FROM visits v WHERE v.stage = st.stage AND v.visit_no = 1 AND v.left_at IS NOT NULL) AS first_n,
-    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM visits v
-      WHERE v.stage = st.stage AND v.visit_no = 1 AND v.left_at IS NOT NULL) AS first_median,
-    (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FROM visits v
-      WHERE v.stage = st.stage AND v.visit_no = 1 AND v.left_at IS NOT NULL) AS first_p90,
-    (SELECT avg(seconds) FROM visits v
-      WHERE v.stage = st.stage AND v.visit_no = 1 AND v.left_at IS NOT NULL) AS first_mean,
-    (SELECT count(*) FROM per_deal_stage p WHERE p.stage = st.stage AND p.closed) AS cum_n,
-    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM per_deal_stage p
-      WHERE p.stage = st.stage AND p.closed) AS cum_median,
-    (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FROM per_deal_stage p
-      WHERE p.stage = st.stage AND p.closed) AS cum_p90,
-    (SELECT avg(seconds) FROM per_deal_stage p WHERE p.stage = st.stage AND p.closed) AS cum_mean
-FROM stages st ORDER BY st.pos
+    coalesce(f.n, 0) AS first_n, f.median AS first_median, f.p90 AS first_p90, f.mean AS first_mean,
+    coalesce(cu.n, 0) AS cum_n, cu.median AS cum_median, cu.p90 AS cum_p90, cu.mean AS cum_mean
+FROM stages st LEFT JOIN firsts f ON f.stage = st.stage LEFT JOIN cums cu ON cu.stage = st.stage
+ORDER BY st.pos
 """
 )
 
 _PHASES = (
     _SCOPE
     + """,
-phase_order AS (SELECT phase, min(pos) AS first_pos, max(pos) AS last_pos FROM stages GROUP BY phase),
-entries AS (
+phase_order AS MATERIALIZED (SELECT phase, min(pos) AS first_pos, max(pos) AS last_pos FROM stages GROUP BY phase),
+entries AS MATERIALIZED (
     SELECT v.deal_id, st.phase, v.seq FROM visits v JOIN stages st ON st.stage = v.stage
 ),
-per_deal_phase AS (
+per_deal_phase AS MATERIALIZED (
     SELECT v.deal_id, st.phase, sum(v.seconds) AS seconds, bool_and(v.left_at IS NOT NULL) AS closed
     FROM visits v JOIN stages st ON st.stage = v.stage GROUP BY v.deal_id, st.phase
 )
@@ -244,7 +267,7 @@ FROM phase_order po ORDER BY po.first_pos
 _DEALS = (
     _SCOPE
     + """,
-per_deal AS (
+per_deal AS MATERIALIZED (
     SELECT deal_id,
            (array_agg(type ORDER BY seq) FILTER (WHERE type IN ('DealWon', 'DealLost')))[1] AS result,
            (array_agg(occurred_at ORDER BY seq) FILTER (WHERE type IN ('DealWon', 'DealLost')))[1] AS closed_at,
@@ -309,10 +332,12 @@ def _args(d: ProcessDefinition, f: Filters) -> list[Any]:
 
 async def compute(pool: asyncpg.Pool, d: ProcessDefinition, filters: Filters) -> Metrics:
     args = _args(d, filters)
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        stage_rows = await conn.fetch(_STAGES, *args)  # one snapshot for all three queries
-        phase_rows = await conn.fetch(_PHASES, *args)
-        deal_row = await conn.fetchrow(_DEALS, *args)
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        for sql, params in _BASE:  # one snapshot for everything below
+            await conn.execute(sql, *(args[params] if params else []))
+        stage_rows = await conn.fetch(_STAGES)
+        phase_rows = await conn.fetch(_PHASES)
+        deal_row = await conn.fetchrow(_DEALS)
     assert deal_row is not None
     stages = [
         StageMetrics(
