@@ -14,16 +14,18 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from client.api import DealflowClient, DealflowError, Refused
+from client.metrics_commands import duration_text
 from client.output import print_table
 from client.report import write_report
 from definitions.loader import PinnedDefinition, shipped
 from definitions.model import FactSpec, FactType, ProcessDefinition
-from store.funnel import funnel
+from store.metrics import Filters, compute
 from worker.settings import Settings, home, outbox_dir, proposals_dir, read_stack
 
 REPS = ["alice", "bob", "carol", "dave", "erin", "frank"]
@@ -135,16 +137,6 @@ async def simulate_deal(
         stage = result.stage
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{seconds / 3600:.1f} h"
-
-
 async def _settled(client: DealflowClient, prefix: str, timeout: float = 60) -> int:
     """The number of logged events once the log has stopped growing (the last appends are in)."""
     deadline = time.monotonic() + timeout
@@ -210,6 +202,7 @@ async def drive(client: DealflowClient, *, deals: int, seed: int, concurrency: i
                 errors.append(f"{deal_id}: {type(exc).__name__}: {exc}")
 
     started = time.monotonic()
+    since = datetime.now(UTC) - timedelta(seconds=5)  # this run's deals, not earlier demos'
     print(f"simulating {deals} deals ({concurrency} reps at a time), ids {run}NNNN ...", flush=True)
     await asyncio.gather(*(one(*p) for p in plan))
     elapsed = time.monotonic() - started
@@ -242,23 +235,24 @@ async def drive(client: DealflowClient, *, deals: int, seed: int, concurrency: i
     print(f"outbox: {outbox} touches recorded as sent; messages as files in {outbox_dir()}")
     print(f"proposals: {proposals_dir()}")
     for name, p in pinned.items():
-        rows = await funnel(client.pool, p.definition, deal_prefix=run)
-        print(f"\nFunnel: {name}@{p.version} (from the event log, SQL)")
+        m = await compute(client.pool, p.definition, Filters(process=name, version=p.version, since=since))
+        print(f"\nFunnel: {name}@{p.version} (computed in SQL from the event log; definitions in the README)")
         print_table(
             ["stage", "phase", "entered", "completed", "skipped", "back", "lost", "conv. to next", "median time"],
             [
                 [
-                    r.stage,
-                    r.phase,
-                    r.entered,
-                    r.completed,
-                    r.skipped,
-                    r.moved_back,
-                    r.lost,
-                    "-" if r.conversion is None else f"{r.conversion:.0%}",
-                    _duration(r.median_seconds),
+                    s.stage,
+                    s.phase,
+                    s.entered,
+                    s.completed,
+                    s.skipped,
+                    s.moved_back,
+                    s.lost,
+                    "-" if s.conversion_strict is None else f"{s.conversion_strict:.0%}",
+                    duration_text(s.first_entry.median),
                 ]
-                for r in rows
+                for s in m.stages
+                if not p.definition.stage(s.stage).post_sale
             ],
         )
     report = await write_report(client, home() / "report")

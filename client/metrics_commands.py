@@ -50,7 +50,7 @@ def duration_text(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
 
@@ -82,13 +82,13 @@ def print_metrics(pinned: PinnedDefinition, m: Metrics) -> None:
     print(f"\n{pinned.name} ({versions}{', ' + scope if scope else ''})")
     g = m.deals
     print(
-        f"deals {g.deals}: won {g.won}, lost {g.lost}, open {g.open}; win rate {_pct(g.win_rate)}; "
+        f"deals {g.deals}: won {g.won}, lost {g.lost}, open {g.open}; win rate {pct(g.win_rate)}; "
         f"cycle time median {duration_text(g.cycle_time.median)}, p90 {duration_text(g.cycle_time.p90)}; "
         f"weighted pipeline {g.weighted_pipeline:,.0f}"
     )
     tpw = "-" if g.touches_per_won_deal is None else f"{g.touches_per_won_deal:.1f}"
     print(
-        f"touches per won deal {tpw}; deals with 5+ touches {_pct(g.share_five_or_more_touches)} "
+        f"touches per won deal {tpw}; deals with 5+ touches {pct(g.share_five_or_more_touches)} "
         f"of {g.deals_with_cadence} with a cadence"
     )
     print_table(
@@ -118,8 +118,8 @@ def print_metrics(pinned: PinnedDefinition, m: Metrics) -> None:
                 s.skipped,
                 s.moved_back,
                 s.lost,
-                _pct(s.conversion_strict),
-                _pct(s.conversion_any_later),
+                pct(s.conversion_strict),
+                pct(s.conversion_any_later),
                 *_dur(s.first_entry),
                 duration_text(s.cumulative.median),
                 s.sla_breaches,
@@ -130,7 +130,7 @@ def print_metrics(pinned: PinnedDefinition, m: Metrics) -> None:
     )
     print_table(
         ["phase", "entered", "lost", "converted", "conversion", "median", "p90", "mean"],
-        [[p.phase, p.entered, p.lost, p.converted, _pct(p.conversion), *_dur(p.time_in_phase)] for p in m.phases],
+        [[p.phase, p.entered, p.lost, p.converted, pct(p.conversion), *_dur(p.time_in_phase)] for p in m.phases],
     )
     reasons = {s.stage: s.lost_reasons for s in m.stages if s.lost_reasons}
     if reasons:
@@ -241,7 +241,7 @@ async def run_compare(c: DealflowClient, args: argparse.Namespace) -> None:
         print(json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True))
         return
     print(f"{result.a} ({result.deals[0]} deals) vs {result.b} ({result.deals[1]} deals)")
-    print(f"win rate {_pct(result.win_rate[0])} vs {_pct(result.win_rate[1])}: {result.verdict}")
+    print(f"win rate {pct(result.win_rate[0])} vs {pct(result.win_rate[1])}: {result.verdict}")
     print_table(
         [
             "stage",

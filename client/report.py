@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from client.api import DealflowClient
 from client.metrics_commands import duration_text
+from client.metrics_commands import pct as _pct
 from definitions.loader import PinnedDefinition
 from store.metrics import Filters, Metrics, compute
 
@@ -102,10 +103,6 @@ def _table(headers: list[str], rows: list[list[object]]) -> str:
         )
         body += f"<tr>{cells}</tr>"
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0%}"
 
 
 def section(pinned: PinnedDefinition, m: Metrics, by_version: list[tuple[str, Metrics]]) -> str:

@@ -120,6 +120,18 @@ def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
 
 
+@pytest.fixture
+def cli_env(settings: Settings, worker: None, tmp_path: Path) -> dict[str, str]:
+    """The environment a `dealflow` subprocess needs to reach this session's servers."""
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "DATABASE_URL": settings.database_url,
+        "DEALFLOW_TASK_QUEUE": settings.task_queue,
+        "DEALFLOW_HOME": str(tmp_path / "home"),
+    }
+
+
 def new_deal_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

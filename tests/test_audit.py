@@ -22,17 +22,6 @@ from worker.settings import Settings
 pytestmark = pytest.mark.usefixtures("deployed")
 
 
-@pytest.fixture
-def cli_env(settings: Settings, worker: None, tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "DATABASE_URL": settings.database_url,
-        "DEALFLOW_TASK_QUEUE": settings.task_queue,
-        "DEALFLOW_HOME": str(tmp_path / "home"),
-    }
-
-
 async def _walked_deal(client: DealflowClient, pool: asyncpg.Pool, prefix: str = "aud") -> str:
     """A deal with requests, a skip, a move back and a loss: the log ends with the deal."""
     deal = new_deal_id(prefix)

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from tests.conftest import new_deal_id
-from worker.settings import Settings
 
 HERE = Path(__file__).parent
 DEALFLOW = [sys.executable, "-m", "client.cli"]
@@ -31,17 +30,6 @@ class Run:
 
     def json(self) -> Any:
         return json.loads(self.out)
-
-
-@pytest.fixture
-def cli_env(settings: Settings, worker: None, tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "DATABASE_URL": settings.database_url,
-        "DEALFLOW_TASK_QUEUE": settings.task_queue,
-        "DEALFLOW_HOME": str(tmp_path / "home"),
-    }
 
 
 async def dealflow(env: dict[str, str], *args: str) -> Run:

@@ -7,7 +7,6 @@ follow-up touches, appended to the real event log, and measured both ways.
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import uuid
@@ -25,22 +24,9 @@ from definitions.loader import PinnedDefinition
 from definitions.model import ProcessDefinition
 from store import event_log
 from store.metrics import Durations, Filters, Metrics, compute
-from worker.settings import Settings
 from workflows.effects import AppendEvents, DealSnapshot
 from workflows.events import DealEvent
 from workflows.state import fold
-
-
-@pytest.fixture
-def cli_env(settings: Settings, worker: None, tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "DATABASE_URL": settings.database_url,
-        "DEALFLOW_TASK_QUEUE": settings.task_queue,
-        "DEALFLOW_HOME": str(tmp_path / "home"),
-    }
-
 
 # --- the independent computation --------------------------------------------------------------
 
