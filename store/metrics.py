@@ -177,8 +177,11 @@ per_deal_stage AS MATERIALIZED (
     FROM visits GROUP BY deal_id, stage
 ),
 counts AS MATERIALIZED (
-    SELECT stage, type, count(DISTINCT deal_id) AS n FROM ev
-    WHERE type IN ('StageEntered', 'StageCompleted', 'MovedBack', 'DealLost') GROUP BY stage, type
+    -- distinct first (hashed), then count: count(DISTINCT) would sort every row
+    SELECT stage, type, count(*) AS n FROM (
+        SELECT DISTINCT stage, type, deal_id FROM ev
+        WHERE type IN ('StageEntered', 'StageCompleted', 'MovedBack', 'DealLost')) d
+    GROUP BY stage, type
 ),
 notices AS MATERIALIZED (
     SELECT stage, type, count(*) AS n FROM ev
@@ -218,10 +221,11 @@ cums AS MATERIALIZED (
     FROM per_deal_stage WHERE closed GROUP BY stage
 ),
 later AS MATERIALIZED (
-    SELECT st.stage, count(DISTINCT v.deal_id) AS n
-    FROM stages st JOIN visits v ON v.stage = st.stage
-    WHERE v.reach_after > st.pos
-    GROUP BY st.stage
+    SELECT stage, count(*) AS n FROM (
+        SELECT DISTINCT st.stage, v.deal_id
+        FROM stages st JOIN visits v ON v.stage = st.stage
+        WHERE v.reach_after > st.pos) d
+    GROUP BY stage
 )
 SELECT st.stage, st.phase, st.pos,
     coalesce((SELECT n FROM counts c WHERE c.stage = st.stage AND c.type = 'StageEntered'), 0) AS entered,
