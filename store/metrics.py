@@ -139,25 +139,21 @@ _BASE = [
     ),
     (
         """CREATE TEMP TABLE m_visits ON COMMIT DROP AS
-        WITH marks AS (
-            SELECT deal_id, seq, type, stage, occurred_at,
-                   lead(occurred_at) OVER (PARTITION BY deal_id ORDER BY seq) AS left_at
-            FROM m_ev WHERE type IN ('StageEntered', 'DealWon', 'DealLost', 'DealClosed')
-        ),
-        reach AS (
-            -- the furthest a deal gets after each of its events: a later stage's position, or "won"
-            SELECT e.deal_id, e.seq,
+        SELECT deal_id, stage, seq, entered_at, left_at,
+               extract(epoch FROM left_at - entered_at) AS seconds,
+               row_number() OVER (PARTITION BY deal_id, stage ORDER BY seq) AS visit_no,
+               reach_after
+        FROM (
+            SELECT e.deal_id, e.stage, e.seq, e.type, e.occurred_at AS entered_at,
+                   lead(e.occurred_at) OVER (PARTITION BY e.deal_id ORDER BY e.seq) AS left_at,
+                   -- the furthest the deal gets after this event: a later stage's position, or "won"
                    max(CASE WHEN e.type = 'DealWon' THEN 1000000 WHEN e.type = 'StageEntered' THEN st.pos END)
                        OVER (PARTITION BY e.deal_id ORDER BY e.seq DESC
                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach_after
             FROM m_ev e LEFT JOIN m_stages st ON st.stage = e.stage
-            WHERE e.type IN ('StageEntered', 'DealWon')
-        )
-        SELECT m.deal_id, m.stage, m.seq, m.occurred_at AS entered_at, m.left_at,
-               extract(epoch FROM m.left_at - m.occurred_at) AS seconds,
-               row_number() OVER (PARTITION BY m.deal_id, m.stage ORDER BY m.seq) AS visit_no,
-               r.reach_after
-        FROM marks m JOIN reach r USING (deal_id, seq) WHERE m.type = 'StageEntered'""",
+            WHERE e.type IN ('StageEntered', 'DealWon', 'DealLost', 'DealClosed')
+        ) marks
+        WHERE type = 'StageEntered'""",
         None,
     ),
 ]
