@@ -251,7 +251,6 @@ class DealWorkflow:
         """Progress from the follow-up cadence child, recorded as the deal's own events."""
         if report.cadence_run != self._state.cadence:
             return  # a cadence this deal no longer runs (already stopped or completed)
-        now = workflow.now()
         run = report.cadence_run
         match report.kind:
             case "scheduled":
@@ -285,7 +284,7 @@ class DealWorkflow:
             case "completed":
                 event = (CadenceCompleted, {"cadence_run": run, "touches_sent": report.touches_sent})
         cls, fields = event
-        self._record(decide.system_event(self._state, cls, now, stage=self._state.stage, **fields))
+        self._note(cls, **fields)
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -445,15 +444,10 @@ class DealWorkflow:
     async def _propose(self, effect: MakeProposal) -> None:
         template = self._pinned.templates.get(effect.template)
         if template is None:
-            self._record(
-                decide.system_event(
-                    self._state,
-                    ProposalFailed,
-                    workflow.now(),
-                    stage=self._state.stage,
-                    template=effect.template,
-                    error="template text missing from the pinned definition",
-                )
+            self._note(
+                ProposalFailed,
+                template=effect.template,
+                error="template text missing from the pinned definition",
             )
             return
         request = ProposalRequest(
@@ -473,29 +467,14 @@ class DealWorkflow:
             )
         except ActivityError as exc:
             error, missing = _error_text(exc)
-            self._record(
-                decide.system_event(
-                    self._state,
-                    ProposalFailed,
-                    workflow.now(),
-                    stage=self._state.stage,
-                    template=effect.template,
-                    missing=missing,
-                    error=error,
-                )
-            )
+            self._note(ProposalFailed, template=effect.template, missing=missing, error=error)
             return
-        self._record(
-            decide.system_event(
-                self._state,
-                ProposalGenerated,
-                workflow.now(),
-                stage=self._state.stage,
-                template=effect.template,
-                path=doc.path,
-                html_path=doc.html_path,
-                content_hash=doc.content_hash,
-            )
+        self._note(
+            ProposalGenerated,
+            template=effect.template,
+            path=doc.path,
+            html_path=doc.html_path,
+            content_hash=doc.content_hash,
         )
 
     async def _start_cadence(self, effect: StartCadence) -> None:
@@ -524,17 +503,7 @@ class DealWorkflow:
             id=run,
             parent_close_policy=ParentClosePolicy.ABANDON,  # it outlives continue-as-new; stopped by signal
         )
-        self._record(
-            decide.system_event(
-                self._state,
-                CadenceStarted,
-                workflow.now(),
-                stage=self._state.stage,
-                cadence=cadence.id,
-                cadence_run=run,
-                touches=len(cadence.touches),
-            )
-        )
+        self._note(CadenceStarted, cadence=cadence.id, cadence_run=run, touches=len(cadence.touches))
         answered = self._answered_since_entry(stop_on)
         if answered:  # the answer came in while the cadence was being started: stop it at once
             self._effects.append(StopCadence(reason=answered))
@@ -566,11 +535,7 @@ class DealWorkflow:
         try:
             await workflow.wait_condition(lambda: self._state.cadence is None, timeout=CADENCE_STOP_GRACE)
         except TimeoutError:
-            self._record(
-                decide.system_event(
-                    self._state, CadenceStopped, workflow.now(), stage=None, cadence_run=run, reason="deal_ended"
-                )
-            )
+            self._note(CadenceStopped, stage=None, cadence_run=run, reason="deal_ended")
         return False  # events were recorded: persist them, then end
 
     def _has_work(self, rung: reminders.Rung | None) -> bool:
@@ -581,6 +546,11 @@ class DealWorkflow:
             or workflow.info().is_continue_as_new_suggested()
             or self._ladder_moved(rung)
         )
+
+    def _note(self, cls: type[Any], **fields: Any) -> None:
+        """Record an event of the engine's own, at the deal's current stage unless told otherwise."""
+        fields.setdefault("stage", self._state.stage)
+        self._record(decide.system_event(self._state, cls, workflow.now(), **fields))
 
     def _ladder_moved(self, rung: reminders.Rung | None) -> bool:
         """The next reminder rung is no longer `rung`: the deal moved on, or the rung fired."""
