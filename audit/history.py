@@ -67,6 +67,12 @@ def events_in(history: WorkflowHistory) -> list[DealEvent]:
     return [found[s] for s in sorted(found)]
 
 
+def deal_events(histories: list[WorkflowHistory]) -> list[DealEvent]:
+    """The deal's events as Temporal recorded them, over all of its runs (cadences left out)."""
+    found = {e.seq: e for h in histories if workflow_type(h) == "Deal" for e in events_in(h)}
+    return [found[s] for s in sorted(found)]
+
+
 def rep_actions(history: WorkflowHistory) -> list[RepAction]:
     out = []
     for e in history.events:

@@ -8,6 +8,8 @@ a message naming the problem: a refused request (`Refused`), an unknown deal or 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,7 +46,7 @@ from workflows.commands import (
 )
 from workflows.deal import DealWorkflow, search_attributes, workflow_id
 from workflows.events import DealEvent
-from workflows.state import DealState, fold
+from workflows.state import DealState
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -101,6 +103,17 @@ def _build(model: type[C], **fields: Any) -> C:
         return model(**fields)
     except ValidationError as exc:
         raise Refused(f"invalid request: {_validation_message(exc)}", code="invalid_request") from None
+
+
+@contextmanager
+def _deal_lookup(deal_id: str) -> Iterator[None]:
+    """Temporal's "workflow not found" as the caller's "no such deal"."""
+    try:
+        yield
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound(f"no deal {deal_id!r}", code="unknown_deal") from None
+        raise
 
 
 class DealflowClient:
@@ -180,16 +193,8 @@ class DealflowClient:
         start = _build(StartDeal, deal_id=deal_id, owner=owner, actor=actor or owner, value=value, fields=fields or {})
         pinned = await self.definition(process, version)
         first = pinned.definition.stages[0].id
-        preview = fold([])
-        preview = preview.model_copy(
-            update={
-                "deal_id": deal_id,
-                "process": pinned.name,
-                "version": pinned.version,
-                "owner": owner,
-                "stage": first,
-            }
-        )
+        # indexed from the first instant, so `temporal workflow list` finds the deal at once
+        preview = DealState(deal_id=deal_id, process=pinned.name, version=pinned.version, owner=owner, stage=first)
         try:
             await self.temporal.start_workflow(
                 DealWorkflow.run,
@@ -225,12 +230,8 @@ class DealflowClient:
             raise
 
     async def _require_deal(self, handle: WorkflowHandle[Any, Any], deal_id: str) -> None:
-        try:
+        with _deal_lookup(deal_id):
             await handle.describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise NotFound(f"no deal {deal_id!r}", code="unknown_deal") from None
-            raise
 
     async def _closed_result(
         self, handle: WorkflowHandle[Any, Any], deal_id: str, request_id: str
@@ -335,25 +336,17 @@ class DealflowClient:
 
     async def status(self, deal_id: str) -> DealStatus:
         handle = self._handle(deal_id)
-        try:
+        with _deal_lookup(deal_id):
             state: DealState = await handle.query(DealWorkflow.state)
             missing: list[MissingFact] = await handle.query(DealWorkflow.missing_facts)
             pinned: PinnedDefinition = await handle.query(DealWorkflow.definition)
             described = await handle.describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise NotFound(f"no deal {deal_id!r}", code="unknown_deal") from None
-            raise
         running = described.status is not None and described.status.name == "RUNNING"
         return DealStatus(state=state, missing_facts=missing, process_ref=pinned.ref, running=running)
 
     async def events(self, deal_id: str) -> list[DealEvent]:
-        try:
+        with _deal_lookup(deal_id):
             events: list[DealEvent] = await self._handle(deal_id).query(DealWorkflow.events)
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise NotFound(f"no deal {deal_id!r}", code="unknown_deal") from None
-            raise
         return events
 
     async def list_deals(

@@ -8,37 +8,25 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHistory
 
 from audit import bundle as bundles
-from audit.history import AuditError, events_in, fetch_deal, load_json, workflow_type
+from audit.history import AuditError, deal_events, fetch_deal, load_json
 from audit.replay import replay
 from audit.timeline import timeline
 from audit.verify import LogRow, verify
 from client.api import DealflowClient, DealflowError
-from client.output import print_table
+from client.arguments import instant
+from client.output import emit, print_table
 from workflows.deal import workflow_id
 from workflows.state import as_of
 
 
 class AuditFailed(DealflowError):
     code = "audit_failed"
-
-
-def _emit(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def _instant(text: str, flag: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise DealflowError(f"{flag} {text!r}: expected an ISO 8601 time, e.g. 2026-03-01T12:00:00+01:00") from None
-    return value if value.tzinfo else value.astimezone()
 
 
 def _files(paths: list[str] | None) -> list[tuple[list[WorkflowHistory], dict[str, Any] | None]]:
@@ -55,7 +43,7 @@ async def _deal_ids(temporal: Client, args: argparse.Namespace) -> list[str]:
     if args.process:
         query += f' AND ProcessName = "{args.process}"'
     if args.since:
-        query += f' AND StartTime >= "{_instant(args.since, "--since").isoformat()}"'
+        query += f' AND StartTime >= "{instant(args.since, "--since").isoformat()}"'
     ids = {w.id.removeprefix("deal-") async for w in temporal.list_workflows(query)}
     return sorted(ids)
 
@@ -86,7 +74,7 @@ async def run_replay(args: argparse.Namespace) -> None:
     results = await replay(histories, progress=not args.json)
     failed = [r for r in results if not r.ok]
     if args.json:
-        _emit([r.__dict__ | {"ok": r.ok} for r in results])
+        emit([r.__dict__ | {"ok": r.ok} for r in results])
     else:
         for r in failed:
             print(f"FAILED {r.workflow_type} {r.workflow_id} (run {r.run_id}): {r.error}")
@@ -107,7 +95,7 @@ async def run_timeline(args: argparse.Namespace) -> None:
             histories = await _histories(c, args.deal_id)
     entries = timeline(histories)
     if args.json:
-        _emit([e.as_dict() for e in entries])
+        emit([e.as_dict() for e in entries])
         return
     print_table(
         ["at", "seq", "kind", "what", "actor", "stage", "request id", "details"],
@@ -128,17 +116,17 @@ async def run_timeline(args: argparse.Namespace) -> None:
 
 
 async def run_as_of(args: argparse.Namespace) -> None:
-    at = _instant(args.at, "--at")
+    at = instant(args.at, "--at")
     async with await DealflowClient.connect() as c:
         rows = await _log(c, args.deal_id)
         events = [e for e in (r.event() for r in rows) if e is not None]
         if not events:
-            events = [e for h in await _histories(c, args.deal_id) if workflow_type(h) == "Deal" for e in events_in(h)]
+            events = deal_events(await _histories(c, args.deal_id))
     state = as_of(events, at)
     if state.last_seq == 0:
         raise DealflowError(f"deal {args.deal_id!r} had not started at {at.isoformat()}", code="not_started")
     if args.json:
-        _emit(state.model_dump(mode="json"))
+        emit(state.model_dump(mode="json"))
         return
     print(f"deal {state.deal_id} as of {at.isoformat()} (after event {state.last_seq}):")
     since = state.stage_entered_at.isoformat() if state.stage_entered_at else "-"
@@ -150,21 +138,18 @@ async def run_as_of(args: argparse.Namespace) -> None:
 
 async def run_verify(args: argparse.Namespace) -> None:
     verdicts = []
-    for _, data in _files(args.from_json):
+    for histories, data in _files(args.from_json):
         if data is None:
             raise DealflowError("verify --from-json needs a bundle written by 'dealflow audit export'", code="usage")
-        histories = load_json_histories(data)
-        told = [e for h in histories if workflow_type(h) == "Deal" for e in events_in(h)]
-        verdicts.append(verify(data["deal_id"], bundles.log_rows(data), told))
+        verdicts.append(verify(data["deal_id"], bundles.log_rows(data), deal_events(histories)))
     if args.deal_ids or args.all:
         async with await DealflowClient.connect() as c:
             for deal in await _deal_ids(c.temporal, args):
-                told = [e for h in await _histories(c, deal) if workflow_type(h) == "Deal" for e in events_in(h)]
-                verdicts.append(verify(deal, await _log(c, deal), told))
+                verdicts.append(verify(deal, await _log(c, deal), deal_events(await _histories(c, deal))))
     if not verdicts:
         raise DealflowError("nothing to verify: name deals, --all, or --from-json BUNDLE", code="usage")
     if args.json:
-        _emit(
+        emit(
             [
                 {
                     "deal_id": v.deal_id,
@@ -189,10 +174,6 @@ async def run_verify(args: argparse.Namespace) -> None:
         raise AuditFailed(f"{len(bad)} of {len(verdicts)} deals do not verify: " + ", ".join(v.deal_id for v in bad))
 
 
-def load_json_histories(data: dict[str, Any]) -> list[WorkflowHistory]:
-    return [WorkflowHistory.from_json(h["workflow_id"], h["history"]) for h in data["histories"]]
-
-
 async def run_export(args: argparse.Namespace) -> None:
     async with await DealflowClient.connect() as c:
         histories = await _histories(c, args.deal_id)
@@ -209,17 +190,22 @@ async def run_export(args: argparse.Namespace) -> None:
     )
 
 
+def _deal_selection(p: argparse.ArgumentParser, files: str) -> argparse.ArgumentParser:
+    """Which deals a replay or verify covers: named, all (of a process, since a time), or files."""
+    p.add_argument("deal_ids", nargs="*", metavar="DEAL_ID")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--process")
+    p.add_argument("--since", metavar="TIME")
+    p.add_argument("--from-json", action="append", metavar=files)
+    p.add_argument("--json", action="store_true")
+    return p
+
+
 def add_parser(top: Any) -> None:
     audit = top.add_parser("audit", help="replay, timeline, as-of, verify, export").add_subparsers(
         dest="sub", required=True
     )
-    rp = audit.add_parser("replay", help="replay histories against the current workflow code")
-    rp.add_argument("deal_ids", nargs="*", metavar="DEAL_ID")
-    rp.add_argument("--all", action="store_true")
-    rp.add_argument("--process")
-    rp.add_argument("--since", metavar="TIME")
-    rp.add_argument("--from-json", action="append", metavar="FILE")
-    rp.add_argument("--json", action="store_true")
+    rp = _deal_selection(audit.add_parser("replay", help="replay histories against the current workflow code"), "FILE")
     rp.set_defaults(run=run_replay)
     tl = audit.add_parser("timeline", help="who did what and when, from Temporal's history")
     tl.add_argument("deal_id", metavar="DEAL_ID")
@@ -231,13 +217,9 @@ def add_parser(top: Any) -> None:
     ao.add_argument("--at", required=True, metavar="TIMESTAMP")
     ao.add_argument("--json", action="store_true")
     ao.set_defaults(run=run_as_of)
-    vf = audit.add_parser("verify", help="event log against Temporal's history, and its hash chain")
-    vf.add_argument("deal_ids", nargs="*", metavar="DEAL_ID")
-    vf.add_argument("--all", action="store_true")
-    vf.add_argument("--process")
-    vf.add_argument("--since", metavar="TIME")
-    vf.add_argument("--from-json", action="append", metavar="BUNDLE")
-    vf.add_argument("--json", action="store_true")
+    vf = _deal_selection(
+        audit.add_parser("verify", help="event log against Temporal's history, and its hash chain"), "BUNDLE"
+    )
     vf.set_defaults(run=run_verify)
     ex = audit.add_parser("export", help="a self-contained bundle for offline replay and verify")
     ex.add_argument("deal_id", metavar="DEAL_ID")

@@ -17,42 +17,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from client.api import DealflowClient, DealflowError, NotFound, Refused, Unavailable
+from client.arguments import UsageError, pairs, process_ref
 from client.audit_commands import add_parser as add_audit
 from client.metrics_commands import add_parsers as add_metrics
-from client.output import action_json, deal_row_json, deployment_json, print_table, status_json
+from client.output import action_json, deal_row_json, deployment_json, emit, print_table, status_json
 from definitions.loader import DefinitionError, load_file
 from definitions.model import json_schema
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
-
-
-class UsageError(Exception):
-    pass
-
-
-def _pairs(items: Sequence[str] | None, what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{what} {item!r} is not KEY=VALUE")
-        if key.strip() in out:
-            raise UsageError(f"{what} {key.strip()!r} given twice")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def _process_ref(ref: str) -> tuple[str, str | None]:
-    name, _, version = ref.partition("@")
-    if not name:
-        raise UsageError(f"--process {ref!r}: expected NAME or NAME@VERSION")
-    return name, version or None
-
-
-def _emit(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 # --- commands that need the servers --------------------------------------------------------
@@ -69,7 +43,7 @@ async def _with_client(fn: Callable[[DealflowClient], Awaitable[None]]) -> None:
 async def cmd_deploy(args: argparse.Namespace, c: DealflowClient) -> None:
     results = [await c.deploy(path, deployed_by=args.actor) for path in args.files]
     if args.json:
-        _emit([deployment_json(d) for d in results])
+        emit([deployment_json(d) for d in results])
         return
     for d in results:
         verb = "deployed" if d.created else "already deployed (no change)"
@@ -81,7 +55,7 @@ async def cmd_deploy(args: argparse.Namespace, c: DealflowClient) -> None:
 async def cmd_definitions_list(args: argparse.Namespace, c: DealflowClient) -> None:
     rows = await c.definitions()
     if args.json:
-        _emit([deployment_json(d) for d in rows])
+        emit([deployment_json(d) for d in rows])
         return
     print_table(
         ["process", "version", "stages", "deployed by", "deployed at"],
@@ -90,7 +64,7 @@ async def cmd_definitions_list(args: argparse.Namespace, c: DealflowClient) -> N
 
 
 async def cmd_start(args: argparse.Namespace, c: DealflowClient) -> None:
-    name, version = _process_ref(args.process)
+    name, version = process_ref(args.process)
     if not 0 < args.time_scale <= 1:
         raise UsageError(f"--time-scale {args.time_scale}: must be greater than 0 and at most 1")
     started = await c.start_deal(
@@ -99,19 +73,19 @@ async def cmd_start(args: argparse.Namespace, c: DealflowClient) -> None:
         args.owner,
         actor=args.actor or args.owner,
         value=args.value,
-        fields=_pairs(args.field, "--field"),
+        fields=pairs(args.field, "--field"),
         version=version,
         time_scale=args.time_scale,
     )
     if args.json:
-        _emit(started.model_dump())
+        emit(started.model_dump())
     else:
         print(f"started deal {started.deal_id} on {started.process_ref}, at stage {started.stage}")
 
 
 def _print_action(args: argparse.Namespace, result: Any) -> None:
     if args.json:
-        _emit(action_json(result))
+        emit(action_json(result))
         return
     where = f"stage {result.stage}" if result.stage else "no stage"
     print(f"deal {result.deal_id}: {result.status}, {where}; events {result.first_seq}..{result.last_seq}")
@@ -119,7 +93,7 @@ def _print_action(args: argparse.Namespace, result: Any) -> None:
 
 async def cmd_complete(args: argparse.Namespace, c: DealflowClient) -> None:
     result = await c.complete_stage(
-        args.deal_id, args.stage, actor=args.actor, facts=dict(_pairs(args.fact, "--fact")), request_id=args.request_id
+        args.deal_id, args.stage, actor=args.actor, facts=dict(pairs(args.fact, "--fact")), request_id=args.request_id
     )
     _print_action(args, result)
 
@@ -140,7 +114,7 @@ async def cmd_win(args: argparse.Namespace, c: DealflowClient) -> None:
     result = await c.win(
         args.deal_id,
         actor=args.actor,
-        facts=dict(_pairs(args.fact, "--fact")),
+        facts=dict(pairs(args.fact, "--fact")),
         expected_stage=args.expected_stage,
         request_id=args.request_id,
     )
@@ -169,7 +143,7 @@ async def cmd_reply(args: argparse.Namespace, c: DealflowClient) -> None:
 async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
     status = await c.status(args.deal_id)
     if args.json:
-        _emit(status_json(status))
+        emit(status_json(status))
         return
     s = status.state
     print(f"deal {s.deal_id} ({status.process_ref}), owner {s.owner}, value {s.value if s.value is not None else '-'}")
@@ -188,7 +162,7 @@ async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
 async def cmd_events(args: argparse.Namespace, c: DealflowClient) -> None:
     events = await c.events(args.deal_id)
     if args.json:
-        _emit([e.model_dump(mode="json") for e in events])
+        emit([e.model_dump(mode="json") for e in events])
         return
     rows = []
     for e in events:
@@ -208,7 +182,7 @@ async def cmd_list(args: argparse.Namespace, c: DealflowClient) -> None:
         stage=args.stage, owner=args.owner, process=args.process, status=args.status, limit=args.limit
     )
     if args.json:
-        _emit([deal_row_json(r) for r in rows])
+        emit([deal_row_json(r) for r in rows])
         return
     print_table(
         ["deal", "process", "version", "owner", "status", "stage", "value", "in stage since"],
@@ -232,7 +206,7 @@ async def cmd_list(args: argparse.Namespace, c: DealflowClient) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
-    _emit(json_schema())
+    emit(json_schema())
 
 
 def cmd_validate(args: argparse.Namespace) -> None:

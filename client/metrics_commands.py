@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from client.api import DealflowClient, DealflowError
-from client.output import print_table
+from client.api import DealflowClient
+from client.arguments import optional_instant, process_ref
+from client.output import emit, print_table
 from definitions.loader import PinnedDefinition
 from store.compare import compare
 from store.metrics import Durations, Filters, Metrics, compute
-
-
-def _instant(text: str | None, flag: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise DealflowError(
-            f"{flag} {text!r}: expected a date or time, e.g. 2026-03-01 or 2026-03-01T12:00+01:00", code="usage"
-        ) from None
-    return value if value.tzinfo else value.astimezone()
-
-
-def _ref(text: str) -> tuple[str, str | None]:
-    name, _, version = text.partition("@")
-    if not name:
-        raise DealflowError(f"{text!r}: expected NAME or NAME@VERSION", code="usage")
-    return name, version or None
 
 
 def duration_text(seconds: float | None) -> str:
@@ -63,9 +43,9 @@ async def metrics_for(c: DealflowClient, args: argparse.Namespace) -> list[tuple
             process=name,
             version=args.version,
             owner=args.owner,
-            since=_instant(args.since, "--since"),
-            until=_instant(args.until, "--until"),
-            as_of=_instant(args.as_of, "--as-of"),
+            since=optional_instant(args.since, "--since"),
+            until=optional_instant(args.until, "--until"),
+            as_of=optional_instant(args.as_of, "--as-of"),
         )
         out.append((pinned, await compute(c.pool, pinned.definition, filters)))
     return out
@@ -219,13 +199,7 @@ async def run_metrics(args: argparse.Namespace) -> None:
             return await run_compare(c, args)
         results = await metrics_for(c, args)
     if args.json:
-        print(
-            json.dumps(
-                [{"process": p.name, "version": m.filters.version, **m.model_dump(mode="json")} for p, m in results],
-                indent=2,
-                sort_keys=True,
-            )
-        )
+        emit([{"process": p.name, "version": m.filters.version, **m.model_dump(mode="json")} for p, m in results])
     elif args.csv:
         write_csv(results)
     else:
@@ -234,11 +208,11 @@ async def run_metrics(args: argparse.Namespace) -> None:
 
 
 async def run_compare(c: DealflowClient, args: argparse.Namespace) -> None:
-    (na, va), (nb, vb) = _ref(args.a), _ref(args.b)
+    (na, va), (nb, vb) = process_ref(args.a, "compare"), process_ref(args.b, "compare")
     a, b = await c.definition(na, va), await c.definition(nb, vb)
     result = await compare(c.pool, a, b)
     if args.json:
-        print(json.dumps(result.model_dump(mode="json"), indent=2, sort_keys=True))
+        emit(result.model_dump(mode="json"))
         return
     print(f"{result.a} ({result.deals[0]} deals) vs {result.b} ({result.deals[1]} deals)")
     print(f"win rate {pct(result.win_rate[0])} vs {pct(result.win_rate[1])}: {result.verdict}")

@@ -6,6 +6,7 @@ from internal models, so refactoring a model cannot silently change what scripts
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -82,6 +83,11 @@ def deployment_json(d: Deployment) -> dict[str, Any]:
         "source": d.source,
         "created": d.created,
     }
+
+
+def emit(data: Any) -> None:
+    """JSON output: indented, keys sorted, times as ISO 8601."""
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
