@@ -29,7 +29,7 @@ from bench.generate import simulate
 from definitions.loader import load_file, shipped
 from store.db import connect_pool
 from store.embedded import EmbeddedPostgres
-from store.event_log import GENESIS, canonical, chain_hash
+from store.event_log import GENESIS, canonical, chained
 from store.metrics import Filters, compute
 from store.migrations import migrate
 from workflows.effects import DealSnapshot
@@ -51,10 +51,8 @@ async def load(pool: asyncpg.Pool, target: int, seed: int) -> tuple[str, int, in
             deal_id = f"bench-{deals:07d}"
             events = simulate(d, "v1", deal_id, rng)
             deals += 1
-            prev = GENESIS
-            for e in events:
-                payload = canonical(e)
-                digest = chain_hash(prev, payload)
+            payloads = [canonical(e) for e in events]
+            for e, payload, (prev, digest) in zip(events, payloads, chained(GENESIS, payloads), strict=True):
                 rows.append(
                     (
                         deal_id,
@@ -71,7 +69,6 @@ async def load(pool: asyncpg.Pool, target: int, seed: int) -> tuple[str, int, in
                         digest,
                     )
                 )
-                prev = digest
             s = DealSnapshot.of(fold(events))
             projections.append(
                 (

@@ -199,6 +199,12 @@ class ProcessDefinition(_Strict):
                 return stage
         raise KeyError(stage_id)
 
+    def cadence(self, cadence_id: str) -> Cadence:
+        for cadence in self.cadences:
+            if cadence.id == cadence_id:
+                return cadence
+        raise KeyError(cadence_id)
+
     def has_stage(self, stage_id: str) -> bool:
         return any(s.id == stage_id for s in self.stages)
 

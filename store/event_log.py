@@ -53,6 +53,16 @@ def chain_hash(prev_hash: str, payload: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{payload}".encode()).hexdigest()
 
 
+def chained(prev_hash: str, payloads: list[str]) -> list[tuple[str, str]]:
+    """(prev_hash, hash) for each payload in turn, starting after `prev_hash`."""
+    links = []
+    for payload in payloads:
+        digest = chain_hash(prev_hash, payload)
+        links.append((prev_hash, digest))
+        prev_hash = digest
+    return links
+
+
 async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
     """Append a batch; return how many events were new (0 when the batch is a retry)."""
     events = sorted(batch.events, key=lambda e: e.seq)
@@ -67,11 +77,7 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             if found is None:  # the workflow sends events in order, so this means a gap: retry later
                 raise LookupError(f"deal {batch.deal_id}: event {events[0].seq - 1} is not in the log yet")
             prev = found
-        prevs, hashes = [], []
-        for payload in payloads:
-            prevs.append(prev)
-            prev = chain_hash(prev, payload)
-            hashes.append(prev)
+        links = chained(prev, payloads)
         status = await conn.execute(
             _INSERT,
             batch.deal_id,
@@ -84,8 +90,8 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             [e.stage for e in events],
             [e.request_id for e in events],
             payloads,
-            prevs,
-            hashes,
+            [p for p, _ in links],
+            [h for _, h in links],
         )
         await conn.execute(
             _PROJECT,

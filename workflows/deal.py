@@ -23,7 +23,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from definitions.loader import PinnedDefinition
-    from definitions.model import BUILTIN_PLACEHOLDERS, StopCondition
+    from definitions.model import StopCondition
     from workflows import decide, reminders
     from workflows.cadence import CadenceInput, CadenceReport, FollowUpCadence
     from workflows.commands import (
@@ -359,6 +359,7 @@ class DealWorkflow:
         """What the outside world must see happen because of an event (pure, so replay agrees)."""
         d = self._pinned.definition
         running = self._state.cadence
+        stop_on = [s.value for s in d.cadence(self._state.cadence_id).stop_on] if self._state.cadence_id else []
         match event:
             case StageEntered(stage=str(stage_id)):
                 stage = d.stage(stage_id)
@@ -375,17 +376,10 @@ class DealWorkflow:
                 return [
                     Notify(seq=event.seq, to=event.to, subject=f"Escalation {event.level}: {self._deal_label()} {verb}")
                 ]
-            case BuyerResponded(kind=kind) if running and kind in self._stop_conditions(running):
+            case BuyerResponded(kind=kind) if running and kind in stop_on:
                 return [StopCadence(reason=kind)]
-            case DealWon() | DealLost() if running and StopCondition.deal_ended in self._stop_conditions(running):
+            case DealWon() | DealLost() if running and StopCondition.deal_ended in stop_on:
                 return [StopCadence(reason=StopCondition.deal_ended.value)]
-        return []
-
-    def _stop_conditions(self, cadence_run: str) -> list[str]:
-        cadence_id = cadence_run.rsplit("#", 1)[0].split("/", 1)[-1]
-        for c in self._pinned.definition.cadences:
-            if c.id == cadence_id:
-                return [s.value for s in c.stop_on]
         return []
 
     def _deal_label(self) -> str:
@@ -395,7 +389,7 @@ class DealWorkflow:
     def _values(self) -> dict[str, str]:
         """Everything a template may say: built-ins, deal fields and the facts recorded so far."""
         s = self._state
-        values = {k: v for k, v in s.fields.items()}
+        values = dict(s.fields)
         for facts in s.facts.values():
             values.update({k: str(v) for k, v in facts.items()})
         builtins = {
@@ -406,7 +400,7 @@ class DealWorkflow:
             "process_title": self._pinned.definition.title or s.process,
             "value": "" if s.value is None else f"{s.value:,.2f}",
         }
-        values.update({k: v for k, v in builtins.items() if k in BUILTIN_PLACEHOLDERS and v})
+        values.update({k: v for k, v in builtins.items() if v})
         return values
 
     async def _run(self, effect: Effect) -> None:
@@ -481,7 +475,7 @@ class DealWorkflow:
         if self._state.is_finished or self._state.cadence is not None:
             return
         d = self._pinned.definition
-        cadence = next(c for c in d.cadences if c.id == effect.cadence)
+        cadence = d.cadence(effect.cadence)
         stop_on = [s.value for s in cadence.stop_on]
         if self._answered_since_entry(stop_on):
             return  # the buyer already answered since the stage was entered: nothing to chase

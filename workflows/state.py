@@ -75,6 +75,7 @@ class DealState(BaseModel):
     sla_breaches: int = 0
     proposals: dict[str, str] = {}  # template -> content hash of the latest document
     cadence: str | None = None  # the running cadence's run id
+    cadence_id: str | None = None  # and which of the definition's cadences it runs
     cadence_runs: int = 0
     touches: int = 0  # touches sent, over all cadences
     touches_failed: int = 0
@@ -135,14 +136,14 @@ def apply(state: DealState, event: DealEvent) -> DealState:
         case ProposalFailed():
             pass
         case CadenceStarted():
-            changes.update(cadence=event.cadence_run, cadence_runs=state.cadence_runs + 1)
+            changes.update(cadence=event.cadence_run, cadence_id=event.cadence, cadence_runs=state.cadence_runs + 1)
         case TouchSent():
             changes.update(touches=state.touches + 1)
         case TouchFailed():
             changes.update(touches_failed=state.touches_failed + 1)
         case CadenceStopped() | CadenceCompleted():
             if state.cadence == event.cadence_run:
-                changes.update(cadence=None)
+                changes.update(cadence=None, cadence_id=None)
         case BuyerResponded():
             changes.update(buyer_responses=[*state.buyer_responses, event.kind])
     new = state.model_copy(update=changes)
