@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import DealflowClient, NotFound, Refused
 from definitions.loader import PinnedDefinition
@@ -256,6 +256,8 @@ async def test_projection_lists_by_stage(client: DealflowClient, pool: asyncpg.P
     assert set(deals[1:]) <= at_start
 
 
-async def test_rpc_error_on_unreachable_namespace_is_not_swallowed(temporal_client: Client) -> None:
-    with pytest.raises(RPCError):
+async def test_an_unknown_workflow_is_not_found_which_the_client_maps_to_no_such_deal(temporal_client: Client) -> None:
+    """`client.api._deal_lookup` relies on Temporal answering NOT_FOUND for an unknown deal."""
+    with pytest.raises(RPCError) as caught:
         await temporal_client.get_workflow_handle("deal-none").describe()
+    assert caught.value.status == RPCStatusCode.NOT_FOUND
