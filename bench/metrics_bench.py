@@ -32,6 +32,7 @@ from store.embedded import EmbeddedPostgres
 from store.event_log import GENESIS, canonical, chained
 from store.metrics import Filters, compute
 from store.migrations import migrate
+from store.visits import VISIT_COLUMNS, DealVisits, advance, visit_records
 from workflows.effects import DealSnapshot
 from workflows.state import fold
 
@@ -46,7 +47,7 @@ async def load(pool: asyncpg.Pool, target: int, seed: int) -> tuple[str, int, in
     total = deals = 0
     started = time.monotonic()
     while total < target:
-        rows, projections = [], []
+        rows, projections, visit_rows = [], [], []
         for _ in range(2000):
             deal_id = f"bench-{deals:07d}"
             events = simulate(d, "v1", deal_id, rng)
@@ -69,6 +70,7 @@ async def load(pool: asyncpg.Pool, target: int, seed: int) -> tuple[str, int, in
                         digest,
                     )
                 )
+            visit_rows += visit_records(deal_id, d.name, advance(DealVisits(), events))
             s = DealSnapshot.of(fold(events))
             projections.append(
                 (
@@ -84,6 +86,8 @@ async def load(pool: asyncpg.Pool, target: int, seed: int) -> tuple[str, int, in
                     s.ended_at,
                     s.last_seq,
                     s.touches,
+                    s.owner,
+                    s.version,
                 )
             )
             total += len(events)
@@ -122,11 +126,14 @@ async def load(pool: asyncpg.Pool, target: int, seed: int) -> tuple[str, int, in
                     "ended_at",
                     "last_seq",
                     "touches",
+                    "start_owner",
+                    "start_version",
                 ],
             )
+            await conn.copy_records_to_table("stage_visits", records=visit_rows, columns=VISIT_COLUMNS)
         print(f"\rloaded {total:,} events of {deals:,} deals ({time.monotonic() - started:.0f} s)", end="", flush=True)
     print()
-    await pool.execute("ANALYZE deal_events; ANALYZE deals")
+    await pool.execute("VACUUM ANALYZE deal_events, deals, stage_visits")  # as autovacuum would
     return d.name, total, deals
 
 

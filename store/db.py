@@ -18,7 +18,15 @@ def redact(url: str) -> str:
 
 async def connect_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     try:
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, timeout=10)
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=10,
+            # the metrics build temporary tables of tens of MB; past temp_buffers they go to disk.
+            # It is a ceiling, allocated only by sessions that use temporary tables.
+            server_settings={"temp_buffers": "128MB"},
+        )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
     assert pool is not None

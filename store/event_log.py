@@ -3,7 +3,8 @@
 `(deal_id, seq)` is the primary key and appends use `ON CONFLICT DO NOTHING`, so an activity that
 is retried after a crash, a timeout or a lost reply writes nothing twice. The current-state
 projection row is updated in the same transaction, guarded by `last_seq`, so it never goes back
-in time and never misses an event that made it into the log.
+in time and never misses an event that made it into the log; so is the stage-visit projection
+(`store.visits`), from exactly the events this append added.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from datetime import datetime
 
 import asyncpg
 
+from store import visits
 from workflows.effects import AppendEvents
-from workflows.events import EVENT_ADAPTER, DealEvent
+from workflows.events import EVENT_ADAPTER, DealEvent, DealStarted
 
 _INSERT = """
 INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, stage, request_id, process, version, payload,
@@ -25,17 +27,20 @@ FROM unnest($4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9
             $12::text[])
      AS e(seq, type, occurred_at, actor, stage, request_id, payload, prev_hash, hash)
 ON CONFLICT (deal_id, seq) DO NOTHING
+RETURNING seq
 """
 
 _PROJECT = """
 INSERT INTO deals (deal_id, process, version, owner, value, status, stage, stage_entered_at,
-                   started_at, ended_at, last_seq, touches, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
+                   started_at, ended_at, last_seq, touches, start_owner, start_version, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now())
 ON CONFLICT (deal_id) DO UPDATE SET
     process = EXCLUDED.process, version = EXCLUDED.version, owner = EXCLUDED.owner,
     value = EXCLUDED.value, status = EXCLUDED.status, stage = EXCLUDED.stage,
     stage_entered_at = EXCLUDED.stage_entered_at, started_at = EXCLUDED.started_at,
-    ended_at = EXCLUDED.ended_at, last_seq = EXCLUDED.last_seq, touches = EXCLUDED.touches, updated_at = now()
+    ended_at = EXCLUDED.ended_at, last_seq = EXCLUDED.last_seq, touches = EXCLUDED.touches,
+    start_owner = coalesce(deals.start_owner, EXCLUDED.start_owner),
+    start_version = coalesce(deals.start_version, EXCLUDED.start_version), updated_at = now()
 WHERE deals.last_seq < EXCLUDED.last_seq
 """
 
@@ -67,6 +72,7 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
     """Append a batch; return how many events were new (0 when the batch is a retry)."""
     events = sorted(batch.events, key=lambda e: e.seq)
     snap = batch.snapshot
+    started = next((e for e in events if isinstance(e, DealStarted)), None)
     payloads = [canonical(e) for e in events]
     async with pool.acquire() as conn, conn.transaction():
         prev = GENESIS
@@ -78,7 +84,7 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
                 raise LookupError(f"deal {batch.deal_id}: event {events[0].seq - 1} is not in the log yet")
             prev = found
         links = chained(prev, payloads)
-        status = await conn.execute(
+        inserted = await conn.fetch(
             _INSERT,
             batch.deal_id,
             snap.process,
@@ -107,8 +113,12 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             snap.ended_at,
             snap.last_seq,
             snap.touches,
+            started.owner if started else None,
+            started.version if started else None,
         )
-    return int(status.split()[-1])
+        new = {r["seq"] for r in inserted}
+        await visits.project(conn, batch.deal_id, snap.process, [e for e in events if e.seq in new])
+    return len(new)
 
 
 async def read(pool: asyncpg.Pool, deal_id: str, *, until: datetime | None = None) -> list[DealEvent]:

@@ -1,5 +1,9 @@
-"""Sales metrics computed in SQL from the event log, for one process (and optionally a version,
-an owner, a start window and an instant to look back from).
+"""Sales metrics computed in SQL, for one process (and optionally a version, an owner, a start
+window and an instant to look back from).
+
+They read the projections kept with the event log (`deals` and `stage_visits`, see
+`store.visits`) and, through a partial index, the few event types counted one by one, so a full
+computation aggregates narrow rows instead of re-deriving visits from every event each time.
 
 Definitions (the README repeats them; `tests/test_metrics.py` checks each against a plain
 Python computation over the same events):
@@ -102,193 +106,166 @@ class Metrics(BaseModel):
     deals: DealSetMetrics
 
 
-_BASE = [
+_BASE: list[tuple[str, list[int]]] = [
     # computed once per call, inside the call's snapshot; the three queries below read them
     (
+        # $6 is the instant to look from: everything after it is treated as not yet happened
         """CREATE TEMP TABLE m_scope ON COMMIT DROP AS
-        SELECT deal_id, occurred_at AS started_at, (payload->>'value')::float8 AS value
-        FROM deal_events
-        WHERE type = 'DealStarted' AND process = $1
-          AND ($2::text IS NULL OR version = $2)
-          AND ($3::text IS NULL OR payload->>'owner' = $3)
-          AND ($4::timestamptz IS NULL OR occurred_at >= $4)
-          AND ($5::timestamptz IS NULL OR occurred_at < $5)
-          AND occurred_at <= coalesce($6::timestamptz, 'infinity')""",
-        slice(0, 6),
-    ),
-    (
-        # only the events and the payload fields the metrics read: a narrow table is a fast one
-        """CREATE TEMP TABLE m_ev ON COMMIT DROP AS
-        SELECT e.deal_id, e.seq, e.type, e.stage, e.occurred_at,
-               e.payload->>'via' AS via, e.payload->>'reason' AS reason,
-               CASE WHEN e.type = 'StageSkipped' THEN e.payload->'skipped' END AS skipped
-        FROM deal_events e JOIN m_scope s USING (deal_id)
-        WHERE e.occurred_at <= coalesce($1::timestamptz, 'infinity')
-          AND e.type IN ('StageEntered', 'StageCompleted', 'StageSkipped', 'MovedBack', 'DealWon', 'DealLost',
-                         'DealClosed', 'SlaBreached', 'ReminderSent', 'Escalated', 'TouchSent', 'CadenceStarted')""",
-        slice(5, 6),
+        SELECT deal_id, started_at, value FROM deals
+        WHERE process = $1
+          AND ($2::text IS NULL OR start_version = $2)
+          AND ($3::text IS NULL OR start_owner = $3)
+          AND ($4::timestamptz IS NULL OR started_at >= $4)
+          AND ($5::timestamptz IS NULL OR started_at < $5)
+          AND started_at <= coalesce($6::timestamptz, 'infinity')""",
+        list(range(6)),
     ),
     (
         """CREATE TEMP TABLE m_stages ON COMMIT DROP AS
-        SELECT s.stage, s.pos, n.next_stage, p.phase, q.probability
+        SELECT s.stage, s.pos, n.next_stage, p.phase, q.probability,
+               max(s.pos) OVER (PARTITION BY p.phase) AS phase_last_pos
         FROM unnest($1::text[]) WITH ORDINALITY AS s(stage, pos)
         JOIN unnest($2::text[]) WITH ORDINALITY AS n(next_stage, pos) USING (pos)
         JOIN unnest($3::text[]) WITH ORDINALITY AS p(phase, pos) USING (pos)
         JOIN unnest($4::float8[]) WITH ORDINALITY AS q(probability, pos) USING (pos)""",
-        slice(6, 10),
+        list(range(6, 10)),
     ),
     (
+        # the visits as they stood at $2: an exit after it has not happened yet
         """CREATE TEMP TABLE m_visits ON COMMIT DROP AS
-        SELECT deal_id, stage, seq, entered_at, left_at,
+        SELECT deal_id, stage, pos, next_stage, seq, visit_no, entered_at, left_at, exit_type, lost_reason, skipped,
+               completed, first_back, first_next, last_visit, phase, phase_last_pos,
+               row_number() OVER since_entry = 1 AS deal_last,
                extract(epoch FROM left_at - entered_at) AS seconds,
-               row_number() OVER (PARTITION BY deal_id, stage ORDER BY seq) AS visit_no,
-               reach_after
+               cum_before + extract(epoch FROM left_at - entered_at) AS cum_seconds,
+               -- the furthest the deal gets after entering: a later visit's position, or "won"
+               greatest(max(pos) OVER later, CASE WHEN bool_or(exit_type = 'won') OVER since_entry THEN 1000000 END)
+                   AS reach_after
         FROM (
-            SELECT e.deal_id, e.stage, e.seq, e.type, e.occurred_at AS entered_at,
-                   lead(e.occurred_at) OVER (PARTITION BY e.deal_id ORDER BY e.seq) AS left_at,
-                   -- the furthest the deal gets after this event: a later stage's position, or "won"
-                   max(CASE WHEN e.type = 'DealWon' THEN 1000000 WHEN e.type = 'StageEntered' THEN st.pos END)
-                       OVER (PARTITION BY e.deal_id ORDER BY e.seq DESC
-                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach_after
-            FROM m_ev e LEFT JOIN m_stages st ON st.stage = e.stage
-            WHERE e.type IN ('StageEntered', 'DealWon', 'DealLost', 'DealClosed')
-        ) marks
-        WHERE type = 'StageEntered'""",
-        None,
+            SELECT v.deal_id, v.stage, st.pos, st.next_stage, st.phase, st.phase_last_pos, v.seq, v.visit_no,
+                   v.entered_at,
+                   CASE WHEN v.exit_at <= a.t THEN v.exit_at END AS left_at,
+                   CASE WHEN v.exit_at <= a.t THEN v.exit_type END AS exit_type,
+                   CASE WHEN v.exit_at <= a.t THEN v.lost_reason END AS lost_reason,
+                   CASE WHEN v.exit_at <= a.t THEN v.skipped END AS skipped,
+                   v.first_completion AND v.completed_at <= a.t AS completed,
+                   v.first_back AND v.exit_at <= a.t AS first_back,
+                   v.first_next AND v.exit_at <= a.t AS first_next,
+                   v.cum_before, v.next_entry_at IS NULL OR v.next_entry_at > a.t AS last_visit
+            FROM stage_visits v LEFT JOIN m_stages st ON st.stage = v.stage,
+                 (SELECT coalesce($2::timestamptz, 'infinity') AS t) a
+            WHERE v.process = $1 AND v.entered_at <= a.t /*scope*/
+        ) seen
+        -- newest first, so each frame only grows: every aggregate is computed incrementally
+        WINDOW later AS (PARTITION BY deal_id ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+               since_entry AS (PARTITION BY deal_id ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)""",
+        [0, 5],
+    ),
+    (
+        # the few events counted one by one, read through a partial index
+        """CREATE TEMP TABLE m_notices ON COMMIT DROP AS
+        SELECT e.deal_id, e.type, e.stage FROM deal_events e
+        WHERE e.process = $1 AND e.occurred_at <= coalesce($2::timestamptz, 'infinity') /*scope*/
+          AND e.type IN ('TouchSent', 'CadenceStarted', 'SlaBreached', 'ReminderSent', 'Escalated')""",
+        [0, 5],
     ),
 ]
 
-_SCOPE = """
-WITH scope AS (SELECT * FROM m_scope),
-ev AS (SELECT * FROM m_ev),
-stages AS (SELECT * FROM m_stages),
-visits AS (SELECT * FROM m_visits)
-"""
-
-_STAGES = (
-    _SCOPE
-    + """,
-per_deal_stage AS MATERIALIZED (
-    SELECT deal_id, stage, sum(seconds) AS seconds, bool_and(left_at IS NOT NULL) AS closed
-    FROM visits GROUP BY deal_id, stage
+_STAGES = """
+WITH per_stage AS MATERIALIZED (
+    -- one pass, no grouping by deal: the first-occurrence flags make each count a count of deals
+    SELECT stage, count(*) FILTER (WHERE visit_no = 1) AS entered,
+           count(*) FILTER (WHERE completed) AS completed,
+           count(*) FILTER (WHERE first_back) AS moved_back,
+           count(*) FILTER (WHERE exit_type = 'lost') AS lost,
+           count(*) FILTER (WHERE (first_next AND next_stage <> '') OR (exit_type = 'won' AND next_stage = ''))
+               AS converted_strict,
+           -- a deal's first visit reaches at least as far as any later one
+           count(*) FILTER (WHERE visit_no = 1 AND reach_after > pos) AS converted_any_later,
+           count(*) FILTER (WHERE visit_no = 1 AND left_at IS NOT NULL) AS first_n,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE visit_no = 1) AS first_median,
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE visit_no = 1) AS first_p90,
+           avg(seconds) FILTER (WHERE visit_no = 1) AS first_mean,
+           -- cumulative: a deal's last visit so far carries the time of the earlier ones
+           count(*) FILTER (WHERE last_visit AND left_at IS NOT NULL) AS cum_n,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY cum_seconds) FILTER (WHERE last_visit) AS cum_median,
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY cum_seconds) FILTER (WHERE last_visit) AS cum_p90,
+           avg(cum_seconds) FILTER (WHERE last_visit) AS cum_mean
+    FROM m_visits GROUP BY stage
 ),
-counts AS MATERIALIZED (
-    -- distinct first (hashed), then count: count(DISTINCT) would sort every row
-    SELECT stage, type, count(*) AS n FROM (
-        SELECT DISTINCT stage, type, deal_id FROM ev
-        WHERE type IN ('StageEntered', 'StageCompleted', 'MovedBack', 'DealLost')) d
-    GROUP BY stage, type
-),
-notices AS MATERIALIZED (
-    SELECT stage, type, count(*) AS n FROM ev
+counted AS MATERIALIZED (
+    SELECT stage, type, count(*) AS n FROM m_notices
     WHERE type IN ('SlaBreached', 'ReminderSent', 'Escalated') GROUP BY stage, type
 ),
 skips AS MATERIALIZED (
-    SELECT s.skipped AS stage, count(DISTINCT ev.deal_id) AS n
-    FROM ev, jsonb_array_elements_text(ev.skipped) AS s(skipped)
-    WHERE ev.type = 'StageSkipped' GROUP BY s.skipped
+    SELECT s.skipped AS stage, count(DISTINCT v.deal_id) AS n
+    FROM m_visits v, unnest(v.skipped) AS s(skipped) WHERE v.skipped IS NOT NULL GROUP BY s.skipped
 ),
 reasons AS MATERIALIZED (
-    SELECT stage, jsonb_object_agg(reason, n) AS by_reason FROM (
-        SELECT stage, reason, count(*) AS n FROM ev WHERE type = 'DealLost'
-        GROUP BY stage, reason) r
-    GROUP BY stage
-),
-strict AS MATERIALIZED (
-    -- completed into the next stage (it is entered via "next"), or, for the last pre-sale stage, won there
-    SELECT st.stage, count(DISTINCT e.deal_id) AS n
-    FROM ev e JOIN stages st ON st.next_stage = e.stage
-    WHERE e.type = 'StageEntered' AND e.via = 'next' AND st.next_stage <> ''
-    GROUP BY st.stage
-    UNION ALL
-    SELECT st.stage, count(DISTINCT e.deal_id) AS n
-    FROM ev e JOIN stages st ON st.stage = e.stage
-    WHERE e.type = 'DealWon' AND st.next_stage = ''
-    GROUP BY st.stage
-),
-firsts AS MATERIALIZED (
-    SELECT stage, count(*) AS n, percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS median,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90, avg(seconds) AS mean
-    FROM visits WHERE visit_no = 1 AND left_at IS NOT NULL GROUP BY stage
-),
-cums AS MATERIALIZED (
-    SELECT stage, count(*) AS n, percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS median,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90, avg(seconds) AS mean
-    FROM per_deal_stage WHERE closed GROUP BY stage
-),
-later AS MATERIALIZED (
-    SELECT stage, count(*) AS n FROM (
-        SELECT DISTINCT st.stage, v.deal_id
-        FROM stages st JOIN visits v ON v.stage = st.stage
-        WHERE v.reach_after > st.pos) d
+    SELECT stage, jsonb_object_agg(lost_reason, n) AS by_reason FROM (
+        SELECT stage, lost_reason, count(*) AS n FROM m_visits WHERE exit_type = 'lost'
+        GROUP BY stage, lost_reason) r
     GROUP BY stage
 )
 SELECT st.stage, st.phase, st.pos,
-    coalesce((SELECT n FROM counts c WHERE c.stage = st.stage AND c.type = 'StageEntered'), 0) AS entered,
-    coalesce((SELECT n FROM counts c WHERE c.stage = st.stage AND c.type = 'StageCompleted'), 0) AS completed,
-    coalesce((SELECT n FROM counts c WHERE c.stage = st.stage AND c.type = 'MovedBack'), 0) AS moved_back,
-    coalesce((SELECT n FROM counts c WHERE c.stage = st.stage AND c.type = 'DealLost'), 0) AS lost,
+    coalesce(ps.entered, 0) AS entered, coalesce(ps.completed, 0) AS completed,
+    coalesce(ps.moved_back, 0) AS moved_back, coalesce(ps.lost, 0) AS lost,
     coalesce((SELECT n FROM skips k WHERE k.stage = st.stage), 0) AS skipped,
     coalesce((SELECT by_reason FROM reasons r WHERE r.stage = st.stage), '{}'::jsonb) AS lost_reasons,
-    coalesce((SELECT n FROM strict x WHERE x.stage = st.stage), 0) AS converted_strict,
-    coalesce((SELECT n FROM later x WHERE x.stage = st.stage), 0) AS converted_any_later,
-    coalesce((SELECT n FROM notices x WHERE x.stage = st.stage AND x.type = 'SlaBreached'), 0) AS sla_breaches,
-    coalesce((SELECT n FROM notices x WHERE x.stage = st.stage AND x.type = 'ReminderSent'), 0) AS reminders,
-    coalesce((SELECT n FROM notices x WHERE x.stage = st.stage AND x.type = 'Escalated'), 0) AS escalations,
-    coalesce(f.n, 0) AS first_n, f.median AS first_median, f.p90 AS first_p90, f.mean AS first_mean,
-    coalesce(cu.n, 0) AS cum_n, cu.median AS cum_median, cu.p90 AS cum_p90, cu.mean AS cum_mean
-FROM stages st LEFT JOIN firsts f ON f.stage = st.stage LEFT JOIN cums cu ON cu.stage = st.stage
+    coalesce(ps.converted_strict, 0) AS converted_strict,
+    coalesce(ps.converted_any_later, 0) AS converted_any_later,
+    coalesce((SELECT n FROM counted x WHERE x.stage = st.stage AND x.type = 'SlaBreached'), 0) AS sla_breaches,
+    coalesce((SELECT n FROM counted x WHERE x.stage = st.stage AND x.type = 'ReminderSent'), 0) AS reminders,
+    coalesce((SELECT n FROM counted x WHERE x.stage = st.stage AND x.type = 'Escalated'), 0) AS escalations,
+    coalesce(ps.first_n, 0) AS first_n, ps.first_median, ps.first_p90, ps.first_mean,
+    coalesce(ps.cum_n, 0) AS cum_n, ps.cum_median, ps.cum_p90, ps.cum_mean
+FROM m_stages st LEFT JOIN per_stage ps ON ps.stage = st.stage
 ORDER BY st.pos
 """
-)
 
-_PHASES = (
-    _SCOPE
-    + """,
-phase_order AS MATERIALIZED (SELECT phase, min(pos) AS first_pos, max(pos) AS last_pos FROM stages GROUP BY phase),
-entries AS MATERIALIZED (
-    SELECT v.deal_id, st.phase, v.seq FROM visits v JOIN stages st ON st.stage = v.stage
+_PHASES = """
+WITH phase_order AS MATERIALIZED (
+    SELECT phase, min(pos) AS first_pos, max(pos) AS last_pos FROM m_stages GROUP BY phase
 ),
 per_deal_phase AS MATERIALIZED (
-    SELECT v.deal_id, st.phase, sum(v.seconds) AS seconds, bool_and(v.left_at IS NOT NULL) AS closed
-    FROM visits v JOIN stages st ON st.stage = v.stage GROUP BY v.deal_id, st.phase
+    SELECT deal_id, phase, bool_or(exit_type = 'lost') AS lost, bool_or(reach_after > phase_last_pos) AS converted,
+           sum(seconds) AS seconds, bool_and(left_at IS NOT NULL) AS closed
+    FROM m_visits WHERE phase IS NOT NULL GROUP BY deal_id, phase
+),
+per_phase AS MATERIALIZED (
+    SELECT phase, count(*) AS entered, count(*) FILTER (WHERE lost) AS lost,
+           count(*) FILTER (WHERE converted) AS converted,
+           count(*) FILTER (WHERE closed) AS t_n,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE closed) AS t_median,
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE closed) AS t_p90,
+           avg(seconds) FILTER (WHERE closed) AS t_mean
+    FROM per_deal_phase GROUP BY phase
 )
-SELECT po.phase, po.first_pos,
-    (SELECT count(DISTINCT deal_id) FROM entries en WHERE en.phase = po.phase) AS entered,
-    (SELECT count(DISTINCT e.deal_id) FROM ev e JOIN stages st ON st.stage = e.stage
-      WHERE e.type = 'DealLost' AND st.phase = po.phase) AS lost,
-    (SELECT count(DISTINCT v.deal_id) FROM visits v JOIN stages st ON st.stage = v.stage
-      WHERE st.phase = po.phase AND v.reach_after > po.last_pos) AS converted,
-    (SELECT count(*) FROM per_deal_phase p WHERE p.phase = po.phase AND p.closed) AS t_n,
-    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FROM per_deal_phase p
-      WHERE p.phase = po.phase AND p.closed) AS t_median,
-    (SELECT percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FROM per_deal_phase p
-      WHERE p.phase = po.phase AND p.closed) AS t_p90,
-    (SELECT avg(seconds) FROM per_deal_phase p WHERE p.phase = po.phase AND p.closed) AS t_mean
-FROM phase_order po ORDER BY po.first_pos
+SELECT po.phase, po.first_pos, pp.entered, pp.lost, pp.converted, pp.t_n, pp.t_median, pp.t_p90, pp.t_mean
+FROM phase_order po JOIN per_phase pp USING (phase) ORDER BY po.first_pos
 """
-)
 
-_DEALS = (
-    _SCOPE
-    + """,
-per_deal AS MATERIALIZED (
-    SELECT deal_id,
-           (array_agg(type ORDER BY seq) FILTER (WHERE type IN ('DealWon', 'DealLost')))[1] AS result,
-           (array_agg(occurred_at ORDER BY seq) FILTER (WHERE type IN ('DealWon', 'DealLost')))[1] AS closed_at,
-           (array_agg(stage ORDER BY seq DESC) FILTER (WHERE type = 'StageEntered'))[1] AS stage,
-           count(*) FILTER (WHERE type = 'TouchSent') AS touches,
+_DEALS = """
+WITH ends AS MATERIALIZED (
+    -- a deal is won or lost once (as seen at the instant looked from)
+    SELECT deal_id, exit_type AS result, left_at AS closed_at FROM m_visits WHERE exit_type IN ('won', 'lost')
+),
+current AS MATERIALIZED (SELECT deal_id, stage FROM m_visits WHERE deal_last),
+follow_up AS MATERIALIZED (
+    SELECT deal_id, count(*) FILTER (WHERE type = 'TouchSent') AS touches,
            bool_or(type = 'CadenceStarted') AS had_cadence
-    FROM ev GROUP BY deal_id
+    FROM m_notices WHERE type IN ('TouchSent', 'CadenceStarted') GROUP BY deal_id
 ),
 outcome AS (
-    SELECT s.deal_id, s.started_at, s.value, p.result, p.closed_at, p.stage, p.touches, p.had_cadence
-    FROM scope s JOIN per_deal p USING (deal_id)
+    SELECT s.deal_id, s.started_at, s.value, e.result, e.closed_at, c.stage,
+           coalesce(f.touches, 0) AS touches, coalesce(f.had_cadence, false) AS had_cadence
+    FROM m_scope s LEFT JOIN ends e USING (deal_id) LEFT JOIN current c USING (deal_id)
+         LEFT JOIN follow_up f USING (deal_id)
 )
 SELECT
     count(*) AS deals,
-    count(*) FILTER (WHERE result = 'DealWon') AS won,
-    count(*) FILTER (WHERE result = 'DealLost') AS lost,
+    count(*) FILTER (WHERE result = 'won') AS won,
+    count(*) FILTER (WHERE result = 'lost') AS lost,
     count(*) FILTER (WHERE result IS NULL) AS open,
     count(*) FILTER (WHERE result IS NOT NULL) AS closed_n,
     percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - started_at))
@@ -297,15 +274,19 @@ SELECT
         FILTER (WHERE result IS NOT NULL) AS cycle_p90,
     avg(extract(epoch FROM closed_at - started_at)) FILTER (WHERE result IS NOT NULL) AS cycle_mean,
     coalesce(sum(coalesce(o.value, 0) * st.probability) FILTER (WHERE result IS NULL), 0) AS weighted_pipeline,
-    avg(touches) FILTER (WHERE result = 'DealWon') AS touches_per_won,
+    avg(touches) FILTER (WHERE result = 'won') AS touches_per_won,
     count(*) FILTER (WHERE had_cadence) AS with_cadence,
     count(*) FILTER (WHERE had_cadence AND touches >= 5) AS five_plus
-FROM outcome o LEFT JOIN stages st ON st.stage = o.stage
+FROM outcome o LEFT JOIN m_stages st ON st.stage = o.stage
 """
-)
 
 
 WORK_MEM = "256MB"
+
+
+def _narrowed(f: Filters) -> bool:
+    """Whether the deal set is smaller than "every deal of the process that had started"."""
+    return any(x is not None for x in (f.version, f.owner, f.since, f.until))
 
 
 def _share(n: int, d: int) -> float | None:
@@ -344,7 +325,9 @@ async def compute(pool: asyncpg.Pool, d: ProcessDefinition, filters: Filters) ->
         # an analytical query: let its sorts and hashes stay in memory (this transaction only)
         await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         for sql, params in _BASE:  # one snapshot for everything below
-            await conn.execute(sql, *(args[params] if params else []))
+            if _narrowed(filters):
+                sql = sql.replace("/*scope*/", "AND deal_id IN (SELECT deal_id FROM m_scope)")
+            await conn.execute(sql, *[args[i] for i in params])
         stage_rows = await conn.fetch(_STAGES)
         phase_rows = await conn.fetch(_PHASES)
         deal_row = await conn.fetchrow(_DEALS)

@@ -11,6 +11,12 @@ from pathlib import Path
 
 import asyncpg
 
+from store import visits
+
+# Projections that a migration adds are filled from the log by the code that maintains them,
+# in the migration's transaction, so there is one way to compute them.
+_AFTER = {5: visits.rebuild}
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_KEY = 0x6465616C666C6F77  # "dealflow"
 
@@ -48,6 +54,8 @@ async def migrate(pool: asyncpg.Pool) -> list[int]:
             if m.version in done:
                 continue
             await conn.execute(m.sql)
+            if m.version in _AFTER:
+                await _AFTER[m.version](conn)
             await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name)
             applied_now.append(m.version)
     return applied_now

@@ -1,0 +1,233 @@
+"""The stage-visit projection: one row per time a deal entered a stage, kept with the event log.
+
+Metrics are about visits (how long a deal stayed, how it left, whether it came back), and deriving
+visits from raw events means ordering every event of every deal with window functions on each
+query. This projection is maintained by the same transaction that appends the events, only for
+the events that were new, so it holds each event's effect exactly once. A visit's exit fields
+carry their instant, so the metrics can still look at the visit as it stood at any earlier time.
+
+`advance` is a pure function of the deal's open visit and the new events, shared by the log
+append, the rebuild after a schema migration and the benchmark loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+
+from workflows.events import (
+    EVENT_ADAPTER,
+    DealClosed,
+    DealEvent,
+    DealLost,
+    DealWon,
+    StageCompleted,
+    StageEntered,
+    StageSkipped,
+)
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+_MARKS = (StageEntered, StageCompleted, StageSkipped, DealWon, DealLost, DealClosed)
+
+
+@dataclass
+class Visit:
+    seq: int  # the StageEntered that began it
+    stage: str
+    via: str
+    entered_at: datetime
+    visit_no: int  # 1 for the deal's first visit of this stage
+    completed_at: datetime | None = None
+    exit_type: str | None = None  # how it ended: the next entry's via, or won / lost / closed
+    exit_at: datetime | None = None
+    exit_seq: int | None = None
+    lost_reason: str | None = None
+    skipped: list[str] | None = None
+    # Is this the deal's first visit of the stage to be completed / left backwards / left for the
+    # next stage? A first occurrence is also the earliest, so at any instant "the first one has
+    # happened" is "some one has happened": the metrics count deals without grouping by deal.
+    first_completion: bool = False
+    first_back: bool = False
+    first_next: bool = False
+    # Seconds spent in the stage on earlier visits (all finished before this one began), and when
+    # the next visit of the stage began: a deal's cumulative time in a stage is read off its last
+    # visit as of any instant, again without grouping.
+    cum_before: float = 0.0
+    next_entry_at: datetime | None = None
+
+
+@dataclass
+class DealVisits:
+    """A deal's visits so far: what `advance` needs to go on from."""
+
+    open_visit: Visit | None = None
+    last_of_stage: dict[str, Visit] = field(default_factory=dict)
+    seen: set[tuple[str, str]] = field(default_factory=set)  # (stage, "completion" | "back" | "next")
+
+    @classmethod
+    def of(cls, visits: Iterable[Visit]) -> DealVisits:
+        known = cls()
+        for v in sorted(visits, key=lambda v: v.seq):
+            known.last_of_stage[v.stage] = v
+            if v.exit_type is None:
+                known.open_visit = v
+            if v.first_completion:
+                known.seen.add((v.stage, "completion"))
+            if v.first_back:
+                known.seen.add((v.stage, "back"))
+            if v.first_next:
+                known.seen.add((v.stage, "next"))
+        return known
+
+
+def advance(known: DealVisits, events: Iterable[DealEvent]) -> list[Visit]:
+    """Apply new events (in order); return the visits that were changed or begun."""
+    changed: dict[int, Visit] = {}
+    for e in events:
+        current = known.open_visit
+        if isinstance(e, StageEntered) and e.stage is not None:
+            if current is not None:
+                _close(current, e.via, e)
+                if e.via in ("back", "next") and _first(known, current.stage, e.via):
+                    current.first_back, current.first_next = e.via == "back", e.via == "next"
+                changed[current.seq] = current
+            entry = Visit(seq=e.seq, stage=e.stage, via=e.via, entered_at=e.at, visit_no=1)
+            earlier = known.last_of_stage.get(e.stage)
+            if earlier is not None and earlier.exit_at is not None:
+                earlier.next_entry_at = e.at
+                changed[earlier.seq] = earlier
+                entry.visit_no = earlier.visit_no + 1
+                entry.cum_before = earlier.cum_before + (earlier.exit_at - earlier.entered_at).total_seconds()
+            known.open_visit = known.last_of_stage[e.stage] = changed[e.seq] = entry
+        elif current is None:
+            continue
+        elif isinstance(e, StageCompleted) and e.stage == current.stage and current.completed_at is None:
+            current.completed_at = e.at
+            current.first_completion = _first(known, current.stage, "completion")
+            changed[current.seq] = current
+        elif isinstance(e, StageSkipped):
+            current.skipped = list(e.skipped)
+            changed[current.seq] = current
+        elif isinstance(e, DealWon | DealLost | DealClosed):
+            kind = {"DealWon": "won", "DealLost": "lost", "DealClosed": "closed"}[e.type]
+            if isinstance(e, DealLost):
+                current.lost_reason = e.reason
+            _close(current, kind, e)
+            known.open_visit = None
+            changed[current.seq] = current
+    return list(changed.values())
+
+
+def _first(known: DealVisits, stage: str, kind: str) -> bool:
+    if (stage, kind) in known.seen:
+        return False
+    known.seen.add((stage, kind))
+    return True
+
+
+def _close(visit: Visit, kind: str, e: DealEvent) -> None:
+    visit.exit_type, visit.exit_at, visit.exit_seq = kind, e.at, e.seq
+
+
+VISIT_COLUMNS = [
+    "deal_id",
+    "process",
+    "seq",
+    "stage",
+    "via",
+    "entered_at",
+    "visit_no",
+    "completed_at",
+    "exit_type",
+    "exit_at",
+    "exit_seq",
+    "lost_reason",
+    "skipped",
+    "first_completion",
+    "first_back",
+    "first_next",
+    "cum_before",
+    "next_entry_at",
+]
+_FIELDS = VISIT_COLUMNS[2:]
+_TYPES = [
+    "int",
+    "text",
+    "text",
+    "timestamptz",
+    "int",
+    "timestamptz",
+    "text",
+    "timestamptz",
+    "int",
+    "text",
+    "text",  # skipped, comma-joined: unnest cannot take an array of arrays of different lengths
+    "bool",
+    "bool",
+    "bool",
+    "float8",
+    "timestamptz",
+]
+_SELECT = ", ".join(
+    "CASE WHEN v.skipped = '' THEN NULL ELSE string_to_array(v.skipped, ',') END" if f == "skipped" else f"v.{f}"
+    for f in _FIELDS
+)
+_UPSERT = f"""
+INSERT INTO stage_visits ({", ".join(VISIT_COLUMNS)})
+SELECT $1, $2, {_SELECT}
+FROM unnest({", ".join(f"${i + 3}::{t}[]" for i, t in enumerate(_TYPES))}) AS v({", ".join(_FIELDS)})
+ON CONFLICT (deal_id, seq) DO UPDATE SET
+    {", ".join(f"{f} = EXCLUDED.{f}" for f in _FIELDS if f not in ("seq", "stage", "via", "entered_at", "visit_no"))}
+"""
+
+
+async def known_visits(conn: Conn, deal_id: str) -> DealVisits:
+    rows = await conn.fetch(f"SELECT {', '.join(_FIELDS)} FROM stage_visits WHERE deal_id = $1", deal_id)
+    return DealVisits.of(Visit(**dict(r)) for r in rows)
+
+
+def visit_records(deal_id: str, process: str, visits: Sequence[Visit]) -> list[tuple[object, ...]]:
+    """Rows for `COPY stage_visits` (the rebuild and the benchmark loader)."""
+    return [(deal_id, process, *(getattr(v, f) for f in _FIELDS)) for v in visits]
+
+
+async def project(conn: Conn, deal_id: str, process: str, new_events: Sequence[DealEvent]) -> None:
+    """Fold the deal's newly appended events into its visits (inside the append's transaction)."""
+    if not any(isinstance(e, _MARKS) for e in new_events):
+        return  # touches, reminders, proposals: nothing a visit records
+    visits = advance(await known_visits(conn, deal_id), new_events)
+    if not visits:
+        return
+    columns = [[getattr(v, f) for v in visits] for f in _FIELDS]
+    columns[_FIELDS.index("skipped")] = [",".join(v.skipped) if v.skipped else "" for v in visits]
+    await conn.execute(_UPSERT, deal_id, process, *columns)
+
+
+async def rebuild(conn: Conn) -> int:
+    """Recompute every deal's visits from the log (after the migration that adds the table)."""
+    await conn.execute("TRUNCATE stage_visits")
+    records: list[tuple[object, ...]] = []
+    written = 0
+    deal: tuple[str, str] | None = None
+    events: list[DealEvent] = []
+
+    async def flush(final: bool) -> None:
+        nonlocal records, written
+        if deal is not None:
+            records.extend(visit_records(deal[0], deal[1], advance(DealVisits(), events)))
+        if records and (final or len(records) >= 5000):
+            await conn.copy_records_to_table("stage_visits", records=records, columns=VISIT_COLUMNS)
+            written += len(records)
+            records = []
+
+    async for r in conn.cursor("SELECT deal_id, process, payload FROM deal_events ORDER BY deal_id, seq"):
+        if deal is None or r["deal_id"] != deal[0]:
+            await flush(final=False)
+            deal, events = (r["deal_id"], r["process"]), []
+        events.append(EVENT_ADAPTER.validate_json(r["payload"]))
+    await flush(final=True)
+    return written
