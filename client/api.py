@@ -25,10 +25,11 @@ from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, W
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.migration import MigrationPlan, PlanError, plan
 from definitions.loader import DefinitionError, PinnedDefinition, load_file
 from store import registry
 from store.db import StoreUnavailable, connect_pool
-from store.deals import DealRow, list_deals
+from store.deals import DealRow, list_deals, running_on
 from store.migrations import migrate
 from worker.run import connect_temporal
 from worker.settings import Settings
@@ -38,6 +39,7 @@ from workflows.commands import (
     CompleteStage,
     DealInput,
     LoseDeal,
+    MigrateDeal,
     MissingFact,
     MoveStage,
     RecordResponse,
@@ -168,6 +170,49 @@ class DealflowClient:
             return await registry.get(self.pool, name, version)
         except registry.UnknownDefinition as exc:
             raise NotFound(str(exc), code="unknown_process") from None
+
+    # --- migrating running deals -------------------------------------------------------------
+
+    async def plan_migration(
+        self, name: str, from_version: str, to_version: str, stage_map: dict[str, str] | None = None
+    ) -> MigrationPlan:
+        source = await self.definition(name, from_version)
+        target = await self.definition(name, to_version)
+        try:
+            return plan(source, target, await running_on(self.pool, name, source.version), stage_map or {})
+        except PlanError as exc:
+            raise Refused(str(exc), code="invalid_plan") from None
+
+    async def migrate_deal(self, deal_id: str, migration: MigrationPlan, *, actor: str) -> ActionResult:
+        cmd = _build(
+            MigrateDeal,
+            request_id=migration.request_id(deal_id),
+            actor=actor,
+            from_version=migration.source.version,
+            to=migration.target,
+            stage_map=migration.explicit,
+        )
+        return await self._update(deal_id, DealWorkflow.migrate, cmd)
+
+    async def apply_migration(
+        self, migration: MigrationPlan, *, actor: str
+    ) -> list[tuple[str, ActionResult | DealflowError]]:
+        """Migrate every deal of the plan; a deal that refuses (it moved on meanwhile) is reported,
+        the others go ahead. A plan that strands any deal is refused before anything is sent."""
+        if not migration.ok:
+            stranded = ", ".join(f"{s.deal_id} at {s.stage}" for s in migration.stranded)
+            raise Refused(
+                f"the plan would leave deals on stages {migration.target.ref} does not have: {stranded}",
+                code="stranded_deals",
+                details=[s.deal_id for s in migration.stranded],
+            )
+        outcomes: list[tuple[str, ActionResult | DealflowError]] = []
+        for move in migration.moves:
+            try:
+                outcomes.append((move.deal_id, await self.migrate_deal(move.deal_id, migration, actor=actor)))
+            except (Refused, NotFound) as exc:
+                outcomes.append((move.deal_id, exc))
+        return outcomes
 
     # --- deals -----------------------------------------------------------------------------
 

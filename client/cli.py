@@ -19,10 +19,9 @@ from typing import Any
 from client.api import DealflowClient, DealflowError, NotFound, Refused, Unavailable
 from client.arguments import UsageError, pairs, process_ref
 from client.audit_commands import add_parser as add_audit
+from client.definition_commands import add_parser as add_definitions
 from client.metrics_commands import add_parsers as add_metrics
-from client.output import action_json, deal_row_json, deployment_json, emit, print_table, status_json
-from definitions.loader import DefinitionError, load_file
-from definitions.model import json_schema
+from client.output import action_json, deal_row_json, emit, print_table, status_json
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -38,29 +37,6 @@ async def _with_client(fn: Callable[[DealflowClient], Awaitable[None]]) -> None:
         await fn(client)
     finally:
         await client.close()
-
-
-async def cmd_deploy(args: argparse.Namespace, c: DealflowClient) -> None:
-    results = [await c.deploy(path, deployed_by=args.actor) for path in args.files]
-    if args.json:
-        emit([deployment_json(d) for d in results])
-        return
-    for d in results:
-        verb = "deployed" if d.created else "already deployed (no change)"
-        print(
-            f"{d.name}@{d.version} {verb}: {d.stages} stages, by {d.deployed_by} at {d.deployed_at:%Y-%m-%d %H:%M:%S}"
-        )
-
-
-async def cmd_definitions_list(args: argparse.Namespace, c: DealflowClient) -> None:
-    rows = await c.definitions()
-    if args.json:
-        emit([deployment_json(d) for d in rows])
-        return
-    print_table(
-        ["process", "version", "stages", "deployed by", "deployed at"],
-        [[d.name, d.version, d.stages, d.deployed_by, f"{d.deployed_at:%Y-%m-%d %H:%M:%S}"] for d in rows],
-    )
 
 
 async def cmd_start(args: argparse.Namespace, c: DealflowClient) -> None:
@@ -205,23 +181,6 @@ async def cmd_list(args: argparse.Namespace, c: DealflowClient) -> None:
 # --- commands that run servers or need none ------------------------------------------------
 
 
-def cmd_schema(args: argparse.Namespace) -> None:
-    emit(json_schema())
-
-
-def cmd_validate(args: argparse.Namespace) -> None:
-    failed = False
-    for path in args.files:
-        try:
-            pinned = load_file(path)
-            print(f"{path}: ok, {pinned.ref}, {len(pinned.definition.stages)} stages")
-        except DefinitionError as exc:
-            failed = True
-            print(str(exc), file=sys.stderr)
-    if failed:
-        raise SystemExit(EXIT_REFUSED)
-
-
 async def _until_signalled() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -293,19 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--concurrency", type=int, default=24)
     demo.set_defaults(run=cmd_demo)
 
-    defs = top.add_parser("definitions", help="process definitions").add_subparsers(dest="sub", required=True)
-    deploy = defs.add_parser("deploy", help="validate and deploy definition files")
-    deploy.add_argument("files", nargs="+", metavar="FILE")
-    deploy.add_argument("--as", dest="actor", default="ops", metavar="WHO")
-    deploy.add_argument("--json", action="store_true")
-    deploy.set_defaults(client_run=cmd_deploy)
-    dlist = defs.add_parser("list", help="deployed versions")
-    dlist.add_argument("--json", action="store_true")
-    dlist.set_defaults(client_run=cmd_definitions_list)
-    defs.add_parser("schema", help="print the JSON Schema of definitions").set_defaults(run_sync=cmd_schema)
-    validate = defs.add_parser("validate", help="validate files without deploying")
-    validate.add_argument("files", nargs="+", metavar="FILE")
-    validate.set_defaults(run_sync=cmd_validate)
+    add_definitions(top)
 
     deal = top.add_parser("deal", help="act on deals").add_subparsers(dest="sub", required=True)
     start = deal.add_parser("start", help="start a deal")

@@ -45,3 +45,16 @@ async def list_deals(
         limit,
     )
     return [DealRow(**dict(r)) for r in rows]
+
+
+async def running_on(pool: asyncpg.Pool, process: str, version: str) -> list[DealRow]:
+    """Deals of a version whose workflow still runs: open, or won and in a post-sale stage."""
+    rows = await pool.fetch(
+        "SELECT deal_id, process, version, owner, value, status, stage, stage_entered_at, started_at,"
+        " ended_at, last_seq, touches FROM deals"
+        " WHERE process = $1 AND version = $2 AND (status = 'open' OR (status = 'won' AND stage IS NOT NULL))"
+        " ORDER BY deal_id",
+        process,
+        version,
+    )
+    return [DealRow(**dict(r)) for r in rows]

@@ -9,7 +9,8 @@ Definitions (the README repeats them; `tests/test_metrics.py` checks each agains
 Python computation over the same events):
 
 - The deal set: deals of the process whose DealStarted falls in [since, until), optionally of
-  one version and one starting owner, counting only events at or before `as_of`.
+  one version (started on it, or migrated to it) and one starting owner, counting only events
+  at or before `as_of`.
 - Per stage: *entered*, *completed*, *moved back* (out of it) and *lost* (at it) count deals with
   at least one such event; *skipped* counts deals that jumped over it; *lost reasons* count
   DealLost events by reason; *converted strict* counts deals that completed it into the next
@@ -113,7 +114,7 @@ _BASE: list[tuple[str, list[int]]] = [
         """CREATE TEMP TABLE m_scope ON COMMIT DROP AS
         SELECT deal_id, started_at, value FROM deals
         WHERE process = $1
-          AND ($2::text IS NULL OR start_version = $2)
+          AND ($2::text IS NULL OR start_version = $2 OR version = $2)
           AND ($3::text IS NULL OR start_owner = $3)
           AND ($4::timestamptz IS NULL OR started_at >= $4)
           AND ($5::timestamptz IS NULL OR started_at < $5)

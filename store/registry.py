@@ -109,3 +109,18 @@ async def list_all(pool: asyncpg.Pool) -> list[Deployment]:
         )
         for r in rows
     ]
+
+
+async def find(pool: asyncpg.Pool, name: str, version: str) -> Deployment | None:
+    """The deployment of exactly this version, if there is one."""
+    r = await pool.fetchrow(
+        "SELECT name, version, content_hash, jsonb_array_length(body->'stages') AS stages,"
+        " deployed_by, deployed_at, source FROM definitions WHERE name = $1 AND version = $2",
+        name,
+        version,
+    )
+    if r is None:
+        return None
+    return Deployment(
+        r["name"], r["version"], r["content_hash"], r["stages"], r["deployed_by"], r["deployed_at"], r["source"], False
+    )

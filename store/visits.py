@@ -13,7 +13,7 @@ append, the rebuild after a schema migration and the benchmark loader.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -24,6 +24,7 @@ from workflows.events import (
     DealEvent,
     DealLost,
     DealWon,
+    MigratedToVersion,
     StageCompleted,
     StageEntered,
     StageSkipped,
@@ -31,7 +32,7 @@ from workflows.events import (
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
-_MARKS = (StageEntered, StageCompleted, StageSkipped, DealWon, DealLost, DealClosed)
+_MARKS = (StageEntered, StageCompleted, StageSkipped, DealWon, DealLost, DealClosed, MigratedToVersion)
 
 
 @dataclass
@@ -62,71 +63,67 @@ class Visit:
 
 @dataclass
 class DealVisits:
-    """A deal's visits so far: what `advance` needs to go on from."""
+    """A deal's visits so far, in order: what `advance` goes on from."""
 
-    open_visit: Visit | None = None
-    last_of_stage: dict[str, Visit] = field(default_factory=dict)
-    seen: set[tuple[str, str]] = field(default_factory=set)  # (stage, "completion" | "back" | "next")
+    visits: list[Visit] = field(default_factory=list)
 
-    @classmethod
-    def of(cls, visits: Iterable[Visit]) -> DealVisits:
-        known = cls()
-        for v in sorted(visits, key=lambda v: v.seq):
-            known.last_of_stage[v.stage] = v
-            if v.exit_type is None:
-                known.open_visit = v
-            if v.first_completion:
-                known.seen.add((v.stage, "completion"))
-            if v.first_back:
-                known.seen.add((v.stage, "back"))
-            if v.first_next:
-                known.seen.add((v.stage, "next"))
-        return known
+    @property
+    def open_visit(self) -> Visit | None:
+        last = self.visits[-1] if self.visits else None
+        return last if last is not None and last.exit_type is None else None
 
 
 def advance(known: DealVisits, events: Iterable[DealEvent]) -> list[Visit]:
     """Apply new events (in order); return the visits that were changed or begun."""
-    changed: dict[int, Visit] = {}
+    before = {v.seq: astuple(v) for v in known.visits}
     for e in events:
         current = known.open_visit
         if isinstance(e, StageEntered) and e.stage is not None:
             if current is not None:
                 _close(current, e.via, e)
-                if e.via in ("back", "next") and _first(known, current.stage, e.via):
-                    current.first_back, current.first_next = e.via == "back", e.via == "next"
-                changed[current.seq] = current
-            entry = Visit(seq=e.seq, stage=e.stage, via=e.via, entered_at=e.at, visit_no=1)
-            earlier = known.last_of_stage.get(e.stage)
-            if earlier is not None and earlier.exit_at is not None:
-                earlier.next_entry_at = e.at
-                changed[earlier.seq] = earlier
-                entry.visit_no = earlier.visit_no + 1
-                entry.cum_before = earlier.cum_before + (earlier.exit_at - earlier.entered_at).total_seconds()
-            known.open_visit = known.last_of_stage[e.stage] = changed[e.seq] = entry
+            known.visits.append(Visit(seq=e.seq, stage=e.stage, via=e.via, entered_at=e.at, visit_no=1))
+        elif isinstance(e, MigratedToVersion):
+            # the deal's whole history now reads in the new version's stage ids
+            for v in known.visits:
+                v.stage = e.stage_map.get(v.stage, v.stage)
         elif current is None:
             continue
         elif isinstance(e, StageCompleted) and e.stage == current.stage and current.completed_at is None:
             current.completed_at = e.at
-            current.first_completion = _first(known, current.stage, "completion")
-            changed[current.seq] = current
         elif isinstance(e, StageSkipped):
             current.skipped = list(e.skipped)
-            changed[current.seq] = current
         elif isinstance(e, DealWon | DealLost | DealClosed):
             kind = {"DealWon": "won", "DealLost": "lost", "DealClosed": "closed"}[e.type]
             if isinstance(e, DealLost):
                 current.lost_reason = e.reason
             _close(current, kind, e)
-            known.open_visit = None
-            changed[current.seq] = current
-    return list(changed.values())
+    _derive(known.visits)
+    return [v for v in known.visits if before.get(v.seq) != astuple(v)]
 
 
-def _first(known: DealVisits, stage: str, kind: str) -> bool:
-    if (stage, kind) in known.seen:
-        return False
-    known.seen.add((stage, kind))
-    return True
+def _derive(visits: list[Visit]) -> None:
+    """The fields computed from the others: visit numbers, first occurrences, earlier time."""
+    last: dict[str, Visit] = {}
+    seen: set[tuple[str, str]] = set()
+
+    def first(stage: str, kind: str, happened: bool) -> bool:
+        if not happened or (stage, kind) in seen:
+            return False
+        seen.add((stage, kind))
+        return True
+
+    for v in visits:
+        earlier = last.get(v.stage)
+        v.visit_no, v.cum_before, v.next_entry_at = 1, 0.0, None
+        if earlier is not None:
+            earlier.next_entry_at = v.entered_at
+            v.visit_no = earlier.visit_no + 1
+            spent = (earlier.exit_at - earlier.entered_at).total_seconds() if earlier.exit_at else 0.0
+            v.cum_before = earlier.cum_before + spent
+        v.first_completion = first(v.stage, "completion", v.completed_at is not None)
+        v.first_back = first(v.stage, "back", v.exit_type == "back")
+        v.first_next = first(v.stage, "next", v.exit_type == "next")
+        last[v.stage] = v
 
 
 def _close(visit: Visit, kind: str, e: DealEvent) -> None:
@@ -181,13 +178,13 @@ INSERT INTO stage_visits ({", ".join(VISIT_COLUMNS)})
 SELECT $1, $2, {_SELECT}
 FROM unnest({", ".join(f"${i + 3}::{t}[]" for i, t in enumerate(_TYPES))}) AS v({", ".join(_FIELDS)})
 ON CONFLICT (deal_id, seq) DO UPDATE SET
-    {", ".join(f"{f} = EXCLUDED.{f}" for f in _FIELDS if f not in ("seq", "stage", "via", "entered_at", "visit_no"))}
+    {", ".join(f"{f} = EXCLUDED.{f}" for f in _FIELDS if f != "seq")}
 """
 
 
 async def known_visits(conn: Conn, deal_id: str) -> DealVisits:
-    rows = await conn.fetch(f"SELECT {', '.join(_FIELDS)} FROM stage_visits WHERE deal_id = $1", deal_id)
-    return DealVisits.of(Visit(**dict(r)) for r in rows)
+    rows = await conn.fetch(f"SELECT {', '.join(_FIELDS)} FROM stage_visits WHERE deal_id = $1 ORDER BY seq", deal_id)
+    return DealVisits([Visit(**dict(r)) for r in rows])
 
 
 def visit_records(deal_id: str, process: str, visits: Sequence[Visit]) -> list[tuple[object, ...]]:

@@ -49,6 +49,19 @@ class RecordResponse(Command):
     note: str | None = None
 
 
+class MigrateDeal(Command):
+    """Move a running deal to another deployed version of its process.
+
+    `stage_map` names the new id of each old stage that changes its id; stages the new version
+    keeps under the same id need no entry. The deal must be on `from_version`, so a plan made
+    against one version is never applied to a deal that has since moved on.
+    """
+
+    from_version: str = Field(min_length=1)
+    to: PinnedDefinition
+    stage_map: dict[str, str] = {}
+
+
 class ActionResult(_Payload):
     """The outcome of a request; a repeat of the same request id gets this same answer."""
 

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         CompleteStage,
         DealInput,
         LoseDeal,
+        MigrateDeal,
         MissingFact,
         MoveStage,
         RecordResponse,
@@ -57,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         DealLost,
         DealWon,
         Escalated,
+        MigratedToVersion,
         ProposalFailed,
         ProposalGenerated,
         ReminderSent,
@@ -246,6 +248,20 @@ class DealWorkflow:
     def _check_response(self, cmd: RecordResponse) -> None:
         self._check(cmd, lambda: decide.respond(self._state, cmd, workflow.now()))
 
+    @workflow.update
+    def migrate(self, cmd: MigrateDeal) -> ActionResult:
+        def decision() -> list[DealEvent]:
+            events = decide.migrate(self._state, self._pinned.definition, cmd, workflow.now())
+            # from here on the deal runs the new version's stages, reminders and cadences
+            self._pinned = cmd.to
+            return events
+
+        return self._act(cmd, decision)
+
+    @migrate.validator
+    def _check_migrate(self, cmd: MigrateDeal) -> None:
+        self._check(cmd, lambda: decide.migrate(self._state, self._pinned.definition, cmd, workflow.now()))
+
     @workflow.signal
     def cadence_report(self, report: CadenceReport) -> None:
         """Progress from the follow-up cadence child, recorded as the deal's own events."""
@@ -359,7 +375,7 @@ class DealWorkflow:
         """What the outside world must see happen because of an event (pure, so replay agrees)."""
         d = self._pinned.definition
         running = self._state.cadence
-        stop_on = [s.value for s in d.cadence(self._state.cadence_id).stop_on] if self._state.cadence_id else []
+        stop_on = self._stop_on()
         match event:
             case StageEntered(stage=str(stage_id)):
                 stage = d.stage(stage_id)
@@ -376,11 +392,24 @@ class DealWorkflow:
                 return [
                     Notify(seq=event.seq, to=event.to, subject=f"Escalation {event.level}: {self._deal_label()} {verb}")
                 ]
+            case MigratedToVersion(stage=str(stage_id)):
+                cadence = d.stage(stage_id).cadence
+                return [StartCadence(cadence=cadence)] if cadence and running is None else []
             case BuyerResponded(kind=kind) if running and kind in stop_on:
                 return [StopCadence(reason=kind)]
             case DealWon() | DealLost() if running and StopCondition.deal_ended in stop_on:
                 return [StopCadence(reason=StopCondition.deal_ended.value)]
         return []
+
+    def _stop_on(self) -> list[str]:
+        """What stops the running cadence; after a migration its cadence may be gone from the
+        definition, and then anything that stops a cadence stops it."""
+        if self._state.cadence_id is None:
+            return []
+        try:
+            return [s.value for s in self._pinned.definition.cadence(self._state.cadence_id).stop_on]
+        except KeyError:
+            return [s.value for s in StopCondition]
 
     def _deal_label(self) -> str:
         s = self._state

@@ -15,6 +15,7 @@ from definitions.model import FactSpec, FactType, Notify, ProcessDefinition
 from workflows.commands import (
     CompleteStage,
     LoseDeal,
+    MigrateDeal,
     MissingFact,
     MoveStage,
     RecordResponse,
@@ -31,6 +32,7 @@ from workflows.events import (
     EntryVia,
     Escalated,
     FactValue,
+    MigratedToVersion,
     MovedBack,
     ReminderSent,
     SlaBreached,
@@ -345,6 +347,66 @@ def respond(state: DealState, cmd: RecordResponse, at: datetime) -> list[DealEve
         raise Refusal("deal_closed", f"deal {state.deal_id!r} is {state.status}; it takes no more actions")
     rec = _Recorder(state, at, cmd.actor, cmd.request_id)
     rec(BuyerResponded, stage=state.stage, kind=cmd.kind, note=(cmd.note or "").strip() or None)
+    return rec.events
+
+
+def stage_mapping(old: ProcessDefinition, new: ProcessDefinition, stage_map: dict[str, str]) -> dict[str, str]:
+    """Each old stage the new version keeps: under the id `stage_map` gives it, or its own."""
+    out = {}
+    for stage in old.stages:
+        target = stage_map.get(stage.id, stage.id)
+        if new.has_stage(target):
+            out[stage.id] = target
+    return out
+
+
+def migrate(state: DealState, old: ProcessDefinition, cmd: MigrateDeal, at: datetime) -> list[DealEvent]:
+    new = cmd.to.definition
+    if new.name != state.process:
+        raise Refusal("wrong_process", f"deal {state.deal_id!r} runs process {state.process!r}, not {new.name!r}")
+    if state.version != cmd.from_version:
+        raise Refusal(
+            "version_mismatch",
+            f"deal {state.deal_id!r} is on version {state.version}, not {cmd.from_version}",
+            {"version": state.version},
+        )
+    if cmd.to.version == state.version:
+        raise Refusal("same_version", f"deal {state.deal_id!r} is already on version {state.version}")
+    if state.is_finished:
+        raise Refusal("deal_closed", f"deal {state.deal_id!r} is {state.status}; it takes no more actions")
+    unknown = sorted(k for k in cmd.stage_map if not old.has_stage(k))
+    if unknown:
+        raise Refusal(
+            "unknown_stage",
+            f"--map names {', '.join(unknown)}, not stages of version {state.version}",
+            {"stages": unknown},
+        )
+    missing = sorted(v for v in cmd.stage_map.values() if not new.has_stage(v))
+    if missing:
+        raise Refusal(
+            "stage_missing",
+            f"--map leads to {', '.join(missing)}, not stages of version {cmd.to.version}",
+            {"stages": missing},
+        )
+    mapping = stage_mapping(old, new, cmd.stage_map)
+    target = None if state.stage is None else mapping.get(state.stage)
+    if state.stage is not None and target is None:
+        raise Refusal(
+            "stage_missing",
+            f"deal {state.deal_id!r} is at {state.stage!r}, which version {cmd.to.version} does not have; "
+            f"map it with --map {state.stage}=STAGE",
+            {"stage": state.stage},
+        )
+    rec = _Recorder(state, at, cmd.actor, cmd.request_id)
+    rec(
+        MigratedToVersion,
+        stage=target,
+        from_version=state.version,
+        to_version=cmd.to.version,
+        content_hash=cmd.to.content_hash,
+        from_stage=state.stage,
+        stage_map=mapping,
+    )
     return rec.events
 
 

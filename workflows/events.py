@@ -160,6 +160,21 @@ class CadenceCompleted(EventBase):
     touches_sent: int
 
 
+class MigratedToVersion(EventBase):
+    """The deal moved to another deployed version of its process (`definitions migrate`).
+
+    `stage_map` sends each stage of the old version that the new one keeps (under its own or
+    another id) to its new id; `stage` is the stage the deal is in afterwards.
+    """
+
+    type: Literal["MigratedToVersion"] = "MigratedToVersion"
+    from_version: str
+    to_version: str
+    content_hash: str
+    from_stage: str | None
+    stage_map: dict[str, str]
+
+
 BuyerResponseKind = Literal["replied", "meeting_booked", "unsubscribed", "bounced"]
 
 
@@ -189,7 +204,8 @@ DealEvent = Annotated[
     | TouchFailed
     | CadenceStopped
     | CadenceCompleted
-    | BuyerResponded,
+    | BuyerResponded
+    | MigratedToVersion,
     Field(discriminator="type"),
 ]
 

@@ -25,6 +25,7 @@ from workflows.events import (
     DealWon,
     Escalated,
     Facts,
+    MigratedToVersion,
     MovedBack,
     ProposalFailed,
     ProposalGenerated,
@@ -146,6 +147,15 @@ def apply(state: DealState, event: DealEvent) -> DealState:
                 changes.update(cadence=None, cadence_id=None)
         case BuyerResponded():
             changes.update(buyer_responses=[*state.buyer_responses, event.kind])
+        case MigratedToVersion():
+            rename = event.stage_map
+            renamed_facts: dict[str, Facts] = {}
+            for stage, recorded in state.facts.items():  # two old stages may become one
+                renamed_facts.setdefault(rename.get(stage, stage), {}).update(recorded)
+            renamed_visits: dict[str, int] = {}
+            for stage, n in state.visits.items():
+                renamed_visits[rename.get(stage, stage)] = renamed_visits.get(rename.get(stage, stage), 0) + n
+            changes.update(version=event.to_version, stage=event.stage, facts=renamed_facts, visits=renamed_visits)
     new = state.model_copy(update=changes)
     if event.request_id is not None:
         previous = state.requests.get(event.request_id)
