@@ -26,8 +26,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.migration import MigrationPlan, PlanError, plan
+from definitions.experiment import Experiment, assign
 from definitions.loader import DefinitionError, PinnedDefinition, load_file
-from store import registry
+from store import experiments, registry
 from store.db import StoreUnavailable, connect_pool
 from store.deals import DealRow, list_deals, running_on
 from store.migrations import migrate
@@ -171,6 +172,26 @@ class DealflowClient:
         except registry.UnknownDefinition as exc:
             raise NotFound(str(exc), code="unknown_process") from None
 
+    # --- experiments -----------------------------------------------------------------------
+
+    async def start_experiment(self, exp: Experiment, *, started_by: str) -> experiments.ExperimentRecord:
+        try:
+            return await experiments.start(self.pool, exp, started_by=started_by)
+        except experiments.ExperimentRefused as exc:
+            raise Refused(str(exc), code="experiment_refused") from None
+
+    async def stop_experiment(self, name: str, *, stopped_by: str) -> experiments.ExperimentRecord:
+        try:
+            return await experiments.stop(self.pool, name, stopped_by=stopped_by)
+        except experiments.ExperimentRefused as exc:
+            raise Refused(str(exc), code="experiment_refused") from None
+
+    async def experiment(self, name: str) -> experiments.ExperimentRecord:
+        try:
+            return await experiments.get(self.pool, name)
+        except experiments.ExperimentRefused as exc:
+            raise NotFound(str(exc), code="unknown_experiment") from None
+
     # --- migrating running deals -------------------------------------------------------------
 
     async def plan_migration(
@@ -231,11 +252,17 @@ class DealflowClient:
         version: str | None = None,
         time_scale: float = 1.0,
     ) -> StartedDeal:
-        """Start a deal on the latest deployed version of `process` (or on `version`).
+        """Start a deal on `version`, or else on the version a running experiment assigns it, or
+        else on the latest deployed version of `process`.
 
         `time_scale` below 1 compresses reminder and cadence waits, for simulations only.
         """
         start = _build(StartDeal, deal_id=deal_id, owner=owner, actor=actor or owner, value=value, fields=fields or {})
+        if version is None:
+            running = await experiments.running_on(self.pool, process)
+            if running is not None:
+                version = assign(running, deal_id)
+                start = start.model_copy(update={"experiment": running.name})
         pinned = await self.definition(process, version)
         first = pinned.definition.stages[0].id
         # indexed from the first instant, so `temporal workflow list` finds the deal at once

@@ -20,6 +20,7 @@ from client.api import DealflowClient, DealflowError, NotFound, Refused, Unavail
 from client.arguments import UsageError, pairs, process_ref
 from client.audit_commands import add_parser as add_audit
 from client.definition_commands import add_parser as add_definitions
+from client.experiment_commands import add_parser as add_experiments
 from client.metrics_commands import add_parsers as add_metrics
 from client.output import action_json, deal_row_json, emit, print_table, status_json
 
@@ -253,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     add_definitions(top)
+    add_experiments(top)
 
     deal = top.add_parser("deal", help="act on deals").add_subparsers(dest="sub", required=True)
     start = deal.add_parser("start", help="start a deal")

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from client.api import DealflowClient
-from client.arguments import optional_instant, process_ref
+from client.arguments import UsageError, optional_instant, process_ref
 from client.output import emit, print_table
 from definitions.loader import PinnedDefinition
-from store.compare import compare
+from store.compare import Comparison, compare
 from store.metrics import Durations, Filters, Metrics, compute
 
 
@@ -46,6 +46,7 @@ async def metrics_for(c: DealflowClient, args: argparse.Namespace) -> list[tuple
             since=optional_instant(args.since, "--since"),
             until=optional_instant(args.until, "--until"),
             as_of=optional_instant(args.as_of, "--as-of"),
+            experiment=args.experiment,
         )
         out.append((pinned, await compute(c.pool, pinned.definition, filters)))
     return out
@@ -208,12 +209,35 @@ async def run_metrics(args: argparse.Namespace) -> None:
 
 
 async def run_compare(c: DealflowClient, args: argparse.Namespace) -> None:
+    if args.experiment:
+        if args.a or args.b:
+            raise UsageError("give either two versions or --experiment, not both")
+        record = await c.experiment(args.experiment)
+        exp = record.experiment
+        arms = [await c.definition(exp.process, arm.version) for arm in exp.arms]
+        # the first arm is the baseline: every other arm is compared with it
+        results = [await compare(c.pool, arms[0], other, experiment=exp.name) for other in arms[1:]]
+        if args.json:
+            emit({"experiment": exp.name, "comparisons": [r.model_dump(mode="json") for r in results]})
+            return
+        for n, result in enumerate(results):
+            if n:
+                print()
+            print(f"experiment {exp.name}:")
+            _print_comparison(result)
+        return
+    if not (args.a and args.b):
+        raise UsageError("metrics compare needs PROCESS@V1 PROCESS@V2, or --experiment NAME")
     (na, va), (nb, vb) = process_ref(args.a, "compare"), process_ref(args.b, "compare")
     a, b = await c.definition(na, va), await c.definition(nb, vb)
     result = await compare(c.pool, a, b)
     if args.json:
         emit(result.model_dump(mode="json"))
         return
+    _print_comparison(result)
+
+
+def _print_comparison(result: Comparison) -> None:
     print(f"{result.a} ({result.deals[0]} deals) vs {result.b} ({result.deals[1]} deals)")
     print(f"win rate {pct(result.win_rate[0])} vs {pct(result.win_rate[1])}: {result.verdict}")
     print_table(
@@ -269,14 +293,16 @@ def add_parsers(top: Any) -> None:
     m.add_argument("--since", metavar="DATE")
     m.add_argument("--until", metavar="DATE")
     m.add_argument("--as-of", metavar="DATE")
+    m.add_argument("--experiment", metavar="NAME", help="only the deals an experiment assigned")
     fmt = m.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
     m.set_defaults(run=run_metrics, metrics_sub=None)
     sub = m.add_subparsers(dest="metrics_sub")
     cmp_ = sub.add_parser("compare", help="two versions (or processes) side by side, with significance tests")
-    cmp_.add_argument("a", metavar="PROCESS@V1")
-    cmp_.add_argument("b", metavar="PROCESS@V2")
+    cmp_.add_argument("a", metavar="PROCESS@V1", nargs="?")
+    cmp_.add_argument("b", metavar="PROCESS@V2", nargs="?")
+    cmp_.add_argument("--experiment", metavar="NAME", help="the arms of an experiment, on the deals it assigned")
     cmp_.add_argument("--json", action="store_true")
     r = top.add_parser("report", help="an HTML report with charts")
     r.add_argument("--out", required=True, metavar="DIR")

@@ -14,21 +14,11 @@ MIN_DEALS = 30  # below this many deals entering a stage on either side, no verd
 ALPHA = 0.05
 
 _FIRST_VISITS = """
-WITH scope AS (
-    SELECT deal_id FROM deal_events WHERE type = 'DealStarted' AND process = $1 AND version = $2
-),
-marks AS (
-    SELECT e.deal_id, e.seq, e.type, e.stage, e.occurred_at,
-           lead(e.occurred_at) OVER (PARTITION BY e.deal_id ORDER BY e.seq) AS left_at
-    FROM deal_events e JOIN scope USING (deal_id)
-    WHERE e.type IN ('StageEntered', 'DealWon', 'DealLost', 'DealClosed')
-),
-first_visits AS (
-    SELECT stage, extract(epoch FROM left_at - occurred_at) AS seconds,
-           row_number() OVER (PARTITION BY deal_id, stage ORDER BY seq) AS visit_no
-    FROM marks WHERE type = 'StageEntered' AND left_at IS NOT NULL
-)
-SELECT stage, array_agg(seconds) AS seconds FROM first_visits WHERE visit_no = 1 GROUP BY stage
+SELECT v.stage, array_agg(extract(epoch FROM v.exit_at - v.entered_at)) AS seconds
+FROM stage_visits v JOIN deals d USING (deal_id)
+WHERE d.process = $1 AND (d.start_version = $2 OR d.version = $2) AND ($3::text IS NULL OR d.experiment = $3)
+  AND v.visit_no = 1 AND v.exit_at IS NOT NULL
+GROUP BY v.stage
 """
 
 
@@ -59,8 +49,8 @@ class Comparison(BaseModel):
     verdict: str
 
 
-async def _durations(pool: asyncpg.Pool, name: str, version: str) -> dict[str, list[float]]:
-    rows = await pool.fetch(_FIRST_VISITS, name, version)
+async def _durations(pool: asyncpg.Pool, name: str, version: str, experiment: str | None) -> dict[str, list[float]]:
+    rows = await pool.fetch(_FIRST_VISITS, name, version, experiment)
     return {r["stage"]: [float(x) for x in r["seconds"]] for r in rows}
 
 
@@ -88,10 +78,16 @@ def _stage_verdict(stage: str, a: Side, b: Side, p: float | None, labels: tuple[
     return f"{better} converts better at {stage} ({a.conversion:.0%} vs {b.conversion:.0%}, p = {p:.3f})"
 
 
-async def compare(pool: asyncpg.Pool, a: PinnedDefinition, b: PinnedDefinition) -> Comparison:
-    ma: Metrics = await compute(pool, a.definition, Filters(process=a.name, version=a.version))
-    mb: Metrics = await compute(pool, b.definition, Filters(process=b.name, version=b.version))
-    da, db = await _durations(pool, a.name, a.version), await _durations(pool, b.name, b.version)
+async def compare(
+    pool: asyncpg.Pool, a: PinnedDefinition, b: PinnedDefinition, *, experiment: str | None = None
+) -> Comparison:
+    """`a` against `b`; with `experiment`, only the deals that experiment assigned to each."""
+    fa = Filters(process=a.name, version=a.version, experiment=experiment)
+    fb = Filters(process=b.name, version=b.version, experiment=experiment)
+    ma: Metrics = await compute(pool, a.definition, fa)
+    mb: Metrics = await compute(pool, b.definition, fb)
+    da = await _durations(pool, a.name, a.version, experiment)
+    db = await _durations(pool, b.name, b.version, experiment)
     labels = (a.ref, b.ref)
     stages = []
     b_stages = {s.stage: s for s in mb.stages}

@@ -32,15 +32,17 @@ RETURNING seq
 
 _PROJECT = """
 INSERT INTO deals (deal_id, process, version, owner, value, status, stage, stage_entered_at,
-                   started_at, ended_at, last_seq, touches, start_owner, start_version, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now())
+                   started_at, ended_at, last_seq, touches, start_owner, start_version, experiment,
+                   updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now())
 ON CONFLICT (deal_id) DO UPDATE SET
     process = EXCLUDED.process, version = EXCLUDED.version, owner = EXCLUDED.owner,
     value = EXCLUDED.value, status = EXCLUDED.status, stage = EXCLUDED.stage,
     stage_entered_at = EXCLUDED.stage_entered_at, started_at = EXCLUDED.started_at,
     ended_at = EXCLUDED.ended_at, last_seq = EXCLUDED.last_seq, touches = EXCLUDED.touches,
     start_owner = coalesce(deals.start_owner, EXCLUDED.start_owner),
-    start_version = coalesce(deals.start_version, EXCLUDED.start_version), updated_at = now()
+    start_version = coalesce(deals.start_version, EXCLUDED.start_version),
+    experiment = coalesce(deals.experiment, EXCLUDED.experiment), updated_at = now()
 WHERE deals.last_seq < EXCLUDED.last_seq
 """
 
@@ -115,6 +117,7 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             snap.touches,
             started.owner if started else None,
             started.version if started else None,
+            started.experiment if started else None,
         )
         new = {r["seq"] for r in inserted}
         await visits.project(conn, batch.deal_id, snap.process, [e for e in events if e.seq in new])

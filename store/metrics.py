@@ -98,6 +98,7 @@ class Filters(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
     as_of: datetime | None = None
+    experiment: str | None = None
 
 
 class Metrics(BaseModel):
@@ -118,8 +119,9 @@ _BASE: list[tuple[str, list[int]]] = [
           AND ($3::text IS NULL OR start_owner = $3)
           AND ($4::timestamptz IS NULL OR started_at >= $4)
           AND ($5::timestamptz IS NULL OR started_at < $5)
-          AND started_at <= coalesce($6::timestamptz, 'infinity')""",
-        list(range(6)),
+          AND started_at <= coalesce($6::timestamptz, 'infinity')
+          AND ($7::text IS NULL OR experiment = $7)""",
+        [*range(6), 10],
     ),
     (
         """CREATE TEMP TABLE m_stages ON COMMIT DROP AS
@@ -287,7 +289,7 @@ WORK_MEM = "256MB"
 
 def _narrowed(f: Filters) -> bool:
     """Whether the deal set is smaller than "every deal of the process that had started"."""
-    return any(x is not None for x in (f.version, f.owner, f.since, f.until))
+    return any(x is not None for x in (f.version, f.owner, f.since, f.until, f.experiment))
 
 
 def _share(n: int, d: int) -> float | None:
@@ -317,6 +319,7 @@ def _args(d: ProcessDefinition, f: Filters) -> list[Any]:
         nexts,
         [s.phase for s in stages],
         [s.probability for s in stages],
+        f.experiment,
     ]
 
 

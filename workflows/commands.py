@@ -79,6 +79,7 @@ class StartDeal(_Payload):
     actor: str = Field(min_length=1, max_length=200)
     value: float | None = Field(default=None, ge=0)
     fields: dict[str, str] = {}
+    experiment: str | None = None
 
 
 class DealInput(_Payload):

@@ -83,6 +83,7 @@ def start(cmd: StartDeal, d: ProcessDefinition, version: str, content_hash: str,
         owner=cmd.owner,
         value=cmd.value,
         fields=dict(cmd.fields),
+        experiment=cmd.experiment,
     )
     rec.enter(d.stages[0].id, "start")
     return rec.events

@@ -37,6 +37,7 @@ class DealStarted(EventBase):
     owner: str
     value: float | None = None
     fields: dict[str, str] = {}
+    experiment: str | None = None  # the experiment that chose this version, if one did
 
 
 class StageEntered(EventBase):

@@ -62,6 +62,7 @@ class DealState(BaseModel):
     owner: str = ""
     value: float | None = None
     fields: dict[str, str] = {}
+    experiment: str | None = None
     status: Status = "open"
     stage: str | None = None
     stage_entered_at: datetime | None = None
@@ -102,6 +103,7 @@ def apply(state: DealState, event: DealEvent) -> DealState:
                 owner=event.owner,
                 value=event.value,
                 fields=dict(event.fields),
+                experiment=event.experiment,
                 started_at=event.at,
             )
         case StageEntered():
