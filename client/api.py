@@ -30,7 +30,7 @@ from definitions.experiment import Experiment, assign
 from definitions.loader import DefinitionError, PinnedDefinition, load_file
 from store import experiments, registry
 from store.db import StoreUnavailable, connect_pool
-from store.deals import DealRow, list_deals, running_on
+from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
 from store.migrations import migrate
 from worker.run import connect_temporal
 from worker.settings import Settings
@@ -363,13 +363,16 @@ class DealflowClient:
         facts: dict[str, Any] | None = None,
         expected_stage: str | None = None,
         request_id: str | None = None,
+        rebuy: list[str] | None = None,
     ) -> ActionResult:
+        """Close as won; `rebuy` names the follow-on deals to start after their delays."""
         cmd = _build(
             WinDeal,
             request_id=self._request_id(request_id),
             actor=actor,
             facts=facts or {},
             expected_stage=expected_stage,
+            rebuy=rebuy or [],
         )
         return await self._update(deal_id, DealWorkflow.win, cmd)
 
@@ -420,6 +423,12 @@ class DealflowClient:
         with _deal_lookup(deal_id):
             events: list[DealEvent] = await self._handle(deal_id).query(DealWorkflow.events)
         return events
+
+    async def chain(self, deal_id: str) -> list[LinkedDeal]:
+        linked = await chain(self.pool, deal_id)
+        if not linked:
+            raise NotFound(f"no deal {deal_id!r} in the projection", code="unknown_deal")
+        return linked
 
     async def list_deals(
         self,

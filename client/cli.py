@@ -94,8 +94,32 @@ async def cmd_win(args: argparse.Namespace, c: DealflowClient) -> None:
         facts=dict(pairs(args.fact, "--fact")),
         expected_stage=args.expected_stage,
         request_id=args.request_id,
+        rebuy=args.rebuy,
     )
     _print_action(args, result)
+
+
+async def cmd_chain(args: argparse.Namespace, c: DealflowClient) -> None:
+    linked = await c.chain(args.deal_id)
+    if args.json:
+        emit([d.model_dump(mode="json") for d in linked])
+        return
+    print_table(
+        ["deal", "follows", "kind", "process", "status", "stage", "value", "customer"],
+        [
+            [
+                "  " * d.depth + d.deal_id,
+                d.follows or "-",
+                d.follow_kind or "-",
+                f"{d.process}@{d.version}",
+                d.status,
+                d.stage or "-",
+                "-" if d.value is None else d.value,
+                d.customer or "-",
+            ]
+            for d in linked
+        ],
+    )
 
 
 async def cmd_lose(args: argparse.Namespace, c: DealflowClient) -> None:
@@ -291,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     _request_args(win)
     win.add_argument("--fact", action="append", metavar="K=V")
     win.add_argument("--expected-stage")
+    win.add_argument(
+        "--rebuy", action="append", metavar="KIND", help="start this follow-on deal after its delay (repeatable)"
+    )
     win.set_defaults(client_run=cmd_win)
 
     lose = deal.add_parser("lose", help="close the deal as lost")
@@ -315,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("deal_id", metavar="ID")
     events.add_argument("--json", action="store_true")
     events.set_defaults(client_run=cmd_events)
+
+    ch = deal.add_parser("chain", help="a deal with the deals it follows on from and the follow-ons it started")
+    ch.add_argument("deal_id", metavar="ID")
+    ch.add_argument("--json", action="store_true")
+    ch.set_defaults(client_run=cmd_chain)
 
     dl = deal.add_parser("list", help="deals from the current-state projection")
     dl.add_argument("--stage")

@@ -13,6 +13,7 @@ from client.arguments import UsageError, optional_instant, process_ref
 from client.output import emit, print_table
 from definitions.loader import PinnedDefinition
 from store.compare import Comparison, compare
+from store.deals import customers
 from store.metrics import Durations, Filters, Metrics, compute
 
 
@@ -198,6 +199,8 @@ async def run_metrics(args: argparse.Namespace) -> None:
     async with await DealflowClient.connect() as c:
         if args.metrics_sub == "compare":
             return await run_compare(c, args)
+        if args.metrics_sub == "customers":
+            return await run_customers(c, args)
         results = await metrics_for(c, args)
     if args.json:
         emit([{"process": p.name, "version": m.filters.version, **m.model_dump(mode="json")} for p, m in results])
@@ -206,6 +209,30 @@ async def run_metrics(args: argparse.Namespace) -> None:
     else:
         for pinned, m in results:
             print_metrics(pinned, m)
+
+
+async def run_customers(c: DealflowClient, args: argparse.Namespace) -> None:
+    rows = await customers(c.pool, process=args.process)
+    if args.json:
+        emit([r.model_dump(mode="json") for r in rows])
+        return
+    print_table(
+        ["customer", "deals", "won", "lost", "open", "won value", "follow-ons", "follow-ons won", "processes"],
+        [
+            [
+                r.customer,
+                r.deals,
+                r.won,
+                r.lost,
+                r.open,
+                f"{r.won_value:,.0f}",
+                r.follow_ons,
+                r.follow_ons_won,
+                ", ".join(r.processes),
+            ]
+            for r in rows
+        ],
+    )
 
 
 async def run_compare(c: DealflowClient, args: argparse.Namespace) -> None:
@@ -304,6 +331,9 @@ def add_parsers(top: Any) -> None:
     cmp_.add_argument("b", metavar="PROCESS@V2", nargs="?")
     cmp_.add_argument("--experiment", metavar="NAME", help="the arms of an experiment, on the deals it assigned")
     cmp_.add_argument("--json", action="store_true")
+    cu = sub.add_parser("customers", help="per customer, across deals and their rebuy follow-ons")
+    cu.add_argument("--process", help="customers with at least one deal of this process")
+    cu.add_argument("--json", action="store_true")
     r = top.add_parser("report", help="an HTML report with charts")
     r.add_argument("--out", required=True, metavar="DIR")
     r.set_defaults(run=run_report)

@@ -58,3 +58,70 @@ async def running_on(pool: asyncpg.Pool, process: str, version: str) -> list[Dea
         version,
     )
     return [DealRow(**dict(r)) for r in rows]
+
+
+class LinkedDeal(BaseModel):
+    deal_id: str
+    process: str
+    version: str
+    status: str
+    stage: str | None
+    value: float | None
+    customer: str | None
+    follows: str | None
+    follow_kind: str | None
+    started_at: datetime | None
+    depth: int  # 0 for the first deal of the chain
+
+
+_CHAIN = """
+WITH RECURSIVE up AS (  -- from the deal back to the first deal of its chain
+    SELECT deal_id, follows, 0 AS n FROM deals WHERE deal_id = $1
+    UNION ALL
+    SELECT d.deal_id, d.follows, up.n + 1 FROM deals d JOIN up ON d.deal_id = up.follows WHERE up.n < 100
+),
+root AS (SELECT deal_id FROM up ORDER BY n DESC LIMIT 1),
+down AS (  -- and from there every follow-on, and theirs
+    SELECT d.deal_id, 0 AS depth FROM deals d JOIN root USING (deal_id)
+    UNION ALL
+    SELECT d.deal_id, down.depth + 1 FROM deals d JOIN down ON d.follows = down.deal_id WHERE down.depth < 100
+)
+SELECT d.deal_id, d.process, d.version, d.status, d.stage, d.value, d.customer, d.follows, d.follow_kind,
+       d.started_at, down.depth
+FROM down JOIN deals d USING (deal_id) ORDER BY down.depth, d.started_at, d.deal_id
+"""
+
+
+async def chain(pool: asyncpg.Pool, deal_id: str) -> list[LinkedDeal]:
+    """Every deal linked to `deal_id` by rebuy follow-ons, from the first one down."""
+    return [LinkedDeal(**dict(r)) for r in await pool.fetch(_CHAIN, deal_id)]
+
+
+class CustomerSummary(BaseModel):
+    customer: str
+    deals: int
+    won: int
+    lost: int
+    open: int
+    won_value: float
+    follow_ons: int
+    follow_ons_won: int
+    first_started: datetime | None
+    processes: list[str]
+
+
+async def customers(pool: asyncpg.Pool, *, process: str | None = None) -> list[CustomerSummary]:
+    """Per customer (the deals' `customer` field), across all their deals and follow-ons."""
+    rows = await pool.fetch(
+        "SELECT customer, count(*) AS deals, count(*) FILTER (WHERE status = 'won') AS won,"
+        " count(*) FILTER (WHERE status = 'lost') AS lost, count(*) FILTER (WHERE status = 'open') AS open,"
+        " coalesce(sum(value) FILTER (WHERE status = 'won'), 0) AS won_value,"
+        " count(*) FILTER (WHERE follows IS NOT NULL) AS follow_ons,"
+        " count(*) FILTER (WHERE follows IS NOT NULL AND status = 'won') AS follow_ons_won,"
+        " min(started_at) AS first_started, array_agg(DISTINCT process ORDER BY process) AS processes"
+        " FROM deals WHERE customer IS NOT NULL"
+        " AND ($1::text IS NULL OR customer IN (SELECT customer FROM deals WHERE process = $1))"
+        " GROUP BY customer ORDER BY won_value DESC, customer",
+        process,
+    )
+    return [CustomerSummary(**dict(r)) for r in rows]

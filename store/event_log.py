@@ -33,8 +33,8 @@ RETURNING seq
 _PROJECT = """
 INSERT INTO deals (deal_id, process, version, owner, value, status, stage, stage_entered_at,
                    started_at, ended_at, last_seq, touches, start_owner, start_version, experiment,
-                   updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now())
+                   follows, follow_kind, customer, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, now())
 ON CONFLICT (deal_id) DO UPDATE SET
     process = EXCLUDED.process, version = EXCLUDED.version, owner = EXCLUDED.owner,
     value = EXCLUDED.value, status = EXCLUDED.status, stage = EXCLUDED.stage,
@@ -42,7 +42,10 @@ ON CONFLICT (deal_id) DO UPDATE SET
     ended_at = EXCLUDED.ended_at, last_seq = EXCLUDED.last_seq, touches = EXCLUDED.touches,
     start_owner = coalesce(deals.start_owner, EXCLUDED.start_owner),
     start_version = coalesce(deals.start_version, EXCLUDED.start_version),
-    experiment = coalesce(deals.experiment, EXCLUDED.experiment), updated_at = now()
+    experiment = coalesce(deals.experiment, EXCLUDED.experiment),
+    follows = coalesce(deals.follows, EXCLUDED.follows),
+    follow_kind = coalesce(deals.follow_kind, EXCLUDED.follow_kind),
+    customer = coalesce(deals.customer, EXCLUDED.customer), updated_at = now()
 WHERE deals.last_seq < EXCLUDED.last_seq
 """
 
@@ -118,6 +121,9 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             started.owner if started else None,
             started.version if started else None,
             started.experiment if started else None,
+            started.follows if started else None,
+            started.follow_kind if started else None,
+            started.fields.get("customer") if started else None,
         )
         new = {r["seq"] for r in inserted}
         await visits.project(conn, batch.deal_id, snap.process, [e for e in events if e.seq in new])

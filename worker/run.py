@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 
 from activities.channels.config import ChannelRegistry, load_channels
 from activities.event_log import EventLogActivities
+from activities.follow_ons import FollowOnActivities
 from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from store.db import connect_pool
@@ -51,11 +52,17 @@ def build_worker(
     event_log = EventLogActivities(pool)
     messages = MessageActivities(pool, channels or load_channels(home()))
     documents = ProposalActivities(proposals or proposals_dir())
+    follow_ons = FollowOnActivities(pool)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=[event_log.append_events, messages.send_message, documents.generate_proposal],
+        activities=[
+            event_log.append_events,
+            messages.send_message,
+            documents.generate_proposal,
+            follow_ons.prepare_follow_on,
+        ],
     )
 
 

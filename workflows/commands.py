@@ -37,6 +37,7 @@ class MoveStage(Command):
 
 class WinDeal(Command):
     facts: Facts = {}
+    rebuy: list[str] = Field(default=[], description="follow-on kinds to schedule (the definition's rebuy)")
 
 
 class LoseDeal(Command):
@@ -80,6 +81,8 @@ class StartDeal(_Payload):
     value: float | None = Field(default=None, ge=0)
     fields: dict[str, str] = {}
     experiment: str | None = None
+    follows: str | None = None
+    follow_kind: str | None = None
 
 
 class DealInput(_Payload):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -36,15 +36,19 @@ with workflow.unsafe.imports_passed_through():
         MissingFact,
         MoveStage,
         RecordResponse,
+        StartDeal,
         WinDeal,
     )
     from workflows.effects import (
         APPEND_EVENTS,
         GENERATE_PROPOSAL,
+        PREPARE_FOLLOW_ON,
         SEND_MESSAGE,
         AppendEvents,
         DealSnapshot,
+        FollowOnRequest,
         OutgoingMessage,
+        PreparedFollowOn,
         ProposalDocument,
         ProposalRequest,
         SentMessage,
@@ -58,6 +62,8 @@ with workflow.unsafe.imports_passed_through():
         DealLost,
         DealWon,
         Escalated,
+        FollowOnFailed,
+        FollowOnStarted,
         MigratedToVersion,
         ProposalFailed,
         ProposalGenerated,
@@ -67,7 +73,7 @@ with workflow.unsafe.imports_passed_through():
         TouchScheduled,
         TouchSent,
     )
-    from workflows.state import DealState, apply, fold
+    from workflows.state import DealState, FollowOn, apply, fold
 
 DEAL_STAGE = SearchAttributeKey.for_keyword("DealStage")
 DEAL_OWNER = SearchAttributeKey.for_keyword("DealOwner")
@@ -93,6 +99,12 @@ PROPOSAL_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
     non_retryable_error_types=["MissingProposalFacts", "InvalidTemplate"],
+)
+FOLLOW_ON_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=5,
+    non_retryable_error_types=["UnknownProcess"],
 )
 CADENCE_STOP_GRACE = timedelta(minutes=1)
 
@@ -174,11 +186,16 @@ class DealWorkflow:
     async def run(self, input: DealInput) -> DealState:
         while True:
             rung = reminders.next_rung(self._pinned.definition, self._state, self._scale)
-            timeout = None if rung is None else max(0.0, (rung.due_at - workflow.now()).total_seconds())
+            follow_on = self._next_follow_on()
+            deadlines = [rung.due_at] if rung else []
+            deadlines += [follow_on[1]] if follow_on else []
+            timeout = None if not deadlines else max(0.0, (min(deadlines) - workflow.now()).total_seconds())
             try:
                 await workflow.wait_condition(functools.partial(self._has_work, rung), timeout=timeout)
             except TimeoutError:
-                if rung is not None and not self._ladder_moved(rung):
+                if follow_on is not None and follow_on[1] <= workflow.now():
+                    await self._start_follow_on(follow_on[0])
+                elif rung is not None and not self._ladder_moved(rung):
                     self._record(decide.remind(self._state, rung, workflow.now()))
                 continue
             if self._effects:
@@ -187,12 +204,12 @@ class DealWorkflow:
             if self._unpersisted():
                 await self._persist()
                 continue
-            if not (self._state.is_finished or workflow.info().is_continue_as_new_suggested()):
+            if not (self._done() or workflow.info().is_continue_as_new_suggested()):
                 continue  # only the reminder ladder changed: sleep towards the new rung
             await workflow.wait_condition(workflow.all_handlers_finished)
             if self._effects or self._unpersisted():
                 continue
-            if self._state.is_finished:
+            if self._done():
                 if await self._cadence_wound_down():
                     return self._state
                 continue
@@ -561,11 +578,72 @@ class DealWorkflow:
             self._note(CadenceStopped, stage=None, cadence_run=run, reason="deal_ended")
         return False  # events were recorded: persist them, then end
 
+    def _done(self) -> bool:
+        """Finished, with no follow-on deal left to start: the workflow may end."""
+        return self._state.is_finished and not self._state.pending_follow_ons
+
+    def _next_follow_on(self) -> tuple[FollowOn, datetime] | None:
+        """The follow-on deal due first, and when (its delay compressed by the time scale)."""
+        pending = self._state.pending_follow_ons
+        if not pending:
+            return None
+
+        def due(f: FollowOn) -> datetime:
+            return f.scheduled_at + (f.due_at - f.scheduled_at) * self._scale
+
+        first = min(pending, key=due)
+        return first, due(first)
+
+    async def _start_follow_on(self, follow_on: FollowOn) -> None:
+        """Start the follow-on deal as a workflow of its own, linked both ways."""
+        s = self._state
+        new_id = f"{s.deal_id}.{follow_on.kind}"
+        try:
+            prepared: PreparedFollowOn = await workflow.execute_activity(
+                PREPARE_FOLLOW_ON,
+                FollowOnRequest(process=follow_on.process, deal_id=new_id),
+                result_type=PreparedFollowOn,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=FOLLOW_ON_RETRY,
+            )
+        except ActivityError as exc:
+            self._note(FollowOnFailed, kind=follow_on.kind, error=_error_text(exc)[0])
+            return
+        pinned = prepared.pinned
+        start = StartDeal(
+            deal_id=new_id,
+            owner=s.owner,
+            actor=decide.SYSTEM_ACTOR,
+            fields=dict(s.fields),
+            experiment=prepared.experiment,
+            follows=s.deal_id,
+            follow_kind=follow_on.kind,
+        )
+        preview = DealState(
+            deal_id=new_id,
+            process=pinned.name,
+            version=pinned.version,
+            owner=s.owner,
+            stage=pinned.definition.stages[0].id,
+        )
+        try:
+            await workflow.start_child_workflow(
+                DealWorkflow.run,
+                DealInput(start=start, pinned=pinned, time_scale=self._scale),
+                id=workflow_id(new_id),
+                parent_close_policy=ParentClosePolicy.ABANDON,  # a deal of its own: it outlives this one
+                search_attributes=TypedSearchAttributes(search_attributes(preview)),
+            )
+        except WorkflowAlreadyStartedError:
+            self._note(FollowOnFailed, kind=follow_on.kind, error=f"a deal {new_id!r} already exists")
+            return
+        self._note(FollowOnStarted, kind=follow_on.kind, deal_id=new_id, process=pinned.name, version=pinned.version)
+
     def _has_work(self, rung: reminders.Rung | None) -> bool:
         return (
             bool(self._effects)
             or self._unpersisted()
-            or self._state.is_finished
+            or self._done()
             or workflow.info().is_continue_as_new_suggested()
             or self._ladder_moved(rung)
         )

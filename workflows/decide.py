@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from definitions.model import FactSpec, FactType, Notify, ProcessDefinition
+from workflows import calendar
 from workflows.commands import (
     CompleteStage,
     LoseDeal,
@@ -32,6 +33,7 @@ from workflows.events import (
     EntryVia,
     Escalated,
     FactValue,
+    FollowOnScheduled,
     MigratedToVersion,
     MovedBack,
     ReminderSent,
@@ -84,6 +86,8 @@ def start(cmd: StartDeal, d: ProcessDefinition, version: str, content_hash: str,
         value=cmd.value,
         fields=dict(cmd.fields),
         experiment=cmd.experiment,
+        follows=cmd.follows,
+        follow_kind=cmd.follow_kind,
     )
     rec.enter(d.stages[0].id, "start")
     return rec.events
@@ -198,7 +202,7 @@ def _open(state: DealState, expected_stage: str | None) -> str:
     return state.stage
 
 
-def _win_or_advance(rec: _Recorder, d: ProcessDefinition, stage: str) -> None:
+def _win_or_advance(rec: _Recorder, d: ProcessDefinition, stage: str, intents: list[str]) -> None:
     """After `stage` is completed: enter the next stage, win, or close the deal."""
     nxt = d.next_stage(stage)
     if d.stage(stage).post_sale:
@@ -211,6 +215,7 @@ def _win_or_advance(rec: _Recorder, d: ProcessDefinition, stage: str) -> None:
         rec.enter(nxt, "next")
         return
     rec(DealWon, stage=stage)
+    _schedule_follow_ons(rec, d, intents)
     if d.post_sale:
         rec.enter(d.post_sale[0].id, "won")
 
@@ -231,7 +236,11 @@ def complete(state: DealState, d: ProcessDefinition, cmd: CompleteStage, at: dat
     facts = check_facts(d, state, current, cmd.facts)
     rec = _Recorder(state, at, cmd.actor, cmd.request_id)
     rec(StageCompleted, stage=current, facts=facts)
-    _win_or_advance(rec, d, current)
+    if state.status == "won":  # a post-sale stage: the intent recorded now starts its clock now
+        _schedule_follow_ons(rec, d, _intents(DealState(), facts), state)
+        _win_or_advance(rec, d, current, [])
+    else:
+        _win_or_advance(rec, d, current, _intents(state, facts))
     return rec.events
 
 
@@ -283,12 +292,40 @@ def win(state: DealState, d: ProcessDefinition, cmd: WinDeal, at: datetime) -> l
             {"allowed": allowed},
         )
     facts = check_facts(d, state, current, cmd.facts)
+    offered = [r.kind.value for r in d.rebuy]
+    unknown = [k for k in cmd.rebuy if k not in offered]
+    if unknown:
+        raise Refusal(
+            "unknown_rebuy",
+            f"{', '.join(unknown)}: not a follow-on of process {d.name!r} (it offers: {', '.join(offered) or 'none'})",
+            {"offered": offered},
+        )
     rec = _Recorder(state, at, cmd.actor, cmd.request_id)
     rec(StageCompleted, stage=current, facts=facts)
     rec(DealWon, stage=current)
+    _schedule_follow_ons(rec, d, cmd.rebuy or _intents(state, facts), state)
     if d.post_sale:
         rec.enter(d.post_sale[0].id, "won")
     return rec.events
+
+
+REBUY_FACT = "rebuy_intent"
+
+
+def _intents(state: DealState, facts: dict[str, FactValue]) -> list[str]:
+    """The follow-on kinds a rep recorded as the `rebuy_intent` fact, if the process asks it."""
+    values = [v.get(REBUY_FACT) for v in state.facts.values()] + [facts.get(REBUY_FACT)]
+    return [str(v) for v in values if v is not None]
+
+
+def _schedule_follow_ons(
+    rec: _Recorder, d: ProcessDefinition, kinds: list[str], state: DealState | None = None
+) -> None:
+    already = {f.kind for f in state.follow_ons} if state else set()
+    for spec in d.rebuy:
+        if spec.kind.value in kinds and spec.kind.value not in already:
+            due = calendar.add(rec.at, spec.delay, timezone=d.timezone, business_days=d.business_days)
+            rec(FollowOnScheduled, stage=None, kind=spec.kind.value, process=spec.process, due_at=due)
 
 
 def lose(state: DealState, d: ProcessDefinition, cmd: LoseDeal, at: datetime) -> list[DealEvent]:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from definitions.loader import PinnedDefinition
 from workflows.events import DealEvent
 from workflows.state import DealState, Status
 
@@ -105,3 +106,22 @@ class ProposalDocument(BaseModel):
     path: str
     html_path: str
     content_hash: str
+
+
+PREPARE_FOLLOW_ON = "prepare_follow_on"
+
+
+class FollowOnRequest(BaseModel):
+    """Which version a follow-on deal of `process` starts on (an experiment may choose it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    process: str
+    deal_id: str
+
+
+class PreparedFollowOn(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    pinned: PinnedDefinition
+    experiment: str | None = None

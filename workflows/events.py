@@ -38,6 +38,8 @@ class DealStarted(EventBase):
     value: float | None = None
     fields: dict[str, str] = {}
     experiment: str | None = None  # the experiment that chose this version, if one did
+    follows: str | None = None  # the won deal this one follows on from (rebuy)
+    follow_kind: str | None = None  # deep-selling, up-selling or cross-selling
 
 
 class StageEntered(EventBase):
@@ -176,6 +178,29 @@ class MigratedToVersion(EventBase):
     stage_map: dict[str, str]
 
 
+class FollowOnScheduled(EventBase):
+    """A won deal will start a follow-on deal of `process` at `due_at` (the definition's rebuy)."""
+
+    type: Literal["FollowOnScheduled"] = "FollowOnScheduled"
+    kind: str
+    process: str
+    due_at: datetime
+
+
+class FollowOnStarted(EventBase):
+    type: Literal["FollowOnStarted"] = "FollowOnStarted"
+    kind: str
+    deal_id: str
+    process: str
+    version: str
+
+
+class FollowOnFailed(EventBase):
+    type: Literal["FollowOnFailed"] = "FollowOnFailed"
+    kind: str
+    error: str
+
+
 BuyerResponseKind = Literal["replied", "meeting_booked", "unsubscribed", "bounced"]
 
 
@@ -206,7 +231,10 @@ DealEvent = Annotated[
     | CadenceStopped
     | CadenceCompleted
     | BuyerResponded
-    | MigratedToVersion,
+    | MigratedToVersion
+    | FollowOnScheduled
+    | FollowOnStarted
+    | FollowOnFailed,
     Field(discriminator="type"),
 ]
 

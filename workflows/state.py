@@ -25,6 +25,9 @@ from workflows.events import (
     DealWon,
     Escalated,
     Facts,
+    FollowOnFailed,
+    FollowOnScheduled,
+    FollowOnStarted,
     MigratedToVersion,
     MovedBack,
     ProposalFailed,
@@ -53,6 +56,21 @@ class RequestRecord(BaseModel):
     status: Status
 
 
+class FollowOn(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    process: str
+    scheduled_at: datetime
+    due_at: datetime
+    deal_id: str | None = None  # set once started
+    error: str | None = None  # set if it could not be started
+
+    @property
+    def pending(self) -> bool:
+        return self.deal_id is None and self.error is None
+
+
 class DealState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -63,6 +81,9 @@ class DealState(BaseModel):
     value: float | None = None
     fields: dict[str, str] = {}
     experiment: str | None = None
+    follows: str | None = None
+    follow_kind: str | None = None
+    follow_ons: list[FollowOn] = []
     status: Status = "open"
     stage: str | None = None
     stage_entered_at: datetime | None = None
@@ -82,6 +103,10 @@ class DealState(BaseModel):
     touches: int = 0  # touches sent, over all cadences
     touches_failed: int = 0
     buyer_responses: list[str] = []
+
+    @property
+    def pending_follow_ons(self) -> list[FollowOn]:
+        return [f for f in self.follow_ons if f.pending]
 
     @property
     def is_finished(self) -> bool:
@@ -104,6 +129,8 @@ def apply(state: DealState, event: DealEvent) -> DealState:
                 value=event.value,
                 fields=dict(event.fields),
                 experiment=event.experiment,
+                follows=event.follows,
+                follow_kind=event.follow_kind,
                 started_at=event.at,
             )
         case StageEntered():
@@ -149,6 +176,23 @@ def apply(state: DealState, event: DealEvent) -> DealState:
                 changes.update(cadence=None, cadence_id=None)
         case BuyerResponded():
             changes.update(buyer_responses=[*state.buyer_responses, event.kind])
+        case FollowOnScheduled():
+            planned = FollowOn(kind=event.kind, process=event.process, scheduled_at=event.at, due_at=event.due_at)
+            changes.update(follow_ons=[*state.follow_ons, planned])
+        case FollowOnStarted():
+            changes.update(
+                follow_ons=[
+                    f.model_copy(update={"deal_id": event.deal_id}) if f.kind == event.kind and f.pending else f
+                    for f in state.follow_ons
+                ]
+            )
+        case FollowOnFailed():
+            changes.update(
+                follow_ons=[
+                    f.model_copy(update={"error": event.error}) if f.kind == event.kind and f.pending else f
+                    for f in state.follow_ons
+                ]
+            )
         case MigratedToVersion():
             rename = event.stage_map
             renamed_facts: dict[str, Facts] = {}

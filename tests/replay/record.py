@@ -32,6 +32,7 @@ from temporalio.worker import Worker
 
 from activities.channels.config import ChannelRegistry, ChannelsConfig
 from activities.event_log import EventLogActivities
+from activities.follow_ons import FollowOnActivities
 from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from audit.history import fetch_deal, to_json
@@ -129,6 +130,32 @@ async def continue_as_new(c: DealflowClient, skip: Callable[[timedelta], Awaitab
     return "rec-can"
 
 
+async def migration(c: DealflowClient, skip: Callable[[timedelta], Awaitable[None]]) -> str:
+    versions = [load_file(HERE.parent / "processes" / "versions" / f"orders-{v}.yaml") for v in ("v1", "v2")]
+    for pinned in versions:
+        await registry.deploy(c.pool, pinned, deployed_by="recorder")
+    v1, v2 = (p.version for p in versions)
+    await c.start_deal("orders", "rec-migrate", "rita", version=v1, fields=FIELDS)
+    await c.complete_stage("rec-migrate", "lead", actor="rita")
+    await c.complete_stage("rec-migrate", "discovery", actor="rita", facts={"need": "invoicing"})
+    await c.complete_stage("rec-migrate", "demo", actor="rita")
+    plan = await c.plan_migration("orders", v1, v2, {"demo": "solution"})
+    await c.migrate_deal("rec-migrate", plan, actor="olga")  # at negotiate, which gains a cadence in v2
+    await skip(timedelta(days=3))
+    await c.complete_stage("rec-migrate", "negotiate", actor="rita")
+    await c.win("rec-migrate", actor="rita")
+    return "rec-migrate"
+
+
+async def follow_ons(c: DealflowClient, skip: Callable[[timedelta], Awaitable[None]]) -> str:
+    await c.start_deal("subscriptions", "rec-follow", "rita", value=900, fields=FIELDS)
+    await c.complete_stage("rec-follow", "offer", actor="rita")
+    await c.win("rec-follow", actor="rita", rebuy=["cross-selling"])
+    await c.complete_stage("rec-follow", "onboarding", actor="rita", facts={"rebuy_intent": "up-selling"})
+    await skip(timedelta(hours=5))
+    return "rec-follow"
+
+
 TIME_SKIPPING: dict[str, Scenario] = {
     "normal-path": normal_path,
     "skips": skips,
@@ -136,6 +163,8 @@ TIME_SKIPPING: dict[str, Scenario] = {
     "lost": lost,
     "reminders-escalations": reminders,
     "cadence-reply": cadence_reply,
+    "migration": migration,
+    "follow-ons": follow_ons,
 }
 
 
@@ -157,6 +186,7 @@ async def _record(
             EventLogActivities(pool).append_events,
             MessageActivities(pool, registry_).send_message,
             ProposalActivities(tmp / "proposals").generate_proposal,
+            FollowOnActivities(pool).prepare_follow_on,
         ],
     )
     client = DealflowClient(env.client, pool, Settings(database_url=url, task_queue=queue))
