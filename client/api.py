@@ -32,8 +32,8 @@ from store import experiments, registry
 from store.db import StoreUnavailable, connect_pool
 from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
 from store.migrations import migrate
-from worker.run import connect_temporal
-from worker.settings import Settings
+from worker.run import connect_temporal, tls_config
+from worker.settings import Settings, SettingsError
 from workflows.commands import (
     ActionResult,
     Command,
@@ -127,7 +127,11 @@ class DealflowClient:
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> DealflowClient:
-        settings = settings or Settings.resolve()
+        try:
+            settings = settings or Settings.resolve()
+            tls_config(settings)  # a missing certificate is named before anything connects
+        except SettingsError as exc:
+            raise DealflowError(str(exc), code="bad_settings") from None
         try:
             pool = await connect_pool(settings.database_url, max_size=20)
         except StoreUnavailable as exc:

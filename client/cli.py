@@ -23,6 +23,7 @@ from client.definition_commands import add_parser as add_definitions
 from client.experiment_commands import add_parser as add_experiments
 from client.metrics_commands import add_parsers as add_metrics
 from client.output import action_json, deal_row_json, emit, print_table, status_json
+from worker.settings import SettingsError
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -377,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"dealflow: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SettingsError as exc:
+        print(f"dealflow: configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except Unavailable as exc:
         print(f"dealflow: unavailable: {exc.message}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -385,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except DealflowError as exc:
         print(f"dealflow: {exc.message}", file=sys.stderr)
-        return EXIT_REFUSED
+        return EXIT_USAGE if exc.code == "bad_settings" else EXIT_REFUSED
     except KeyboardInterrupt:
         return 130
     return 0

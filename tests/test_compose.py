@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import yaml
 
 from worker.devserver import SEARCH_ATTRIBUTE_TYPES
-from worker.settings import ENV_VARS
+from worker.settings import ENV_VARS, TLS_ENV_VARS
 
 ROOT = Path(__file__).parent.parent
 
@@ -47,9 +47,37 @@ def test_start_order() -> None:
                 assert "healthcheck" in services[dep], f"{dep} needs a healthcheck"
 
 
+# What temporalio/docker-compose's docker-compose-postgres12.yml gives the auto-setup image and
+# the UI: the same variable names, so the published setup's documentation applies here.
+PUBLISHED_TEMPORAL_ENV = {
+    "DB",
+    "DB_PORT",
+    "POSTGRES_USER",
+    "POSTGRES_PWD",
+    "POSTGRES_SEEDS",
+    "DYNAMIC_CONFIG_FILE_PATH",
+}
+PUBLISHED_UI_ENV = {"TEMPORAL_ADDRESS", "TEMPORAL_CORS_ORIGINS"}
+
+
+def test_the_temporal_services_are_configured_as_the_published_setup() -> None:
+    services = _compose()["services"]
+    assert set(services["temporal"]["environment"]) == PUBLISHED_TEMPORAL_ENV
+    assert set(services["temporal-ui"]["environment"]) == PUBLISHED_UI_ENV
+    assert services["temporal"]["ports"] == ["7233:7233"]
+    assert services["temporal"]["volumes"] == ["./deploy/dynamicconfig:/etc/temporal/config/dynamicconfig"]
+    tools = services["temporal-setup"]["image"]
+    assert tools.startswith("temporalio/admin-tools:")
+    server_version = services["temporal"]["image"].split(":")[1]
+    assert tools.split(":")[1].startswith(server_version), "admin tools must match the server version"
+
+
 def test_temporal_uses_the_compose_postgresql() -> None:
-    env = _compose()["services"]["temporal"]["environment"]
+    services = _compose()["services"]
+    env = services["temporal"]["environment"]
+    pg = services["postgresql"]["environment"]
     assert env["DB"] == "postgres12" and env["POSTGRES_SEEDS"] == "postgresql"
+    assert (env["POSTGRES_USER"], env["POSTGRES_PWD"]) == (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"])
     config = env["DYNAMIC_CONFIG_FILE_PATH"].removeprefix("config/dynamicconfig/")
     assert (ROOT / "deploy" / "dynamicconfig" / config).exists()
 
@@ -57,7 +85,7 @@ def test_temporal_uses_the_compose_postgresql() -> None:
 def test_worker_environment_matches_what_the_code_reads() -> None:
     services = _compose()["services"]
     worker = services["worker"]
-    assert set(worker["environment"]) == set(ENV_VARS)
+    assert set(ENV_VARS) <= set(worker["environment"]) <= set(ENV_VARS) | set(TLS_ENV_VARS)
     assert worker["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
     db = urlparse(worker["environment"]["DATABASE_URL"])
     pg = services["postgresql"]["environment"]

@@ -8,11 +8,26 @@ import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 DEFAULT_TASK_QUEUE = "dealflow"
 
 # The environment a worker or client reads (docker-compose.yml must provide these to the worker).
 ENV_VARS = ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "DATABASE_URL", "DEALFLOW_TASK_QUEUE")
+# Optional: TLS, mutual TLS and an API key for Temporal (the names the Temporal CLI uses).
+# PostgreSQL's TLS goes in DATABASE_URL itself (?sslmode=verify-full&sslrootcert=...).
+TLS_ENV_VARS = (
+    "TEMPORAL_TLS",
+    "TEMPORAL_TLS_CA",
+    "TEMPORAL_TLS_CERT",
+    "TEMPORAL_TLS_KEY",
+    "TEMPORAL_TLS_SERVER_NAME",
+    "TEMPORAL_API_KEY",
+)
+
+
+class SettingsError(ValueError):
+    """The configuration itself is wrong (a file missing, a flag unreadable); the message says which."""
 
 
 def home() -> Path:
@@ -38,6 +53,18 @@ class Settings:
     database_url: str = "postgresql://postgres@127.0.0.1:55432/dealflow"
     task_queue: str = DEFAULT_TASK_QUEUE
     source: str = "defaults"
+    tls: bool | None = None  # None: on when a certificate, a CA or an API key is given
+    tls_ca: str | None = None  # file: the CA that signed the server's certificate
+    tls_cert: str | None = None  # file: the client certificate, for mutual TLS
+    tls_key: str | None = None  # file: its private key
+    tls_server_name: str | None = None  # the name to expect on the server's certificate
+    api_key: str | None = None  # Temporal Cloud and servers with an authorizer
+
+    @property
+    def uses_tls(self) -> bool:
+        if self.tls is not None:
+            return self.tls
+        return bool(self.tls_ca or self.tls_cert or self.api_key)
 
     @classmethod
     def resolve(cls) -> Settings:
@@ -45,21 +72,23 @@ class Settings:
         stack = read_stack()
         if stack is not None:
             settings = replace(settings, source=f"embedded stack ({stack_file()})", **stack)
-        env = {
+        env: dict[str, Any] = {
             field: os.environ.get(var)
             for field, var in zip(
                 ("temporal_address", "namespace", "database_url", "task_queue"), ENV_VARS, strict=True
             )
         }
         given = {k: v for k, v in env.items() if v}
-        if given:
+        tls = _tls_from_env()
+        if given or tls:
             settings = replace(
                 settings, source="environment" if stack is None else settings.source + " + environment", **given
             )
+            settings = replace(settings, **tls)
         return settings
 
 
-def read_stack() -> dict[str, str] | None:
+def read_stack() -> dict[str, Any] | None:
     """The addresses a running `dealflow dev` wrote, if its process is still alive."""
     path = stack_file()
     try:
@@ -79,3 +108,31 @@ def write_stack(settings: Settings, pid: int) -> None:
 
 def clear_stack() -> None:
     stack_file().unlink(missing_ok=True)
+
+
+def _flag(var: str) -> bool | None:
+    raw = os.environ.get(var, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{var}={os.environ[var]!r}: use true or false")
+
+
+def _tls_from_env() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    flag = _flag("TEMPORAL_TLS")
+    if flag is not None:
+        found["tls"] = flag
+    for field, var in (
+        ("tls_ca", "TEMPORAL_TLS_CA"),
+        ("tls_cert", "TEMPORAL_TLS_CERT"),
+        ("tls_key", "TEMPORAL_TLS_KEY"),
+        ("tls_server_name", "TEMPORAL_TLS_SERVER_NAME"),
+        ("api_key", "TEMPORAL_API_KEY"),
+    ):
+        if os.environ.get(var):
+            found[field] = os.environ[var]
+    return found
