@@ -25,15 +25,17 @@ from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, W
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.access import AccessDenied, AccessPolicy, Permission, load_policy
 from client.migration import MigrationPlan, PlanError, plan
 from definitions.experiment import Experiment, assign
 from definitions.loader import DefinitionError, PinnedDefinition, load_file
-from store import experiments, registry
+from store import access_log, experiments, registry
 from store.db import StoreUnavailable, connect_pool
 from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
 from store.migrations import migrate
 from worker.run import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
+from workflows.access import Claim
 from workflows.commands import (
     ActionResult,
     Command,
@@ -120,16 +122,18 @@ def _deal_lookup(deal_id: str) -> Iterator[None]:
 
 
 class DealflowClient:
-    def __init__(self, temporal: Client, pool: asyncpg.Pool, settings: Settings):
+    def __init__(self, temporal: Client, pool: asyncpg.Pool, settings: Settings, access: AccessPolicy | None = None):
         self.temporal = temporal
         self.pool = pool
         self.settings = settings
+        self.access = access  # None: no access configuration, everything allowed
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> DealflowClient:
         try:
             settings = settings or Settings.resolve()
             tls_config(settings)  # a missing certificate is named before anything connects
+            policy = load_policy()
         except SettingsError as exc:
             raise DealflowError(str(exc), code="bad_settings") from None
         try:
@@ -147,7 +151,7 @@ class DealflowClient:
         except BaseException:
             await pool.close()
             raise
-        return cls(temporal, pool, settings)
+        return cls(temporal, pool, settings, policy)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -158,9 +162,23 @@ class DealflowClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    # --- access ----------------------------------------------------------------------------
+
+    async def _claim(self, actor: str, permission: Permission, target: str | None = None) -> Claim | None:
+        """The claim to send with a request, after the role check; None when access is off."""
+        if self.access is None:
+            return None
+        try:
+            return self.access.require(actor, permission)
+        except AccessDenied as denied:
+            known = self.access.identities.get(actor)
+            await access_log.record(self.pool, actor, known.role if known else None, permission, target, denied.message)
+            raise Refused(denied.message, code="forbidden") from None
+
     # --- definitions -----------------------------------------------------------------------
 
     async def deploy(self, path: str | Path, *, deployed_by: str) -> registry.Deployment:
+        await self._claim(deployed_by, "deploy", str(path))
         try:
             pinned = load_file(path)
         except DefinitionError as exc:
@@ -179,12 +197,14 @@ class DealflowClient:
     # --- experiments -----------------------------------------------------------------------
 
     async def start_experiment(self, exp: Experiment, *, started_by: str) -> experiments.ExperimentRecord:
+        await self._claim(started_by, "experiment", exp.name)
         try:
             return await experiments.start(self.pool, exp, started_by=started_by)
         except experiments.ExperimentRefused as exc:
             raise Refused(str(exc), code="experiment_refused") from None
 
     async def stop_experiment(self, name: str, *, stopped_by: str) -> experiments.ExperimentRecord:
+        await self._claim(stopped_by, "experiment", name)
         try:
             return await experiments.stop(self.pool, name, stopped_by=stopped_by)
         except experiments.ExperimentRefused as exc:
@@ -209,6 +229,7 @@ class DealflowClient:
             raise Refused(str(exc), code="invalid_plan") from None
 
     async def migrate_deal(self, deal_id: str, migration: MigrationPlan, *, actor: str) -> ActionResult:
+        claim = await self._claim(actor, "migrate", deal_id)
         cmd = _build(
             MigrateDeal,
             request_id=migration.request_id(deal_id),
@@ -216,6 +237,7 @@ class DealflowClient:
             from_version=migration.source.version,
             to=migration.target,
             stage_map=migration.explicit,
+            claim=claim,
         )
         return await self._update(deal_id, DealWorkflow.migrate, cmd)
 
@@ -261,7 +283,19 @@ class DealflowClient:
 
         `time_scale` below 1 compresses reminder and cadence waits, for simulations only.
         """
-        start = _build(StartDeal, deal_id=deal_id, owner=owner, actor=actor or owner, value=value, fields=fields or {})
+        actor = actor or owner
+        claim = await self._claim(actor, "start", deal_id)
+        team = None
+        if self.access is not None and claim is not None:
+            team = self.access.team_of(owner)
+            if claim.role == "rep" and owner != actor:
+                await self._refuse(actor, claim, "start", deal_id, f"{actor} is a rep: a rep starts deals they own")
+            if claim.role == "manager" and team != claim.team:
+                why = f"{actor} manages team {claim.team}; {owner} is not in it"
+                await self._refuse(actor, claim, "start", deal_id, why)
+        start = _build(
+            StartDeal, deal_id=deal_id, owner=owner, actor=actor, value=value, fields=fields or {}, team=team
+        )
         if version is None:
             running = await experiments.running_on(self.pool, process)
             if running is not None:
@@ -285,6 +319,10 @@ class DealflowClient:
             raise Refused(f"deal {deal_id!r} already exists", code="deal_exists") from None
         return StartedDeal(deal_id=deal_id, workflow_id=workflow_id(deal_id), process_ref=pinned.ref, stage=first)
 
+    async def _refuse(self, actor: str, claim: Claim, action: str, target: str, why: str) -> None:
+        await access_log.record(self.pool, actor, claim.role, action, target, why)
+        raise Refused(why, code="forbidden")
+
     async def _update(self, deal_id: str, update: Any, cmd: Command) -> ActionResult:
         handle = self._handle(deal_id)
         try:
@@ -292,6 +330,10 @@ class DealflowClient:
             return result
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == "forbidden":
+                role = cmd.claim.role if cmd.claim else None
+                action = type(cmd).__name__
+                await access_log.record(self.pool, cmd.actor, role, action, deal_id, cause.message)
             if isinstance(cause, ApplicationError):
                 raise Refused(cause.message, code=cause.type or "refused", details=cause.details) from None
             raise Refused(f"update failed: {cause}") from None
@@ -335,7 +377,12 @@ class DealflowClient:
         request_id: str | None = None,
     ) -> ActionResult:
         cmd = _build(
-            CompleteStage, request_id=self._request_id(request_id), actor=actor, stage=stage, facts=facts or {}
+            CompleteStage,
+            request_id=self._request_id(request_id),
+            actor=actor,
+            stage=stage,
+            facts=facts or {},
+            claim=await self._claim(actor, "act", deal_id),
         )
         return await self._update(deal_id, DealWorkflow.complete_stage, cmd)
 
@@ -353,6 +400,7 @@ class DealflowClient:
             MoveStage,
             request_id=self._request_id(request_id),
             actor=actor,
+            claim=await self._claim(actor, "act", deal_id),
             to=to,
             reason=reason,
             expected_stage=expected_stage,
@@ -374,6 +422,7 @@ class DealflowClient:
             WinDeal,
             request_id=self._request_id(request_id),
             actor=actor,
+            claim=await self._claim(actor, "act", deal_id),
             facts=facts or {},
             expected_stage=expected_stage,
             rebuy=rebuy or [],
@@ -394,6 +443,7 @@ class DealflowClient:
             LoseDeal,
             request_id=self._request_id(request_id),
             actor=actor,
+            claim=await self._claim(actor, "act", deal_id),
             reason=reason,
             note=note,
             expected_stage=expected_stage,
@@ -410,7 +460,14 @@ class DealflowClient:
         request_id: str | None = None,
     ) -> ActionResult:
         """The buyer replied, booked a meeting, unsubscribed or bounced: stops the cadence at once."""
-        cmd = _build(RecordResponse, request_id=self._request_id(request_id), actor=actor, kind=kind, note=note)
+        cmd = _build(
+            RecordResponse,
+            request_id=self._request_id(request_id),
+            actor=actor,
+            kind=kind,
+            note=note,
+            claim=await self._claim(actor, "act", deal_id),
+        )
         return await self._update(deal_id, DealWorkflow.record_response, cmd)
 
     async def status(self, deal_id: str) -> DealStatus:

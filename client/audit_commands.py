@@ -21,6 +21,7 @@ from audit.verify import LogRow, verify
 from client.api import DealflowClient, DealflowError
 from client.arguments import instant
 from client.output import emit, print_table
+from store import access_log
 from workflows.deal import workflow_id
 from workflows.state import as_of
 
@@ -201,6 +202,19 @@ def _deal_selection(p: argparse.ArgumentParser, files: str) -> argparse.Argument
     return p
 
 
+async def run_access(args: argparse.Namespace) -> None:
+    since = instant(args.since, "--since") if args.since else None
+    async with await DealflowClient.connect() as c:
+        rows = await access_log.read(c.pool, since=since, limit=args.limit)
+    if args.json:
+        emit([r.model_dump(mode="json") for r in rows])
+        return
+    print_table(
+        ["at", "actor", "role", "action", "target", "reason"],
+        [[f"{r.at:%Y-%m-%d %H:%M:%S}", r.actor, r.role or "-", r.action, r.target or "-", r.reason] for r in rows],
+    )
+
+
 def add_parser(top: Any) -> None:
     audit = top.add_parser("audit", help="replay, timeline, as-of, verify, export").add_subparsers(
         dest="sub", required=True
@@ -225,3 +239,8 @@ def add_parser(top: Any) -> None:
     ex.add_argument("deal_id", metavar="DEAL_ID")
     ex.add_argument("--out", required=True, metavar="FILE")
     ex.set_defaults(run=run_export)
+    ac = audit.add_parser("access", help="requests refused for want of a permission, newest first")
+    ac.add_argument("--since", metavar="TIMESTAMP")
+    ac.add_argument("--limit", type=int, default=1000)
+    ac.add_argument("--json", action="store_true")
+    ac.set_defaults(run=run_access)

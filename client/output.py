@@ -50,6 +50,14 @@ def status_json(s: DealStatus) -> dict[str, Any]:
         "facts": st.facts,
         "visits": st.visits,
         "last_seq": st.last_seq,
+        "team": st.team,
+        "experiment": st.experiment,
+        "follows": st.follows,
+        "follow_kind": st.follow_kind,
+        "follow_ons": [
+            {"kind": f.kind, "process": f.process, "due_at": _iso(f.due_at), "deal_id": f.deal_id, "error": f.error}
+            for f in st.follow_ons
+        ],
         "running": s.running,
         "missing_facts": [m.model_dump() for m in s.missing_facts],
     }

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from definitions.loader import PinnedDefinition
+from workflows.access import Claim
 from workflows.events import BuyerResponseKind, DealEvent, Facts
 from workflows.state import Status
 
@@ -23,6 +24,7 @@ class Command(_Payload):
     request_id: str = Field(min_length=1, max_length=200)
     actor: str = Field(min_length=1, max_length=200)
     expected_stage: str | None = None
+    claim: Claim | None = None  # the actor's role and team, when access control is configured
 
 
 class CompleteStage(Command):
@@ -83,6 +85,7 @@ class StartDeal(_Payload):
     experiment: str | None = None
     follows: str | None = None
     follow_kind: str | None = None
+    team: str | None = None
 
 
 class DealInput(_Payload):

@@ -24,7 +24,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from definitions.loader import PinnedDefinition
     from definitions.model import StopCondition
-    from workflows import decide, reminders
+    from workflows import access, decide, reminders
     from workflows.cadence import CadenceInput, CadenceReport, FollowUpCadence
     from workflows.commands import (
         ActionResult,
@@ -359,15 +359,24 @@ class DealWorkflow:
     def _check(self, cmd: Command, decision: Callable[[], list[DealEvent]]) -> None:
         if cmd.request_id in self._state.requests:
             return  # a repeat: accepted, answered from the record, records nothing
+        self._allowed(cmd)
         try:
             decision()
         except decide.Refusal as refusal:
             raise _refused(refusal) from None
 
+    def _allowed(self, cmd: Command) -> None:
+        action: access.Action = "migrate" if isinstance(cmd, MigrateDeal) else "act"
+        try:
+            access.check(cmd.claim, cmd.actor, action, self._state)
+        except access.Forbidden as denied:
+            raise ApplicationError(denied.message, {"actor": cmd.actor}, type="forbidden", non_retryable=True) from None
+
     def _act(self, cmd: Command, decision: Callable[[], list[DealEvent]]) -> ActionResult:
         repeat = self._result(cmd.request_id)
         if repeat is not None:
             return repeat
+        self._allowed(cmd)
         try:
             events = decision()
         except decide.Refusal as refusal:  # another update changed the state since validation

@@ -88,6 +88,7 @@ def start(cmd: StartDeal, d: ProcessDefinition, version: str, content_hash: str,
         experiment=cmd.experiment,
         follows=cmd.follows,
         follow_kind=cmd.follow_kind,
+        team=cmd.team,
     )
     rec.enter(d.stages[0].id, "start")
     return rec.events

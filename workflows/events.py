@@ -40,6 +40,7 @@ class DealStarted(EventBase):
     experiment: str | None = None  # the experiment that chose this version, if one did
     follows: str | None = None  # the won deal this one follows on from (rebuy)
     follow_kind: str | None = None  # deep-selling, up-selling or cross-selling
+    team: str | None = None  # the owner's team when the deal started (access control)
 
 
 class StageEntered(EventBase):

@@ -84,6 +84,7 @@ class DealState(BaseModel):
     follows: str | None = None
     follow_kind: str | None = None
     follow_ons: list[FollowOn] = []
+    team: str | None = None
     status: Status = "open"
     stage: str | None = None
     stage_entered_at: datetime | None = None
@@ -131,6 +132,7 @@ def apply(state: DealState, event: DealEvent) -> DealState:
                 experiment=event.experiment,
                 follows=event.follows,
                 follow_kind=event.follow_kind,
+                team=event.team,
                 started_at=event.at,
             )
         case StageEntered():
