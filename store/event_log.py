@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime
 
 import asyncpg
@@ -21,8 +22,9 @@ from workflows.events import EVENT_ADAPTER, DealEvent, DealStarted
 
 _INSERT = """
 INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, stage, request_id, process, version, payload,
-                         prev_hash, hash)
-SELECT $1, e.seq, e.type, e.occurred_at, e.actor, e.stage, e.request_id, $2, $3, e.payload::jsonb, e.prev_hash, e.hash
+                         prev_hash, hash, run_started_at, history_length)
+SELECT $1, e.seq, e.type, e.occurred_at, e.actor, e.stage, e.request_id, $2, $3, e.payload::jsonb, e.prev_hash, e.hash,
+       $13, $14
 FROM unnest($4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
             $12::text[])
      AS e(seq, type, occurred_at, actor, stage, request_id, payload, prev_hash, hash)
@@ -48,9 +50,12 @@ ON CONFLICT (deal_id) DO UPDATE SET
     customer = coalesce(deals.customer, EXCLUDED.customer), updated_at = now()
 WHERE deals.last_seq < EXCLUDED.last_seq
 """
+# after replacing events of a discarded workflow task, the projection may have to go back
+_PROJECT_AGAIN = _PROJECT.replace("WHERE deals.last_seq < EXCLUDED.last_seq", "")
 
 
 GENESIS = "0" * 64
+log = logging.getLogger("dealflow.event_log")
 
 
 def canonical(event: DealEvent) -> str:
@@ -74,14 +79,26 @@ def chained(prev_hash: str, payloads: list[str]) -> list[tuple[str, str]]:
 
 
 async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
-    """Append a batch; return how many events were new (0 when the batch is a retry)."""
+    """Append a batch; return how many events were new (0 when the batch is a retry).
+
+    Normally each event is written once and a retried batch writes nothing. One case needs
+    more: a worker killed at the wrong instant can leave in the log events of a workflow task
+    that Temporal then discarded, and the task's rerun records them again, differently (later
+    times, at least). The batch made later in the deal's history (`AppendEvents.position`) then
+    replaces them and everything logged after them, so the log ends up equal to the history; a
+    batch made earlier than what is logged is stale and changes nothing.
+    """
     events = sorted(batch.events, key=lambda e: e.seq)
+    if not events:
+        return 0
     snap = batch.snapshot
     started = next((e for e in events if isinstance(e, DealStarted)), None)
     payloads = [canonical(e) for e in events]
     async with pool.acquire() as conn, conn.transaction():
+        # one append per deal at a time: the comparison below must see a settled log
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", batch.deal_id)
         prev = GENESIS
-        if events and events[0].seq > 1:
+        if events[0].seq > 1:
             found = await conn.fetchval(
                 "SELECT hash FROM deal_events WHERE deal_id = $1 AND seq = $2", batch.deal_id, events[0].seq - 1
             )
@@ -89,6 +106,9 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
                 raise LookupError(f"deal {batch.deal_id}: event {events[0].seq - 1} is not in the log yet")
             prev = found
         links = chained(prev, payloads)
+        rewritten = await _replace_diverged(conn, batch, events, links)
+        if rewritten is None:
+            return 0  # stale: the log holds what a later point of the history made
         inserted = await conn.fetch(
             _INSERT,
             batch.deal_id,
@@ -103,9 +123,11 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             payloads,
             [p for p, _ in links],
             [h for _, h in links],
+            batch.run_started_at,
+            batch.history_length,
         )
         await conn.execute(
-            _PROJECT,
+            _PROJECT_AGAIN if rewritten else _PROJECT,
             snap.deal_id,
             snap.process,
             snap.version,
@@ -126,8 +148,46 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             started.fields.get("customer") if started else None,
         )
         new = {r["seq"] for r in inserted}
-        await visits.project(conn, batch.deal_id, snap.process, [e for e in events if e.seq in new])
+        if rewritten:
+            logged = [EVENT_ADAPTER.validate_json(r["payload"]) for r in await conn.fetch(_READ, batch.deal_id)]
+            await visits.rebuild_deal(conn, batch.deal_id, snap.process, logged)
+        else:
+            await visits.project(conn, batch.deal_id, snap.process, [e for e in events if e.seq in new])
     return len(new)
+
+
+_READ = "SELECT payload::text AS payload FROM deal_events WHERE deal_id = $1 ORDER BY seq"
+
+
+async def _replace_diverged(
+    conn: visits.Conn, batch: AppendEvents, events: list[DealEvent], links: list[tuple[str, str]]
+) -> bool | None:
+    """Delete the logged events from the first one that differs from the batch, if the batch was
+    made later in the history. True: replaced; False: nothing differs; None: the batch is stale."""
+    stored = {
+        r["seq"]: r
+        for r in await conn.fetch(
+            "SELECT seq, hash, run_started_at, history_length FROM deal_events WHERE deal_id = $1 AND seq >= $2",
+            batch.deal_id,
+            events[0].seq,
+        )
+    }
+    differs = [e.seq for e, (_, h) in zip(events, links, strict=True) if e.seq in stored and stored[e.seq]["hash"] != h]
+    diverged = differs[0] if differs else None
+    if diverged is None:
+        return False
+    row = stored[diverged]
+    logged_at = (row["run_started_at"], row["history_length"]) if row["history_length"] is not None else None
+    # a tie is the same workflow task run twice (the first run's completion was lost): the later
+    # append is the run that counts
+    if batch.position is None or (logged_at is not None and logged_at > batch.position):
+        log.warning("deal %s: a stale batch from seq %d left the log as it is", batch.deal_id, diverged)
+        return None
+    log.warning(
+        "deal %s: replacing logged events from seq %d made by a discarded workflow task", batch.deal_id, diverged
+    )
+    await conn.execute("DELETE FROM deal_events WHERE deal_id = $1 AND seq >= $2", batch.deal_id, diverged)
+    return True
 
 
 async def read(pool: asyncpg.Pool, deal_id: str, *, until: datetime | None = None) -> list[DealEvent]:

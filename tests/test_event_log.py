@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from audit.verify import LogRow, check_chain
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import event_log
@@ -107,3 +108,26 @@ async def test_unreachable_database_is_named(url: str) -> None:
 
     with pytest.raises(StoreUnavailable, match="cannot connect to PostgreSQL"):
         await connect_pool(url)
+
+
+async def test_a_later_batch_replaces_events_of_a_discarded_task_and_a_stale_one_changes_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    """A worker killed at the wrong instant can log events of a workflow task Temporal then
+    discards; its rerun sends them again, differently (here: later). The batch made later in the
+    history wins, the chain stays whole, and an older batch arriving afterwards changes nothing."""
+    deal = new_deal_id("log")
+    first = _batch(deal, range(1, 4))
+    started = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    assert await event_log.append(pool, first.model_copy(update={"run_started_at": started, "history_length": 9})) == 3
+    rerun_events = [*first.events[:2], first.events[2].model_copy(update={"at": T0.replace(hour=10)})]
+    rerun = first.model_copy(update={"events": rerun_events, "run_started_at": started, "history_length": 14})
+    assert await event_log.append(pool, rerun) == 1
+    assert [e.at for e in await event_log.read(pool, deal)] == [T0, T0, T0.replace(hour=10)]
+    stale = first.model_copy(update={"run_started_at": started, "history_length": 9})
+    assert await event_log.append(pool, stale) == 0
+    assert [e.at for e in await event_log.read(pool, deal)] == [T0, T0, T0.replace(hour=10)]
+    rows = await pool.fetch(
+        "SELECT seq, payload::text AS payload, prev_hash, hash FROM deal_events WHERE deal_id = $1 ORDER BY seq", deal
+    )
+    assert check_chain([LogRow(r["seq"], r["payload"], r["prev_hash"], r["hash"]) for r in rows]) == []

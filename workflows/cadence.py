@@ -21,7 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from definitions.model import Cadence
     from workflows.calendar import add
-    from workflows.effects import SEND_MESSAGE, OutgoingMessage, SentMessage
+    from workflows.effects import SEND_MESSAGE, SEND_TIMEOUT, OutgoingMessage, SentMessage
 
 TOUCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -58,6 +58,9 @@ class CadenceReport(BaseModel):
     error: str = ""
     reason: str = ""
     touches_sent: int = 0
+    # when it happened, by the cadence's clock: the deal records this, not the time it happened
+    # to process the signal, so the event is the same whichever workflow task applies it
+    at: datetime | None = None
 
 
 class CadenceOutcome(BaseModel):
@@ -141,7 +144,7 @@ class FollowUpCadence:
                 SEND_MESSAGE,
                 message,
                 result_type=SentMessage,
-                start_to_close_timeout=timedelta(seconds=60),
+                start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=TOUCH_RETRY,
             )
         except ActivityError as exc:
@@ -169,7 +172,8 @@ class FollowUpCadence:
 
     async def _report(self, inp: CadenceInput, report: CadenceReport) -> None:
         try:
-            await workflow.get_external_workflow_handle(inp.parent_workflow_id).signal("cadence_report", report)
+            stamped = report.model_copy(update={"at": workflow.now()})
+            await workflow.get_external_workflow_handle(inp.parent_workflow_id).signal("cadence_report", stamped)
         except FailureError:
             # the deal has ended: nobody to report to, and nothing left to chase
             if self._stop is None:

@@ -41,9 +41,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.effects import (
         APPEND_EVENTS,
+        APPEND_TIMEOUT,
         GENERATE_PROPOSAL,
         PREPARE_FOLLOW_ON,
+        PROPOSAL_TIMEOUT,
         SEND_MESSAGE,
+        SEND_TIMEOUT,
         AppendEvents,
         DealSnapshot,
         FollowOnRequest,
@@ -317,7 +320,7 @@ class DealWorkflow:
             case "completed":
                 event = (CadenceCompleted, {"cadence_run": run, "touches_sent": report.touches_sent})
         cls, fields = event
-        self._note(cls, **fields)
+        self._note(cls, at=report.at, **fields)
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -484,7 +487,7 @@ class DealWorkflow:
                 SEND_MESSAGE,
                 message,
                 result_type=SentMessage,
-                start_to_close_timeout=timedelta(seconds=60),
+                start_to_close_timeout=SEND_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
             )
         except ActivityError as exc:
@@ -511,7 +514,7 @@ class DealWorkflow:
                 GENERATE_PROPOSAL,
                 request,
                 result_type=ProposalDocument,
-                start_to_close_timeout=timedelta(seconds=60),
+                start_to_close_timeout=PROPOSAL_TIMEOUT,
                 retry_policy=PROPOSAL_RETRY,
             )
         except ActivityError as exc:
@@ -657,10 +660,12 @@ class DealWorkflow:
             or self._ladder_moved(rung)
         )
 
-    def _note(self, cls: type[Any], **fields: Any) -> None:
-        """Record an event of the engine's own, at the deal's current stage unless told otherwise."""
+    def _note(self, cls: type[Any], at: datetime | None = None, **fields: Any) -> None:
+        """Record an event of the engine's own, at the deal's current stage unless told otherwise,
+        at `at` (never earlier than the deal's last event) or now."""
         fields.setdefault("stage", self._state.stage)
-        self._record(decide.system_event(self._state, cls, workflow.now(), **fields))
+        when = workflow.now() if at is None else max(at, self._events[-1].at if self._events else at)
+        self._record(decide.system_event(self._state, cls, when, **fields))
 
     def _ladder_moved(self, rung: reminders.Rung | None) -> bool:
         """The next reminder rung is no longer `rung`: the deal moved on, or the rung fired."""
@@ -674,8 +679,14 @@ class DealWorkflow:
         batch = [e for e in self._events if e.seq > self._persisted]
         await workflow.execute_activity(
             APPEND_EVENTS,
-            AppendEvents(deal_id=self._state.deal_id, events=batch, snapshot=DealSnapshot.of(self._state)),
-            start_to_close_timeout=timedelta(seconds=30),
+            AppendEvents(
+                deal_id=self._state.deal_id,
+                events=batch,
+                snapshot=DealSnapshot.of(self._state),
+                run_started_at=workflow.info().start_time,
+                history_length=workflow.info().get_current_history_length(),
+            ),
+            start_to_close_timeout=APPEND_TIMEOUT,
             retry_policy=APPEND_RETRY,
         )
         self._persisted = upto

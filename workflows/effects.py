@@ -3,7 +3,7 @@ side and the side-effect side, kept here so workflow code never imports activity
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,6 +12,13 @@ from workflows.events import DealEvent
 from workflows.state import DealState, Status
 
 APPEND_EVENTS = "append_events"
+
+# Each attempt is one small transaction, one message or one document. A worker killed in the
+# middle of one holds it until this timeout passes; then another worker retries it. Short
+# timeouts are what make a crashed worker cost seconds, not minutes.
+APPEND_TIMEOUT = timedelta(seconds=10)
+SEND_TIMEOUT = timedelta(seconds=20)
+PROPOSAL_TIMEOUT = timedelta(seconds=30)
 
 
 class DealSnapshot(BaseModel):
@@ -56,6 +63,17 @@ class AppendEvents(BaseModel):
     deal_id: str
     events: list[DealEvent]
     snapshot: DealSnapshot
+    # Where in the deal's history the batch was made: the run's start and the history length.
+    # A worker that dies at the wrong instant can leave in the log events of a workflow task that
+    # Temporal then discards; the append made later in history replaces them (store.event_log).
+    run_started_at: datetime | None = None
+    history_length: int | None = None
+
+    @property
+    def position(self) -> tuple[datetime, int] | None:
+        if self.run_started_at is None or self.history_length is None:
+            return None
+        return self.run_started_at, self.history_length
 
 
 SEND_MESSAGE = "send_message"

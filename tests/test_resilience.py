@@ -1,0 +1,223 @@
+"""Crashes and outages, on loopback and bounded in time: a worker killed with SIGKILL at random
+moments, the Temporal server stopped and restarted on its persisted state, PostgreSQL stopped
+for a while. Each test prints its counts and asserts that nothing was lost or duplicated.
+
+The kill points are random; set DEALFLOW_CRASH_SEED to rerun one exactly, or to try others.
+The drivers watch progress through the projection, as a dashboard would (see the README's known
+limits for status queries fired at deals while their worker is being killed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import yaml
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from client.api import DealflowClient
+from definitions.loader import PinnedDefinition, load_file, shipped
+from store import registry
+from store.db import connect_pool
+from store.embedded import EmbeddedPostgres, free_port
+from store.migrations import migrate
+from tests.resilience_support import CountingReceiver, WorkerProcess, compare_logs, log_complete
+from worker.devserver import TemporalDevServer
+from worker.run import connect_temporal
+from worker.settings import Settings
+from workflows.deal import workflow_id
+from workflows.events import TouchSent
+
+SEED = int(os.environ.get("DEALFLOW_CRASH_SEED") or random.randrange(10**6))
+SCALE = 0.0003  # an hour between touches passes in about a second
+
+
+async def _until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not done in {timeout:.0f} s: {what}")
+        await asyncio.sleep(0.3)
+
+
+def _worker_env(cli_env: dict[str, str], settings: Settings, tmp: Path, **extra: str) -> dict[str, str]:
+    return {
+        **cli_env,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "DATABASE_URL": settings.database_url,
+        "DEALFLOW_TASK_QUEUE": settings.task_queue,
+        "DEALFLOW_HOME": str(tmp / "home"),
+        **extra,
+    }
+
+
+async def _ended(client: DealflowClient, deal_ids: list[str]) -> bool:
+    for deal_id in deal_ids:
+        described = await client.temporal.get_workflow_handle(workflow_id(deal_id)).describe()
+        if described.status != WorkflowExecutionStatus.COMPLETED:
+            return False
+    return True
+
+
+async def test_worker_killed_at_random_during_cadences(
+    temporal_client: Client,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    cli_env: dict[str, str],
+    deployed: dict[str, PinnedDefinition],
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(SEED)
+    receiver = CountingReceiver()
+    await receiver.start()
+    channels = tmp_path / "channels.yaml"
+    channels.write_text(yaml.safe_dump({"channels": {"email": {"type": "webhook", "url": receiver.url}}}))
+    queue = f"crash-{uuid.uuid4().hex[:6]}"
+    ours = replace(settings, task_queue=queue)
+    worker = WorkerProcess(
+        _worker_env(cli_env, ours, tmp_path, DEALFLOW_CHANNELS_FILE=str(channels)), tmp_path / "worker.log"
+    )
+    client = DealflowClient(temporal_client, pool, ours)
+    deals = [f"crash-{uuid.uuid4().hex[:6]}-{n}" for n in range(10)]
+    worker.start()
+    try:
+        for deal_id in deals:
+            await client.start_deal("crash", deal_id, "kim", fields={"customer": deal_id}, time_scale=SCALE)
+
+        async def drive(deal_id: str) -> None:
+            async def five_touches() -> bool:  # from the projection, as a rep's listing would
+                touches = await pool.fetchval("SELECT touches FROM deals WHERE deal_id = $1", deal_id)
+                return bool(touches is not None and touches >= 5)
+
+            await _until(five_touches, 150, f"{deal_id} got its five touches")
+            await client.complete_stage(deal_id, "call", actor="kim")
+            await client.win(deal_id, actor="kim")
+
+        async def killer() -> None:
+            for _ in range(4):
+                await asyncio.sleep(rng.uniform(0.5, 3.0))
+                worker.kill()
+                worker.start()
+
+        await asyncio.gather(killer(), *(drive(d) for d in deals))
+        await _until(lambda: _ended(client, deals), 60, "every deal's workflow completed")
+        await _until(lambda: log_complete(client, pool, deals), 60, "every event in the log")
+        check = await compare_logs(client, pool, deals)
+        sent = await pool.fetch(
+            "SELECT deal_id, touch_no, status FROM outbox WHERE kind = 'touch' AND deal_id = ANY($1::text[])", deals
+        )
+        touch_events = [
+            (e.cadence_run, e.touch_no) for d in deals for e in await client.events(d) if isinstance(e, TouchSent)
+        ]
+        keys = [k for k in receiver.deliveries if any(k.startswith(f"{d}/") or f"/{d}/" in k for d in deals)] or list(
+            receiver.deliveries
+        )
+        expected = 5 * len(deals)
+        lost_touches = expected - len(set(touch_events))
+        duplicated_touches = len(touch_events) - len(set(touch_events))
+        redelivered = sum(n - 1 for n in receiver.deliveries.values())
+        print(
+            f"\nseed {SEED}: {len(deals)} deals, {check.events} events, {worker.kills} kills (SIGKILL); "
+            f"events lost {check.lost}, duplicated {check.duplicated}; touches expected {expected}, "
+            f"recorded {len(touch_events)}, outbox sent {sum(r['status'] == 'sent' for r in sent)}, "
+            f"delivered keys {len(keys)}, lost {lost_touches}, duplicated {duplicated_touches}, "
+            f"redelivered with the same idempotency key {redelivered}"
+        )
+        assert check.lost == check.duplicated == 0 and not check.mismatched, check
+        assert lost_touches == duplicated_touches == 0
+        assert len(sent) == expected and all(r["status"] == "sent" for r in sent)
+        assert len(receiver.deliveries) == expected, "every touch reached the channel, each under its own key"
+        assert redelivered <= worker.kills, "a redelivery only after a kill between sending and recording"
+    finally:
+        worker.stop()
+        await receiver.stop()
+
+
+async def test_temporal_server_stopped_and_restarted_mid_batch(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    cli_env: dict[str, str],
+    deployed: dict[str, PinnedDefinition],
+    tmp_path: Path,
+) -> None:
+    server = TemporalDevServer(tmp_path / "temporal.db", port=free_port(), ui_port=None, log_file=tmp_path / "t.log")
+    server.start()
+    ours = replace(settings, temporal_address=server.address, task_queue=f"restart-{uuid.uuid4().hex[:6]}")
+    worker = WorkerProcess(_worker_env(cli_env, ours, tmp_path), tmp_path / "worker.log")
+    worker.start()
+    try:
+        client = DealflowClient(await connect_temporal(ours), pool, ours)
+        deals = [f"restart-{uuid.uuid4().hex[:6]}-{n}" for n in range(8)]
+        for deal_id in deals:
+            await client.start_deal("three-phase", deal_id, "tor")
+            await client.complete_stage(deal_id, "first-contact", actor="tor", facts={"buying_process_started": "yes"})
+        server.stop()  # mid-batch: every deal is open, half-way
+        await asyncio.sleep(2)
+        server.start()
+        for deal_id in deals:
+            await client.complete_stage(
+                deal_id, "demonstration", actor="tor", facts={"will_buy": "yes", "decision_maker": "Ann"}
+            )
+            await client.win(deal_id, actor="tor", facts={"signed_value": "5000"})
+            await client.complete_stage(deal_id, "implementation", actor="tor", facts={"live": "yes"})
+        await _until(lambda: _ended(client, deals), 60, "every deal's workflow completed")
+        await _until(lambda: log_complete(client, pool, deals), 60, "every event in the log")
+        check = await compare_logs(client, pool, deals)
+        print(
+            f"\n{check.deals} deals, {check.events} events, 1 Temporal restart; "
+            f"lost {check.lost}, duplicated {check.duplicated}"
+        )
+        assert check.lost == check.duplicated == 0 and not check.mismatched
+        for deal_id in deals:
+            assert (await client.status(deal_id)).state.status == "won"
+    finally:
+        worker.stop()
+        server.stop()
+
+
+async def test_postgresql_stopped_for_a_while_mid_batch(
+    temporal_client: Client, settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg", port=free_port())
+    pg.start()
+    pool = await connect_pool(pg.url, max_size=4)
+    ours = replace(settings, database_url=pg.url, task_queue=f"pgdown-{uuid.uuid4().hex[:6]}")
+    worker = WorkerProcess(_worker_env(cli_env, ours, tmp_path), tmp_path / "worker.log")
+    try:
+        await migrate(pool)
+        for path in shipped():
+            await registry.deploy(pool, load_file(path), deployed_by="tests")
+        worker.start()
+        client = DealflowClient(temporal_client, pool, ours)
+        deals = [f"pgdown-{uuid.uuid4().hex[:6]}-{n}" for n in range(8)]
+        for deal_id in deals:
+            await client.start_deal("three-phase", deal_id, "pia")
+        await _until(lambda: log_complete(client, pool, deals), 30, "the first events logged")
+        pg.stop()  # the log is gone; reps keep working: their events are in Temporal
+        outage = time.monotonic()
+        for deal_id in deals:
+            await client.complete_stage(deal_id, "first-contact", actor="pia", facts={"buying_process_started": "yes"})
+            await client.complete_stage(
+                deal_id, "demonstration", actor="pia", facts={"will_buy": "yes", "decision_maker": "Ann"}
+            )
+        await asyncio.sleep(max(0.0, 6 - (time.monotonic() - outage)))
+        pg.start()
+        down = time.monotonic() - outage
+        await _until(lambda: log_complete(client, pool, deals), 90, "the log catching up after the outage")
+        caught_up = time.monotonic() - outage - down
+        check = await compare_logs(client, pool, deals)
+        print(
+            f"\n{check.deals} deals, {check.events} events, PostgreSQL down {down:.1f} s, log complete "
+            f"{caught_up:.1f} s after it returned; lost {check.lost}, duplicated {check.duplicated}"
+        )
+        assert check.lost == check.duplicated == 0 and not check.mismatched
+    finally:
+        worker.stop()
+        await pool.close()
+        pg.stop()
