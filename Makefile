@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint typecheck dev clean
+.PHONY: install demo test bench soak lint typecheck dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ test: $(STAMP)
 
 # benchmarks print ratios measured side by side and write bench/results/*.json (not part of CI)
 bench: $(STAMP)
+	$(BIN)/python -m bench.system_bench
 	$(BIN)/python -m bench.metrics_bench
+
+# thirty minutes at a steady deal rate, reporting throughput, memory and errors minute by minute
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --minutes 30
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

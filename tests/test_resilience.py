@@ -57,6 +57,27 @@ def _worker_env(cli_env: dict[str, str], settings: Settings, tmp: Path, **extra:
     }
 
 
+async def _diagnose(client: DealflowClient, deal_id: str) -> str:
+    """What a stuck deal and its cadence are waiting for, for the failure message."""
+    lines = []
+    for wf_id in (workflow_id(deal_id), f"cadence-{deal_id}/five#1"):
+        try:
+            handle = client.temporal.get_workflow_handle(wf_id)
+            described = await handle.describe()
+            history = await handle.fetch_history()
+        except Exception as exc:
+            lines.append(f"{wf_id}: {exc}")
+            continue
+        kinds = [e.event_type for e in history.events]
+        failed = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+        lines.append(
+            f"{wf_id}: {described.status}, {len(kinds)} events, last {kinds[-1]}, "
+            f"{len(failed)} failed workflow tasks"
+            + (f" (last: {failed[-1].workflow_task_failed_event_attributes.failure.message[:300]})" if failed else "")
+        )
+    return "\n".join(lines)
+
+
 async def _ended(client: DealflowClient, deal_ids: list[str]) -> bool:
     for deal_id in deal_ids:
         described = await client.temporal.get_workflow_handle(workflow_id(deal_id)).describe()
@@ -95,7 +116,10 @@ async def test_worker_killed_at_random_during_cadences(
                 touches = await pool.fetchval("SELECT touches FROM deals WHERE deal_id = $1", deal_id)
                 return bool(touches is not None and touches >= 5)
 
-            await _until(five_touches, 150, f"{deal_id} got its five touches")
+            try:
+                await _until(five_touches, 150, f"{deal_id} got its five touches")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{await _diagnose(client, deal_id)}") from None
             await client.complete_stage(deal_id, "call", actor="kim")
             await client.win(deal_id, actor="kim")
 

@@ -1,0 +1,427 @@
+"""Benchmarks of the whole system against bare baselines, measured side by side in one run.
+
+    .venv/bin/python -m bench.system_bench [--quick]
+
+On a fresh embedded stack (PostgreSQL and the Temporal dev server from their wheels):
+
+- deal throughput: deals driven end to end (start, every stage of seven-stage completed with its
+  facts, won, every event in PostgreSQL) per second, against a bare workflow taking the same
+  starts and updates with no logic; rounds interleaved.
+- rep latency: one stage completion round trip through the client, against one bare update
+  round trip, alternating; p50 and p99.
+- event append: events per second through the event log's idempotent, batched append (hash
+  chain, projections) against a raw COPY of the same rows into a table of the same shape.
+- replay: histories per second through `dealflow audit replay`'s code against the raw Replayer.
+- scale: the RSS of a worker process holding open deals waiting in various stages, and the time
+  to list the deals in one stage out of 100,000 from the projection (against a full scan).
+
+Prints a table and writes bench/results/system.json. Absolute numbers mean little on a noisy
+machine; the ratios are the figures to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer, Worker
+
+from audit.replay import replay as audit_replay
+from bench.bare import BareWorkflow
+from bench.generate import simulate
+from client.api import DealflowClient
+from client.demo import fact_value
+from definitions.loader import load_file, shipped
+from store import event_log, registry
+from store.db import connect_pool
+from store.deals import list_deals
+from store.embedded import EmbeddedPostgres, free_port
+from store.event_log import GENESIS, canonical, chained
+from store.migrations import migrate
+from worker.devserver import TemporalDevServer
+from worker.run import WORKFLOWS, build_worker
+from worker.settings import Settings
+from workflows.deal import workflow_id
+from workflows.effects import AppendEvents, DealSnapshot
+from workflows.state import fold
+
+RESULTS = Path(__file__).parent / "results"
+SEVEN = next(p for p in shipped() if p.stem == "seven-stage")
+
+
+def pct(values: list[float], q: float) -> float:
+    xs = sorted(values)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+async def _gather_limited(n: int, limit: int, make: Callable[[int], Awaitable[None]]) -> None:
+    sem = asyncio.Semaphore(limit)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await make(i)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+
+
+class Bench:
+    def __init__(self, client: DealflowClient, temporal: Client, pool: asyncpg.Pool, queue: str):
+        self.client, self.temporal, self.pool, self.queue = client, temporal, pool, queue
+        self.pinned = load_file(SEVEN)
+        self.rng = random.Random(1)
+        self.steps = len(self.pinned.definition.pre_sale)  # completions, the last one wins
+
+    async def deal(self, i: int) -> None:
+        deal_id = f"b-{uuid.uuid4().hex[:10]}"
+        await self.client.start_deal("seven-stage", deal_id, "rep")
+        for stage in self.pinned.definition.pre_sale:
+            facts = {f.fact: fact_value(f, self.rng) for f in stage.exit_criteria}
+            if f"{stage.id}" == self.pinned.definition.pre_sale[-1].id:
+                await self.client.win(deal_id, actor="rep", facts=facts)
+            else:
+                await self.client.complete_stage(deal_id, stage.id, actor="rep", facts=facts)
+        last = (await self.client.status(deal_id)).state.last_seq
+        while await event_log.count(self.pool, deal_id) < last:  # "events in PostgreSQL"
+            await asyncio.sleep(0.02)
+
+    async def bare(self, i: int) -> None:
+        handle = await self.temporal.start_workflow(
+            BareWorkflow.run, self.steps, id=f"bare-{uuid.uuid4().hex[:10]}", task_queue=self.queue
+        )
+        for n in range(self.steps):
+            await handle.execute_update(BareWorkflow.step, n == self.steps - 1)
+        await handle.result()
+
+
+async def throughput(b: Bench, deals: int, rounds: int, concurrency: int) -> dict[str, Any]:
+    ours: list[float] = []
+    bare: list[float] = []
+    for _ in range(rounds):
+        for label, fn, out in (("dealflow", b.deal, ours), ("bare", b.bare, bare)):
+            started = time.perf_counter()
+            await _gather_limited(deals, concurrency, fn)
+            out.append(deals / (time.perf_counter() - started))
+            print(f"  throughput {label}: {out[-1]:.1f} deals/s", flush=True)
+    o, r = statistics.median(ours), statistics.median(bare)
+    return {"dealflow_deals_per_s": round(o, 2), "bare_deals_per_s": round(r, 2), "ratio": round(o / r, 3)}
+
+
+async def latency(b: Bench, samples: int) -> dict[str, Any]:
+    deal_id = f"lat-{uuid.uuid4().hex[:8]}"
+    await b.client.start_deal("seven-stage", deal_id, "rep")
+    handle = await b.temporal.start_workflow(
+        BareWorkflow.run, samples + 1, id=f"bare-lat-{uuid.uuid4().hex[:8]}", task_queue=b.queue
+    )
+    first = b.pinned.definition.pre_sale[0]
+    facts = {f.fact: fact_value(f, b.rng) for f in first.exit_criteria}
+    ours, bare = [], []
+    for _ in range(samples):
+        t = time.perf_counter()  # one stage completion: validated, recorded, logged by the loop
+        await b.client.complete_stage(deal_id, first.id, actor="rep", facts=facts)
+        ours.append(time.perf_counter() - t)
+        await b.client.move(deal_id, first.id, actor="rep", reason="again")  # back, not timed
+        t = time.perf_counter()
+        await handle.execute_update(BareWorkflow.step, False)
+        bare.append(time.perf_counter() - t)
+    return {
+        "dealflow_p50_ms": round(pct(ours, 0.5) * 1000, 2),
+        "dealflow_p99_ms": round(pct(ours, 0.99) * 1000, 2),
+        "bare_p50_ms": round(pct(bare, 0.5) * 1000, 2),
+        "bare_p99_ms": round(pct(bare, 0.99) * 1000, 2),
+        "ratio_p50": round(pct(ours, 0.5) / pct(bare, 0.5), 3),
+        "ratio_p99": round(pct(ours, 0.99) / pct(bare, 0.99), 3),
+    }
+
+
+async def append_vs_copy(pool: asyncpg.Pool, deals: int) -> dict[str, Any]:
+    d = load_file(SEVEN).definition.model_copy(update={"name": "bench-append"})
+    rng = random.Random(3)
+    batches = []
+    for n in range(deals):
+        events = simulate(d, "v1", f"ba-{n:06d}", rng)
+        for i in range(0, len(events), 4):  # batches of four, as a busy deal's loop sends them
+            part = events[: i + 4]
+            batches.append(
+                AppendEvents(deal_id=f"ba-{n:06d}", events=events[i : i + 4], snapshot=DealSnapshot.of(fold(part)))
+            )
+    total = sum(len(b.events) for b in batches)
+    started = time.perf_counter()
+    for batch in batches:
+        await event_log.append(pool, batch)
+    ours = total / (time.perf_counter() - started)
+    rows = []
+    prev: dict[str, str] = {}
+    for batch in batches:
+        payloads = [canonical(e) for e in batch.events]
+        for e, payload, (p, h) in zip(
+            batch.events, payloads, chained(prev.get(batch.deal_id, GENESIS), payloads), strict=True
+        ):
+            rows.append(
+                (batch.deal_id + "-c", e.seq, e.type, e.at, e.actor, e.stage, e.request_id, d.name, "v1", payload, p, h)
+            )
+            prev[batch.deal_id] = h
+    await pool.execute("DROP TABLE IF EXISTS copy_target; CREATE TABLE copy_target (LIKE deal_events INCLUDING ALL)")
+    started = time.perf_counter()
+    await pool.copy_records_to_table(
+        "copy_target",
+        records=rows,
+        columns=[
+            "deal_id",
+            "seq",
+            "type",
+            "occurred_at",
+            "actor",
+            "stage",
+            "request_id",
+            "process",
+            "version",
+            "payload",
+            "prev_hash",
+            "hash",
+        ],
+    )
+    raw = total / (time.perf_counter() - started)
+    return {
+        "events": total,
+        "append_events_per_s": round(ours),
+        "copy_events_per_s": round(raw),
+        "ratio": round(ours / raw, 3),
+    }
+
+
+async def replay_speed(temporal: Client, deal_ids: list[str], rounds: int) -> dict[str, Any]:
+    histories = [await temporal.get_workflow_handle(workflow_id(d)).fetch_history() for d in deal_ids]
+    raw = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+    ours, base = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        results = await audit_replay(histories)
+        ours.append(len(histories) / (time.perf_counter() - t))
+        assert all(r.error is None for r in results)
+        t = time.perf_counter()
+        for h in histories:
+            await raw.replay_workflow(h)
+        base.append(len(histories) / (time.perf_counter() - t))
+    o, r = statistics.median(ours), statistics.median(base)
+    return {
+        "histories": len(histories),
+        "audit_replay_per_s": round(o, 1),
+        "raw_replayer_per_s": round(r, 1),
+        "ratio": round(o / r, 3),
+    }
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def scale(settings: Settings, pool: asyncpg.Pool, temporal: Client, open_deals: int, tmp: Path) -> dict[str, Any]:
+    queue = f"scale-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "DATABASE_URL": settings.database_url,
+        "DEALFLOW_TASK_QUEUE": queue,
+        "DEALFLOW_HOME": str(tmp / "scale-home"),
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "client.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        await asyncio.sleep(3)
+        idle = rss_mb(worker.pid)
+        client = DealflowClient(
+            temporal,
+            pool,
+            Settings(temporal_address=settings.temporal_address, database_url=settings.database_url, task_queue=queue),
+        )
+        pinned = load_file(SEVEN)
+        rng = random.Random(5)
+
+        async def open_deal(i: int) -> None:
+            deal_id = f"open-{i:06d}-{uuid.uuid4().hex[:4]}"
+            await client.start_deal("seven-stage", deal_id, "rep", value=1000)
+            for stage in pinned.definition.pre_sale[: i % 4]:  # waiting in stages 1 to 4
+                facts = {f.fact: fact_value(f, rng) for f in stage.exit_criteria}
+                await client.complete_stage(deal_id, stage.id, actor="rep", facts=facts)
+
+        started = time.perf_counter()
+        await _gather_limited(open_deals, 50, open_deal)
+        loaded = time.perf_counter() - started
+        await asyncio.sleep(5)
+        held = rss_mb(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    # the listing: 100,000 projection rows, one stage asked for
+    stages = [s.id for s in pinned.definition.stages]
+    rows = [
+        (f"list-{n:06d}", "bench-list", "v1", "rep", 1.0, "open", stages[n % len(stages)], None, None, None, 2, 0)
+        for n in range(100_000)
+    ]
+    await pool.copy_records_to_table(
+        "deals",
+        records=rows,
+        columns=[
+            "deal_id",
+            "process",
+            "version",
+            "owner",
+            "value",
+            "status",
+            "stage",
+            "stage_entered_at",
+            "started_at",
+            "ended_at",
+            "last_seq",
+            "touches",
+        ],
+    )
+    await pool.execute("ANALYZE deals")
+    lists, scans = [], []
+    for _ in range(5):
+        t = time.perf_counter()
+        found = await list_deals(pool, process="bench-list", stage="presentation", limit=100_000)
+        lists.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await pool.fetch("SELECT deal_id, stage FROM deals WHERE process = 'bench-list'")
+        scans.append(time.perf_counter() - t)
+    return {
+        "open_deals": open_deals,
+        "seconds_to_open": round(loaded, 1),
+        "worker_rss_idle_mb": round(idle, 1),
+        "worker_rss_with_open_deals_mb": round(held, 1),
+        "list_one_stage_of_100k_ms": round(statistics.median(lists) * 1000, 1),
+        "listed": len(found),
+        "read_all_100k_ms": round(statistics.median(scans) * 1000, 1),
+    }
+
+
+async def run(quick: bool) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="dealflow-sysbench-"))
+    pg = EmbeddedPostgres(tmp / "pg")
+    pg.start()
+    server = TemporalDevServer(tmp / "temporal.db", port=free_port(), ui_port=None, log_file=tmp / "temporal.log")
+    server.start()
+    pool = await connect_pool(pg.url, max_size=20)
+    try:
+        await migrate(pool)
+        for path in shipped():
+            await registry.deploy(pool, load_file(path), deployed_by="bench")
+        temporal = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        queue = "bench"
+        settings = Settings(temporal_address=server.address, database_url=pg.url, task_queue=queue)
+        client = DealflowClient(temporal, pool, settings)
+        b = Bench(client, temporal, pool, queue)
+        result: dict[str, Any] = {
+            "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}, "
+            f"Python {platform.python_version()}"
+        }
+        async with build_worker(temporal, pool, queue), Worker(temporal, task_queue=queue, workflows=[BareWorkflow]):
+            print("deal throughput", flush=True)
+            result["throughput"] = await throughput(b, 30 if quick else 100, 2 if quick else 3, 20)
+            print("rep latency", flush=True)
+            result["latency"] = await latency(b, 50 if quick else 300)
+            ids = [
+                r["deal_id"]
+                for r in await pool.fetch(
+                    "SELECT deal_id FROM deals WHERE process = 'seven-stage' AND status = 'won' LIMIT $1",
+                    30 if quick else 100,
+                )
+            ]
+        print("event append", flush=True)
+        result["append"] = await append_vs_copy(pool, 300 if quick else 2000)
+        print("replay", flush=True)
+        result["replay"] = await replay_speed(temporal, ids, 2 if quick else 3)
+        print("scale", flush=True)
+        result["scale"] = await scale(settings, pool, temporal, 1000 if quick else 10_000, tmp)
+        return result
+    finally:
+        await pool.close()
+        server.stop()
+        pg.stop()
+
+
+def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    t, lat, a, rp, s = r["throughput"], r["latency"], r["append"], r["replay"], r["scale"]
+    return [
+        (
+            "deal throughput (end to end)",
+            f"{t['dealflow_deals_per_s']} deals/s",
+            f"bare workflow {t['bare_deals_per_s']} deals/s",
+            f"{t['ratio']} (target >= 0.8)",
+        ),
+        (
+            "rep latency p50",
+            f"{lat['dealflow_p50_ms']} ms",
+            f"bare update {lat['bare_p50_ms']} ms",
+            f"{lat['ratio_p50']} (target <= 1.25)",
+        ),
+        (
+            "rep latency p99",
+            f"{lat['dealflow_p99_ms']} ms",
+            f"bare update {lat['bare_p99_ms']} ms",
+            f"{lat['ratio_p99']}",
+        ),
+        (
+            "event append",
+            f"{a['append_events_per_s']} events/s",
+            f"raw COPY {a['copy_events_per_s']} events/s",
+            f"{a['ratio']}",
+        ),
+        (
+            "replay",
+            f"{rp['audit_replay_per_s']} histories/s",
+            f"raw Replayer {rp['raw_replayer_per_s']} histories/s",
+            f"{rp['ratio']}",
+        ),
+        (
+            "worker RSS",
+            f"{s['worker_rss_with_open_deals_mb']} MB with {s['open_deals']} open deals",
+            f"idle {s['worker_rss_idle_mb']} MB",
+            "",
+        ),
+        (
+            "list one stage of 100,000",
+            f"{s['list_one_stage_of_100k_ms']} ms ({s['listed']} deals)",
+            f"read all 100,000: {s['read_all_100k_ms']} ms",
+            "",
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try-out")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.quick))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / ("system-quick.json" if args.quick else "system.json")).write_text(json.dumps(result, indent=2) + "\n")
+    rows = table(result)
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    print(f"\n{result['machine']}")
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
