@@ -62,6 +62,7 @@ from workflows.effects import AppendEvents, DealSnapshot
 from workflows.state import fold
 
 RESULTS = Path(__file__).parent / "results"
+BARE_QUEUE = "bench-bare"
 SEVEN = next(p for p in shipped() if p.stem == "seven-stage")
 
 
@@ -102,7 +103,7 @@ class Bench:
 
     async def bare(self, i: int) -> None:
         handle = await self.temporal.start_workflow(
-            BareWorkflow.run, self.steps, id=f"bare-{uuid.uuid4().hex[:10]}", task_queue=self.queue
+            BareWorkflow.run, self.steps, id=f"bare-{uuid.uuid4().hex[:10]}", task_queue=BARE_QUEUE
         )
         for n in range(self.steps):
             await handle.execute_update(BareWorkflow.step, n == self.steps - 1)
@@ -126,7 +127,7 @@ async def latency(b: Bench, samples: int) -> dict[str, Any]:
     deal_id = f"lat-{uuid.uuid4().hex[:8]}"
     await b.client.start_deal("seven-stage", deal_id, "rep")
     handle = await b.temporal.start_workflow(
-        BareWorkflow.run, samples + 1, id=f"bare-lat-{uuid.uuid4().hex[:8]}", task_queue=b.queue
+        BareWorkflow.run, samples + 1, id=f"bare-lat-{uuid.uuid4().hex[:8]}", task_queue=BARE_QUEUE
     )
     first = b.pinned.definition.pre_sale[0]
     facts = {f.fact: fact_value(f, b.rng) for f in first.exit_criteria}
@@ -336,7 +337,8 @@ async def run(quick: bool) -> dict[str, Any]:
             "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}, "
             f"Python {platform.python_version()}"
         }
-        async with build_worker(temporal, pool, queue), Worker(temporal, task_queue=queue, workflows=[BareWorkflow]):
+        bare = Worker(temporal, task_queue=BARE_QUEUE, workflows=[BareWorkflow])  # beside ours, same process
+        async with build_worker(temporal, pool, queue), bare:
             print("deal throughput", flush=True)
             result["throughput"] = await throughput(b, 30 if quick else 100, 2 if quick else 3, 20)
             print("rep latency", flush=True)
