@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import TLSConfig
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.channels.config import ChannelRegistry, load_channels
 from activities.event_log import EventLogActivities
@@ -87,6 +88,12 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
+        # dealflow's own workflow modules are deterministic by construction (and the replay tests
+        # run them under the full sandbox): passing them through spares every run a private copy
+        # of them, which halves the worker's memory with many deals open (bench/system_bench.py)
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "definitions")
+        ),
         activities=[
             event_log.append_events,
             messages.send_message,
