@@ -29,7 +29,7 @@ from bench.generate import simulate
 from definitions.loader import load_file, shipped
 from store.db import connect_pool
 from store.embedded import EmbeddedPostgres
-from store.event_log import GENESIS, canonical, chained
+from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
 from store.metrics import Filters, compute
 from store.migrations import migrate
 from store.visits import VISIT_COLUMNS, DealVisits, advance, visit_records
@@ -95,20 +95,7 @@ async def load(pool: asyncpg.Pool, target: int, seed: int) -> tuple[str, int, in
             await conn.copy_records_to_table(
                 "deal_events",
                 records=rows,
-                columns=[
-                    "deal_id",
-                    "seq",
-                    "type",
-                    "occurred_at",
-                    "actor",
-                    "stage",
-                    "request_id",
-                    "process",
-                    "version",
-                    "payload",
-                    "prev_hash",
-                    "hash",
-                ],
+                columns=LOG_COLUMNS,
             )
             await conn.copy_records_to_table(
                 "deals",

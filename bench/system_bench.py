@@ -52,7 +52,7 @@ from store import event_log, registry
 from store.db import connect_pool
 from store.deals import list_deals
 from store.embedded import EmbeddedPostgres, free_port
-from store.event_log import GENESIS, canonical, chained
+from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
 from store.migrations import migrate
 from worker.devserver import TemporalDevServer
 from worker.run import WORKFLOWS, build_worker
@@ -182,20 +182,7 @@ async def append_vs_copy(pool: asyncpg.Pool, deals: int) -> dict[str, Any]:
     await pool.copy_records_to_table(
         "copy_target",
         records=rows,
-        columns=[
-            "deal_id",
-            "seq",
-            "type",
-            "occurred_at",
-            "actor",
-            "stage",
-            "request_id",
-            "process",
-            "version",
-            "payload",
-            "prev_hash",
-            "hash",
-        ],
+        columns=LOG_COLUMNS,
     )
     raw = total / (time.perf_counter() - started)
     return {

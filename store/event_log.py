@@ -55,6 +55,21 @@ _PROJECT_AGAIN = _PROJECT.replace("WHERE deals.last_seq < EXCLUDED.last_seq", ""
 
 
 GENESIS = "0" * 64
+# the columns a bulk loader (the benchmarks) fills, in the order of its records
+LOG_COLUMNS = [
+    "deal_id",
+    "seq",
+    "type",
+    "occurred_at",
+    "actor",
+    "stage",
+    "request_id",
+    "process",
+    "version",
+    "payload",
+    "prev_hash",
+    "hash",
+]
 log = logging.getLogger("dealflow.event_log")
 
 
