@@ -14,16 +14,16 @@ from pathlib import Path
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from definitions.loader import DefinitionError, DefinitionProblem, _line_of, format_path
-from definitions.model import Identifier, _Strict
+from definitions.loader import DefinitionError, DefinitionProblem, format_path, line_of
+from definitions.model import Identifier, StrictModel
 
 
-class Arm(_Strict):
+class Arm(StrictModel):
     version: str = Field(min_length=1, description="a deployed version of the process")
     weight: int = Field(default=1, ge=1, le=1000)
 
 
-class Experiment(_Strict):
+class Experiment(StrictModel):
     experiment: Identifier = Field(description="the experiment's name")
     process: str = Field(min_length=1)
     description: str = ""
@@ -80,5 +80,5 @@ def load_experiment(path: str | Path) -> Experiment:
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = f"unknown field {loc[-1]!r}"
-            problems.append(DefinitionProblem(source, format_path(loc), msg, _line_of(root, loc)))
+            problems.append(DefinitionProblem(source, format_path(loc), msg, line_of(root, loc)))
         raise DefinitionError(problems) from None

@@ -70,7 +70,7 @@ def format_path(path: Iterable[str | int]) -> str:
     return out
 
 
-def _line_of(root: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
+def line_of(root: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
     """The 1-based line of the deepest YAML node found along `path`."""
     node = root
     line = node.start_mark.line + 1 if node is not None else None
@@ -114,11 +114,11 @@ def parse(data: Any, *, source: str = "<definition>", root: yaml.Node | None = N
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = f"unknown field {loc[-1]!r}"
-            problems.append(DefinitionProblem(source, format_path(loc), msg, _line_of(root, loc)))
+            problems.append(DefinitionProblem(source, format_path(loc), msg, line_of(root, loc)))
         raise DefinitionError(problems) from None
     found = rules.check(definition)
     if found:
-        raise DefinitionError([DefinitionProblem(source, format_path(p), m, _line_of(root, p)) for p, m in found])
+        raise DefinitionError([DefinitionProblem(source, format_path(p), m, line_of(root, p)) for p, m in found])
     return definition
 
 

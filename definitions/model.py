@@ -18,7 +18,9 @@ IDENTIFIER = r"^[a-z][a-z0-9_-]*$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER, min_length=1, max_length=64)]
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A misspelt key is an error, not silently ignored; a definition read is never changed."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -31,7 +33,7 @@ class FactType(StrEnum):
     choice = "choice"
 
 
-class FactSpec(_Strict):
+class FactSpec(StrictModel):
     """A named, typed fact a rep must supply to leave a stage (an exit criterion)."""
 
     fact: Identifier
@@ -47,7 +49,7 @@ class FactSpec(_Strict):
         return options
 
 
-class MoveRule(_Strict):
+class MoveRule(StrictModel):
     allowed: bool = True
     reason_required: bool = False
 
@@ -56,7 +58,7 @@ def _no_moves() -> MoveRule:
     return MoveRule(allowed=False)
 
 
-class Moves(_Strict):
+class Moves(StrictModel):
     """Which moves a rep may make out of a stage, and whether each needs a reason."""
 
     next: MoveRule = Field(default_factory=MoveRule)
@@ -69,7 +71,7 @@ class Notify(StrEnum):
     manager = "manager"
 
 
-class Escalation(_Strict):
+class Escalation(StrictModel):
     """One rung of the ladder: `after` counts from the previous rung (or the deadline)."""
 
     after: Duration
@@ -77,12 +79,12 @@ class Escalation(_Strict):
     reassign_to: str | None = None
 
 
-class Reminder(_Strict):
+class Reminder(StrictModel):
     deadline: Duration
     escalations: list[Escalation] = Field(default_factory=list)
 
 
-class Stage(_Strict):
+class Stage(StrictModel):
     id: Identifier
     title: str = Field(min_length=1)
     phase: Identifier
@@ -96,29 +98,29 @@ class Stage(_Strict):
     description: str = ""
 
 
-class Phase(_Strict):
+class Phase(StrictModel):
     id: Identifier
     title: str = Field(min_length=1)
 
 
-class WonOutcome(_Strict):
+class WonOutcome(StrictModel):
     """From which stages a deal may be declared won (default: the last pre-sale stage)."""
 
     from_stages: list[Identifier] = Field(default_factory=list)
 
 
-class LostOutcome(_Strict):
+class LostOutcome(StrictModel):
     reasons: list[Identifier] = Field(min_length=1)
     from_stages: list[Identifier] = Field(default_factory=list)
     min_touches_before_lost: int = Field(default=0, ge=0)
 
 
-class Outcomes(_Strict):
+class Outcomes(StrictModel):
     won: WonOutcome | None = None
     lost: LostOutcome | None = None
 
 
-class Touch(_Strict):
+class Touch(StrictModel):
     channel: Identifier
     template: str = Field(min_length=1)
     delay: Duration
@@ -132,7 +134,7 @@ class StopCondition(StrEnum):
     bounced = "bounced"
 
 
-class Cadence(_Strict):
+class Cadence(StrictModel):
     id: Identifier
     touches: list[Touch]
     min_touches: int = Field(default=5, ge=1)
@@ -147,7 +149,7 @@ class Cadence(_Strict):
     )
 
 
-class ProposalTemplate(_Strict):
+class ProposalTemplate(StrictModel):
     id: Identifier
     file: str = Field(min_length=1)
     formats: list[str] = Field(default_factory=lambda: ["markdown", "html"])
@@ -159,13 +161,13 @@ class RebuyKind(StrEnum):
     cross_selling = "cross-selling"
 
 
-class Rebuy(_Strict):
+class Rebuy(StrictModel):
     kind: RebuyKind
     process: str = Field(min_length=1)
     delay: Duration
 
 
-class ProcessDefinition(_Strict):
+class ProcessDefinition(StrictModel):
     """A whole sales process. Stage order is the order of the list; nothing fixes its length."""
 
     name: Annotated[str, Field(pattern=IDENTIFIER, max_length=64)]
