@@ -28,6 +28,7 @@ import asyncpg
 from bench.generate import simulate
 from definitions.loader import load_file, shipped
 from store.db import connect_pool
+from store.deals import DEAL_COLUMNS
 from store.embedded import EmbeddedPostgres
 from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
 from store.metrics import Filters, compute
@@ -100,22 +101,7 @@ async def load(pool: asyncpg.Pool, target: int, seed: int) -> tuple[str, int, in
             await conn.copy_records_to_table(
                 "deals",
                 records=projections,
-                columns=[
-                    "deal_id",
-                    "process",
-                    "version",
-                    "owner",
-                    "value",
-                    "status",
-                    "stage",
-                    "stage_entered_at",
-                    "started_at",
-                    "ended_at",
-                    "last_seq",
-                    "touches",
-                    "start_owner",
-                    "start_version",
-                ],
+                columns=DEAL_COLUMNS,
             )
             await conn.copy_records_to_table("stage_visits", records=visit_rows, columns=VISIT_COLUMNS)
         print(f"\rloaded {total:,} events of {deals:,} deals ({time.monotonic() - started:.0f} s)", end="", flush=True)

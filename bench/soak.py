@@ -15,162 +15,125 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-
-from bench.system_bench import RESULTS, rss_mb
+from bench.stack import BenchStack, bench_stack, machine, rss_mb
+from bench.system_bench import RESULTS
 from client.api import DealflowClient, Refused
 from client.demo import fact_value
-from definitions.loader import load_file, shipped
-from store import event_log, registry
-from store.db import connect_pool
-from store.embedded import EmbeddedPostgres, free_port
-from store.migrations import migrate
-from worker.devserver import TemporalDevServer
-from worker.settings import Settings
+from store import event_log
 
 TIME_SCALE = 1 / 20_000  # a business day in about 4 s: reminders and touches happen during the run
 
 
 async def run(minutes: float, rate: float) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="dealflow-soak-"))
-    pg = EmbeddedPostgres(tmp / "pg")
-    pg.start()
-    server = TemporalDevServer(tmp / "temporal.db", port=free_port(), ui_port=None, log_file=tmp / "temporal.log")
-    server.start()
-    pool = await connect_pool(pg.url, max_size=20)
-    queue = "soak"
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": server.address,
-        "DATABASE_URL": pg.url,
-        "DEALFLOW_TASK_QUEUE": queue,
-        "DEALFLOW_HOME": str(tmp / "home"),
-    }
-    worker = None
-    try:
-        await migrate(pool)
-        pinned = {}
-        for path in shipped():
-            p = load_file(path)
-            await registry.deploy(pool, p, deployed_by="soak")
-            pinned[p.name] = p
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "worker"],
-            env=env,
-            stdout=open(tmp / "worker.log", "ab"),  # noqa: SIM115 (the child keeps it)
-            stderr=subprocess.STDOUT,
-        )
-        temporal = await Client.connect(server.address, data_converter=pydantic_data_converter)
-        client = DealflowClient(
-            temporal, pool, Settings(temporal_address=server.address, database_url=pg.url, task_queue=queue)
-        )
-        rng = random.Random(11)
-        finished: list[str] = []
-        errors: list[str] = []
-        refusals = 0
-        done_this_minute = 0
-
-        async def deal() -> None:
-            nonlocal refusals, done_this_minute
-            name = rng.choice(["seven-stage", "three-phase"])
-            d = pinned[name].definition
-            deal_id = f"soak-{uuid.uuid4().hex[:10]}"
-            try:
-                await client.start_deal(
-                    name,
-                    deal_id,
-                    rng.choice(["ann", "bo", "cy"]),
-                    value=1000.0,
-                    fields={"customer": deal_id},
-                    time_scale=TIME_SCALE,
-                )
-                for stage in d.pre_sale:
-                    await asyncio.sleep(rng.uniform(0.5, 4))
-                    facts = {f.fact: fact_value(f, rng) for f in stage.exit_criteria}
-                    if rng.random() < 0.1 and d.outcomes.lost and stage.id in d.lost_from():
-                        await client.lose(deal_id, d.outcomes.lost.reasons[0], actor="rep")
-                        break
-                    if stage.id == d.pre_sale[-1].id:
-                        await client.win(deal_id, actor="rep", facts=facts)
-                    else:
-                        await client.complete_stage(deal_id, stage.id, actor="rep", facts=facts)
-                finished.append(deal_id)
-                done_this_minute += 1
-            except Refused as exc:
-                refusals += 1  # e.g. touches required before a loss: a clear refusal, not an error
-                if exc.code not in {"too_few_touches", "lose_not_allowed"}:
-                    errors.append(f"{deal_id}: refused {exc.code}: {exc.message}")
-            except Exception as exc:  # every other failure is a finding
-                errors.append(f"{deal_id}: {type(exc).__name__}: {exc}")
-
-        series: list[dict[str, Any]] = []
-        tasks: set[asyncio.Task[None]] = set()
-        started = time.monotonic()
-        next_sample = started + 60
-        while time.monotonic() - started < minutes * 60:
-            task = asyncio.create_task(deal())
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            await asyncio.sleep(rng.expovariate(rate))
-            if time.monotonic() >= next_sample:
-                events = await pool.fetchval("SELECT count(*) FROM deal_events")
-                point = {
-                    "minute": len(series) + 1,
-                    "deals_finished": done_this_minute,
-                    "in_flight": len(tasks),
-                    "events_logged": events,
-                    "worker_rss_mb": round(rss_mb(worker.pid), 1),
-                    "errors": len(errors),
-                }
-                series.append(point)
-                print(json.dumps(point), flush=True)
-                done_this_minute = 0
-                next_sample += 60
-        await asyncio.gather(*tasks)
-        # every finished deal: its log equals its workflow's events
-        await asyncio.sleep(5)
-        lost = duplicated = mismatched = 0
-        for deal_id in finished:
-            events = await client.events(deal_id)
-            logged = await event_log.read(pool, deal_id)
-            if logged != events:
-                mismatched += 1
-                lost += max(0, len(events) - len(logged))
-        rss = [p["worker_rss_mb"] for p in series]
-        return {
-            "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}, "
-            f"Python {platform.python_version()}",
-            "minutes": minutes,
-            "target_rate_per_s": rate,
-            "deals_finished": len(finished),
-            "refusals": refusals,
-            "errors": errors[:50],
-            "error_count": len(errors),
-            "lost_events": lost,
-            "duplicated_events": duplicated,
-            "mismatched_logs": mismatched,
-            "worker_rss_first_last_max_mb": [rss[0], rss[-1], max(rss)] if rss else [],
-            "series": series,
-        }
-    finally:
-        if worker is not None:
+    async with bench_stack("soak") as stack:
+        queue = "soak"
+        worker = stack.worker_process(queue, stack.tmp / "worker.log")
+        try:
+            return await _drive(stack, worker, queue, minutes, rate)
+        finally:
             worker.terminate()
             worker.wait(30)
-        await pool.close()
-        server.stop()
-        pg.stop()
+
+
+async def _drive(
+    stack: BenchStack, worker: subprocess.Popen[bytes], queue: str, minutes: float, rate: float
+) -> dict[str, Any]:
+    pool, pinned = stack.pool, stack.deployed
+    client = DealflowClient(stack.temporal, pool, stack.settings(queue))
+    rng = random.Random(11)
+    finished: list[str] = []
+    errors: list[str] = []
+    refusals = 0
+    done_this_minute = 0
+
+    async def deal() -> None:
+        nonlocal refusals, done_this_minute
+        name = rng.choice(["seven-stage", "three-phase"])
+        d = pinned[name].definition
+        deal_id = f"soak-{uuid.uuid4().hex[:10]}"
+        try:
+            await client.start_deal(
+                name,
+                deal_id,
+                rng.choice(["ann", "bo", "cy"]),
+                value=1000.0,
+                fields={"customer": deal_id},
+                time_scale=TIME_SCALE,
+            )
+            for stage in d.pre_sale:
+                await asyncio.sleep(rng.uniform(0.5, 4))
+                facts = {f.fact: fact_value(f, rng) for f in stage.exit_criteria}
+                if rng.random() < 0.1 and d.outcomes.lost and stage.id in d.lost_from():
+                    await client.lose(deal_id, d.outcomes.lost.reasons[0], actor="rep")
+                    break
+                if stage.id == d.pre_sale[-1].id:
+                    await client.win(deal_id, actor="rep", facts=facts)
+                else:
+                    await client.complete_stage(deal_id, stage.id, actor="rep", facts=facts)
+            finished.append(deal_id)
+            done_this_minute += 1
+        except Refused as exc:
+            refusals += 1  # e.g. touches required before a loss: a clear refusal, not an error
+            if exc.code not in {"too_few_touches", "lose_not_allowed"}:
+                errors.append(f"{deal_id}: refused {exc.code}: {exc.message}")
+        except Exception as exc:  # every other failure is a finding
+            errors.append(f"{deal_id}: {type(exc).__name__}: {exc}")
+
+    series: list[dict[str, Any]] = []
+    tasks: set[asyncio.Task[None]] = set()
+    started = time.monotonic()
+    next_sample = started + 60
+    while time.monotonic() - started < minutes * 60:
+        task = asyncio.create_task(deal())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        await asyncio.sleep(rng.expovariate(rate))
+        if time.monotonic() >= next_sample:
+            events = await pool.fetchval("SELECT count(*) FROM deal_events")
+            point = {
+                "minute": len(series) + 1,
+                "deals_finished": done_this_minute,
+                "in_flight": len(tasks),
+                "events_logged": events,
+                "worker_rss_mb": round(rss_mb(worker.pid), 1),
+                "errors": len(errors),
+            }
+            series.append(point)
+            print(json.dumps(point), flush=True)
+            done_this_minute = 0
+            next_sample += 60
+    await asyncio.gather(*tasks)
+    # every finished deal: its log equals its workflow's events
+    await asyncio.sleep(5)
+    lost = duplicated = mismatched = 0
+    for deal_id in finished:
+        events = await client.events(deal_id)
+        logged = await event_log.read(pool, deal_id)
+        if logged != events:
+            mismatched += 1
+            lost += max(0, len(events) - len(logged))
+    rss = [p["worker_rss_mb"] for p in series]
+    return {
+        "machine": machine(),
+        "minutes": minutes,
+        "target_rate_per_s": rate,
+        "deals_finished": len(finished),
+        "refusals": refusals,
+        "errors": errors[:50],
+        "error_count": len(errors),
+        "lost_events": lost,
+        "duplicated_events": duplicated,
+        "mismatched_logs": mismatched,
+        "worker_rss_first_last_max_mb": [rss[0], rss[-1], max(rss)] if rss else [],
+        "series": series,
+    }
 
 
 def main() -> None:

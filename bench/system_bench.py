@@ -24,13 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -45,18 +40,14 @@ from temporalio.worker import Replayer, Worker
 from audit.replay import replay as audit_replay
 from bench.bare import BareWorkflow
 from bench.generate import simulate
+from bench.stack import BenchStack, bench_stack, machine, rss_mb
 from client.api import DealflowClient
 from client.demo import fact_value
 from definitions.loader import load_file, shipped
-from store import event_log, registry
-from store.db import connect_pool
-from store.deals import list_deals
-from store.embedded import EmbeddedPostgres, free_port
+from store import event_log
+from store.deals import DEAL_COLUMNS, list_deals
 from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
-from store.migrations import migrate
-from worker.devserver import TemporalDevServer
 from worker.run import WORKFLOWS, build_worker
-from worker.settings import Settings
 from workflows.deal import workflow_id
 from workflows.effects import AppendEvents, DealSnapshot
 from workflows.state import fold
@@ -215,33 +206,14 @@ async def replay_speed(temporal: Client, deal_ids: list[str], rounds: int) -> di
     }
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-async def scale(settings: Settings, pool: asyncpg.Pool, temporal: Client, open_deals: int, tmp: Path) -> dict[str, Any]:
+async def scale(stack: BenchStack, open_deals: int) -> dict[str, Any]:
+    pool, temporal = stack.pool, stack.temporal
     queue = f"scale-{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "DATABASE_URL": settings.database_url,
-        "DEALFLOW_TASK_QUEUE": queue,
-        "DEALFLOW_HOME": str(tmp / "scale-home"),
-    }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "client.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    worker = stack.worker_process(queue)
     try:
         await asyncio.sleep(3)
         idle = rss_mb(worker.pid)
-        client = DealflowClient(
-            temporal,
-            pool,
-            Settings(temporal_address=settings.temporal_address, database_url=settings.database_url, task_queue=queue),
-        )
+        client = DealflowClient(temporal, pool, stack.settings(queue))
         pinned = load_file(SEVEN)
         rng = random.Random(5)
 
@@ -263,26 +235,28 @@ async def scale(settings: Settings, pool: asyncpg.Pool, temporal: Client, open_d
     # the listing: 100,000 projection rows, one stage asked for
     stages = [s.id for s in pinned.definition.stages]
     rows = [
-        (f"list-{n:06d}", "bench-list", "v1", "rep", 1.0, "open", stages[n % len(stages)], None, None, None, 2, 0)
+        (
+            f"list-{n:06d}",
+            "bench-list",
+            "v1",
+            "rep",
+            1.0,
+            "open",
+            stages[n % len(stages)],
+            None,
+            None,
+            None,
+            2,
+            0,
+            "rep",
+            "v1",
+        )
         for n in range(100_000)
     ]
     await pool.copy_records_to_table(
         "deals",
         records=rows,
-        columns=[
-            "deal_id",
-            "process",
-            "version",
-            "owner",
-            "value",
-            "status",
-            "stage",
-            "stage_entered_at",
-            "started_at",
-            "ended_at",
-            "last_seq",
-            "touches",
-        ],
+        columns=DEAL_COLUMNS,
     )
     await pool.execute("ANALYZE deals")
     lists, scans = [], []
@@ -305,25 +279,12 @@ async def scale(settings: Settings, pool: asyncpg.Pool, temporal: Client, open_d
 
 
 async def run(quick: bool) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="dealflow-sysbench-"))
-    pg = EmbeddedPostgres(tmp / "pg")
-    pg.start()
-    server = TemporalDevServer(tmp / "temporal.db", port=free_port(), ui_port=None, log_file=tmp / "temporal.log")
-    server.start()
-    pool = await connect_pool(pg.url, max_size=20)
-    try:
-        await migrate(pool)
-        for path in shipped():
-            await registry.deploy(pool, load_file(path), deployed_by="bench")
-        temporal = await Client.connect(server.address, data_converter=pydantic_data_converter)
+    async with bench_stack("sysbench") as stack:
+        pool, temporal = stack.pool, stack.temporal
         queue = "bench"
-        settings = Settings(temporal_address=server.address, database_url=pg.url, task_queue=queue)
-        client = DealflowClient(temporal, pool, settings)
+        client = DealflowClient(temporal, pool, stack.settings(queue))
         b = Bench(client, temporal, pool, queue)
-        result: dict[str, Any] = {
-            "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}, "
-            f"Python {platform.python_version()}"
-        }
+        result: dict[str, Any] = {"machine": machine()}
         bare = Worker(temporal, task_queue=BARE_QUEUE, workflows=[BareWorkflow])  # beside ours, same process
         async with build_worker(temporal, pool, queue), bare:
             print("deal throughput", flush=True)
@@ -342,12 +303,8 @@ async def run(quick: bool) -> dict[str, Any]:
         print("replay", flush=True)
         result["replay"] = await replay_speed(temporal, ids, 2 if quick else 3)
         print("scale", flush=True)
-        result["scale"] = await scale(settings, pool, temporal, 1000 if quick else 10_000, tmp)
+        result["scale"] = await scale(stack, 1000 if quick else 10_000)
         return result
-    finally:
-        await pool.close()
-        server.stop()
-        pg.stop()
 
 
 def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:

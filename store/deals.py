@@ -7,6 +7,24 @@ from datetime import datetime
 import asyncpg
 from pydantic import BaseModel
 
+# the projection's columns a bulk loader (the benchmarks) fills, in the order of its records
+DEAL_COLUMNS = [
+    "deal_id",
+    "process",
+    "version",
+    "owner",
+    "value",
+    "status",
+    "stage",
+    "stage_entered_at",
+    "started_at",
+    "ended_at",
+    "last_seq",
+    "touches",
+    "start_owner",
+    "start_version",
+]
+
 
 class DealRow(BaseModel):
     deal_id: str

@@ -164,14 +164,10 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
         )
         new = {r["seq"] for r in inserted}
         if rewritten:
-            logged = [EVENT_ADAPTER.validate_json(r["payload"]) for r in await conn.fetch(_READ, batch.deal_id)]
-            await visits.rebuild_deal(conn, batch.deal_id, snap.process, logged)
+            await visits.rebuild_deal(conn, batch.deal_id, snap.process, await read(conn, batch.deal_id))
         else:
             await visits.project(conn, batch.deal_id, snap.process, [e for e in events if e.seq in new])
     return len(new)
-
-
-_READ = "SELECT payload::text AS payload FROM deal_events WHERE deal_id = $1 ORDER BY seq"
 
 
 async def _replace_diverged(
@@ -205,8 +201,9 @@ async def _replace_diverged(
     return True
 
 
-async def read(pool: asyncpg.Pool, deal_id: str, *, until: datetime | None = None) -> list[DealEvent]:
-    rows = await pool.fetch(
+async def read(db: asyncpg.Pool | visits.Conn, deal_id: str, *, until: datetime | None = None) -> list[DealEvent]:
+    """A deal's logged events in order (from a pool, or inside a transaction's connection)."""
+    rows = await db.fetch(
         "SELECT payload FROM deal_events WHERE deal_id = $1 AND ($2::timestamptz IS NULL OR occurred_at <= $2)"
         " ORDER BY seq",
         deal_id,

@@ -1,0 +1,90 @@
+"""A fresh embedded stack for a benchmark run: PostgreSQL and the Temporal dev server in a
+directory of their own, the shipped processes deployed, and workers in processes of their own
+(so their memory can be read) when a benchmark asks for one."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from definitions.loader import PinnedDefinition, load_file, shipped
+from store import registry
+from store.db import connect_pool
+from store.embedded import EmbeddedPostgres, free_port
+from store.migrations import migrate
+from worker.devserver import TemporalDevServer
+from worker.settings import Settings
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}, Python {platform.python_version()}"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class BenchStack:
+    tmp: Path
+    pg: EmbeddedPostgres
+    server: TemporalDevServer
+    pool: asyncpg.Pool
+    temporal: Client
+    deployed: dict[str, PinnedDefinition]
+
+    def settings(self, task_queue: str) -> Settings:
+        return Settings(temporal_address=self.server.address, database_url=self.pg.url, task_queue=task_queue)
+
+    def worker_process(self, task_queue: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+        """`dealflow worker` on `task_queue`, in a process of its own."""
+        env = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": self.server.address,
+            "DATABASE_URL": self.pg.url,
+            "DEALFLOW_TASK_QUEUE": task_queue,
+            "DEALFLOW_HOME": str(self.tmp / f"home-{task_queue}"),
+        }
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
+        return subprocess.Popen(
+            [sys.executable, "-m", "client.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+@asynccontextmanager
+async def bench_stack(prefix: str) -> AsyncIterator[BenchStack]:
+    tmp = Path(tempfile.mkdtemp(prefix=f"dealflow-{prefix}-"))
+    pg = EmbeddedPostgres(tmp / "pg")
+    pg.start()
+    server = TemporalDevServer(tmp / "temporal.db", port=free_port(), ui_port=None, log_file=tmp / "temporal.log")
+    try:
+        server.start()
+        pool = await connect_pool(pg.url, max_size=20)
+        try:
+            await migrate(pool)
+            deployed = {}
+            for path in shipped():
+                pinned = load_file(path)
+                await registry.deploy(pool, pinned, deployed_by=prefix)
+                deployed[pinned.name] = pinned
+            temporal = await Client.connect(server.address, data_converter=pydantic_data_converter)
+            yield BenchStack(tmp, pg, server, pool, temporal, deployed)
+        finally:
+            await pool.close()
+    finally:
+        server.stop()
+        pg.stop()
