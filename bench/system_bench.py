@@ -81,15 +81,16 @@ class Bench:
 
     async def deal(self, i: int) -> None:
         deal_id = f"b-{uuid.uuid4().hex[:10]}"
-        await self.client.start_deal("seven-stage", deal_id, "rep")
-        for stage in self.pinned.definition.pre_sale:
+        # started as a rep would: the proposal template has what it needs
+        fields = {"customer": f"Customer {i}", "title": "Bench opportunity", "contact": f"buyer{i}@example.com"}
+        await self.client.start_deal("seven-stage", deal_id, "rep", value=25_000.0, fields=fields)
+        for stage in self.pinned.definition.pre_sale[:-1]:
             facts = {f.fact: fact_value(f, self.rng) for f in stage.exit_criteria}
-            if f"{stage.id}" == self.pinned.definition.pre_sale[-1].id:
-                await self.client.win(deal_id, actor="rep", facts=facts)
-            else:
-                await self.client.complete_stage(deal_id, stage.id, actor="rep", facts=facts)
-        last = (await self.client.status(deal_id)).state.last_seq
-        while await event_log.count(self.pool, deal_id) < last:  # "events in PostgreSQL"
+            await self.client.complete_stage(deal_id, stage.id, actor="rep", facts=facts)
+        last = self.pinned.definition.pre_sale[-1]
+        facts = {f.fact: fact_value(f, self.rng) for f in last.exit_criteria}
+        won = await self.client.win(deal_id, actor="rep", facts=facts)
+        while await event_log.count(self.pool, deal_id) < won.last_seq:  # "events in PostgreSQL"
             await asyncio.sleep(0.02)
 
     async def bare(self, i: int) -> None:

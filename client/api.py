@@ -308,7 +308,7 @@ class DealflowClient:
         try:
             await self.temporal.start_workflow(
                 DealWorkflow.run,
-                DealInput(start=start, pinned=pinned, time_scale=time_scale),
+                DealInput(start=start, pinned=pinned, time_scale=time_scale, **self._log_flush()),
                 id=workflow_id(deal_id),
                 task_queue=self.settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -318,6 +318,10 @@ class DealflowClient:
         except WorkflowAlreadyStartedError:
             raise Refused(f"deal {deal_id!r} already exists", code="deal_exists") from None
         return StartedDeal(deal_id=deal_id, workflow_id=workflow_id(deal_id), process_ref=pinned.ref, stage=first)
+
+    def _log_flush(self) -> dict[str, float]:
+        flush = self.settings.log_flush_seconds
+        return {} if flush is None else {"log_flush_seconds": flush}
 
     async def _refuse(self, actor: str, claim: Claim, action: str, target: str, why: str) -> None:
         await access_log.record(self.pool, actor, claim.role, action, target, why)

@@ -146,7 +146,14 @@ async def test_held_out_definition_through_the_cli(cli_env: dict[str, str], tmp_
     )
     assert moved.code == 0 and "stage innvendinger" in moved.out
 
-    listed_deals = await dealflow(cli_env, "deal", "list", "--stage", "innvendinger", "--process", "salg-cli", "--json")
+    # `deal list` reads the projection, which trails the deal by up to its flush window
+    for _ in range(50):
+        listed_deals = await dealflow(
+            cli_env, "deal", "list", "--stage", "innvendinger", "--process", "salg-cli", "--json"
+        )
+        if listed_deals.json():
+            break
+        await asyncio.sleep(0.2)
     assert [d["deal_id"] for d in listed_deals.json()] == [deal]
 
     bad_reason = await dealflow(cli_env, "deal", "lose", deal, "--reason", "kjedelig", "--as", "kari")

@@ -141,7 +141,13 @@ async def test_dev_stack_keeps_state_across_restarts(tmp_path: Path) -> None:
                 status = await dealflow(env, "deal", "status", deal, "--json")
                 assert status.code == 0, status.err
                 assert status.json()["stage"] == "first-contact"
-                listed = await dealflow(env, "deal", "list", "--owner", "vera", "--json")
+                # the start was appended to the log by the deal's flush timer, which survived
+                # the restart in Temporal and fires now: the projection catches up
+                for _ in range(50):
+                    listed = await dealflow(env, "deal", "list", "--owner", "vera", "--json")
+                    if listed.json():
+                        break
+                    await asyncio.sleep(0.2)
                 assert [d["deal_id"] for d in listed.json()] == [deal]
         finally:
             proc.send_signal(signal.SIGINT)

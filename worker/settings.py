@@ -24,6 +24,9 @@ TLS_ENV_VARS = (
     "TEMPORAL_TLS_SERVER_NAME",
     "TEMPORAL_API_KEY",
 )
+# Optional: how long a deal gathers events before appending them to the log (seconds, 0 to 60;
+# 0 appends after every action). Unset: the workflow's default (workflows.commands).
+LOG_FLUSH_ENV_VAR = "DEALFLOW_LOG_FLUSH_SECONDS"
 
 
 class SettingsError(ValueError):
@@ -59,6 +62,7 @@ class Settings:
     tls_key: str | None = None  # file: its private key
     tls_server_name: str | None = None  # the name to expect on the server's certificate
     api_key: str | None = None  # Temporal Cloud and servers with an authorizer
+    log_flush_seconds: float | None = None  # for deals this client starts; None: the default
 
     @property
     def uses_tls(self) -> bool:
@@ -85,6 +89,9 @@ class Settings:
                 settings, source="environment" if stack is None else settings.source + " + environment", **given
             )
             settings = replace(settings, **tls)
+        flush = _log_flush_from_env()
+        if flush is not None:
+            settings = replace(settings, log_flush_seconds=flush)
         return settings
 
 
@@ -119,6 +126,19 @@ def _flag(var: str) -> bool | None:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{var}={os.environ[var]!r}: use true or false")
+
+
+def _log_flush_from_env() -> float | None:
+    raw = os.environ.get(LOG_FLUSH_ENV_VAR, "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 60:  # (also NaN)
+        raise SettingsError(f"{LOG_FLUSH_ENV_VAR}={raw!r}: give a number of seconds from 0 to 60")
+    return seconds
 
 
 def _tls_from_env() -> dict[str, Any]:

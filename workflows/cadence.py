@@ -44,6 +44,9 @@ class CadenceInput(BaseModel):
     recipient: str
     values: dict[str, str] = {}
     time_scale: float = 1.0
+    # set when the deal scheduled (and recorded) the first touch itself and launches this
+    # workflow only when that touch falls due (workflows.commands.PendingCadence)
+    first_due: datetime | None = None
 
 
 class CadenceReport(BaseModel):
@@ -102,14 +105,21 @@ class FollowUpCadence:
     async def run(self, inp: CadenceInput) -> CadenceOutcome:
         previous = workflow.now()
         for touch_no, touch in enumerate(inp.cadence.touches, start=1):
-            real_due = add(previous, touch.delay, timezone=inp.timezone, business_days=inp.business_days)
-            due = previous + (real_due - previous) * inp.time_scale
-            await self._report(
-                inp,
-                CadenceReport(
-                    kind="scheduled", cadence_run=inp.cadence_run, touch_no=touch_no, channel=touch.channel, due_at=due
-                ),
-            )
+            if touch_no == 1 and inp.first_due is not None:
+                due = inp.first_due  # the deal has recorded it
+            else:
+                real_due = add(previous, touch.delay, timezone=inp.timezone, business_days=inp.business_days)
+                due = previous + (real_due - previous) * inp.time_scale
+                await self._report(
+                    inp,
+                    CadenceReport(
+                        kind="scheduled",
+                        cadence_run=inp.cadence_run,
+                        touch_no=touch_no,
+                        channel=touch.channel,
+                        due_at=due,
+                    ),
+                )
             wait = (due - workflow.now()).total_seconds()
             if wait > 0 and self._stop is None:
                 with contextlib.suppress(TimeoutError):  # the delay passed without a stop

@@ -6,11 +6,13 @@ refusal rather than a silently ignored value.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from definitions.loader import PinnedDefinition
+from definitions.model import Cadence
 from workflows.access import Claim
 from workflows.events import BuyerResponseKind, DealEvent, Facts
 from workflows.state import Status
@@ -88,6 +90,22 @@ class StartDeal(_Payload):
     team: str | None = None
 
 
+LOG_FLUSH_SECONDS = 2.0
+
+
+class PendingCadence(_Payload):
+    """A cadence the deal has started whose first touch is not due yet.
+
+    Its child workflow is launched only when that touch falls due: most cadences are stopped
+    before then (the buyer answers, the deal moves on and ends), and a stop before the launch
+    costs the deal one event instead of a child workflow and its signals.
+    """
+
+    cadence_run: str
+    cadence: Cadence
+    due_at: datetime
+
+
 class DealInput(_Payload):
     """The workflow's input: a fresh start, or the whole carried state after continue-as-new."""
 
@@ -96,6 +114,14 @@ class DealInput(_Payload):
     carried_events: list[DealEvent] = []
     persisted_seq: int = 0
     time_scale: float = Field(default=1.0, gt=0, le=1, description="simulation only: compress waits")
+    log_flush_seconds: float = Field(
+        default=LOG_FLUSH_SECONDS,
+        ge=0,
+        le=60,
+        description="how long the deal may gather events before it appends them to the event log "
+        "(0: after every action); a finished deal appends at once",
+    )
+    pending_cadence: PendingCadence | None = None
 
 
 class MissingFact(_Payload):

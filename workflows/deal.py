@@ -23,9 +23,10 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from definitions.loader import PinnedDefinition
-    from definitions.model import StopCondition
+    from definitions.model import Cadence, StopCondition
     from workflows import access, decide, reminders
     from workflows.cadence import CadenceInput, CadenceReport, FollowUpCadence
+    from workflows.calendar import add
     from workflows.commands import (
         ActionResult,
         Command,
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         MigrateDeal,
         MissingFact,
         MoveStage,
+        PendingCadence,
         RecordResponse,
         StartDeal,
         WinDeal,
@@ -110,6 +112,22 @@ FOLLOW_ON_RETRY = RetryPolicy(
     non_retryable_error_types=["UnknownProcess"],
 )
 CADENCE_STOP_GRACE = timedelta(minutes=1)
+# however short the flush window, a batch never grows past this many events
+MAX_LOG_BATCH = 100
+# events that change what a deal is (its outcome, its version) reach the log, and so the metrics
+# and the next migration plan, without waiting for the flush window
+URGENT = (DealWon, DealLost, MigratedToVersion)
+
+# A patch (workflow.patched): deals started before it replay, and run to their end, as they began.
+# Under it the cadence child starts only when its first touch is due, and events are gathered for
+# up to log_flush_seconds per append. (One patch for both: each patch costs every deal a marker
+# and a search-attribute upsert.)
+LEAN_DEAL = "lazy-cadence-batched-log"
+
+
+_CHILD: dict[str, Any] = {
+    "parent_close_policy": ParentClosePolicy.ABANDON  # it outlives continue-as-new; stopped by signal
+}
 
 
 def workflow_id(deal_id: str) -> str:
@@ -172,6 +190,11 @@ class DealWorkflow:
         self._persisted = input.persisted_seq
         self._effects: list[Effect] = []
         self._indexed: list[SearchAttributePair[str]] = search_attributes(self._state)
+        # decided once per run, at its first workflow task, so a run never mixes the two ways
+        self._lazy_cadence = self._batched_log = workflow.patched(LEAN_DEAL)
+        self._log_flush_seconds = input.log_flush_seconds
+        self._flush_window = timedelta(seconds=input.log_flush_seconds)
+        self._pending_cadence: PendingCadence | None = input.pending_cadence
         if not self._events:
             # recorded here, not in run(): an update may arrive in the very first workflow task,
             # and its validator runs before run() does
@@ -190,21 +213,31 @@ class DealWorkflow:
         while True:
             rung = reminders.next_rung(self._pinned.definition, self._state, self._scale)
             follow_on = self._next_follow_on()
+            launch = self._pending_cadence.due_at if self._pending_cadence else None
+            flush = self._flush_due() if self._batched_log else None
             deadlines = [rung.due_at] if rung else []
             deadlines += [follow_on[1]] if follow_on else []
+            deadlines += [t for t in (launch, flush) if t is not None]
             timeout = None if not deadlines else max(0.0, (min(deadlines) - workflow.now()).total_seconds())
-            try:
-                await workflow.wait_condition(functools.partial(self._has_work, rung), timeout=timeout)
-            except TimeoutError:
-                if follow_on is not None and follow_on[1] <= workflow.now():
-                    await self._start_follow_on(follow_on[0])
-                elif rung is not None and not self._ladder_moved(rung):
-                    self._record(decide.remind(self._state, rung, workflow.now()))
-                continue
+            # work already waiting is done first (effects before the append that records them)
+            if not (self._batched_log and self._has_work(rung, flush)):
+                try:
+                    await workflow.wait_condition(functools.partial(self._has_work, rung, flush), timeout=timeout)
+                except TimeoutError:
+                    now = workflow.now()
+                    if follow_on is not None and follow_on[1] <= now:
+                        await self._start_follow_on(follow_on[0])
+                    elif launch is not None and launch <= now:
+                        await self._launch_cadence()
+                    elif rung is not None and rung.due_at <= now and not self._ladder_moved(rung):
+                        self._record(decide.remind(self._state, rung, now))
+                    elif flush is not None and flush <= now:
+                        await self._persist()
+                    continue
             if self._effects:
                 await self._run(self._effects.pop(0))
                 continue
-            if self._unpersisted():
+            if self._flush_needed():
                 await self._persist()
                 continue
             if not (self._done() or workflow.info().is_continue_as_new_suggested()):
@@ -223,6 +256,8 @@ class DealWorkflow:
                     carried_events=self._events,
                     persisted_seq=self._persisted,
                     time_scale=self._scale,
+                    log_flush_seconds=self._log_flush_seconds,
+                    pending_cadence=self._pending_cadence,
                 )
             )
 
@@ -538,27 +573,43 @@ class DealWorkflow:
         if self._answered_since_entry(stop_on):
             return  # the buyer already answered since the stage was entered: nothing to chase
         run = f"cadence-{self._state.deal_id}/{cadence.id}#{self._state.cadence_runs + 1}"
-        fields = self._state.fields
-        await workflow.start_child_workflow(
-            FollowUpCadence.run,
-            CadenceInput(
-                deal_id=self._state.deal_id,
-                parent_workflow_id=workflow.info().workflow_id,
-                cadence_run=run,
-                cadence=cadence,
-                timezone=d.timezone,
-                business_days=d.business_days,
-                recipient=fields.get("contact") or fields.get("customer") or f"buyer of {self._state.deal_id}",
-                values=self._values(),
-                time_scale=self._scale,
-            ),
-            id=run,
-            parent_close_policy=ParentClosePolicy.ABANDON,  # it outlives continue-as-new; stopped by signal
-        )
+        if self._lazy_cadence and cadence.touches:
+            # recorded now, launched when the first touch is due (unless stopped before then)
+            first, now = cadence.touches[0], workflow.now()
+            real_due = add(now, first.delay, timezone=d.timezone, business_days=d.business_days)
+            due = now + (real_due - now) * self._scale
+            self._note(CadenceStarted, cadence=cadence.id, cadence_run=run, touches=len(cadence.touches))
+            self._note(TouchScheduled, cadence_run=run, touch_no=1, channel=first.channel, due_at=due)
+            self._pending_cadence = PendingCadence(cadence_run=run, cadence=cadence, due_at=due)
+            return
+        await workflow.start_child_workflow(FollowUpCadence.run, self._cadence_input(run, cadence), id=run, **_CHILD)
         self._note(CadenceStarted, cadence=cadence.id, cadence_run=run, touches=len(cadence.touches))
         answered = self._answered_since_entry(stop_on)
         if answered:  # the answer came in while the cadence was being started: stop it at once
             self._effects.append(StopCadence(reason=answered))
+
+    def _cadence_input(self, run: str, cadence: Cadence, first_due: datetime | None = None) -> CadenceInput:
+        d, fields = self._pinned.definition, self._state.fields
+        return CadenceInput(
+            deal_id=self._state.deal_id,
+            parent_workflow_id=workflow.info().workflow_id,
+            cadence_run=run,
+            cadence=cadence,
+            timezone=d.timezone,
+            business_days=d.business_days,
+            recipient=fields.get("contact") or fields.get("customer") or f"buyer of {self._state.deal_id}",
+            values=self._values(),
+            time_scale=self._scale,
+            first_due=first_due,
+        )
+
+    async def _launch_cadence(self) -> None:
+        """The first touch of a pending cadence is due: from here its child workflow runs it."""
+        pending, self._pending_cadence = self._pending_cadence, None
+        if pending is None or pending.cadence_run != self._state.cadence:
+            return
+        cadence_input = self._cadence_input(pending.cadence_run, pending.cadence, first_due=pending.due_at)
+        await workflow.start_child_workflow(FollowUpCadence.run, cadence_input, id=pending.cadence_run, **_CHILD)
 
     def _answered_since_entry(self, stop_on: list[str]) -> str | None:
         """The buyer response that stops a cadence, if one came since the deal entered its stage."""
@@ -573,6 +624,10 @@ class DealWorkflow:
         run = self._state.cadence
         if run is None:
             return
+        if self._pending_cadence is not None and self._pending_cadence.cadence_run == run:
+            self._pending_cadence = None  # never launched: nothing to signal
+            self._note(CadenceStopped, cadence_run=run, reason=reason)
+            return
         try:
             await workflow.get_external_workflow_handle(run).signal(FollowUpCadence.stop, reason)
         except FailureError:
@@ -584,6 +639,10 @@ class DealWorkflow:
         run = self._state.cadence
         if run is None:
             return True
+        if self._pending_cadence is not None and self._pending_cadence.cadence_run == run:
+            self._pending_cadence = None
+            self._note(CadenceStopped, stage=None, cadence_run=run, reason="deal_ended")
+            return False
         try:
             await workflow.wait_condition(lambda: self._state.cadence is None, timeout=CADENCE_STOP_GRACE)
         except TimeoutError:
@@ -641,7 +700,9 @@ class DealWorkflow:
         try:
             await workflow.start_child_workflow(
                 DealWorkflow.run,
-                DealInput(start=start, pinned=pinned, time_scale=self._scale),
+                DealInput(
+                    start=start, pinned=pinned, time_scale=self._scale, log_flush_seconds=self._log_flush_seconds
+                ),
                 id=workflow_id(new_id),
                 parent_close_policy=ParentClosePolicy.ABANDON,  # a deal of its own: it outlives this one
                 search_attributes=TypedSearchAttributes(search_attributes(preview)),
@@ -651,13 +712,15 @@ class DealWorkflow:
             return
         self._note(FollowOnStarted, kind=follow_on.kind, deal_id=new_id, process=pinned.name, version=pinned.version)
 
-    def _has_work(self, rung: reminders.Rung | None) -> bool:
+    def _has_work(self, rung: reminders.Rung | None, flush: datetime | None = None) -> bool:
+        """Something to do now, or a deadline to wait for that is not the one being waited for."""
         return (
             bool(self._effects)
-            or self._unpersisted()
+            or self._flush_needed()
             or self._done()
             or workflow.info().is_continue_as_new_suggested()
             or self._ladder_moved(rung)
+            or (self._batched_log and self._flush_due() != flush)
         )
 
     def _note(self, cls: type[Any], at: datetime | None = None, **fields: Any) -> None:
@@ -673,6 +736,37 @@ class DealWorkflow:
 
     def _unpersisted(self) -> bool:
         return self._persisted < self._state.last_seq
+
+    def _flush_due(self) -> datetime | None:
+        """When the events not yet in the log must be appended: a flush window after the first of them.
+
+        Gathering a deal's events costs the rep nothing (an update answers before its events
+        are appended) and saves an activity and a workflow task for every action folded into
+        the batch; the log trails the deal by at most the window.
+        """
+        if not self._unpersisted():
+            return None
+        if not self._batched_log:
+            return workflow.now()
+        first = self._events[-1]
+        for event in reversed(self._events):
+            if event.seq <= self._persisted:
+                break
+            if isinstance(event, URGENT):
+                return workflow.now()
+            first = event
+        return first.at + self._flush_window
+
+    def _flush_needed(self) -> bool:
+        due = self._flush_due()
+        if due is None:
+            return False
+        return (
+            due <= workflow.now()
+            or self._state.last_seq - self._persisted >= MAX_LOG_BATCH
+            or self._state.status != "open"  # after the outcome, the few events left go at once
+            or workflow.info().is_continue_as_new_suggested()
+        )
 
     async def _persist(self) -> None:
         upto = self._state.last_seq
