@@ -64,6 +64,14 @@ class BenchStack:
             [sys.executable, "-m", "client.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
+    def bare_worker_process(self, task_queue: str) -> subprocess.Popen[bytes]:
+        """The bare baseline's worker (bench.bare), in a process of its own like the deal's."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "bench.bare", self.server.address, task_queue],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+
 
 @asynccontextmanager
 async def bench_stack(prefix: str) -> AsyncIterator[BenchStack]:

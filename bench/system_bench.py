@@ -35,7 +35,7 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from audit.replay import replay as audit_replay
 from bench.bare import BareWorkflow
@@ -47,7 +47,7 @@ from definitions.loader import load_file, shipped
 from store import event_log
 from store.deals import DEAL_COLUMNS, list_deals
 from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
-from worker.run import WORKFLOWS, build_worker
+from worker.run import WORKFLOWS
 from workflows.deal import workflow_id
 from workflows.effects import AppendEvents, DealSnapshot
 from workflows.state import fold
@@ -286,8 +286,10 @@ async def run(quick: bool) -> dict[str, Any]:
         client = DealflowClient(temporal, pool, stack.settings(queue))
         b = Bench(client, temporal, pool, queue)
         result: dict[str, Any] = {"machine": machine()}
-        bare = Worker(temporal, task_queue=BARE_QUEUE, workflows=[BareWorkflow])  # beside ours, same process
-        async with build_worker(temporal, pool, queue), bare:
+        # each worker in a process of its own, as deployed; the client drives both from here
+        workers = [stack.worker_process(queue, log=stack.tmp / "worker.log"), stack.bare_worker_process(BARE_QUEUE)]
+        try:
+            await asyncio.sleep(3)
             print("deal throughput", flush=True)
             result["throughput"] = await throughput(b, 30 if quick else 100, 2 if quick else 3, 20)
             print("rep latency", flush=True)
@@ -299,6 +301,10 @@ async def run(quick: bool) -> dict[str, Any]:
                     30 if quick else 100,
                 )
             ]
+        finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait(30)
         print("event append", flush=True)
         result["append"] = await append_vs_copy(pool, 300 if quick else 2000)
         print("replay", flush=True)

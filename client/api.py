@@ -37,6 +37,7 @@ from worker.run import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
 from workflows.access import Claim
 from workflows.commands import (
+    REVISION,
     ActionResult,
     Command,
     CompleteStage,
@@ -308,7 +309,7 @@ class DealflowClient:
         try:
             await self.temporal.start_workflow(
                 DealWorkflow.run,
-                DealInput(start=start, pinned=pinned, time_scale=time_scale, **self._log_flush()),
+                DealInput(start=start, pinned=pinned, time_scale=time_scale, revision=REVISION, **self._log_flush()),
                 id=workflow_id(deal_id),
                 task_queue=self.settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -19,6 +19,7 @@ from worker.devserver import temporal_binary
 from worker.run import build_worker
 from worker.settings import Settings
 from workflows.deal import SEARCH_ATTRIBUTES, workflow_id
+from workflows.events import TouchSent
 
 SUGGEST_AFTER = 40  # history events; a deal run to the end makes several times this
 
@@ -77,3 +78,39 @@ async def test_state_survives_continue_as_new(
         assert await event_log.read(pool, deal) == events
         await client.win(deal, actor="erin")
         assert (await client.status(deal)).state.status == "won"
+
+
+async def test_a_pending_cadence_is_carried_across_continue_as_new(
+    small_history_env: WorkflowEnvironment, pool: asyncpg.Pool, database_url: str, deployed: dict[str, PinnedDefinition]
+) -> None:
+    """The cadence is started, its first touch not yet due, when the deal continues as new: the
+    new run launches the child when the touch falls due."""
+    queue = f"can-{uuid.uuid4().hex[:6]}"
+    client = DealflowClient(small_history_env.client, pool, Settings(database_url=database_url, task_queue=queue))
+    async with build_worker(small_history_env.client, pool, queue):
+        deal = new_deal_id("can-cad")
+        # the first touch is an hour after the start: 14.4 s at this scale
+        await client.start_deal("crash", deal, "kim", fields={"customer": "Kunde AS"}, time_scale=0.004)
+        handle = small_history_env.client.get_workflow_handle(workflow_id(deal))
+        first_run = (await handle.describe()).run_id
+        for i in range(8):  # far more history than the limit, all before the touch is due
+            await client.complete_stage(deal, "call", actor="kim", request_id=f"c-{i}")
+            await client.move(deal, "call", actor="kim", reason=f"again {i}", request_id=f"b-{i}")
+
+        async def continued() -> bool:
+            return (await handle.describe()).run_id != first_run
+
+        await wait_for(continued)
+        first = await small_history_env.client.get_workflow_handle(workflow_id(deal), run_id=first_run).fetch_history()
+        assert not any(e.HasField("start_child_workflow_execution_initiated_event_attributes") for e in first.events)
+
+        async def first_touch_sent() -> bool:
+            return any(isinstance(e, TouchSent) and e.touch_no == 1 for e in await client.events(deal))
+
+        await wait_for(first_touch_sent, timeout=40)
+        lost = await client.lose(deal, "gave-up", actor="kim")
+
+        async def all_logged() -> bool:
+            return await event_log.count(pool, deal) >= lost.last_seq
+
+        await wait_for(all_logged)

@@ -1,6 +1,8 @@
 """The follow-up cadence: a child workflow of the deal that makes the touches.
 
-It has its own history, so a long cadence never bloats the deal's. It reports every step to the
+The deal launches it when the first touch falls due (having recorded that touch as scheduled
+itself), so a cadence stopped before its first touch costs no workflow at all. It has its own
+history, so a long cadence never bloats the deal's. It reports every step to the
 deal by signal (the deal records the events, keeping one sequence per deal), and stops at once
 when the deal signals `stop` (buyer replied, meeting booked, deal ended, unsubscribed, bounced).
 Each touch is an activity with retries; a channel that fails for good is recorded and the
@@ -19,6 +21,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from definitions.durations import Duration
     from definitions.model import Cadence
     from workflows.calendar import add
     from workflows.effects import SEND_MESSAGE, SEND_TIMEOUT, OutgoingMessage, SentMessage
@@ -72,6 +75,15 @@ class CadenceOutcome(BaseModel):
     stopped: str | None
 
 
+def touch_due(
+    previous: datetime, delay: Duration, timezone: str, business_days: list[int], time_scale: float
+) -> datetime:
+    """When a touch falls due: its delay after `previous` (business-day aware), compressed by
+    the time scale in simulations."""
+    real_due = add(previous, delay, timezone=timezone, business_days=business_days)
+    return previous + (real_due - previous) * time_scale
+
+
 def render(text: str, values: dict[str, str]) -> str:
     """Fill `{name}` placeholders that have values; leave the others as written."""
 
@@ -108,8 +120,7 @@ class FollowUpCadence:
             if touch_no == 1 and inp.first_due is not None:
                 due = inp.first_due  # the deal has recorded it
             else:
-                real_due = add(previous, touch.delay, timezone=inp.timezone, business_days=inp.business_days)
-                due = previous + (real_due - previous) * inp.time_scale
+                due = touch_due(previous, touch.delay, inp.timezone, inp.business_days, inp.time_scale)
                 await self._report(
                     inp,
                     CadenceReport(

@@ -91,6 +91,12 @@ class StartDeal(_Payload):
 
 
 LOG_FLUSH_SECONDS = 2.0
+# The revision of the deal workflow's behaviour that new runs follow. It travels in the run's
+# input, so a run replays the way it began: runs whose input has no revision (started before
+# revision 2) keep appending after every action and start cadence children at once. Kept in the
+# input rather than behind workflow.patched because the choice is made at start, and a patch
+# would cost every deal a marker and a search-attribute upsert.
+REVISION = 2
 
 
 class PendingCadence(_Payload):
@@ -122,6 +128,7 @@ class DealInput(_Payload):
         "(0: after every action); a finished deal appends at once",
     )
     pending_cadence: PendingCadence | None = None
+    revision: int = Field(default=1, ge=1, le=REVISION)
 
 
 class MissingFact(_Payload):

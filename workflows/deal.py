@@ -3,9 +3,10 @@
 The workflow holds no logic of its own about sales: decisions come from `workflows.decide`, state
 from `workflows.state.fold`, the reminder ladder from `workflows.reminders`. What it adds is
 durability: updates validated before they enter history; a main loop that sleeps until the next
-reminder rung, carries events to the event log (at least once, keyed so the log has each exactly
-once) and runs the effects that events call for (notifications, proposals, starting and stopping
-the follow-up cadence); search attributes kept current; continue-as-new with the whole state.
+reminder rung, carries events to the event log in batches gathered over a flush window (at least
+once, keyed so the log has each exactly once) and runs the effects that events call for
+(notifications, proposals, starting and stopping the follow-up cadence); search attributes kept
+current with each batch; continue-as-new with the whole state.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ with workflow.unsafe.imports_passed_through():
     from definitions.loader import PinnedDefinition
     from definitions.model import Cadence, StopCondition
     from workflows import access, decide, reminders
-    from workflows.cadence import CadenceInput, CadenceReport, FollowUpCadence
-    from workflows.calendar import add
+    from workflows.cadence import CadenceInput, CadenceReport, FollowUpCadence, touch_due
     from workflows.commands import (
+        REVISION,
         ActionResult,
         Command,
         CompleteStage,
@@ -118,12 +119,6 @@ MAX_LOG_BATCH = 100
 # and the next migration plan, without waiting for the flush window
 URGENT = (DealWon, DealLost, MigratedToVersion)
 
-# A patch (workflow.patched): deals started before it replay, and run to their end, as they began.
-# Under it the cadence child starts only when its first touch is due, and events are gathered for
-# up to log_flush_seconds per append. (One patch for both: each patch costs every deal a marker
-# and a search-attribute upsert.)
-LEAN_DEAL = "lazy-cadence-batched-log"
-
 
 _CHILD: dict[str, Any] = {
     "parent_close_policy": ParentClosePolicy.ABANDON  # it outlives continue-as-new; stopped by signal
@@ -143,6 +138,12 @@ def search_attributes(state: DealState) -> list[SearchAttributePair[str]]:
         SearchAttributePair(PROCESS_NAME, state.process),
         SearchAttributePair(PROCESS_VERSION, state.version),
     ]
+
+
+def indexed_now() -> list[SearchAttributePair[str]]:
+    """The deal's search attributes as Temporal holds them for this run ("" where unset)."""
+    held = workflow.info().typed_search_attributes
+    return [SearchAttributePair(key, held.get(key) or "") for key in SEARCH_ATTRIBUTES]
 
 
 def _refused(refusal: decide.Refusal) -> ApplicationError:
@@ -189,9 +190,13 @@ class DealWorkflow:
         self._state: DealState = fold(self._events)
         self._persisted = input.persisted_seq
         self._effects: list[Effect] = []
-        self._indexed: list[SearchAttributePair[str]] = search_attributes(self._state)
-        # decided once per run, at its first workflow task, so a run never mixes the two ways
-        self._lazy_cadence = self._batched_log = workflow.patched(LEAN_DEAL)
+        # revision 2: the cadence child starts when its first touch is due, events are gathered
+        # for up to log_flush_seconds per append, search attributes follow with each append
+        self._lazy_cadence = self._batched_log = input.revision >= 2
+        # what Temporal indexes now: from revision 2, what the client (or the run before) set
+        self._indexed: list[SearchAttributePair[str]] = (
+            indexed_now() if self._batched_log else search_attributes(self._state)
+        )
         self._log_flush_seconds = input.log_flush_seconds
         self._flush_window = timedelta(seconds=input.log_flush_seconds)
         self._pending_cadence: PendingCadence | None = input.pending_cadence
@@ -258,6 +263,7 @@ class DealWorkflow:
                     time_scale=self._scale,
                     log_flush_seconds=self._log_flush_seconds,
                     pending_cadence=self._pending_cadence,
+                    revision=REVISION,  # a new run: it may take the latest way
                 )
             )
 
@@ -429,6 +435,12 @@ class DealWorkflow:
             self._state = apply(self._state, event)
             self._events.append(event)
             self._effects.extend(self._effects_of(event))
+        if not self._batched_log:
+            self._index()
+
+    def _index(self) -> None:
+        """Bring the search attributes up to date (in the lean way, with each append: Temporal's
+        visibility trails the deal like the projection does, at one upsert per batch)."""
         indexed = search_attributes(self._state)
         if indexed != self._indexed:
             changed = [new for new, old in zip(indexed, self._indexed, strict=True) if new != old]
@@ -575,9 +587,8 @@ class DealWorkflow:
         run = f"cadence-{self._state.deal_id}/{cadence.id}#{self._state.cadence_runs + 1}"
         if self._lazy_cadence and cadence.touches:
             # recorded now, launched when the first touch is due (unless stopped before then)
-            first, now = cadence.touches[0], workflow.now()
-            real_due = add(now, first.delay, timezone=d.timezone, business_days=d.business_days)
-            due = now + (real_due - now) * self._scale
+            first = cadence.touches[0]
+            due = touch_due(workflow.now(), first.delay, d.timezone, d.business_days, self._scale)
             self._note(CadenceStarted, cadence=cadence.id, cadence_run=run, touches=len(cadence.touches))
             self._note(TouchScheduled, cadence_run=run, touch_no=1, channel=first.channel, due_at=due)
             self._pending_cadence = PendingCadence(cadence_run=run, cadence=cadence, due_at=due)
@@ -701,7 +712,11 @@ class DealWorkflow:
             await workflow.start_child_workflow(
                 DealWorkflow.run,
                 DealInput(
-                    start=start, pinned=pinned, time_scale=self._scale, log_flush_seconds=self._log_flush_seconds
+                    start=start,
+                    pinned=pinned,
+                    time_scale=self._scale,
+                    log_flush_seconds=self._log_flush_seconds,
+                    revision=REVISION,
                 ),
                 id=workflow_id(new_id),
                 parent_close_policy=ParentClosePolicy.ABANDON,  # a deal of its own: it outlives this one
@@ -769,6 +784,8 @@ class DealWorkflow:
         )
 
     async def _persist(self) -> None:
+        if self._batched_log:
+            self._index()
         upto = self._state.last_seq
         batch = [e for e in self._events if e.seq > self._persisted]
         await workflow.execute_activity(
