@@ -11,6 +11,7 @@ current with each batch; continue-as-new with the whole state.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -200,6 +201,9 @@ class DealWorkflow:
         self._log_flush_seconds = input.log_flush_seconds
         self._flush_window = timedelta(seconds=input.log_flush_seconds)
         self._pending_cadence: PendingCadence | None = input.pending_cadence
+        self._alarm: asyncio.Task[None] | None = None  # revision 2: the loop's one timer
+        self._alarm_at: datetime | None = None
+        self._rang = False
         if not self._events:
             # recorded here, not in run(): an update may arrive in the very first workflow task,
             # and its validator runs before run() does
@@ -223,22 +227,34 @@ class DealWorkflow:
             deadlines = [rung.due_at] if rung else []
             deadlines += [follow_on[1]] if follow_on else []
             deadlines += [t for t in (launch, flush) if t is not None]
-            timeout = None if not deadlines else max(0.0, (min(deadlines) - workflow.now()).total_seconds())
-            # work already waiting is done first (effects before the append that records them)
-            if not (self._batched_log and self._has_work(rung, flush)):
+            if self._batched_log:
+                # one alarm for the earliest deadline, kept while that deadline stands (the
+                # rep's actions within a batch start and cancel no timers); work already
+                # waiting is done first, effects before the append that records them
+                self._set_alarm(min(deadlines) if deadlines else None)
+                if not self._has_work(rung, flush):
+                    await workflow.wait_condition(functools.partial(self._rang_or_work, rung, flush))
+                due = self._rang
+                if due:  # spent: the next pass sets a new one
+                    self._alarm, self._alarm_at, self._rang = None, None, False
+            else:
+                timeout = None if not deadlines else max(0.0, (min(deadlines) - workflow.now()).total_seconds())
                 try:
-                    await workflow.wait_condition(functools.partial(self._has_work, rung, flush), timeout=timeout)
+                    await workflow.wait_condition(functools.partial(self._has_work, rung), timeout=timeout)
+                    due = False
                 except TimeoutError:
-                    now = workflow.now()
-                    if follow_on is not None and follow_on[1] <= now:
-                        await self._start_follow_on(follow_on[0])
-                    elif launch is not None and launch <= now:
-                        await self._launch_cadence()
-                    elif rung is not None and rung.due_at <= now and not self._ladder_moved(rung):
-                        self._record(decide.remind(self._state, rung, now))
-                    elif flush is not None and flush <= now:
-                        await self._persist()
-                    continue
+                    due = True
+            if due:
+                now = workflow.now()
+                if follow_on is not None and follow_on[1] <= now:
+                    await self._start_follow_on(follow_on[0])
+                elif launch is not None and launch <= now:
+                    await self._launch_cadence()
+                elif rung is not None and rung.due_at <= now and not self._ladder_moved(rung):
+                    self._record(decide.remind(self._state, rung, now))
+                elif flush is not None and flush <= now:
+                    await self._persist()
+                continue
             if self._effects:
                 await self._run(self._effects.pop(0))
                 continue
@@ -748,6 +764,30 @@ class DealWorkflow:
     def _ladder_moved(self, rung: reminders.Rung | None) -> bool:
         """The next reminder rung is no longer `rung`: the deal moved on, or the rung fired."""
         return reminders.next_rung(self._pinned.definition, self._state, self._scale) != rung
+
+    def _rang_or_work(self, rung: reminders.Rung | None, flush: datetime | None) -> bool:
+        return self._rang or self._has_work(rung, flush)
+
+    def _set_alarm(self, at: datetime | None) -> None:
+        """Ring (set `_rang`) at `at`; a new instant replaces the alarm, the same one keeps it."""
+        if at == self._alarm_at:
+            return
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+        self._alarm_at, self._rang = at, False
+        if at is None:
+            return
+        wait = (at - workflow.now()).total_seconds()
+        if wait <= 0:
+            self._rang = True
+            return
+
+        async def ring() -> None:
+            await workflow.sleep(wait)
+            self._rang = True
+
+        self._alarm = asyncio.create_task(ring())
 
     def _unpersisted(self) -> bool:
         return self._persisted < self._state.last_seq
