@@ -234,7 +234,7 @@ class DealWorkflow:
                 self._set_alarm(min(deadlines) if deadlines else None)
                 if not self._has_work(rung, flush):
                     await workflow.wait_condition(functools.partial(self._rang_or_work, rung, flush))
-                due = self._rang
+                due = self._rang and not self._effects
                 if due:  # spent: the next pass sets a new one
                     self._alarm, self._alarm_at, self._rang = None, None, False
             else:
