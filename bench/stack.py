@@ -38,6 +38,23 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User and system CPU time a process has used (with its living children, for PostgreSQL's
+    backends); 0 for a process that is gone. Linux /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    if children:
+        try:
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            kids = []
+        used += sum(cpu_seconds(int(kid)) for kid in kids)
+    return used
+
+
 @dataclass
 class BenchStack:
     tmp: Path
@@ -46,6 +63,19 @@ class BenchStack:
     pool: asyncpg.Pool
     temporal: Client
     deployed: dict[str, PinnedDefinition]
+
+    def cpu(self, **workers: int) -> dict[str, float]:
+        """CPU seconds used so far by this process (the client), the given worker processes, the
+        Temporal server and PostgreSQL (postmaster and backends): read before and after a phase,
+        the differences say where its time went."""
+        postmaster = int((self.pg.data_dir / "postmaster.pid").read_text().split()[0])
+        server = self.server.process.pid if self.server.process else 0
+        return {
+            "client": cpu_seconds(os.getpid()),
+            **{name: cpu_seconds(pid) for name, pid in workers.items()},
+            "temporal_server": cpu_seconds(server),
+            "postgres": cpu_seconds(postmaster, children=True),
+        }
 
     def settings(self, task_queue: str) -> Settings:
         return Settings(temporal_address=self.server.address, database_url=self.pg.url, task_queue=task_queue)

@@ -102,17 +102,40 @@ class Bench:
         await handle.result()
 
 
-async def throughput(b: Bench, deals: int, rounds: int, concurrency: int) -> dict[str, Any]:
+async def throughput(
+    b: Bench, deals: int, rounds: int, concurrency: int, cpu: Callable[[], dict[str, float]]
+) -> dict[str, Any]:
+    """Deals per second, and the CPU each part of the stack spent per deal (`cpu` reads the
+    counters: client, each worker, Temporal server, PostgreSQL)."""
     ours: list[float] = []
     bare: list[float] = []
+    spent: dict[str, dict[str, float]] = {"dealflow": {}, "bare": {}}
     for _ in range(rounds):
         for label, fn, out in (("dealflow", b.deal, ours), ("bare", b.bare, bare)):
+            before = cpu()
             started = time.perf_counter()
             await _gather_limited(deals, concurrency, fn)
             out.append(deals / (time.perf_counter() - started))
+            after = cpu()
+            for part in after:
+                if part.endswith("_worker") and not part.startswith(label):
+                    continue  # the other side's worker, idle meanwhile
+                name = "worker" if part.endswith("_worker") else part
+                spent[label][name] = spent[label].get(name, 0.0) + after[part] - before[part]
             print(f"  throughput {label}: {out[-1]:.1f} deals/s", flush=True)
     o, r = statistics.median(ours), statistics.median(bare)
-    return {"dealflow_deals_per_s": round(o, 2), "bare_deals_per_s": round(r, 2), "ratio": round(o / r, 3)}
+    per_deal = {
+        label: {part: round(seconds * 1000 / (deals * rounds), 1) for part, seconds in parts.items()}
+        for label, parts in spent.items()
+    }
+    for parts in per_deal.values():
+        parts["total"] = round(sum(parts.values()), 1)
+    return {
+        "dealflow_deals_per_s": round(o, 2),
+        "bare_deals_per_s": round(r, 2),
+        "ratio": round(o / r, 3),
+        "cpu_ms_per_deal": per_deal,
+    }
 
 
 async def latency(b: Bench, samples: int) -> dict[str, Any]:
@@ -291,7 +314,10 @@ async def run(quick: bool) -> dict[str, Any]:
         try:
             await asyncio.sleep(3)
             print("deal throughput", flush=True)
-            result["throughput"] = await throughput(b, 30 if quick else 100, 2 if quick else 3, 20)
+            pids = {"dealflow_worker": workers[0].pid, "bare_worker": workers[1].pid}
+            result["throughput"] = await throughput(
+                b, 30 if quick else 100, 2 if quick else 3, 20, lambda: stack.cpu(**pids)
+            )
             print("rep latency", flush=True)
             result["latency"] = await latency(b, 50 if quick else 300)
             ids = [
@@ -314,14 +340,25 @@ async def run(quick: bool) -> dict[str, Any]:
         return result
 
 
+def _cpu_text(parts: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in parts.items())
+
+
 def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     t, lat, a, rp, s = r["throughput"], r["latency"], r["append"], r["replay"], r["scale"]
+    cpu = t["cpu_ms_per_deal"]
     return [
         (
             "deal throughput (end to end)",
             f"{t['dealflow_deals_per_s']} deals/s",
             f"bare workflow {t['bare_deals_per_s']} deals/s",
             f"{t['ratio']} (target >= 0.8)",
+        ),
+        (
+            "  CPU ms per deal",
+            _cpu_text(cpu["dealflow"]),
+            _cpu_text(cpu["bare"]),
+            f"{round(cpu['bare']['total'] / cpu['dealflow']['total'], 3)}",
         ),
         (
             "rep latency p50",
