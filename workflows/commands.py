@@ -90,7 +90,10 @@ class StartDeal(_Payload):
     team: str | None = None
 
 
+# How long a deal gathers events before one append to the event log, by default: long enough to
+# fold a rep's burst of actions into one activity, short enough that listings hardly trail.
 LOG_FLUSH_SECONDS = 2.0
+
 # The revision of the deal workflow's behaviour that new runs follow. It travels in the run's
 # input, so a run replays the way it began: runs whose input has no revision (started before
 # revision 2) keep appending after every action and start cadence children at once. Kept in the
@@ -125,7 +128,7 @@ class DealInput(_Payload):
         ge=0,
         le=60,
         description="how long the deal may gather events before it appends them to the event log "
-        "(0: after every action); a finished deal appends at once",
+        "(0: as soon as there is anything to append); outcomes and migrations go at once",
     )
     pending_cadence: PendingCadence | None = None
     revision: int = Field(default=1, ge=1, le=REVISION)
