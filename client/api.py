@@ -37,6 +37,7 @@ from worker.run import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
 from workflows.access import Claim
 from workflows.commands import (
+    LOG_FLUSH_SECONDS,
     REVISION,
     ActionResult,
     Command,
@@ -309,7 +310,13 @@ class DealflowClient:
         try:
             await self.temporal.start_workflow(
                 DealWorkflow.run,
-                DealInput(start=start, pinned=pinned, time_scale=time_scale, revision=REVISION, **self._log_flush()),
+                DealInput(
+                    start=start,
+                    pinned=pinned,
+                    time_scale=time_scale,
+                    log_flush_seconds=self.log_flush_seconds,
+                    revision=REVISION,
+                ),
                 id=workflow_id(deal_id),
                 task_queue=self.settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -320,9 +327,11 @@ class DealflowClient:
             raise Refused(f"deal {deal_id!r} already exists", code="deal_exists") from None
         return StartedDeal(deal_id=deal_id, workflow_id=workflow_id(deal_id), process_ref=pinned.ref, stage=first)
 
-    def _log_flush(self) -> dict[str, float]:
+    @property
+    def log_flush_seconds(self) -> float:
+        """How long the deals this client starts gather events per append to the log."""
         flush = self.settings.log_flush_seconds
-        return {} if flush is None else {"log_flush_seconds": flush}
+        return LOG_FLUSH_SECONDS if flush is None else flush
 
     async def _refuse(self, actor: str, claim: Claim, action: str, target: str, why: str) -> None:
         await access_log.record(self.pool, actor, claim.role, action, target, why)

@@ -27,7 +27,6 @@ from definitions.loader import PinnedDefinition, shipped
 from definitions.model import FactSpec, FactType, ProcessDefinition
 from store.metrics import Filters, compute
 from worker.settings import Settings, home, outbox_dir, proposals_dir, read_stack
-from workflows.commands import LOG_FLUSH_SECONDS
 
 REPS = ["alice", "bob", "carol", "dave", "erin", "frank"]
 # one business day passes in about 1.7 s, so reminders, escalations and whole cadences happen
@@ -142,8 +141,7 @@ async def _settled(client: DealflowClient, prefix: str, timeout: float = 60) -> 
     """The number of logged events once the log has stopped growing for longer than a deal's
     flush window (the last appends are in)."""
     deadline = time.monotonic() + timeout
-    window = client.settings.log_flush_seconds
-    polls = 4 + int(2 * (LOG_FLUSH_SECONDS if window is None else window))  # at 0.5 s each
+    polls = 4 + int(2 * client.log_flush_seconds)  # at 0.5 s each
     seen, quiet = -1, 0
     while quiet < polls and time.monotonic() < deadline:
         n = int(await client.pool.fetchval("SELECT count(*) FROM deal_events WHERE deal_id LIKE $1", prefix + "%"))

@@ -651,9 +651,7 @@ class DealWorkflow:
         run = self._state.cadence
         if run is None:
             return
-        if self._pending_cadence is not None and self._pending_cadence.cadence_run == run:
-            self._pending_cadence = None  # never launched: nothing to signal
-            self._note(CadenceStopped, cadence_run=run, reason=reason)
+        if self._stop_unlaunched(run, reason):
             return
         try:
             await workflow.get_external_workflow_handle(run).signal(FollowUpCadence.stop, reason)
@@ -661,14 +659,20 @@ class DealWorkflow:
             # it had already finished; its last report is on its way or recorded
             workflow.logger.info("cadence %s had already ended", run)
 
+    def _stop_unlaunched(self, run: str, reason: str, **fields: Any) -> bool:
+        """Stop `run` with one event if its child was never launched (nothing to signal)."""
+        if self._pending_cadence is None or self._pending_cadence.cadence_run != run:
+            return False
+        self._pending_cadence = None
+        self._note(CadenceStopped, cadence_run=run, reason=reason, **fields)
+        return True
+
     async def _cadence_wound_down(self) -> bool:
         """Before the deal's workflow ends, its cadence reports that it stopped (or is presumed to)."""
         run = self._state.cadence
         if run is None:
             return True
-        if self._pending_cadence is not None and self._pending_cadence.cadence_run == run:
-            self._pending_cadence = None
-            self._note(CadenceStopped, stage=None, cadence_run=run, reason="deal_ended")
+        if self._stop_unlaunched(run, "deal_ended", stage=None):
             return False
         try:
             await workflow.wait_condition(lambda: self._state.cadence is None, timeout=CADENCE_STOP_GRACE)
