@@ -6,7 +6,7 @@ import asyncpg
 from temporalio import activity
 
 from store import event_log
-from workflows.effects import APPEND_EVENTS, AppendEvents
+from workflows.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
 
 
 class EventLogActivities:
@@ -16,8 +16,8 @@ class EventLogActivities:
         self._pool = pool
 
     @activity.defn(name=APPEND_EVENTS)
-    async def append_events(self, batch: AppendEvents) -> int:
+    async def append_events(self, batch: AppendEvents) -> AppendReceipt:
         """Append idempotently; a retry after a crash or a lost reply inserts nothing twice."""
         inserted = await event_log.append(self._pool, batch)
         activity.logger.debug("deal %s: %d of %d events new", batch.deal_id, inserted, len(batch.events))
-        return inserted
+        return AppendReceipt(new=inserted, events=batch.events if batch.echo else [])

@@ -1,8 +1,10 @@
 """Reading what Temporal recorded about a deal: its runs, its cadences, its events and actions.
 
-The deal workflow hands every domain event to the `append_events` activity, so the scheduled
-activities in Temporal's history hold the deal's whole event sequence, independently of the
-PostgreSQL log; the accepted updates hold every rep request as it was made.
+The deal workflow hands every domain event to the `append_events` activity, so Temporal's history
+holds the deal's whole event sequence, independently of the PostgreSQL log: in the inputs of the
+scheduled activities, and, for batches appended by a local activity (whose input Temporal does
+not keep), in the receipts its markers record. The accepted updates hold every rep request as it
+was made.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.commands import DealInput
 from workflows.deal import workflow_id
-from workflows.effects import APPEND_EVENTS, AppendEvents
+from workflows.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
 from workflows.events import DealEvent
 
 CONVERTER = pydantic_data_converter.payload_converter
 BUNDLE_FORMAT = "dealflow-audit-bundle/1"
+LOCAL_ACTIVITY_MARKER = "core_local_activity"  # the marker the SDK records for a local activity
 
 
 class AuditError(RuntimeError):
@@ -64,7 +67,25 @@ def events_in(history: WorkflowHistory) -> list[DealEvent]:
             if scheduled.activity_type.name == APPEND_EVENTS:
                 batch: AppendEvents = _decode(scheduled.input.payloads, AppendEvents)
                 found.update({ev.seq: ev for ev in batch.events})
+        elif (receipt := append_receipt(e)) is not None:
+            found.update({ev.seq: ev for ev in receipt.events})
     return [found[s] for s in sorted(found)]
+
+
+def append_receipt(event: HistoryEvent) -> AppendReceipt | None:
+    """The receipt recorded by a local `append_events`, or None for any other event (or attempt
+    that failed)."""
+    if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+        return None
+    marker = event.marker_recorded_event_attributes
+    if marker.marker_name != LOCAL_ACTIVITY_MARKER or "result" not in marker.details:
+        return None
+    data = marker.details.get("data")
+    meta = json.loads(data.payloads[0].data) if data and data.payloads else {}
+    if meta.get("activity_type") != APPEND_EVENTS:
+        return None
+    receipt: AppendReceipt = _decode(marker.details["result"].payloads, AppendReceipt)
+    return receipt
 
 
 def deal_events(histories: list[WorkflowHistory]) -> list[DealEvent]:

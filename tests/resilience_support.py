@@ -24,18 +24,19 @@ ROOT = Path(__file__).parent.parent
 
 
 class WorkerProcess:
-    """`dealflow worker` as a child process."""
+    """`dealflow worker` (or another worker module run with `python -m`) as a child process."""
 
-    def __init__(self, env: dict[str, str], log: Path):
+    def __init__(self, env: dict[str, str], log: Path, command: tuple[str, ...] = ("client.cli", "worker")):
         self.env = env
         self.log = log
+        self.command = command
         self.process: subprocess.Popen[bytes] | None = None
         self.kills = 0
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "client.cli", "worker"],
+                [sys.executable, "-m", *self.command],
                 env=self.env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,

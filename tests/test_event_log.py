@@ -19,7 +19,7 @@ from tests.conftest import new_deal_id
 from tests.test_deal_workflow import wait_for
 from worker.settings import Settings
 from workflows.deal import DealWorkflow
-from workflows.effects import APPEND_EVENTS, AppendEvents, DealSnapshot
+from workflows.effects import APPEND_EVENTS, AppendEvents, AppendReceipt, DealSnapshot
 from workflows.events import DealEvent, DealStarted, StageEntered
 from workflows.state import fold
 
@@ -55,7 +55,7 @@ class FlakyEventLog:
         self.attempts: list[int] = []
 
     @activity.defn(name=APPEND_EVENTS)
-    async def append_events(self, batch: AppendEvents) -> int:
+    async def append_events(self, batch: AppendEvents) -> AppendReceipt:
         attempt = activity.info().attempt
         self.attempts.append(attempt)
         if attempt == 1:  # killed mid-way: rows inserted, transaction never commits
@@ -72,7 +72,8 @@ class FlakyEventLog:
         if attempt == 2:  # committed, then the worker died before replying
             await event_log.append(self.pool, batch)
             raise RuntimeError("worker died after commit")
-        return await event_log.append(self.pool, batch)
+        new = await event_log.append(self.pool, batch)
+        return AppendReceipt(new=new, events=batch.events if batch.echo else [])
 
 
 async def test_failed_and_retried_appends_leave_each_event_once(

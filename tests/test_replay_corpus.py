@@ -26,6 +26,7 @@ from definitions.loader import PinnedDefinition
 from tests.replay.variants import DealWithPatchedPause, DealWithUnguardedPause
 from worker.settings import Settings
 from workflows.cadence import FollowUpCadence
+from workflows.commands import REVISION, DealInput
 
 CORPUS = sorted((Path(__file__).parent / "replay" / "histories").glob("*.json"))
 BEHAVIOURS = {"normal-path", "skips", "back-moves", "lost", "reminders-escalations", "cadence-reply", "continue-as-new"}
@@ -46,6 +47,17 @@ def test_corpus_covers_every_behaviour() -> None:
     runs = [p for p in CORPUS if p.name.startswith("continue-as-new--deal-")]
     assert len(runs) >= 2, "the continue-as-new scenario must hold more than one run"
     assert any("--cadence-" in p.name for p in CORPUS)
+
+
+def test_corpus_holds_histories_of_every_revision() -> None:
+    """Each revision of the deal workflow (workflows.commands.REVISION) must keep replaying: a
+    new revision is recorded when it is introduced."""
+    convert = pydantic_data_converter.payload_converter
+    revisions = set()
+    for history in _deals():
+        started = history.events[0].workflow_execution_started_event_attributes
+        revisions.add(convert.from_payloads(started.input.payloads, [DealInput])[0].revision)
+    assert revisions == set(range(1, REVISION + 1))
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
+import pytest
 import yaml
 from temporalio.client import Client, WorkflowExecutionStatus
 
@@ -28,6 +29,7 @@ from store.db import connect_pool
 from store.embedded import EmbeddedPostgres, free_port
 from store.migrations import migrate
 from tests.resilience_support import CountingReceiver, WorkerProcess, compare_logs, log_complete
+from tests.test_cli import dealflow
 from worker.devserver import TemporalDevServer
 from worker.run import connect_temporal
 from worker.settings import Settings
@@ -230,6 +232,17 @@ async def test_postgresql_stopped_for_a_while_mid_batch(
             await client.complete_stage(
                 deal_id, "demonstration", actor="pia", facts={"will_buy": "yes", "decision_maker": "Ann"}
             )
+        # outcomes are appended inside the rep's workflow task: with the database down, the
+        # append falls back to retrying on a timer and the rep still gets an answer
+        answered: list[float] = []
+
+        async def lose(deal_id: str) -> None:
+            asked = time.monotonic()
+            result = await client.lose(deal_id, "price", actor="pia")
+            answered.append(time.monotonic() - asked)
+            assert result.status == "lost"
+
+        await asyncio.gather(*(lose(deal_id) for deal_id in deals[:4]))
         await asyncio.sleep(max(0.0, 6 - (time.monotonic() - outage)))
         pg.start()
         down = time.monotonic() - outage
@@ -237,11 +250,63 @@ async def test_postgresql_stopped_for_a_while_mid_batch(
         caught_up = time.monotonic() - outage - down
         check = await compare_logs(client, pool, deals)
         print(
-            f"\n{check.deals} deals, {check.events} events, PostgreSQL down {down:.1f} s, log complete "
-            f"{caught_up:.1f} s after it returned; lost {check.lost}, duplicated {check.duplicated}"
+            f"\n{check.deals} deals, {check.events} events, PostgreSQL down {down:.1f} s, {len(answered)} losses "
+            f"answered in at most {max(answered):.1f} s, log complete {caught_up:.1f} s after it returned; "
+            f"lost {check.lost}, duplicated {check.duplicated}"
         )
         assert check.lost == check.duplicated == 0 and not check.mismatched
+        statuses = await pool.fetch("SELECT status FROM deals WHERE deal_id = ANY($1::text[])", deals[:4])
+        assert [r["status"] for r in statuses] == ["lost"] * 4
     finally:
         worker.stop()
         await pool.close()
         pg.stop()
+
+
+OUTCOME_ROW = "SELECT seq, hash FROM deal_events WHERE deal_id = $1 AND type = 'DealLost'"
+
+
+@pytest.mark.usefixtures("deployed")
+async def test_worker_killed_after_appending_an_outcome_before_its_task_completed(
+    temporal_client: Client, pool: asyncpg.Pool, settings: Settings, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An outcome is appended inside the rep's workflow task, before Temporal has recorded that
+    task: a worker killed in between leaves in the log events Temporal never recorded. The task
+    runs again on another worker, records the outcome afresh (later), and its append replaces
+    what the dead worker wrote, so the log ends equal to the history and the audit passes."""
+    ours = replace(settings, task_queue=f"stall-{uuid.uuid4().hex[:6]}")
+    env = _worker_env(cli_env, ours, tmp_path)
+    stalling = WorkerProcess(env, tmp_path / "stalling.log", command=("tests.stalling_worker",))
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    client = DealflowClient(temporal_client, pool, ours)
+    deal_id = f"stall-{uuid.uuid4().hex[:8]}"
+    try:
+        stalling.start()
+        await client.start_deal("three-phase", deal_id, "pia")
+        losing = asyncio.create_task(client.lose(deal_id, "price", actor="pia"))
+
+        async def outcome_logged() -> bool:
+            return await pool.fetchrow(OUTCOME_ROW, deal_id) is not None
+
+        await _until(outcome_logged, 30, "the outcome appended by the stalling worker")
+        first = await pool.fetchrow(OUTCOME_ROW, deal_id)
+        assert first is not None and not losing.done()  # in the log, not yet answered
+        stalling.kill()
+        worker.start()
+        lost = await asyncio.wait_for(losing, 60)  # the rep's call is answered by the task's rerun
+        assert lost.status == "lost"
+        await _until(lambda: log_complete(client, pool, [deal_id]), 30, "the log after the rerun")
+        check = await compare_logs(client, pool, [deal_id])
+        after = await pool.fetchrow(OUTCOME_ROW, deal_id)
+        print(
+            f"\n1 deal, {check.events} events, {stalling.kills} kill after the outcome's append; "
+            f"outcome replaced: {after is not None and after['hash'] != first['hash']}; "
+            f"lost {check.lost}, duplicated {check.duplicated}"
+        )
+        assert check.lost == check.duplicated == 0 and not check.mismatched, check.mismatched
+        assert after is not None and after["hash"] != first["hash"]  # recorded afresh, and replaced
+        verified = await dealflow(cli_env, "audit", "verify", deal_id)
+        assert verified.code == 0, verified.out + verified.err
+    finally:
+        stalling.stop()
+        worker.stop()

@@ -78,9 +78,10 @@ def build_worker(
     *,
     channels: ChannelRegistry | None = None,
     proposals: Path | None = None,
+    event_log: EventLogActivities | None = None,
 ) -> Worker:
     """The deal and cadence workflows with every activity they call, on one task queue."""
-    event_log = EventLogActivities(pool)
+    event_log = event_log or EventLogActivities(pool)
     messages = MessageActivities(pool, channels or load_channels(home()))
     documents = ProposalActivities(proposals or proposals_dir())
     follow_ons = FollowOnActivities(pool)

@@ -96,10 +96,11 @@ LOG_FLUSH_SECONDS = 2.0
 
 # The revision of the deal workflow's behaviour that new runs follow. It travels in the run's
 # input, so a run replays the way it began: runs whose input has no revision (started before
-# revision 2) keep appending after every action and start cadence children at once. Kept in the
-# input rather than behind workflow.patched because the choice is made at start, and a patch
-# would cost every deal a marker and a search-attribute upsert.
-REVISION = 2
+# revision 2) keep appending after every action and start cadence children at once; revision 2
+# runs append outcomes and make proposals in activities of their own. Kept in the input rather
+# than behind workflow.patched because the choice is made at start, and a patch would cost every
+# deal a marker and a search-attribute upsert.
+REVISION = 3
 
 
 class PendingCadence(_Payload):

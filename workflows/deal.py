@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, WorkflowAlreadyStartedError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -47,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         APPEND_EVENTS,
         APPEND_TIMEOUT,
         GENERATE_PROPOSAL,
+        LOCAL_RETRY_THRESHOLD,
         PREPARE_FOLLOW_ON,
         PROPOSAL_TIMEOUT,
         SEND_MESSAGE,
@@ -172,8 +174,13 @@ class StopCadence(BaseModel):
 Effect = Notify | MakeProposal | StartCadence | StopCadence
 
 
-def _error_text(exc: ActivityError) -> tuple[str, list[str]]:
-    cause = exc.cause
+# how an activity's failure reaches the workflow: wrapped in ActivityError, or for a local
+# activity, as the activity's own error (or its timeout) unwrapped
+ACTIVITY_FAILURES = (ActivityError, ApplicationError, ActivityTimeoutError)
+
+
+def _error_text(exc: Exception) -> tuple[str, list[str]]:
+    cause = exc.cause if isinstance(exc, ActivityError) else exc
     if isinstance(cause, ApplicationError):
         details = cause.details[0] if cause.details else None
         missing = list(details.get("missing", [])) if isinstance(details, dict) else []
@@ -194,6 +201,10 @@ class DealWorkflow:
         # revision 2: the cadence child starts when its first touch is due, events are gathered
         # for up to log_flush_seconds per append, search attributes follow with each append
         self._lazy_cadence = self._batched_log = input.revision >= 2
+        # revision 3: a batch holding an outcome or a migration, and a proposal, are made inside
+        # the workflow task that asked for them (local activities), so the rep's answer comes
+        # once they are done and neither costs the deal an activity task and a workflow task
+        self._in_task = input.revision >= 3
         # what Temporal indexes now: from revision 2, what the client (or the run before) set
         self._indexed: list[SearchAttributePair[str]] = (
             indexed_now() if self._batched_log else search_attributes(self._state)
@@ -573,14 +584,24 @@ class DealWorkflow:
             values=self._values(),
         )
         try:
-            doc: ProposalDocument = await workflow.execute_activity(
-                GENERATE_PROPOSAL,
-                request,
-                result_type=ProposalDocument,
-                start_to_close_timeout=PROPOSAL_TIMEOUT,
-                retry_policy=PROPOSAL_RETRY,
-            )
-        except ActivityError as exc:
+            if self._in_task:
+                doc: ProposalDocument = await workflow.execute_local_activity(
+                    GENERATE_PROPOSAL,
+                    request,
+                    result_type=ProposalDocument,
+                    start_to_close_timeout=PROPOSAL_TIMEOUT,
+                    retry_policy=PROPOSAL_RETRY,
+                    local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+                )
+            else:
+                doc = await workflow.execute_activity(
+                    GENERATE_PROPOSAL,
+                    request,
+                    result_type=ProposalDocument,
+                    start_to_close_timeout=PROPOSAL_TIMEOUT,
+                    retry_policy=PROPOSAL_RETRY,
+                )
+        except ACTIVITY_FAILURES as exc:
             error, missing = _error_text(exc)
             self._note(ProposalFailed, template=effect.template, missing=missing, error=error)
             return
@@ -832,16 +853,28 @@ class DealWorkflow:
             self._index()
         upto = self._state.last_seq
         batch = [e for e in self._events if e.seq > self._persisted]
-        await workflow.execute_activity(
-            APPEND_EVENTS,
-            AppendEvents(
-                deal_id=self._state.deal_id,
-                events=batch,
-                snapshot=DealSnapshot.of(self._state),
-                run_started_at=workflow.info().start_time,
-                history_length=workflow.info().get_current_history_length(),
-            ),
-            start_to_close_timeout=APPEND_TIMEOUT,
-            retry_policy=APPEND_RETRY,
+        in_task = self._in_task and any(isinstance(e, URGENT) for e in batch)
+        append = AppendEvents(
+            deal_id=self._state.deal_id,
+            events=batch,
+            snapshot=DealSnapshot.of(self._state),
+            run_started_at=workflow.info().start_time,
+            history_length=workflow.info().get_current_history_length(),
+            echo=in_task,
         )
+        if in_task:
+            # the outcome is in the log when the rep's call returns; should the task be lost
+            # after the append, its rerun appends again from a later point in the history, which
+            # replaces what the lost one wrote (store.event_log)
+            await workflow.execute_local_activity(
+                APPEND_EVENTS,
+                append,
+                start_to_close_timeout=APPEND_TIMEOUT,
+                retry_policy=APPEND_RETRY,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+            )
+        else:
+            await workflow.execute_activity(
+                APPEND_EVENTS, append, start_to_close_timeout=APPEND_TIMEOUT, retry_policy=APPEND_RETRY
+            )
         self._persisted = upto

@@ -19,6 +19,11 @@ APPEND_EVENTS = "append_events"
 APPEND_TIMEOUT = timedelta(seconds=10)
 SEND_TIMEOUT = timedelta(seconds=20)
 PROPOSAL_TIMEOUT = timedelta(seconds=30)
+# A local activity runs inside the workflow task that asked for it, and that task (with the
+# rep's answer in it) completes only when the activity does. Past this backoff a failing one
+# waits on a Temporal timer instead, so a database outage holds a rep for about a second, not
+# for the whole retry schedule.
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
 
 
 class DealSnapshot(BaseModel):
@@ -68,12 +73,25 @@ class AppendEvents(BaseModel):
     # Temporal then discards; the append made later in history replaces them (store.event_log).
     run_started_at: datetime | None = None
     history_length: int | None = None
+    # A local activity's input is not in Temporal's history, only its result: such a batch asks
+    # for its events back in the receipt, so the history still holds every event (audit.history).
+    echo: bool = False
 
     @property
     def position(self) -> tuple[datetime, int] | None:
         if self.run_started_at is None or self.history_length is None:
             return None
         return self.run_started_at, self.history_length
+
+
+class AppendReceipt(BaseModel):
+    """What an append did: how many events were new, and the batch's events when it was asked
+    to echo them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    new: int
+    events: list[DealEvent] = []
 
 
 SEND_MESSAGE = "send_message"

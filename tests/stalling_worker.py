@@ -1,0 +1,43 @@
+"""A worker whose event-log append stalls right after it commits a batch holding an outcome, as a
+worker does that dies at that instant: the workflow task that asked for the append never
+completes. The crash tests SIGKILL it there.
+
+    python -m tests.stalling_worker
+
+reads the same environment as `dealflow worker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import activity
+
+from activities.event_log import EventLogActivities
+from store import event_log
+from store.db import connect_pool
+from worker.run import build_worker, connect_temporal
+from worker.settings import Settings
+from workflows.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
+from workflows.events import DealLost, DealWon
+
+
+class StallingEventLog(EventLogActivities):
+    @activity.defn(name=APPEND_EVENTS)
+    async def append_events(self, batch: AppendEvents) -> AppendReceipt:
+        new = await event_log.append(self._pool, batch)
+        if any(isinstance(e, DealWon | DealLost) for e in batch.events):
+            await asyncio.Event().wait()  # committed; the reply never comes
+        return AppendReceipt(new=new, events=batch.events if batch.echo else [])
+
+
+async def main() -> None:
+    settings = Settings.resolve()
+    pool = await connect_pool(settings.database_url)
+    client = await connect_temporal(settings)
+    async with build_worker(client, pool, settings.task_queue, event_log=StallingEventLog(pool)):
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
