@@ -4,9 +4,10 @@ The workflow holds no logic of its own about sales: decisions come from `workflo
 from `workflows.state.fold`, the reminder ladder from `workflows.reminders`. What it adds is
 durability: updates validated before they enter history; a main loop that sleeps until the next
 reminder rung, carries events to the event log in batches gathered over a flush window (at least
-once, keyed so the log has each exactly once) and runs the effects that events call for
-(notifications, proposals, starting and stopping the follow-up cadence); search attributes kept
-current with each batch; continue-as-new with the whole state.
+once, keyed so the log has each exactly once; an outcome's batch inside the rep's own workflow
+task) and runs the effects that events call for (notifications, proposals, starting and stopping
+the follow-up cadence); search attributes kept current with each batch; continue-as-new with the
+whole state.
 """
 
 from __future__ import annotations
