@@ -180,6 +180,31 @@ Effect = Notify | MakeProposal | StartCadence | StopCadence
 ACTIVITY_FAILURES = (ActivityError, ApplicationError, ActivityTimeoutError)
 
 
+async def _activity(
+    name: str,
+    arg: Any,
+    *,
+    in_task: bool,
+    timeout: timedelta,
+    retry: RetryPolicy,
+    result_type: type | None = None,
+) -> Any:
+    """Run an activity inside the current workflow task (a local activity) or as a task of its
+    own; the same timeout and retry policy either way."""
+    if in_task:
+        return await workflow.execute_local_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=timeout,
+            retry_policy=retry,
+            local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+        )
+    return await workflow.execute_activity(
+        name, arg, result_type=result_type, start_to_close_timeout=timeout, retry_policy=retry
+    )
+
+
 def _error_text(exc: Exception) -> tuple[str, list[str]]:
     cause = exc.cause if isinstance(exc, ActivityError) else exc
     if isinstance(cause, ApplicationError):
@@ -585,23 +610,14 @@ class DealWorkflow:
             values=self._values(),
         )
         try:
-            if self._in_task:
-                doc: ProposalDocument = await workflow.execute_local_activity(
-                    GENERATE_PROPOSAL,
-                    request,
-                    result_type=ProposalDocument,
-                    start_to_close_timeout=PROPOSAL_TIMEOUT,
-                    retry_policy=PROPOSAL_RETRY,
-                    local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-                )
-            else:
-                doc = await workflow.execute_activity(
-                    GENERATE_PROPOSAL,
-                    request,
-                    result_type=ProposalDocument,
-                    start_to_close_timeout=PROPOSAL_TIMEOUT,
-                    retry_policy=PROPOSAL_RETRY,
-                )
+            doc: ProposalDocument = await _activity(
+                GENERATE_PROPOSAL,
+                request,
+                in_task=self._in_task,
+                timeout=PROPOSAL_TIMEOUT,
+                retry=PROPOSAL_RETRY,
+                result_type=ProposalDocument,
+            )
         except ACTIVITY_FAILURES as exc:
             error, missing = _error_text(exc)
             self._note(ProposalFailed, template=effect.template, missing=missing, error=error)
@@ -863,19 +879,8 @@ class DealWorkflow:
             history_length=workflow.info().get_current_history_length(),
             echo=in_task,
         )
-        if in_task:
-            # the outcome is in the log when the rep's call returns; should the task be lost
-            # after the append, its rerun appends again from a later point in the history, which
-            # replaces what the lost one wrote (store.event_log)
-            await workflow.execute_local_activity(
-                APPEND_EVENTS,
-                append,
-                start_to_close_timeout=APPEND_TIMEOUT,
-                retry_policy=APPEND_RETRY,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-            )
-        else:
-            await workflow.execute_activity(
-                APPEND_EVENTS, append, start_to_close_timeout=APPEND_TIMEOUT, retry_policy=APPEND_RETRY
-            )
+        # in the task, the outcome is in the log when the rep's call returns; should the task be
+        # lost after the append, its rerun appends again from a later point in the history, which
+        # replaces what the lost one wrote (store.event_log)
+        await _activity(APPEND_EVENTS, append, in_task=in_task, timeout=APPEND_TIMEOUT, retry=APPEND_RETRY)
         self._persisted = upto
