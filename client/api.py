@@ -7,6 +7,7 @@ a message naming the problem: a refused request (`Refused`), an unknown deal or 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import asyncpg
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
     Client,
+    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -56,6 +58,9 @@ from workflows.events import DealEvent
 from workflows.state import DealState
 
 C = TypeVar("C", bound=BaseModel)
+# Temporal aborts an update it has admitted when a workflow task of the deal fails (a new event
+# raced the task's completion); the client sends it again this many times in all
+UPDATE_ATTEMPTS = 5
 
 
 class DealflowError(Exception):
@@ -340,8 +345,7 @@ class DealflowClient:
     async def _update(self, deal_id: str, update: Any, cmd: Command) -> ActionResult:
         handle = self._handle(deal_id)
         try:
-            result: ActionResult = await handle.execute_update(update, cmd, id=cmd.request_id)
-            return result
+            return await self._execute_update(handle, update, cmd)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == "forbidden":
@@ -360,6 +364,26 @@ class DealflowClient:
             if earlier is not None:
                 return earlier
             raise
+
+    async def _execute_update(self, handle: WorkflowHandle[Any, Any], update: Any, cmd: Command) -> ActionResult:
+        """The update, sent again while Temporal aborts it because a workflow task of the running
+        deal failed (a new event raced its completion): the request id is the update id, so a
+        repeat is never applied twice. Any other answer goes to the caller."""
+        for attempt in range(UPDATE_ATTEMPTS):
+            try:
+                result: ActionResult = await handle.execute_update(update, cmd, id=cmd.request_id)
+                return result
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.FAILED_PRECONDITION or attempt == UPDATE_ATTEMPTS - 1:
+                    raise
+                try:
+                    running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+                except RPCError:
+                    running = False
+                if not running:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     async def _require_deal(self, handle: WorkflowHandle[Any, Any], deal_id: str) -> None:
         with _deal_lookup(deal_id):

@@ -261,3 +261,31 @@ async def test_an_unknown_workflow_is_not_found_which_the_client_maps_to_no_such
     with pytest.raises(RPCError) as caught:
         await temporal_client.get_workflow_handle("deal-none").describe()
     assert caught.value.status == RPCStatusCode.NOT_FOUND
+
+
+async def test_an_update_temporal_aborts_for_a_failed_workflow_task_is_sent_again(
+    client: DealflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Temporal aborts an admitted update with FAILED_PRECONDITION when a workflow task of the
+    deal fails (a signal racing the task's completion); the deal is running, so the client sends
+    the update again under the same id instead of reporting the deal closed."""
+    from temporalio.client import WorkflowHandle
+
+    deal = new_deal_id("abort")
+    await client.start_deal("seven-stage", deal, "alice", fields={"customer": "Acme"})
+    real = WorkflowHandle.execute_update
+    calls: list[str] = []
+
+    async def aborted_once(self: WorkflowHandle[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["id"])
+        if len(calls) == 1:
+            raise RPCError("Unable to perform workflow execution update", RPCStatusCode.FAILED_PRECONDITION, b"")
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(WorkflowHandle, "execute_update", aborted_once)
+    result = await client.complete_stage(deal, "prospecting", actor="alice", facts=SEVEN_FACTS["prospecting"])
+    assert result.stage == "preparation" and result.status == "open"
+    assert len(calls) == 2 and calls[0] == calls[1] == result.request_id  # the same update, once applied
+    events = await client.events(deal)
+    assert [e.request_id for e in events].count(result.request_id) == len(range(result.first_seq, result.last_seq + 1))
+    await client.lose(deal, "timing", actor="alice")
