@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
+from domain.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
 from store import event_log
-from workflows.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
 
 
 class EventLogActivities:

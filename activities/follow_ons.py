@@ -7,8 +7,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from definitions.experiment import assign
+from domain.effects import PREPARE_FOLLOW_ON, FollowOnRequest, PreparedFollowOn
 from store import experiments, registry
-from workflows.effects import PREPARE_FOLLOW_ON, FollowOnRequest, PreparedFollowOn
 
 
 class FollowOnActivities:

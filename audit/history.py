@@ -21,10 +21,10 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.commands import DealInput
+from domain.commands import DealInput
+from domain.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
+from domain.events import DealEvent
 from workflows.deal import workflow_id
-from workflows.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
-from workflows.events import DealEvent
 
 CONVERTER = pydantic_data_converter.payload_converter
 BUNDLE_FORMAT = "dealflow-audit-bundle/1"

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from domain.events import EVENT_ADAPTER, DealEvent
 from store.event_log import GENESIS, canonical, chain_hash
-from workflows.events import EVENT_ADAPTER, DealEvent
 
 
 @dataclass(frozen=True)

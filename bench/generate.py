@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 from client.demo import fact_value
 from definitions.model import Notify, ProcessDefinition
-from workflows import decide
-from workflows.commands import CompleteStage, LoseDeal, MoveStage, StartDeal
-from workflows.events import CadenceStarted, DealEvent, TouchSent
-from workflows.reminders import Rung
-from workflows.state import fold
+from domain import decide
+from domain.commands import CompleteStage, LoseDeal, MoveStage, StartDeal
+from domain.events import CadenceStarted, DealEvent, TouchSent
+from domain.reminders import Rung
+from domain.state import fold
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 OWNERS = ["ann", "bo", "cy"]

@@ -27,6 +27,8 @@ import asyncpg
 
 from bench.generate import simulate
 from definitions.loader import load_file, shipped
+from domain.effects import DealSnapshot
+from domain.state import fold
 from store.db import connect_pool
 from store.deals import DEAL_COLUMNS
 from store.embedded import EmbeddedPostgres
@@ -34,8 +36,6 @@ from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
 from store.metrics import Filters, compute
 from store.migrations import migrate
 from store.visits import VISIT_COLUMNS, DealVisits, advance, visit_records
-from workflows.effects import DealSnapshot
-from workflows.state import fold
 
 RESULTS = Path(__file__).parent / "results"
 SEQ_SCAN = "SELECT count(*), max(occurred_at), sum(length(stage)) FROM deal_events"

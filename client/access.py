@@ -24,8 +24,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from domain.access import ROLES, Claim, Role
 from worker.settings import SettingsError, home
-from workflows.access import ROLES, Claim, Role
 
 Permission = Literal["deploy", "migrate", "experiment", "start", "act", "read"]
 

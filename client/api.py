@@ -31,14 +31,8 @@ from client.access import AccessDenied, AccessPolicy, Permission, load_policy
 from client.migration import MigrationPlan, PlanError, plan
 from definitions.experiment import Experiment, assign
 from definitions.loader import DefinitionError, PinnedDefinition, load_file
-from store import access_log, experiments, registry
-from store.db import StoreUnavailable, connect_pool
-from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
-from store.migrations import migrate
-from worker.run import connect_temporal, tls_config
-from worker.settings import Settings, SettingsError
-from workflows.access import Claim
-from workflows.commands import (
+from domain.access import Claim
+from domain.commands import (
     LOG_FLUSH_SECONDS,
     REVISION,
     ActionResult,
@@ -53,9 +47,15 @@ from workflows.commands import (
     StartDeal,
     WinDeal,
 )
+from domain.events import DealEvent
+from domain.state import DealState
+from store import access_log, experiments, registry
+from store.db import StoreUnavailable, connect_pool
+from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
+from store.migrations import migrate
+from worker.connect import connect_temporal, tls_config
+from worker.settings import Settings, SettingsError
 from workflows.deal import DealWorkflow, search_attributes, workflow_id
-from workflows.events import DealEvent
-from workflows.state import DealState
 
 C = TypeVar("C", bound=BaseModel)
 # Temporal aborts an update it has admitted when a workflow task of the deal fails (a new event

@@ -20,8 +20,7 @@ from typing import Any
 import asyncpg
 
 from client.api import DealflowClient, DealflowError, Refused
-from client.metrics_commands import duration_text
-from client.output import print_table
+from client.output import duration_text, print_table
 from client.report import write_report
 from definitions.loader import PinnedDefinition, shipped
 from definitions.model import FactSpec, FactType, ProcessDefinition

@@ -10,29 +10,11 @@ from typing import Any
 
 from client.api import DealflowClient
 from client.arguments import UsageError, optional_instant, process_ref
-from client.output import emit, print_table
+from client.output import duration_text, emit, pct, print_table
 from definitions.loader import PinnedDefinition
 from store.compare import Comparison, compare
 from store.deals import customers
 from store.metrics import Durations, Filters, Metrics, compute
-
-
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
-
-
-def pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0%}"
 
 
 async def metrics_for(c: DealflowClient, args: argparse.Namespace) -> list[tuple[PinnedDefinition, Metrics]]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from definitions.diff import renames
 from definitions.loader import PinnedDefinition
+from domain.decide import stage_mapping
 from store.deals import DealRow
-from workflows.decide import stage_mapping
 
 
 @dataclass(frozen=True)

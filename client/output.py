@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from client.api import DealStatus
+from domain.commands import ActionResult
 from store.deals import DealRow
 from store.registry import Deployment
-from workflows.commands import ActionResult
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -118,3 +118,21 @@ def _numeric(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"

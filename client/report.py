@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from client.api import DealflowClient
-from client.metrics_commands import duration_text
-from client.metrics_commands import pct as _pct
+from client.output import duration_text
+from client.output import pct as _pct
 from definitions.loader import PinnedDefinition
 from store.metrics import Filters, Metrics, compute
 

@@ -98,7 +98,7 @@ class Duration(BaseModel):
         return self.unit is DurationUnit.business_days
 
     def fixed(self) -> timedelta:
-        """The calendar length; business days need a calendar, see `workflows.calendar`."""
+        """The calendar length; business days need a calendar, see `domain.calendar`."""
         if self.is_business:
             raise ValueError("business days have no fixed length; use a business calendar")
         return _FIXED[self.unit] * self.amount

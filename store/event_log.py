@@ -16,9 +16,9 @@ from datetime import datetime
 
 import asyncpg
 
+from domain.effects import AppendEvents
+from domain.events import EVENT_ADAPTER, DealEvent, DealStarted
 from store import visits
-from workflows.effects import AppendEvents
-from workflows.events import EVENT_ADAPTER, DealEvent, DealStarted
 
 _INSERT = """
 INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, stage, request_id, process, version, payload,

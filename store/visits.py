@@ -18,7 +18,7 @@ from datetime import datetime
 
 import asyncpg
 
-from workflows.events import (
+from domain.events import (
     EVENT_ADAPTER,
     DealClosed,
     DealEvent,

@@ -14,11 +14,12 @@ import asyncio
 from temporalio import activity
 
 from activities.event_log import EventLogActivities
+from domain.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
+from domain.events import DealLost, DealWon
 from store.db import connect_pool
-from worker.run import build_worker, connect_temporal
+from worker.connect import connect_temporal
+from worker.run import build_worker
 from worker.settings import Settings
-from workflows.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
-from workflows.events import DealLost, DealWon
 
 
 class StallingEventLog(EventLogActivities):

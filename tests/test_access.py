@@ -13,13 +13,13 @@ import pytest
 from client.access import load_policy
 from client.api import DealflowClient, Refused
 from definitions.loader import PinnedDefinition
+from domain.access import Claim, Forbidden, check
+from domain.commands import CompleteStage
+from domain.state import DealState
 from store.migrations import migrate
 from tests.test_cli import dealflow
 from worker.settings import SettingsError
-from workflows.access import Claim, Forbidden, check
-from workflows.commands import CompleteStage
 from workflows.deal import DealWorkflow
-from workflows.state import DealState
 
 DEAL = DealState(deal_id="d1", owner="rita", team="east")
 IDENTITIES = "rita=rep:east,bob=rep:east,mona=manager:east,max=manager:west,olga=ops,ada=auditor"

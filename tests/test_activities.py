@@ -23,9 +23,9 @@ from activities.channels.smtp import SmtpChannel
 from activities.channels.webhook import WebhookChannel
 from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
+from domain.effects import OutgoingMessage, ProposalRequest
 from store.embedded import free_port
 from tests.conftest import new_deal_id
-from workflows.effects import OutgoingMessage, ProposalRequest
 
 TEMPLATE = "# Offer for {customer}\n\nPrepared by **{owner}**.\n\n- Budget: {budget}\n"
 

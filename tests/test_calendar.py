@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from definitions.durations import Duration
-from workflows.calendar import add
+from domain.calendar import add
 
 OSLO = "Europe/Oslo"
 

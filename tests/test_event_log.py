@@ -14,14 +14,14 @@ from temporalio.worker import Worker
 from audit.verify import LogRow, check_chain
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
+from domain.effects import APPEND_EVENTS, AppendEvents, AppendReceipt, DealSnapshot
+from domain.events import DealEvent, DealStarted, StageEntered
+from domain.state import fold
 from store import event_log
 from tests.conftest import new_deal_id
 from tests.test_deal_workflow import wait_for
 from worker.settings import Settings
 from workflows.deal import DealWorkflow
-from workflows.effects import APPEND_EVENTS, AppendEvents, AppendReceipt, DealSnapshot
-from workflows.events import DealEvent, DealStarted, StageEntered
-from workflows.state import fold
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 

@@ -13,10 +13,10 @@ import pytest
 from client.api import DealflowClient
 from definitions.experiment import Arm, Experiment, assign, load_experiment
 from definitions.loader import DefinitionError, load_file
+from domain.events import DealStarted
 from tests.test_cli import dealflow
 from tests.test_deal_workflow import wait_for
 from tests.test_lifecycle import orders  # noqa: F401  (fixture)
-from workflows.events import DealStarted
 
 
 def test_assignment_is_stable_and_follows_the_weights() -> None:

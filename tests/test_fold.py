@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from definitions.loader import PinnedDefinition, load_file, shipped
-from workflows import decide
-from workflows.commands import CompleteStage, LoseDeal, MoveStage, StartDeal, WinDeal
-from workflows.events import EVENTS_ADAPTER, DealEvent, DealLost, DealStarted, StageEntered
-from workflows.state import DealState, apply, as_of, fold
+from domain import decide
+from domain.commands import CompleteStage, LoseDeal, MoveStage, StartDeal, WinDeal
+from domain.events import EVENTS_ADAPTER, DealEvent, DealLost, DealStarted, StageEntered
+from domain.state import DealState, apply, as_of, fold
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 HERE = Path(__file__).parent

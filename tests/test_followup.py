@@ -25,12 +25,12 @@ from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from client.api import DealflowClient, Refused
 from definitions.loader import PinnedDefinition
+from domain.calendar import add
+from domain.effects import SEND_MESSAGE, OutgoingMessage, SentMessage
+from domain.events import DealEvent
 from tests.conftest import new_deal_id
 from worker.run import WORKFLOWS
 from worker.settings import Settings
-from workflows.calendar import add
-from workflows.effects import SEND_MESSAGE, OutgoingMessage, SentMessage
-from workflows.events import DealEvent
 
 DAY = timedelta(days=1)
 

@@ -16,10 +16,10 @@ import pytest
 
 from client.api import DealflowClient, Refused
 from definitions.loader import load_file
+from domain.events import CadenceStarted, MigratedToVersion
 from store.metrics import Filters, compute
 from tests.test_cli import HERE, dealflow
 from tests.test_deal_workflow import wait_for
-from workflows.events import CadenceStarted, MigratedToVersion
 
 VERSIONS = HERE / "processes" / "versions"
 

@@ -22,11 +22,11 @@ import pytest
 from bench.generate import T0, simulate
 from definitions.loader import PinnedDefinition
 from definitions.model import ProcessDefinition
+from domain.effects import AppendEvents, DealSnapshot
+from domain.events import DealEvent
+from domain.state import fold
 from store import event_log
 from store.metrics import Durations, Filters, Metrics, compute
-from workflows.effects import AppendEvents, DealSnapshot
-from workflows.events import DealEvent
-from workflows.state import fold
 
 # --- the independent computation --------------------------------------------------------------
 

@@ -21,10 +21,10 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from client.api import DealflowClient
 from definitions.loader import DefinitionError, load_text, parse
 from definitions.model import ProcessDefinition
-from workflows import decide
-from workflows.commands import CompleteStage, LoseDeal, MoveStage, StartDeal, WinDeal
+from domain import decide
+from domain.commands import CompleteStage, LoseDeal, MoveStage, StartDeal, WinDeal
+from domain.state import fold
 from workflows.deal import DealWorkflow, workflow_id
-from workflows.state import fold
 
 SHIPPED = Path(__file__).parent.parent / "definitions" / "processes" / "seven-stage.yaml"
 VALID: dict[str, Any] = yaml.safe_load(SHIPPED.read_text())

@@ -23,10 +23,10 @@ from audit.history import fetch_deal
 from audit.replay import replay
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
+from domain.commands import REVISION, DealInput
 from tests.replay.variants import DealWithPatchedPause, DealWithUnguardedPause
 from worker.settings import Settings
 from workflows.cadence import FollowUpCadence
-from workflows.commands import REVISION, DealInput
 
 CORPUS = sorted((Path(__file__).parent / "replay" / "histories").glob("*.json"))
 BEHAVIOURS = {"normal-path", "skips", "back-moves", "lost", "reminders-escalations", "cadence-reply", "continue-as-new"}
@@ -50,7 +50,7 @@ def test_corpus_covers_every_behaviour() -> None:
 
 
 def test_corpus_holds_histories_of_every_revision() -> None:
-    """Each revision of the deal workflow (workflows.commands.REVISION) must keep replaying: a
+    """Each revision of the deal workflow (domain.commands.REVISION) must keep replaying: a
     new revision is recorded when it is introduced."""
     convert = pydantic_data_converter.payload_converter
     revisions = set()

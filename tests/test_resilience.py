@@ -24,17 +24,17 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition, load_file, shipped
+from domain.events import TouchSent
 from store import registry
 from store.db import connect_pool
 from store.embedded import EmbeddedPostgres, free_port
 from store.migrations import migrate
 from tests.resilience_support import CountingReceiver, WorkerProcess, compare_logs, log_complete
 from tests.test_cli import dealflow
+from worker.connect import connect_temporal
 from worker.devserver import TemporalDevServer
-from worker.run import connect_temporal
 from worker.settings import Settings
 from workflows.deal import workflow_id
-from workflows.events import TouchSent
 
 SEED = int(os.environ.get("DEALFLOW_CRASH_SEED") or random.randrange(10**6))
 SCALE = 0.0003  # an hour between touches passes in about a second

@@ -20,7 +20,7 @@ from definitions.loader import PinnedDefinition
 from store.db import StoreUnavailable, connect_pool
 from tests.test_cli import dealflow
 from tests.tls_support import Pki, make_pki, postgres_tls_proxy, tls_proxy
-from worker.run import connect_temporal, tls_config
+from worker.connect import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
 
 

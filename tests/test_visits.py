@@ -12,13 +12,13 @@ import pytest
 from bench.generate import simulate
 from definitions.loader import PinnedDefinition
 from definitions.model import ProcessDefinition
+from domain.effects import AppendEvents, DealSnapshot
+from domain.events import DealEvent
+from domain.state import fold
 from store import event_log
 from store.db import connect_pool
 from store.migrations import available, migrate
 from store.visits import DealVisits, Visit, advance
-from workflows.effects import AppendEvents, DealSnapshot
-from workflows.events import DealEvent
-from workflows.state import fold
 
 
 def _deals(d: ProcessDefinition, n: int, seed: int) -> list[list[DealEvent]]:

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -21,54 +19,14 @@ from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from store.db import connect_pool
 from store.migrations import migrate
-from worker.settings import Settings, SettingsError, home, proposals_dir
+from worker.connect import connect_temporal
+from worker.settings import Settings, home, proposals_dir
 from workflows.cadence import FollowUpCadence
 from workflows.deal import DealWorkflow
 
 log = logging.getLogger("dealflow.worker")
 
 WORKFLOWS: Sequence[type] = (DealWorkflow, FollowUpCadence)
-
-
-def _read(path: str, var: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise SettingsError(f"{var}={path}: cannot read it: {exc.strerror or exc}") from None
-
-
-def tls_config(settings: Settings) -> TLSConfig | bool:
-    """What `Client.connect` is given as `tls`: off, on with the system's CAs, or spelled out."""
-    if not settings.uses_tls:
-        return False
-    if bool(settings.tls_cert) != bool(settings.tls_key):
-        raise SettingsError("mutual TLS needs both TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY")
-    if not (settings.tls_ca or settings.tls_cert or settings.tls_server_name):
-        return True
-    return TLSConfig(
-        server_root_ca_cert=_read(settings.tls_ca, "TEMPORAL_TLS_CA") if settings.tls_ca else None,
-        client_cert=_read(settings.tls_cert, "TEMPORAL_TLS_CERT") if settings.tls_cert else None,
-        client_private_key=_read(settings.tls_key, "TEMPORAL_TLS_KEY") if settings.tls_key else None,
-        domain=settings.tls_server_name,
-    )
-
-
-async def connect_temporal(settings: Settings) -> Client:
-    tls = tls_config(settings)
-    try:
-        return await Client.connect(
-            settings.temporal_address,
-            namespace=settings.namespace,
-            data_converter=pydantic_data_converter,
-            tls=tls,
-            api_key=settings.api_key,
-        )
-    except RuntimeError as exc:
-        how = "over TLS" if tls else "without TLS"
-        raise ConnectionError(
-            f"cannot reach Temporal at {settings.temporal_address} {how} (namespace {settings.namespace!r}): {exc}. "
-            "Start the embedded stack with 'dealflow dev' or set TEMPORAL_ADDRESS (and TEMPORAL_TLS_* for TLS)."
-        ) from exc
 
 
 def build_worker(
@@ -93,7 +51,7 @@ def build_worker(
         # run them under the full sandbox): passing them through spares every run a private copy
         # of them, which halves the worker's memory with many deals open (bench/system_bench.py)
         workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "definitions")
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("domain", "workflows", "definitions")
         ),
         activities=[
             event_log.append_events,

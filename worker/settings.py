@@ -25,7 +25,7 @@ TLS_ENV_VARS = (
     "TEMPORAL_API_KEY",
 )
 # Optional: how long a deal gathers events before appending them to the log (seconds, 0 to 60;
-# 0 appends as soon as there is anything to append). Unset: the default (workflows.commands).
+# 0 appends as soon as there is anything to append). Unset: the default (domain.commands).
 LOG_FLUSH_ENV_VAR = "DEALFLOW_LOG_FLUSH_SECONDS"
 
 

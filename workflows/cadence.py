@@ -23,8 +23,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from definitions.durations import Duration
     from definitions.model import Cadence
-    from workflows.calendar import add
-    from workflows.effects import SEND_MESSAGE, SEND_TIMEOUT, OutgoingMessage, SentMessage
+    from domain.calendar import add
+    from domain.effects import SEND_MESSAGE, SEND_TIMEOUT, OutgoingMessage, SentMessage
 
 TOUCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -48,7 +48,7 @@ class CadenceInput(BaseModel):
     values: dict[str, str] = {}
     time_scale: float = 1.0
     # set when the deal scheduled (and recorded) the first touch itself and launches this
-    # workflow only when that touch falls due (workflows.commands.PendingCadence)
+    # workflow only when that touch falls due (domain.commands.PendingCadence)
     first_due: datetime | None = None
 
 

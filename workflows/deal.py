@@ -1,7 +1,7 @@
 """The deal workflow: one durable execution per deal, walking the stages of its pinned definition.
 
-The workflow holds no logic of its own about sales: decisions come from `workflows.decide`, state
-from `workflows.state.fold`, the reminder ladder from `workflows.reminders`. What it adds is
+The workflow holds no logic of its own about sales: decisions come from `domain.decide`, state
+from `domain.state.fold`, the reminder ladder from `domain.reminders`. What it adds is
 durability: updates validated before they enter history; a main loop that sleeps until the next
 reminder rung, carries events to the event log in batches gathered over a flush window (at least
 once, keyed so the log has each exactly once; an outcome's batch inside the rep's own workflow
@@ -28,9 +28,8 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from definitions.loader import PinnedDefinition
     from definitions.model import Cadence, StopCondition
-    from workflows import access, decide, reminders
-    from workflows.cadence import CadenceInput, CadenceReport, FollowUpCadence, touch_due
-    from workflows.commands import (
+    from domain import access, decide, reminders
+    from domain.commands import (
         REVISION,
         ActionResult,
         Command,
@@ -45,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         StartDeal,
         WinDeal,
     )
-    from workflows.effects import (
+    from domain.effects import (
         APPEND_EVENTS,
         APPEND_TIMEOUT,
         GENERATE_PROPOSAL,
@@ -63,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
         ProposalRequest,
         SentMessage,
     )
-    from workflows.events import (
+    from domain.events import (
         BuyerResponded,
         CadenceCompleted,
         CadenceStarted,
@@ -83,7 +82,8 @@ with workflow.unsafe.imports_passed_through():
         TouchScheduled,
         TouchSent,
     )
-    from workflows.state import DealState, FollowOn, apply, fold
+    from domain.state import DealState, FollowOn, apply, fold
+    from workflows.cadence import CadenceInput, CadenceReport, FollowUpCadence, touch_due
 
 DEAL_STAGE = SearchAttributeKey.for_keyword("DealStage")
 DEAL_OWNER = SearchAttributeKey.for_keyword("DealOwner")

@@ -8,9 +8,9 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.commands import DealInput
+    from domain.commands import DealInput
+    from domain.state import DealState
     from workflows.deal import DealWorkflow
-    from workflows.state import DealState
 
 
 @workflow.defn(name="Deal")

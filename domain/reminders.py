@@ -13,8 +13,8 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from definitions.model import Notify, ProcessDefinition
-from workflows.calendar import add
-from workflows.state import DealState
+from domain.calendar import add
+from domain.state import DealState
 
 
 class Rung(BaseModel):

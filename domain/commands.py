@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from definitions.loader import PinnedDefinition
 from definitions.model import Cadence
-from workflows.access import Claim
-from workflows.events import BuyerResponseKind, DealEvent, Facts
-from workflows.state import Status
+from domain.access import Claim
+from domain.events import BuyerResponseKind, DealEvent, Facts
+from domain.state import Status
 
 
 class _Payload(BaseModel):

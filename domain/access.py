@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from workflows.state import DealState
+from domain.state import DealState
 
 Role = Literal["rep", "manager", "ops", "auditor"]
 ROLES: tuple[Role, ...] = ("rep", "manager", "ops", "auditor")

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from definitions.loader import PinnedDefinition
-from workflows.events import DealEvent
-from workflows.state import DealState, Status
+from domain.events import DealEvent
+from domain.state import DealState, Status
 
 APPEND_EVENTS = "append_events"
 

@@ -12,8 +12,8 @@ from datetime import date, datetime
 from typing import Any
 
 from definitions.model import FactSpec, FactType, Notify, ProcessDefinition
-from workflows import calendar
-from workflows.commands import (
+from domain import calendar
+from domain.commands import (
     CompleteStage,
     LoseDeal,
     MigrateDeal,
@@ -23,7 +23,7 @@ from workflows.commands import (
     StartDeal,
     WinDeal,
 )
-from workflows.events import (
+from domain.events import (
     BuyerResponded,
     DealClosed,
     DealEvent,
@@ -42,8 +42,8 @@ from workflows.events import (
     StageEntered,
     StageSkipped,
 )
-from workflows.reminders import Rung, manager_of
-from workflows.state import DealState
+from domain.reminders import Rung, manager_of
+from domain.state import DealState
 
 
 class Refusal(Exception):

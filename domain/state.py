@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from workflows.events import (
+from domain.events import (
     BuyerResponded,
     CadenceCompleted,
     CadenceStarted,
