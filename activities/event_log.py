@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 from temporalio import activity
 
-from domain.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
+from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt
 from store import event_log
 
 

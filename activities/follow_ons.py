@@ -7,7 +7,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from definitions.experiment import assign
-from domain.effects import PREPARE_FOLLOW_ON, FollowOnRequest, PreparedFollowOn
+from domain.activity_io import PREPARE_FOLLOW_ON, FollowOnRequest, PreparedFollowOn
 from store import experiments, registry
 
 

@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.channels.base import Message, PermanentChannelError, TransientChannelError
 from activities.channels.config import ChannelRegistry
-from domain.effects import SEND_MESSAGE, OutgoingMessage, SentMessage
+from domain.activity_io import SEND_MESSAGE, OutgoingMessage, SentMessage
 
 _CLAIM = """
 INSERT INTO outbox (deal_id, effect_key, kind, channel, recipient, subject, body, cadence_run, touch_no)

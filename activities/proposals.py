@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.markdown import to_html
 from definitions.loader import placeholders
-from domain.effects import GENERATE_PROPOSAL, ProposalDocument, ProposalRequest
+from domain.activity_io import GENERATE_PROPOSAL, ProposalDocument, ProposalRequest
 
 
 def _safe(text: str) -> str:

@@ -21,10 +21,9 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.commands import DealInput
-from domain.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
+from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt
+from domain.commands import DealInput, workflow_id
 from domain.events import DealEvent
-from workflows.deal import workflow_id
 
 CONVERTER = pydantic_data_converter.payload_converter
 BUNDLE_FORMAT = "dealflow-audit-bundle/1"

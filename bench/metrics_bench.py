@@ -27,7 +27,7 @@ import asyncpg
 
 from bench.generate import simulate
 from definitions.loader import load_file, shipped
-from domain.effects import DealSnapshot
+from domain.activity_io import DealSnapshot
 from domain.state import fold
 from store.db import connect_pool
 from store.deals import DEAL_COLUMNS

@@ -45,13 +45,13 @@ from bench.stack import BenchStack, bench_stack, machine, rss_mb
 from client.api import DealflowClient
 from client.demo import fact_value
 from definitions.loader import load_file, shipped
-from domain.effects import AppendEvents, DealSnapshot
+from domain.activity_io import AppendEvents, DealSnapshot
+from domain.commands import workflow_id
 from domain.state import fold
 from store import event_log
 from store.deals import DEAL_COLUMNS, list_deals
 from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
 from worker.run import WORKFLOWS
-from workflows.deal import workflow_id
 
 RESULTS = Path(__file__).parent / "results"
 BARE_QUEUE = "bench-bare"

@@ -46,6 +46,7 @@ from domain.commands import (
     RecordResponse,
     StartDeal,
     WinDeal,
+    workflow_id,
 )
 from domain.events import DealEvent
 from domain.state import DealState
@@ -55,7 +56,7 @@ from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
 from store.migrations import migrate
 from worker.connect import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
-from workflows.deal import DealWorkflow, search_attributes, workflow_id
+from workflows.deal import DealWorkflow, search_attributes
 
 C = TypeVar("C", bound=BaseModel)
 # Temporal aborts an update it has admitted when a workflow task of the deal fails (a new event

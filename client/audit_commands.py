@@ -21,9 +21,9 @@ from audit.verify import LogRow, verify
 from client.api import DealflowClient, DealflowError
 from client.arguments import instant
 from client.output import emit, print_table
+from domain.commands import workflow_id
 from domain.state import as_of
 from store import access_log
-from workflows.deal import workflow_id
 
 
 class AuditFailed(DealflowError):

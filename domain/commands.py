@@ -78,6 +78,11 @@ class ActionResult(_Payload):
     last_seq: int
 
 
+def workflow_id(deal_id: str) -> str:
+    """The id of a deal's workflow: one per deal, whatever its runs."""
+    return f"deal-{deal_id}"
+
+
 class StartDeal(_Payload):
     deal_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
     owner: str = Field(min_length=1, max_length=200)

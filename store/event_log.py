@@ -16,7 +16,7 @@ from datetime import datetime
 
 import asyncpg
 
-from domain.effects import AppendEvents
+from domain.activity_io import AppendEvents
 from domain.events import EVENT_ADAPTER, DealEvent, DealStarted
 from store import visits
 

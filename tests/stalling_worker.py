@@ -14,7 +14,7 @@ import asyncio
 from temporalio import activity
 
 from activities.event_log import EventLogActivities
-from domain.effects import APPEND_EVENTS, AppendEvents, AppendReceipt
+from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt
 from domain.events import DealLost, DealWon
 from store.db import connect_pool
 from worker.connect import connect_temporal

@@ -23,7 +23,7 @@ from activities.channels.smtp import SmtpChannel
 from activities.channels.webhook import WebhookChannel
 from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
-from domain.effects import OutgoingMessage, ProposalRequest
+from domain.activity_io import OutgoingMessage, ProposalRequest
 from store.embedded import free_port
 from tests.conftest import new_deal_id
 

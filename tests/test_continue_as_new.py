@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
+from domain.commands import workflow_id
 from domain.events import TouchSent
 from store import event_log
 from tests.conftest import new_deal_id
@@ -19,7 +20,7 @@ from tests.test_deal_workflow import wait_for
 from worker.devserver import temporal_binary
 from worker.run import build_worker
 from worker.settings import Settings
-from workflows.deal import SEARCH_ATTRIBUTES, workflow_id
+from workflows.deal import SEARCH_ATTRIBUTES
 
 SUGGEST_AFTER = 40  # history events; a deal run to the end makes several times this
 

@@ -14,10 +14,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import DealflowClient, NotFound, Refused
 from definitions.loader import PinnedDefinition
+from domain.commands import workflow_id
 from store import event_log
 from tests.conftest import new_deal_id
 from tests.test_fold import SEVEN_FACTS
-from workflows.deal import DealWorkflow, workflow_id
+from workflows.deal import DealWorkflow
 
 pytestmark = pytest.mark.usefixtures("deployed")
 

@@ -14,7 +14,7 @@ from temporalio.worker import Worker
 from audit.verify import LogRow, check_chain
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
-from domain.effects import APPEND_EVENTS, AppendEvents, AppendReceipt, DealSnapshot
+from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt, DealSnapshot
 from domain.events import DealEvent, DealStarted, StageEntered
 from domain.state import fold
 from store import event_log

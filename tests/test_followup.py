@@ -25,8 +25,8 @@ from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from client.api import DealflowClient, Refused
 from definitions.loader import PinnedDefinition
+from domain.activity_io import SEND_MESSAGE, OutgoingMessage, SentMessage
 from domain.calendar import add
-from domain.effects import SEND_MESSAGE, OutgoingMessage, SentMessage
 from domain.events import DealEvent
 from tests.conftest import new_deal_id
 from worker.run import WORKFLOWS

@@ -19,13 +19,14 @@ from audit.history import append_receipt
 from client.api import DealflowClient
 from client.demo import fact_value
 from definitions.loader import PinnedDefinition
-from domain.effects import APPEND_EVENTS
+from domain.activity_io import APPEND_EVENTS
+from domain.commands import workflow_id
 from domain.events import CadenceStarted, CadenceStopped, TouchScheduled, TouchSent
 from store import event_log
 from tests.conftest import new_deal_id
 from tests.test_deal_workflow import wait_for
 from worker.settings import LOG_FLUSH_ENV_VAR, Settings, SettingsError
-from workflows.deal import DEAL_STAGE, workflow_id
+from workflows.deal import DEAL_STAGE
 
 pytestmark = pytest.mark.usefixtures("deployed", "worker")
 

@@ -22,7 +22,7 @@ import pytest
 from bench.generate import T0, simulate
 from definitions.loader import PinnedDefinition
 from definitions.model import ProcessDefinition
-from domain.effects import AppendEvents, DealSnapshot
+from domain.activity_io import AppendEvents, DealSnapshot
 from domain.events import DealEvent
 from domain.state import fold
 from store import event_log

@@ -22,9 +22,9 @@ from client.api import DealflowClient
 from definitions.loader import DefinitionError, load_text, parse
 from definitions.model import ProcessDefinition
 from domain import decide
-from domain.commands import CompleteStage, LoseDeal, MoveStage, StartDeal, WinDeal
+from domain.commands import CompleteStage, LoseDeal, MoveStage, StartDeal, WinDeal, workflow_id
 from domain.state import fold
-from workflows.deal import DealWorkflow, workflow_id
+from workflows.deal import DealWorkflow
 
 SHIPPED = Path(__file__).parent.parent / "definitions" / "processes" / "seven-stage.yaml"
 VALID: dict[str, Any] = yaml.safe_load(SHIPPED.read_text())

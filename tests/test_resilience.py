@@ -24,6 +24,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition, load_file, shipped
+from domain.commands import workflow_id
 from domain.events import TouchSent
 from store import registry
 from store.db import connect_pool
@@ -34,7 +35,6 @@ from tests.test_cli import dealflow
 from worker.connect import connect_temporal
 from worker.devserver import TemporalDevServer
 from worker.settings import Settings
-from workflows.deal import workflow_id
 
 SEED = int(os.environ.get("DEALFLOW_CRASH_SEED") or random.randrange(10**6))
 SCALE = 0.0003  # an hour between touches passes in about a second

@@ -23,8 +23,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from definitions.durations import Duration
     from definitions.model import Cadence
+    from domain.activity_io import SEND_MESSAGE, SEND_TIMEOUT, OutgoingMessage, SentMessage
     from domain.calendar import add
-    from domain.effects import SEND_MESSAGE, SEND_TIMEOUT, OutgoingMessage, SentMessage
 
 TOUCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),

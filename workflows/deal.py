@@ -29,22 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from definitions.loader import PinnedDefinition
     from definitions.model import Cadence, StopCondition
     from domain import access, decide, reminders
-    from domain.commands import (
-        REVISION,
-        ActionResult,
-        Command,
-        CompleteStage,
-        DealInput,
-        LoseDeal,
-        MigrateDeal,
-        MissingFact,
-        MoveStage,
-        PendingCadence,
-        RecordResponse,
-        StartDeal,
-        WinDeal,
-    )
-    from domain.effects import (
+    from domain.activity_io import (
         APPEND_EVENTS,
         APPEND_TIMEOUT,
         GENERATE_PROPOSAL,
@@ -61,6 +46,22 @@ with workflow.unsafe.imports_passed_through():
         ProposalDocument,
         ProposalRequest,
         SentMessage,
+    )
+    from domain.commands import (
+        REVISION,
+        ActionResult,
+        Command,
+        CompleteStage,
+        DealInput,
+        LoseDeal,
+        MigrateDeal,
+        MissingFact,
+        MoveStage,
+        PendingCadence,
+        RecordResponse,
+        StartDeal,
+        WinDeal,
+        workflow_id,
     )
     from domain.events import (
         BuyerResponded,
@@ -127,10 +128,6 @@ URGENT = (DealWon, DealLost, MigratedToVersion)
 _CHILD: dict[str, Any] = {
     "parent_close_policy": ParentClosePolicy.ABANDON  # it outlives continue-as-new; stopped by signal
 }
-
-
-def workflow_id(deal_id: str) -> str:
-    return f"deal-{deal_id}"
 
 
 def search_attributes(state: DealState) -> list[SearchAttributePair[str]]:
