@@ -11,10 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from domain.events import EVENT_ADAPTER, DealEvent
-from store.event_log import GENESIS, canonical, chain_hash
+from domain.events import DealEvent, decode_stored
+from store.event_log import GENESIS, canonical, canonical_document, chain_hash
 
 
 @dataclass(frozen=True)
@@ -52,8 +50,8 @@ class Verdict:
 
 def _event(payload: str) -> DealEvent | None:
     try:
-        return EVENT_ADAPTER.validate_json(payload)
-    except ValidationError:
+        return decode_stored(payload)
+    except ValueError:  # not JSON, or not an event (ValidationError is a ValueError)
         return None
 
 
@@ -78,7 +76,7 @@ def check_chain(rows: list[LogRow]) -> list[str]:
             problems.append(
                 f"seq {row.seq}: does not follow the row before it (a row was deleted, inserted or altered)"
             )
-        if row.hash != chain_hash(row.prev_hash or prev, canonical(event)):
+        if row.hash != chain_hash(row.prev_hash or prev, canonical_document(json.loads(row.payload))):
             problems.append(f"seq {row.seq}: content does not match its hash (altered)")
         if event.seq != row.seq:
             problems.append(f"seq {row.seq}: holds the payload of event {event.seq} (moved?)")

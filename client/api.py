@@ -56,7 +56,8 @@ from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
 from store.migrations import migrate
 from worker.connect import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
-from workflows.deal import DealWorkflow, search_attributes
+from workflows.deal import DealWorkflow
+from workflows.search_attributes import search_attributes
 
 C = TypeVar("C", bound=BaseModel)
 # Temporal aborts an update it has admitted when a workflow task of the deal fails (a new event

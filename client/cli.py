@@ -23,6 +23,7 @@ from client.definition_commands import add_parser as add_definitions
 from client.experiment_commands import add_parser as add_experiments
 from client.metrics_commands import add_parsers as add_metrics
 from client.output import action_json, deal_row_json, emit, print_table, status_json
+from client.revision_commands import add_parser as add_revisions
 from worker.settings import SettingsError
 
 EXIT_REFUSED = 1
@@ -359,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(client_run=cmd_list)
     add_audit(top)
     add_metrics(top)
+    add_revisions(top)
     return parser
 
 

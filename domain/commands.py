@@ -100,11 +100,10 @@ class StartDeal(_Payload):
 LOG_FLUSH_SECONDS = 2.0
 
 # The revision of the deal workflow's behaviour that new runs follow. It travels in the run's
-# input, so a run replays the way it began: runs whose input has no revision (started before
-# revision 2) keep appending after every action and start cadence children at once; revision 2
-# runs append outcomes and make proposals in activities of their own. Kept in the input rather
-# than behind workflow.patched because the choice is made at start, and a patch would cost every
-# deal a marker and a search-attribute upsert.
+# input, so a run replays the way it began, and continue-as-new moves a deal to the latest. Kept
+# in the input rather than behind workflow.patched because the choice is made at start, and a
+# patch would cost every deal a marker and a search-attribute upsert. The workflow runs only this
+# revision: how a new one is introduced and an old one retired is in docs/revisions.md.
 REVISION = 3
 
 
@@ -137,6 +136,7 @@ class DealInput(_Payload):
         "(0: as soon as there is anything to append); outcomes and migrations go at once",
     )
     pending_cadence: PendingCadence | None = None
+    # an input without one was made before revisions existed: revision 1
     revision: int = Field(default=1, ge=1, le=REVISION)
 
 

@@ -380,8 +380,11 @@ def remind(state: DealState, rung: Rung, at: datetime) -> list[DealEvent]:
     return rec.events
 
 
-def respond(state: DealState, cmd: RecordResponse, at: datetime) -> list[DealEvent]:
-    """The buyer answered (or booked a meeting, unsubscribed, bounced): a fact, recorded as told."""
+def respond(state: DealState, d: ProcessDefinition, cmd: RecordResponse, at: datetime) -> list[DealEvent]:
+    """The buyer answered (or booked a meeting, unsubscribed, bounced): a fact, recorded as told.
+
+    It takes the definition it does not need so that every rep decision has one signature.
+    """
     if state.is_finished:
         raise Refusal("deal_closed", f"deal {state.deal_id!r} is {state.status}; it takes no more actions")
     rec = _Recorder(state, at, cmd.actor, cmd.request_id)

@@ -3,14 +3,37 @@
 Every event carries its sequence number inside the deal, the time (workflow time, so replay
 gives the same value), the actor and the stage it concerns. Events are immutable and are never
 rewritten; corrections are new events.
+
+Temporal's history is the source of truth: the events a deal records there are authoritative,
+and the PostgreSQL log is their hash-chained, append-only record. Both keep events for years, so
+their payloads outlive the code that wrote them. Each payload therefore carries the schema
+version of its type (`schema_version`; stored payloads written before versions existed have none
+and are version 1, see `legacy`), and every payload is read through `upcast`, which brings an
+older shape up to the current one, in the manner of eventsourcing's mapper. To remove, rename or change the meaning
+of a field: bump the type's `VERSION` and register in `UPCASTERS` the function from the previous
+version. Adding an optional field needs neither.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    model_serializer,
+    model_validator,
+)
 
 FactValue = StrictBool | StrictInt | StrictFloat | StrictStr
 Facts = dict[str, FactValue]
@@ -18,14 +41,54 @@ Facts = dict[str, FactValue]
 EntryVia = Literal["start", "next", "skip", "back", "won", "migrate"]
 
 
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+# (event type, version n): the function that turns a payload of version n into version n + 1
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def upcast(cls: type[EventBase], payload: Any) -> Any:
+    """A payload of `cls` in its current shape. One without a version is taken to be in the
+    current shape: that is how events are made in code (see `legacy` for stored ones)."""
+    if not isinstance(payload, dict):
+        return payload
+    payload = dict(payload)
+    version = payload.pop("schema_version", cls.VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"schema_version {version!r} is not a version (1, 2, ...)")
+    field = cls.model_fields.get("type")
+    kind = field.default if field is not None else None
+    if kind is None or payload.get("type", kind) != kind:
+        return payload  # another type's payload (a union tries each type in turn)
+    if version > cls.VERSION:
+        raise ValueError(f"{kind} of schema version {version} is newer than this code reads ({cls.VERSION})")
+    while version < cls.VERSION:
+        payload = UPCASTERS[(kind, version)](payload)
+        version += 1
+    return payload
+
+
 class EventBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # the version of this type's payload shape (see the module's docstring)
+    VERSION: ClassVar[int] = 1
 
     seq: int = Field(ge=1)
     at: datetime
     actor: str
     stage: str | None = None
     request_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upcast(cls, payload: Any) -> Any:
+        return upcast(cls, payload)
+
+    @model_serializer(mode="wrap")
+    def _with_schema_version(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        payload: dict[str, Any] = handler(self)
+        payload["schema_version"] = type(self).VERSION
+        return payload
 
 
 class DealStarted(EventBase):
@@ -211,7 +274,7 @@ class BuyerResponded(EventBase):
     note: str | None = None
 
 
-DealEvent = Annotated[
+EventType = (
     DealStarted
     | StageEntered
     | StageCompleted
@@ -235,9 +298,32 @@ DealEvent = Annotated[
     | MigratedToVersion
     | FollowOnScheduled
     | FollowOnStarted
-    | FollowOnFailed,
-    Field(discriminator="type"),
-]
+    | FollowOnFailed
+)
+
+
+DealEvent = Annotated[EventType, Field(discriminator="type")]
+
+
+def legacy(payload: Any) -> Any:
+    """A stored payload, with the version that payloads written before versions existed had: 1.
+
+    Readers of stored payloads (the event log, its verification) read through this, so that an
+    old row is upcast even after its type has moved on. Payloads that Temporal carries (a run's
+    input) need not: a run started before versions existed is moved to a new run, which writes
+    versions, before any type's version is raised (docs/revisions.md).
+    """
+    if not isinstance(payload, dict) or "schema_version" in payload:
+        return payload
+    return {**payload, "schema_version": 1}
+
 
 EVENT_ADAPTER: TypeAdapter[DealEvent] = TypeAdapter(DealEvent)
+
+
+def decode_stored(payload: str | bytes) -> DealEvent:
+    """An event from its stored JSON (a row of the event log)."""
+    return EVENT_ADAPTER.validate_python(legacy(json.loads(payload)))
+
+
 EVENTS_ADAPTER: TypeAdapter[list[DealEvent]] = TypeAdapter(list[DealEvent])

@@ -13,11 +13,12 @@ import hashlib
 import json
 import logging
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from domain.activity_io import AppendEvents
-from domain.events import EVENT_ADAPTER, DealEvent, DealStarted
+from domain.events import DealEvent, DealStarted, decode_stored
 from store import visits
 
 _INSERT = """
@@ -75,7 +76,13 @@ log = logging.getLogger("dealflow.event_log")
 
 def canonical(event: DealEvent) -> str:
     """The stored form of an event, and what its hash covers."""
-    return json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_document(event.model_dump(mode="json"))
+
+
+def canonical_document(document: Any) -> str:
+    """A stored payload in the form its hash was taken of. The chain covers what was written, in
+    the shape it was written, whatever shape the code reads it in today (domain.events.upcast)."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def chain_hash(prev_hash: str, payload: str) -> str:
@@ -209,7 +216,7 @@ async def read(db: asyncpg.Pool | visits.Conn, deal_id: str, *, until: datetime 
         deal_id,
         until,
     )
-    return [EVENT_ADAPTER.validate_json(r["payload"]) for r in rows]
+    return [decode_stored(r["payload"]) for r in rows]
 
 
 async def count(pool: asyncpg.Pool, deal_id: str | None = None) -> int:

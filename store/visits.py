@@ -19,7 +19,6 @@ from datetime import datetime
 import asyncpg
 
 from domain.events import (
-    EVENT_ADAPTER,
     DealClosed,
     DealEvent,
     DealLost,
@@ -28,6 +27,7 @@ from domain.events import (
     StageCompleted,
     StageEntered,
     StageSkipped,
+    decode_stored,
 )
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -233,6 +233,6 @@ async def rebuild(conn: Conn) -> int:
         if deal is None or r["deal_id"] != deal[0]:
             await flush(final=False)
             deal, events = (r["deal_id"], r["process"]), []
-        events.append(EVENT_ADAPTER.validate_json(r["payload"]))
+        events.append(decode_stored(r["payload"]))
     await flush(final=True)
     return written

@@ -29,7 +29,7 @@ from store.migrations import migrate
 from worker.devserver import temporal_binary
 from worker.run import build_worker
 from worker.settings import Settings
-from workflows.deal import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 HERE = Path(__file__).parent
 

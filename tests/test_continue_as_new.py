@@ -20,7 +20,7 @@ from tests.test_deal_workflow import wait_for
 from worker.devserver import temporal_binary
 from worker.run import build_worker
 from worker.settings import Settings
-from workflows.deal import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 SUGGEST_AFTER = 40  # history events; a deal run to the end makes several times this
 

@@ -26,7 +26,7 @@ from store import event_log
 from tests.conftest import new_deal_id
 from tests.test_deal_workflow import wait_for
 from worker.settings import LOG_FLUSH_ENV_VAR, Settings, SettingsError
-from workflows.deal import DEAL_STAGE
+from workflows.search_attributes import DEAL_STAGE
 
 pytestmark = pytest.mark.usefixtures("deployed", "worker")
 

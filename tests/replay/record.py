@@ -45,7 +45,7 @@ from store.migrations import migrate
 from worker.devserver import SEARCH_ATTRIBUTE_TYPES, temporal_binary, test_server_binary
 from worker.run import WORKFLOWS
 from worker.settings import Settings
-from workflows.deal import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 HERE = Path(__file__).parent
 OUT = HERE / "histories"

@@ -25,9 +25,9 @@ class DealWithUnguardedPause(DealWorkflow):
     async def run(self, input: DealInput) -> DealState:
         return await super().run(input)
 
-    async def _persist(self) -> None:
+    async def _flush(self) -> None:
         await workflow.sleep(timedelta(milliseconds=1))
-        await super()._persist()
+        await super()._flush()
 
 
 @workflow.defn(name="Deal")
@@ -42,7 +42,7 @@ class DealWithPatchedPause(DealWorkflow):
     async def run(self, input: DealInput) -> DealState:
         return await super().run(input)
 
-    async def _persist(self) -> None:
+    async def _flush(self) -> None:
         if workflow.patched("pause-before-append"):
             await workflow.sleep(timedelta(milliseconds=1))
-        await super()._persist()
+        await super()._flush()

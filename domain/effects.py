@@ -1,0 +1,102 @@
+"""What the outside world must see happen because of an event: pure, so replay agrees.
+
+The deal workflow records an event, asks `effects_of` what it calls for, and runs those effects
+(notifications, proposals, starting and stopping the follow-up cadence) in its main loop.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from definitions.model import ProcessDefinition, StopCondition
+from domain.events import (
+    BuyerResponded,
+    DealEvent,
+    DealLost,
+    DealWon,
+    Escalated,
+    MigratedToVersion,
+    ReminderSent,
+    StageEntered,
+)
+from domain.state import DealState
+
+
+class Notify(BaseModel):
+    seq: int
+    to: str
+    subject: str
+
+
+class MakeProposal(BaseModel):
+    template: str
+
+
+class StartCadence(BaseModel):
+    cadence: str
+
+
+class StopCadence(BaseModel):
+    reason: str
+
+
+Effect = Notify | MakeProposal | StartCadence | StopCadence
+
+
+def effects_of(definition: ProcessDefinition, state: DealState, event: DealEvent) -> list[Effect]:
+    """The effects of `event`, given the state it led to."""
+    running = state.cadence
+    match event:
+        case StageEntered(stage=str(stage_id)):
+            stage = definition.stage(stage_id)
+            out: list[Effect] = []
+            if stage.proposal_template:
+                out.append(MakeProposal(template=stage.proposal_template))
+            if stage.cadence and running is None:
+                out.append(StartCadence(cadence=stage.cadence))
+            return out
+        case ReminderSent():
+            return [Notify(seq=event.seq, to=event.to, subject=f"Reminder: {deal_label(state)} is overdue")]
+        case Escalated():
+            verb = f"reassigned to {event.reassigned_to}" if event.reassigned_to else "escalated"
+            return [Notify(seq=event.seq, to=event.to, subject=f"Escalation {event.level}: {deal_label(state)} {verb}")]
+        case MigratedToVersion(stage=str(stage_id)):
+            cadence = definition.stage(stage_id).cadence
+            return [StartCadence(cadence=cadence)] if cadence and running is None else []
+        case BuyerResponded(kind=kind) if running and kind in stop_on(definition, state):
+            return [StopCadence(reason=kind)]
+        case DealWon() | DealLost() if running and StopCondition.deal_ended in stop_on(definition, state):
+            return [StopCadence(reason=StopCondition.deal_ended.value)]
+    return []
+
+
+def stop_on(definition: ProcessDefinition, state: DealState) -> list[str]:
+    """What stops the running cadence; after a migration its cadence may be gone from the
+    definition, and then anything that stops a cadence stops it."""
+    if state.cadence_id is None:
+        return []
+    try:
+        return [s.value for s in definition.cadence(state.cadence_id).stop_on]
+    except KeyError:
+        return [s.value for s in StopCondition]
+
+
+def deal_label(state: DealState) -> str:
+    return f"deal {state.deal_id} ({state.fields.get('customer', state.process)}) at {state.stage}"
+
+
+def template_values(definition: ProcessDefinition, state: DealState) -> dict[str, str]:
+    """Everything a template may say: built-ins, deal fields and the facts recorded so far."""
+    values = dict(state.fields)
+    for facts in state.facts.values():
+        values.update({k: str(v) for k, v in facts.items()})
+    builtins = {
+        "deal_id": state.deal_id,
+        "owner": state.owner,
+        "process": state.process,
+        "version": state.version,
+        "process_title": definition.title or state.process,
+        "value": "" if state.value is None else f"{state.value:,.2f}",
+    }
+    values.update({k: v for k, v in builtins.items() if v})
+    return values

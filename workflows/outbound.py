@@ -1,0 +1,85 @@
+"""Effects that call one activity and record what came of it: notifications and proposals.
+
+A notification that cannot be delivered is logged, not recorded (the reminder or escalation
+that asked for it is the deal's fact). A proposal is made inside the rep's workflow task, so
+the document exists when the call that entered the stage returns; success and failure are both
+recorded as events.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.activity_io import (
+        GENERATE_PROPOSAL,
+        PROPOSAL_TIMEOUT,
+        SEND_MESSAGE,
+        SEND_TIMEOUT,
+        OutgoingMessage,
+        ProposalDocument,
+        ProposalRequest,
+        SentMessage,
+    )
+    from domain.effects import MakeProposal, Notify
+    from domain.events import ProposalFailed, ProposalGenerated
+    from workflows.activity_calls import ACTIVITY_FAILURES, NOTIFY_RETRY, PROPOSAL_RETRY, call, error_text
+    from workflows.ledger import Ledger
+
+
+async def notify(ledger: Ledger, effect: Notify) -> None:
+    state = ledger.state
+    message = OutgoingMessage(
+        deal_id=state.deal_id,
+        effect_key=f"notify/{effect.seq}",
+        kind="notification",
+        channel="notify",
+        recipient=effect.to,
+        subject=effect.subject,
+        body=f"{effect.subject}.\n\nOwner: {state.owner}\nStage: {state.stage}\n",
+    )
+    try:
+        await workflow.execute_activity(
+            SEND_MESSAGE,
+            message,
+            result_type=SentMessage,
+            start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=NOTIFY_RETRY,
+        )
+    except ActivityError as exc:
+        workflow.logger.warning("notification %s not delivered: %s", message.effect_key, error_text(exc)[0])
+
+
+async def propose(ledger: Ledger, effect: MakeProposal) -> None:
+    template = ledger.pinned.templates.get(effect.template)
+    if template is None:
+        ledger.note(ProposalFailed, template=effect.template, error="template text missing from the pinned definition")
+        return
+    request = ProposalRequest(
+        deal_id=ledger.state.deal_id,
+        version=ledger.pinned.version,
+        template_id=effect.template,
+        template=template,
+        values=ledger.values(),
+    )
+    try:
+        doc: ProposalDocument = await call(
+            GENERATE_PROPOSAL,
+            request,
+            in_task=True,
+            timeout=PROPOSAL_TIMEOUT,
+            retry=PROPOSAL_RETRY,
+            result_type=ProposalDocument,
+        )
+    except ACTIVITY_FAILURES as exc:
+        error, missing = error_text(exc)
+        ledger.note(ProposalFailed, template=effect.template, missing=missing, error=error)
+        return
+    ledger.note(
+        ProposalGenerated,
+        template=effect.template,
+        path=doc.path,
+        html_path=doc.html_path,
+        content_hash=doc.content_hash,
+    )
