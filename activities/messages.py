@@ -15,6 +15,8 @@ from temporalio.exceptions import ApplicationError
 from activities.channels.base import Message, PermanentChannelError, TransientChannelError
 from activities.channels.config import ChannelRegistry
 from domain.activity_io import SEND_MESSAGE, OutgoingMessage, SentMessage
+from domain.templates import MissingValues, TemplateError
+from domain.touches import touch_text
 
 _CLAIM = """
 INSERT INTO outbox (deal_id, effect_key, kind, channel, recipient, subject, body, cadence_run, touch_no)
@@ -39,6 +41,30 @@ async def _claim(conn: asyncpg.pool.PoolConnectionProxy, msg: OutgoingMessage) -
     )
 
 
+def written(msg: OutgoingMessage) -> OutgoingMessage:
+    """The message with its subject and body, rendering a touch's template when it comes as one.
+
+    Raises:
+        ApplicationError: non-retryable, type `UnrenderableTouch`: the template is malformed or a
+            placeholder has no value (details: `{"missing": [...]}`); rendering again would give
+            the same answer, so the cadence records the touch as failed and goes on.
+    """
+    if msg.touch_template is None:
+        return msg
+    try:
+        text = touch_text(msg.touch_template, msg.template_values)
+    except TemplateError as exc:
+        missing = exc.missing if isinstance(exc, MissingValues) else []
+        why = " (facts not recorded when the cadence started, or fields the deal has not set)" if missing else ""
+        raise ApplicationError(
+            f"touch {msg.touch_no} not sent: cannot render {msg.touch_template!r}: {exc}{why}",
+            {"missing": missing},
+            type="UnrenderableTouch",
+            non_retryable=True,
+        ) from exc
+    return msg.model_copy(update={"subject": text.subject, "body": text.body})
+
+
 class MessageActivities:
     def __init__(self, pool: asyncpg.Pool, channels: ChannelRegistry):
         self._pool = pool
@@ -46,6 +72,7 @@ class MessageActivities:
 
     @activity.defn(name=SEND_MESSAGE)
     async def send_message(self, msg: OutgoingMessage) -> SentMessage:
+        msg = written(msg)
         channel = self._channels.get(msg.channel)
         message = Message(
             key=f"{msg.deal_id}/{msg.effect_key}",

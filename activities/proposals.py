@@ -1,8 +1,9 @@
 """Proposal documents, rendered from the deal's facts into Markdown and HTML.
 
 Files are named by deal, template and definition version, and rewritten only when their content
-changes, so generating again for the same deal and version is idempotent. A placeholder with no
-value is a named, non-retryable failure: the deal records `ProposalFailed` and goes on.
+changes, so generating again for the same deal and version is idempotent. The template is filled
+by the one template language (`domain.templates`): a placeholder with no value is a named,
+non-retryable failure, and the deal records `ProposalFailed` and goes on.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.markdown import to_html
-from definitions.loader import placeholders
+from activities.markdown import first_heading, to_html
 from domain.activity_io import GENERATE_PROPOSAL, ProposalDocument, ProposalRequest
+from domain.templates import MissingValues, TemplateSyntaxError
+from domain.templates import render as fill
 
 
 def _safe(text: str) -> str:
@@ -37,23 +39,20 @@ def _write_if_changed(path: Path, text: str) -> None:
 def render(req: ProposalRequest) -> tuple[str, str]:
     """The Markdown and HTML of a proposal; ApplicationError naming what is missing."""
     try:
-        names = list(dict.fromkeys(placeholders(req.template)))
-    except ValueError as exc:
+        markdown = fill(req.template, req.values)
+    except TemplateSyntaxError as exc:
         raise ApplicationError(
             f"template {req.template_id!r}: {exc}", type="InvalidTemplate", non_retryable=True
         ) from exc
-    missing = [n for n in names if not req.values.get(n)]
-    if missing:
+    except MissingValues as exc:
         raise ApplicationError(
-            f"proposal {req.template_id!r} for deal {req.deal_id!r} needs {', '.join(missing)}, not recorded yet",
-            {"missing": missing},
+            f"proposal {req.template_id!r} for deal {req.deal_id!r} needs {', '.join(exc.missing)}, not recorded yet",
+            {"missing": exc.missing},
             type="MissingProposalFacts",
             non_retryable=True,
             category=ApplicationErrorCategory.BENIGN,  # an expected business outcome, not an incident
-        )
-    markdown = req.template.format_map({n: req.values[n] for n in names})
-    title = next((line.lstrip("# ").strip() for line in markdown.splitlines() if line.startswith("#")), req.template_id)
-    return markdown, to_html(markdown, title)
+        ) from exc
+    return markdown, to_html(markdown, first_heading(markdown) or req.template_id)
 
 
 class ProposalActivities:

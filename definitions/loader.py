@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from definitions import rules
-from definitions.model import BUILTIN_PLACEHOLDERS, ProcessDefinition, template_names
+from definitions.model import ProcessDefinition, template_names
+from domain.templates import check as check_template
 
 PROCESSES_DIR = Path(__file__).parent / "processes"
 
@@ -102,6 +102,15 @@ def pin(definition: ProcessDefinition, templates: dict[str, str] | None = None) 
 
 def parse(data: Any, *, source: str = "<definition>", root: yaml.Node | None = None) -> ProcessDefinition:
     """Validate already-parsed data; raise `DefinitionError` naming every problem."""
+    definition, problems = _validate(data, source, root)
+    if problems:
+        raise DefinitionError(problems)
+    return definition
+
+
+def _validate(data: Any, source: str, root: yaml.Node | None) -> tuple[ProcessDefinition, list[DefinitionProblem]]:
+    """The definition and the problems of the rules across its parts; `DefinitionError` when
+    the data does not even have the definition's shape."""
     if not isinstance(data, dict):
         kind = "empty" if data is None else type(data).__name__
         raise DefinitionError([DefinitionProblem(source, "", f"expected a mapping at the top, got {kind}", 1)])
@@ -117,54 +126,34 @@ def parse(data: Any, *, source: str = "<definition>", root: yaml.Node | None = N
             problems.append(DefinitionProblem(source, format_path(loc), msg, line_of(root, loc)))
         raise DefinitionError(problems) from None
     found = rules.check(definition)
-    if found:
-        raise DefinitionError([DefinitionProblem(source, format_path(p), m, line_of(root, p)) for p, m in found])
-    return definition
+    return definition, [DefinitionProblem(source, format_path(p), m, line_of(root, p)) for p, m in found]
 
 
-def placeholders(text: str) -> list[str]:
-    """The `{name}` placeholders of a template, in order; ValueError for malformed braces."""
-    names = []
-    for _, field, _, _ in string.Formatter().parse(text):
-        if field is None:
-            continue
-        if not field.isidentifier():
-            raise ValueError(f"placeholder {{{field}}} is not a plain name")
-        names.append(field)
-    return names
-
-
-def _read_templates(definition: ProcessDefinition, base: Path, source: str) -> dict[str, str]:
+def _read_templates(
+    definition: ProcessDefinition, base: Path, source: str, root: yaml.Node | None = None
+) -> tuple[dict[str, str], list[DefinitionProblem]]:
+    """The text of each proposal template, checked like the touches: every problem is reported
+    at the definition's line naming the file, with the line inside the template file."""
     templates: dict[str, str] = {}
-    problems = []
+    problems: list[DefinitionProblem] = []
     known = template_names(definition)
     for i, t in enumerate(definition.proposal_templates):
         path = (base / t.file).resolve()
-        where = f"proposal_templates[{i}].file"
+        where: tuple[str | int, ...] = ("proposal_templates", i, "file")
+        line = line_of(root, where)
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            problems.append(DefinitionProblem(source, where, f"cannot read template {t.file!r}: {exc}"))
+            message = f"cannot read template {t.file!r}: {exc}"
+            problems.append(DefinitionProblem(source, format_path(where), message, line))
             continue
-        try:
-            unknown = sorted(set(placeholders(text)) - known)
-        except ValueError as exc:
-            problems.append(DefinitionProblem(source, where, f"template {t.file!r}: {exc}"))
-            continue
-        if unknown:
-            problems.append(
-                DefinitionProblem(
-                    source,
-                    where,
-                    f"template {t.file!r} uses unknown placeholder(s) {', '.join(unknown)}: use exit-criteria facts, "
-                    f"deal_fields or {', '.join(BUILTIN_PLACEHOLDERS)}",
-                )
-            )
-            continue
-        templates[t.id] = text
-    if problems:
-        raise DefinitionError(problems)
-    return templates
+        found = check_template(text, known)
+        problems.extend(
+            DefinitionProblem(source, format_path(where), f"{t.file}:{p.line}: {p.message}", line) for p in found
+        )
+        if not found:
+            templates[t.id] = text
+    return templates, problems
 
 
 def load_text(text: str, *, source: str = "<definition>", base: Path | None = None) -> PinnedDefinition:
@@ -176,8 +165,10 @@ def load_text(text: str, *, source: str = "<definition>", base: Path | None = No
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise DefinitionError([DefinitionProblem(source, "", f"not valid YAML: {problem}", line)]) from None
-    definition = parse(data, source=source, root=root)
-    templates = _read_templates(definition, base or Path.cwd(), source)
+    definition, problems = _validate(data, source, root)
+    templates, unreadable = _read_templates(definition, base or Path.cwd(), source, root)
+    if problems or unreadable:  # every problem at once: the parts' and the template files'
+        raise DefinitionError(problems + unreadable)
     return pin(definition, templates)
 
 

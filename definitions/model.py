@@ -244,11 +244,17 @@ class ProcessDefinition(StrictModel):
         return ids[i + 1] if i + 1 < len(ids) else None
 
 
+# what the deal workflow fills in for every template besides the deal's fields and facts
 BUILTIN_PLACEHOLDERS = ("deal_id", "owner", "value", "process", "process_title", "version")
 
 
 def template_names(d: ProcessDefinition) -> set[str]:
-    """Every name a proposal template may use: built-ins, deal fields and exit-criteria facts."""
+    """Every name the definition's templates (proposal templates and cadence touches) may use:
+    the built-ins, its `deal_fields`, and the facts of the exit criteria of any of its stages.
+
+    Deploying refuses any other name. Known is not the same as filled: a fact not recorded yet, or
+    a field the deal was started without, has no value, and `domain.templates` says what then.
+    """
     facts = {f.fact for s in d.stages for f in s.exit_criteria}
     return set(BUILTIN_PLACEHOLDERS) | set(d.deal_fields) | facts
 

@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from definitions.model import FactType, ProcessDefinition
+from definitions.model import FactType, ProcessDefinition, template_names
+from domain.templates import check as check_template
 
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]
@@ -30,6 +31,7 @@ def check(d: ProcessDefinition) -> list[Problem]:
         problems.extend(rule(d))
     if not problems:  # reachability is only meaningful on a well-formed graph
         problems.extend(_reachability(d))
+    problems.extend(_touch_templates(d))
     return problems
 
 
@@ -144,6 +146,20 @@ def _cadences(d: ProcessDefinition) -> Iterator[Problem]:
             ("outcomes", "lost", "min_touches_before_lost"),
             ("min_touches_before_lost is set but the process defines no cadence to make touches"),
         )
+
+
+def _touch_templates(d: ProcessDefinition) -> Iterator[Problem]:
+    """Every touch's template, in the one template language, with the names of
+    `template_names` (proposal templates are files: the loader checks those)."""
+    known = template_names(d)
+    for i, c in enumerate(d.cadences):
+        for j, touch in enumerate(c.touches):
+            path: Path = ("cadences", i, "touches", j, "template")
+            if "\n" in touch.template or "\r" in touch.template:
+                yield path, "a touch's template is its subject line: write it on one line"
+                continue
+            for problem in check_template(touch.template, known):
+                yield path, problem.message
 
 
 def _timezone(d: ProcessDefinition) -> Iterator[Problem]:

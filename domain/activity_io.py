@@ -104,6 +104,11 @@ class OutgoingMessage(BaseModel):
     Touches use the key `touch/<cadence_run>/<touch_no>`, reminders `notify/<seq>`: the outbox
     table in PostgreSQL is keyed by `(deal_id, effect_key)`, so a retried or restarted send
     never sends twice.
+
+    A message comes either written (`subject`, `body`) or, for a touch, as its template and the
+    deal's values (`touch_template`, `template_values`), which the send activity renders
+    (`domain.touches`): a touch that cannot be rendered then fails as that touch, before anything
+    is sent or claimed. Touches scheduled before templates moved there come written.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -113,10 +118,12 @@ class OutgoingMessage(BaseModel):
     kind: str  # "touch" or "notification"
     channel: str
     recipient: str
-    subject: str
-    body: str
+    subject: str = ""
+    body: str = ""
     cadence_run: str | None = None
     touch_no: int | None = None
+    touch_template: str | None = None
+    template_values: dict[str, str] = {}
 
 
 class SentMessage(BaseModel):

@@ -59,6 +59,124 @@ async def test_missing_proposal_fact_is_a_named_non_retryable_failure(tmp_path: 
     assert not any(tmp_path.rglob("*.md"))
 
 
+DOCUMENT = """# Offer for {customer}
+
+1. Discovery with `{owner}`
+2. Pilot
+3. Roll-out
+
+See [our terms](https://example.com/terms?a=1&b=2) and [this](javascript:alert(1)).
+
+```
+budget <= {budget}
+```
+
+| item | price |
+|------|-------|
+| pilot | {budget} |
+
+<script>alert("template")</script>
+
+{need}
+"""
+
+
+async def test_proposal_html_is_commonmark_lists_links_code_and_tables(tmp_path: Path) -> None:
+    request = ProposalRequest(
+        deal_id="d-2",
+        version="abc123",
+        template_id="offer",
+        template=DOCUMENT,
+        values={"customer": "Acme", "owner": "alice", "budget": "50 000", "need": "A *faster* CRM"},
+    )
+    doc = await ActivityEnvironment().run(ProposalActivities(tmp_path).generate_proposal, request)
+    html = Path(doc.html_path).read_text()
+    assert "<title>Offer for Acme</title>" in html
+    assert "<ol>\n<li>Discovery with <code>alice</code></li>\n<li>Pilot</li>\n<li>Roll-out</li>\n</ol>" in html
+    assert '<a href="https://example.com/terms?a=1&amp;b=2">our terms</a>' in html
+    assert "<pre><code>budget &lt;= 50 000\n</code></pre>" in html
+    assert "<th>item</th>" in html and "<td>pilot</td>\n<td>50 000</td>" in html
+    assert "<p>A <em>faster</em> CRM</p>" in html  # a rep may emphasise within a fact
+
+
+async def test_raw_html_in_a_template_or_a_value_is_shown_as_text(tmp_path: Path) -> None:
+    request = ProposalRequest(
+        deal_id="d-3",
+        version="abc123",
+        template_id="offer",
+        template=DOCUMENT,
+        values={
+            "customer": "<b>Acme</b>",
+            "owner": "alice",
+            "budget": "1",
+            "need": '<script>alert("value")</script><img src=x onerror=alert(1)>',
+        },
+    )
+    doc = await ActivityEnvironment().run(ProposalActivities(tmp_path).generate_proposal, request)
+    html = Path(doc.html_path).read_text()
+    assert "<script>alert" not in html and "<img" not in html and "<b>Acme" not in html
+    assert "&lt;script&gt;alert(&quot;template&quot;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&quot;value&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<h1>Offer for &lt;b&gt;Acme&lt;/b&gt;</h1>" in html
+    assert "<title>Offer for &lt;b&gt;Acme&lt;/b&gt;</title>" in html
+    assert "[this](javascript:alert(1))" in html and 'href="javascript' not in html  # not made a link
+
+
+async def test_a_malformed_proposal_template_is_a_named_non_retryable_failure(tmp_path: Path) -> None:
+    request = ProposalRequest(deal_id="d-4", version="v", template_id="offer", template="# {a.b}", values={})
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(ProposalActivities(tmp_path).generate_proposal, request)
+    assert caught.value.type == "InvalidTemplate" and caught.value.non_retryable
+    assert "template 'offer': line 1: {a.b}: attribute and index access" in caught.value.message
+
+
+def _touch(deal: str, template: str, **values: str) -> OutgoingMessage:
+    return OutgoingMessage(
+        deal_id=deal,
+        effect_key="touch/c#1/2",
+        kind="touch",
+        channel="email",
+        recipient="buyer@example.com",
+        touch_template=template,
+        template_values=values,
+        cadence_run="c#1",
+        touch_no=2,
+    )
+
+
+async def test_the_send_activity_renders_a_touch_and_records_what_it_sent(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    channel = CountingChannel()
+    acts = MessageActivities(pool, _registry(tmp_path, channel))
+    deal = new_deal_id("touch")
+    await ActivityEnvironment().run(
+        acts.send_message, _touch(deal, "About {need}, {customer}", need="{owner}", customer="Fjord AS", owner="olav")
+    )
+    [sent] = channel.sent
+    assert sent.subject == "About {owner}, Fjord AS"  # values are text, never templates themselves
+    assert sent.body.startswith("About {owner}, Fjord AS\n\nDear Fjord AS,\n") and sent.body.endswith("olav\n")
+    row = await pool.fetchrow("SELECT subject, body FROM outbox WHERE deal_id = $1", deal)
+    assert row is not None and (row["subject"], row["body"]) == (sent.subject, sent.body)
+
+
+async def test_a_touch_that_cannot_be_rendered_fails_for_good_and_sends_nothing(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    channel = CountingChannel()
+    acts = MessageActivities(pool, _registry(tmp_path, channel))
+    deal = new_deal_id("typo")
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(acts.send_message, _touch(deal, "About {need}, {customer}", owner="olav"))
+    assert caught.value.type == "UnrenderableTouch" and caught.value.non_retryable
+    assert caught.value.message.startswith(
+        "touch 2 not sent: cannot render 'About {need}, {customer}': no value for need, customer"
+    )
+    assert caught.value.details[0] == {"missing": ["need", "customer"]}
+    with pytest.raises(ApplicationError, match="attribute and index access"):
+        await ActivityEnvironment().run(acts.send_message, _touch(deal, "About {need.x}", need="CRM", owner="olav"))
+    assert channel.sent == []
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE deal_id = $1", deal) == 0
+
+
 def _message(
     deal: str, key: str = "touch/c#1/1", channel: str = "email", recipient: str = "buyer@example.com"
 ) -> OutgoingMessage:

@@ -47,6 +47,18 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "32-escalation-bad-notify": ("stages[0].reminder.escalations[0].notify", "'owner' or 'manager'"),
     "33-duplicate-fact": ("stages[0].exit_criteria[1].fact", "duplicate exit criterion 'size'"),
     "34-unreachable-and-dead-end": ("stages[1]", "stage 'b' is unreachable"),
+    "35-misspelt-touch-placeholder": (
+        "cadences[0].touches[2].template",
+        "unknown placeholder 'custmer' (did you mean 'customer'? known: contact, customer, deal_id, need, owner,",
+    ),
+    "36-touch-placeholder-with-attribute": (
+        "cadences[0].touches[0].template",
+        "{customer.name}: attribute and index access are not allowed",
+    ),
+    "37-misspelt-proposal-placeholder": (
+        "proposal_templates[0].file",
+        "templates/offer-with-typo.md:5: unknown placeholder 'budgt' (did you mean 'budget'?",
+    ),
 }
 
 

@@ -294,9 +294,10 @@ def test_json_schema_describes_stages() -> None:
 @pytest.mark.parametrize(
     ("template", "message"),
     [
-        ("# For {customer}\n{nonsense}", "unknown placeholder(s) nonsense"),
-        ("# For {customer\n", "template 'offer.md'"),
-        ("# For {customer.name}\n", "is not a plain name"),
+        ("# For {customer}\n{nonsense}", "offer.md:2: unknown placeholder 'nonsense'"),
+        ("# For {customer\n", "offer.md:1: a '{' not closed on the same line"),
+        ("# For {customer.name}\n", "offer.md:1: {customer.name}: attribute and index access are not allowed"),
+        ("# For {customer!r}\n", "offer.md:1: {customer!r}: conversions (!r) are not allowed"),
     ],
 )
 def test_templates_are_validated_at_deploy(tmp_path: Path, template: str, message: str) -> None:

@@ -4,6 +4,7 @@ reminder ladders. The process under test is `tests/processes/chase.yaml`."""
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -151,6 +152,32 @@ async def test_seven_touch_cadence_over_thirty_days_sends_exactly_seven(rig: Rig
     assert "Touch 1 for Fjord AS" in touch_files[0].read_text()
     assert len([k for k in rig.outbox.sends if "/touch/" in k]) == 7
     assert status.state.touches == 7 and status.state.cadence is None
+
+
+async def test_a_touch_without_its_values_is_recorded_failed_and_the_cadence_goes_on(rig: Rig) -> None:
+    """Touch 1 says "Touch 1 for {customer}"; a deal started without a customer cannot have it."""
+    async with rig.worker():
+        deal = new_deal_id("nameless")
+        await rig.client.start_deal("chase", deal, "olav", value=1200, fields={"contact": "buyer@fjord.example"})
+        await rig.client.complete_stage(deal, "qualify", actor="olav")
+        await rig.skip(30 * DAY)
+        failed = await rig.events(deal, "TouchFailed")
+        sent = await rig.events(deal, "TouchSent")
+        completed = await rig.events(deal, "CadenceCompleted")
+    assert [(e.touch_no, e.error) for e in failed] == [  # type: ignore[union-attr]
+        (
+            1,
+            "touch 1 not sent: cannot render 'Touch 1 for {customer}': no value for customer (facts not recorded "
+            "when the cadence started, or fields the deal has not set)",
+        )
+    ]
+    assert [e.touch_no for e in sent] == [2, 3, 4, 5, 6, 7]  # type: ignore[union-attr]
+    assert len(completed) == 1 and completed[0].touches_sent == 6  # type: ignore[union-attr]
+    rows = await rig.outbox_rows(deal, "touch")
+    assert [r["touch_no"] for r in rows] == [2, 3, 4, 5, 6, 7]  # nothing claimed for the failed touch
+    touches = [json.loads(f.read_text()) for f in rig.files(deal) if "_touch_" in f.name]
+    assert len(touches) == 6 and not any("{" in t["subject"] + t["body"] for t in touches)
+    assert all("\n\nHello,\n\n" in t["body"] for t in touches)  # no customer to greet by name
 
 
 async def test_reply_after_touch_three_stops_the_cadence_with_three(rig: Rig) -> None:

@@ -5,8 +5,9 @@ itself), so a cadence stopped before its first touch costs no workflow at all. I
 history, so a long cadence never bloats the deal's. It reports every step to the
 deal by signal (the deal records the events, keeping one sequence per deal), and stops at once
 when the deal signals `stop` (buyer replied, meeting booked, deal ended, unsubscribed, bounced).
-Each touch is an activity with retries; a channel that fails for good is recorded and the
-cadence moves on to the next touch.
+Each touch is an activity with retries, which renders the touch's template and sends it; a
+channel that fails for good, or a template that cannot be rendered with the deal's values, is
+recorded as a failed touch and the cadence moves on to the next touch.
 """
 
 from __future__ import annotations
@@ -84,19 +85,6 @@ def touch_due(
     return previous + (real_due - previous) * time_scale
 
 
-def render(text: str, values: dict[str, str]) -> str:
-    """Fill `{name}` placeholders that have values; leave the others as written."""
-
-    class Keep(dict[str, str]):
-        def __missing__(self, key: str) -> str:
-            return "{" + key + "}"
-
-    try:
-        return text.format_map(Keep(values))
-    except (ValueError, IndexError, AttributeError):
-        return text
-
-
 @workflow.defn(name="FollowUpCadence")
 class FollowUpCadence:
     def __init__(self) -> None:
@@ -145,18 +133,16 @@ class FollowUpCadence:
         return CadenceOutcome(touches_sent=self._sent, touches_failed=self._failed, stopped=None)
 
     async def _touch(self, inp: CadenceInput, touch_no: int, channel: str, template: str) -> None:
-        subject = render(template, inp.values)
+        # the send activity renders the template (domain.touches): one it cannot render fails
+        # there, as this touch, and is recorded below like a channel's permanent failure
         message = OutgoingMessage(
             deal_id=inp.deal_id,
             effect_key=f"touch/{inp.cadence_run}/{touch_no}",
             kind="touch",
             channel=channel,
             recipient=inp.recipient,
-            subject=subject,
-            body=render(
-                "{subject}\n\nDear {customer},\n\n{subject}.\n\nBest regards,\n{owner}\n",
-                {**inp.values, "subject": subject},
-            ),
+            touch_template=template,
+            template_values=inp.values,
             cadence_run=inp.cadence_run,
             touch_no=touch_no,
         )
