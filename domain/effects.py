@@ -19,6 +19,7 @@ from domain.events import (
     ReminderSent,
     StageEntered,
 )
+from domain.notifications import escalation_text, reminder_text
 from domain.state import DealState
 
 
@@ -26,6 +27,7 @@ class Notify(BaseModel):
     seq: int
     to: str
     subject: str
+    body: str
 
 
 class MakeProposal(BaseModel):
@@ -56,10 +58,11 @@ def effects_of(definition: ProcessDefinition, state: DealState, event: DealEvent
                 out.append(StartCadence(cadence=stage.cadence))
             return out
         case ReminderSent():
-            return [Notify(seq=event.seq, to=event.to, subject=f"Reminder: {deal_label(state)} is overdue")]
+            text = reminder_text(state)
+            return [Notify(seq=event.seq, to=event.to, subject=text.subject, body=text.body)]
         case Escalated():
-            verb = f"reassigned to {event.reassigned_to}" if event.reassigned_to else "escalated"
-            return [Notify(seq=event.seq, to=event.to, subject=f"Escalation {event.level}: {deal_label(state)} {verb}")]
+            text = escalation_text(state, event)
+            return [Notify(seq=event.seq, to=event.to, subject=text.subject, body=text.body)]
         case MigratedToVersion(stage=str(stage_id)):
             cadence = definition.stage(stage_id).cadence
             return [StartCadence(cadence=cadence)] if cadence and running is None else []
@@ -79,10 +82,6 @@ def stop_on(definition: ProcessDefinition, state: DealState) -> list[str]:
         return [s.value for s in definition.cadence(state.cadence_id).stop_on]
     except KeyError:
         return [s.value for s in StopCondition]
-
-
-def deal_label(state: DealState) -> str:
-    return f"deal {state.deal_id} ({state.fields.get('customer', state.process)}) at {state.stage}"
 
 
 def template_values(definition: ProcessDefinition, state: DealState) -> dict[str, str]:

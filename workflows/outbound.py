@@ -29,15 +29,14 @@ with workflow.unsafe.imports_passed_through():
 
 
 async def notify(ledger: Ledger, effect: Notify) -> None:
-    state = ledger.state
     message = OutgoingMessage(
-        deal_id=state.deal_id,
+        deal_id=ledger.state.deal_id,
         effect_key=f"notify/{effect.seq}",
         kind="notification",
         channel="notify",
         recipient=effect.to,
         subject=effect.subject,
-        body=f"{effect.subject}.\n\nOwner: {state.owner}\nStage: {state.stage}\n",
+        body=effect.body,
     )
     try:
         await workflow.execute_activity(
