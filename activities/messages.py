@@ -14,8 +14,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.channels.base import Message, PermanentChannelError, TransientChannelError
 from activities.channels.config import ChannelRegistry
+from definitions.templates import MissingValues, TemplateError
 from domain.activity_io import SEND_MESSAGE, OutgoingMessage, SentMessage
-from domain.templates import MissingValues, TemplateError
 from domain.touches import touch_text
 
 _CLAIM = """

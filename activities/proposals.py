@@ -2,7 +2,7 @@
 
 Files are named by deal, template and definition version, and rewritten only when their content
 changes, so generating again for the same deal and version is idempotent. The template is filled
-by the one template language (`domain.templates`): a placeholder with no value is a named,
+by the one template language (`definitions.templates`): a placeholder with no value is a named,
 non-retryable failure, and the deal records `ProposalFailed` and goes on.
 """
 
@@ -18,9 +18,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.markdown import first_heading, to_html
+from definitions.templates import MissingValues, TemplateSyntaxError
+from definitions.templates import render as fill
 from domain.activity_io import GENERATE_PROPOSAL, ProposalDocument, ProposalRequest
-from domain.templates import MissingValues, TemplateSyntaxError
-from domain.templates import render as fill
 
 
 def _safe(text: str) -> str:

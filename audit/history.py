@@ -2,9 +2,9 @@
 
 The deal workflow hands every domain event to the `append_events` activity, so Temporal's history
 holds the deal's whole event sequence, independently of the PostgreSQL log: in the inputs of the
-scheduled activities, and, for batches appended by a local activity (whose input Temporal does
-not keep), in the receipts its markers record. The accepted updates hold every rep request as it
-was made.
+scheduled activities (and, for histories of revision 3, which appended some batches in local
+activities whose input Temporal does not keep, in the receipts their markers record). The
+accepted updates hold every rep request as it was made.
 """
 
 from __future__ import annotations
@@ -85,6 +85,26 @@ def append_receipt(event: HistoryEvent) -> AppendReceipt | None:
         return None
     receipt: AppendReceipt = _decode(marker.details["result"].payloads, AppendReceipt)
     return receipt
+
+
+def in_flight(histories: list[WorkflowHistory]) -> set[int]:
+    """The events of appends Temporal has scheduled but not yet seen complete: the log may or
+    may not hold them yet (an append commits before its activity reports back)."""
+    pending: set[int] = set()
+    for history in histories:
+        if workflow_type(history) != "Deal":
+            continue
+        scheduled: dict[int, list[int]] = {}
+        for e in history.events:
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                attrs = e.activity_task_scheduled_event_attributes
+                if attrs.activity_type.name == APPEND_EVENTS:
+                    batch: AppendEvents = _decode(attrs.input.payloads, AppendEvents)
+                    scheduled[e.event_id] = [ev.seq for ev in batch.events]
+            elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                scheduled.pop(e.activity_task_completed_event_attributes.scheduled_event_id, None)
+        pending.update(seq for seqs in scheduled.values() for seq in seqs)
+    return pending
 
 
 def deal_events(histories: list[WorkflowHistory]) -> list[DealEvent]:

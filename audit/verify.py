@@ -8,6 +8,7 @@ deal handed to the event-log activity according to Temporal's history.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,24 +85,47 @@ def check_chain(rows: list[LogRow]) -> list[str]:
     return problems
 
 
-def compare(rows: list[LogRow], history: list[DealEvent]) -> list[str]:
-    """Differences between the log and the events recorded in Temporal's history."""
+def compare(
+    rows: list[LogRow],
+    history: list[DealEvent],
+    *,
+    in_flight: Collection[int] = (),
+    earlier: list[LogRow] | None = None,
+) -> list[str]:
+    """Differences between the log and the events recorded in Temporal's history.
+
+    A running deal's log and history are read at different instants, so two reads of the log
+    bracket the history: `earlier` (read before it) must hold nothing the history lacks, and
+    `rows` (read after it) everything the history says was appended, except the events of
+    appends still `in_flight`. With nothing running, both reads are the same.
+    """
     problems = []
     logged = {r.seq: _event(r.payload) for r in rows}
     told = {e.seq: e for e in history}
-    for seq in sorted(set(logged) | set(told)):
+    before = {r.seq for r in (rows if earlier is None else earlier)}
+    for seq in sorted(before - set(logged)):
+        problems.append(f"seq {seq}: was in the log a moment ago and is gone (deleted?)")
+    for seq in sorted(before | set(told)):
         mine, theirs = logged.get(seq), told.get(seq)
         if theirs is None:
             problems.append(f"seq {seq}: in the log but not in Temporal's history (inserted?)")
         elif seq not in logged:
-            problems.append(f"seq {seq}: {theirs.type} is in Temporal's history but not in the log")
+            if seq not in in_flight:
+                problems.append(f"seq {seq}: {theirs.type} is in Temporal's history but not in the log")
         elif mine is None or canonical(mine) != canonical(theirs):
             what = "unreadable" if mine is None else f"{mine.type} differs from {theirs.type} in Temporal's history"
             problems.append(f"seq {seq}: {what}")
     return problems
 
 
-def verify(deal_id: str, rows: list[LogRow], history: list[DealEvent]) -> Verdict:
+def verify(
+    deal_id: str,
+    rows: list[LogRow],
+    history: list[DealEvent],
+    *,
+    in_flight: Collection[int] = (),
+    earlier: list[LogRow] | None = None,
+) -> Verdict:
     verdict = Verdict(deal_id, len(rows), len(history))
-    verdict.problems = check_chain(rows) + compare(rows, history)
+    verdict.problems = check_chain(rows) + compare(rows, history, in_flight=in_flight, earlier=earlier)
     return verdict

@@ -20,7 +20,6 @@ from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowHandle,
-    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -31,6 +30,7 @@ from client.access import AccessDenied, AccessPolicy, Permission, load_policy
 from client.migration import MigrationPlan, PlanError, plan
 from definitions.experiment import Experiment, assign
 from definitions.loader import DefinitionError, PinnedDefinition, load_file
+from domain import decide
 from domain.access import Claim
 from domain.commands import (
     LOG_FLUSH_SECONDS,
@@ -49,8 +49,8 @@ from domain.commands import (
     workflow_id,
 )
 from domain.events import DealEvent
-from domain.state import DealState
-from store import access_log, experiments, registry
+from domain.state import DealState, fold
+from store import access_log, event_log, experiments, registry
 from store.db import StoreUnavailable, connect_pool
 from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
 from store.migrations import migrate
@@ -60,6 +60,9 @@ from workflows.deal import DealWorkflow
 from workflows.search_attributes import search_attributes
 
 C = TypeVar("C", bound=BaseModel)
+# how long `start_deal` waits for the deal's first events to reach the log (the deal is started
+# either way; with the database down, reads find it once the append gets through)
+START_LOG_WAIT = 10.0
 # Temporal aborts an update it has admitted when a workflow task of the deal fails (a new event
 # raced the task's completion); the client sends it again this many times in all
 UPDATE_ATTEMPTS = 5
@@ -332,6 +335,8 @@ class DealflowClient:
             )
         except WorkflowAlreadyStartedError:
             raise Refused(f"deal {deal_id!r} already exists", code="deal_exists") from None
+        # the deal's start is flushed at once: once it is in the log, every read finds the deal
+        await self._logged_events(deal_id, min_seq=1, within=START_LOG_WAIT)
         return StartedDeal(deal_id=deal_id, workflow_id=workflow_id(deal_id), process_ref=pinned.ref, stage=first)
 
     @property
@@ -362,10 +367,7 @@ class DealflowClient:
                 raise Unavailable(f"Temporal did not take the request: {exc.message}") from None
             await self._require_deal(handle, deal_id)
             # the workflow has completed: a repeat of an earlier request still gets its answer
-            earlier = await self._closed_result(handle, deal_id, cmd.request_id)
-            if earlier is not None:
-                return earlier
-            raise
+            return await self._closed_result(deal_id, cmd.request_id)
 
     async def _execute_update(self, handle: WorkflowHandle[Any, Any], update: Any, cmd: Command) -> ActionResult:
         """The update, sent again while Temporal aborts it because a workflow task of the running
@@ -391,14 +393,10 @@ class DealflowClient:
         with _deal_lookup(deal_id):
             await handle.describe()
 
-    async def _closed_result(
-        self, handle: WorkflowHandle[Any, Any], deal_id: str, request_id: str
-    ) -> ActionResult | None:
-        try:
-            result: ActionResult | None = await handle.query(DealWorkflow.result_of, request_id)
-            state: DealState = await handle.query(DealWorkflow.state)
-        except (RPCError, WorkflowQueryFailedError):
-            return None
+    async def _closed_result(self, deal_id: str, request_id: str) -> ActionResult:
+        """The answer of a deal whose workflow has ended, from its log (which holds all of it)."""
+        state = await self.logged_state(deal_id)
+        result = ActionResult.of(state, request_id)
         if result is not None:
             return result
         raise Refused(f"deal {deal_id!r} is {state.status}; it takes no more actions", code="deal_closed")
@@ -510,19 +508,44 @@ class DealflowClient:
         )
         return await self._update(deal_id, DealWorkflow.record_response, cmd)
 
-    async def status(self, deal_id: str) -> DealStatus:
-        handle = self._handle(deal_id)
-        with _deal_lookup(deal_id):
-            state: DealState = await handle.query(DealWorkflow.state)
-            missing: list[MissingFact] = await handle.query(DealWorkflow.missing_facts)
-            pinned: PinnedDefinition = await handle.query(DealWorkflow.definition)
-            described = await handle.describe()
-        running = described.status is not None and described.status.name == "RUNNING"
-        return DealStatus(state=state, missing_facts=missing, process_ref=pinned.ref, running=running)
+    async def logged_state(self, deal_id: str, *, min_seq: int = 0, within: float = 5.0) -> DealState:
+        """A deal's state, folded from its events in the log (never asked of the running deal).
 
-    async def events(self, deal_id: str) -> list[DealEvent]:
-        with _deal_lookup(deal_id):
-            events: list[DealEvent] = await self._handle(deal_id).query(DealWorkflow.events)
+        The log trails a running deal by at most its flush window (a start, an outcome and a
+        migration are in it when their calls return). To read your own write, pass the
+        `last_seq` of the action's result as `min_seq`: the read waits up to `within` seconds
+        for the log to reach it.
+        """
+        events = await self._logged_events(deal_id, min_seq, within)
+        if not events:
+            raise NotFound(f"no deal {deal_id!r}", code="unknown_deal")
+        return fold(events)
+
+    async def _logged_events(self, deal_id: str, min_seq: int, within: float) -> list[DealEvent]:
+        deadline = asyncio.get_running_loop().time() + within
+        pause = 0.02
+        while True:
+            events = await event_log.read(self.pool, deal_id)
+            last = events[-1].seq if events else 0
+            if last >= min_seq or asyncio.get_running_loop().time() + pause > deadline:
+                return events
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+    async def status(self, deal_id: str, *, min_seq: int = 0) -> DealStatus:
+        state = await self.logged_state(deal_id, min_seq=min_seq)
+        pinned = await self.definition(state.process, state.version)
+        return DealStatus(
+            state=state,
+            missing_facts=decide.missing_facts(pinned.definition, state),
+            process_ref=pinned.ref,
+            running=not state.is_finished or bool(state.pending_follow_ons),
+        )
+
+    async def events(self, deal_id: str, *, min_seq: int = 0) -> list[DealEvent]:
+        events = await self._logged_events(deal_id, min_seq, within=5.0)
+        if not events:
+            raise NotFound(f"no deal {deal_id!r}", code="unknown_deal")
         return events
 
     async def chain(self, deal_id: str) -> list[LinkedDeal]:

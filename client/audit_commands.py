@@ -14,14 +14,13 @@ from typing import Any
 from temporalio.client import Client, WorkflowHistory
 
 from audit import bundle as bundles
-from audit.history import AuditError, deal_events, fetch_deal, load_json
+from audit.history import AuditError, deal_events, fetch_deal, in_flight, load_json
 from audit.replay import replay
 from audit.timeline import timeline
-from audit.verify import LogRow, verify
+from audit.verify import LogRow, Verdict, verify
 from client.api import DealflowClient, DealflowError
 from client.arguments import instant
 from client.output import emit, print_table
-from domain.commands import workflow_id
 from domain.state import as_of
 from store import access_log
 
@@ -137,6 +136,15 @@ async def run_as_of(args: argparse.Namespace) -> None:
         print(f"  facts from {stage}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
 
 
+async def _verify_live(c: DealflowClient, deal_id: str) -> Verdict:
+    """Verify a deal that may be running: the log is read before and after its history, so that
+    what is appended meanwhile is neither missed nor taken for a forgery."""
+    earlier = await _log(c, deal_id)
+    histories = await _histories(c, deal_id)
+    rows = await _log(c, deal_id)
+    return verify(deal_id, rows, deal_events(histories), in_flight=in_flight(histories), earlier=earlier)
+
+
 async def run_verify(args: argparse.Namespace) -> None:
     verdicts = []
     for histories, data in _files(args.from_json):
@@ -146,7 +154,7 @@ async def run_verify(args: argparse.Namespace) -> None:
     if args.deal_ids or args.all:
         async with await DealflowClient.connect() as c:
             for deal in await _deal_ids(c.temporal, args):
-                verdicts.append(verify(deal, await _log(c, deal), deal_events(await _histories(c, deal))))
+                verdicts.append(await _verify_live(c, deal))
     if not verdicts:
         raise DealflowError("nothing to verify: name deals, --all, or --from-json BUNDLE", code="usage")
     if args.json:
@@ -179,8 +187,9 @@ async def run_export(args: argparse.Namespace) -> None:
     async with await DealflowClient.connect() as c:
         histories = await _histories(c, args.deal_id)
         rows = await _log(c, args.deal_id)
-        pinned = await c.temporal.get_workflow_handle(workflow_id(args.deal_id)).query("definition")
-    data = bundles.build(args.deal_id, histories, rows, pinned if isinstance(pinned, dict) else {})
+        state = await c.logged_state(args.deal_id)
+        pinned = await c.definition(state.process, state.version)
+    data = bundles.build(args.deal_id, histories, rows, pinned.model_dump(mode="json"))
     try:
         bundles.write(data, Path(args.out))
     except AuditError as exc:

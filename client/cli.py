@@ -144,13 +144,13 @@ async def cmd_reply(args: argparse.Namespace, c: DealflowClient) -> None:
 
 
 async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
-    status = await c.status(args.deal_id)
+    status = await c.status(args.deal_id, min_seq=args.min_seq)
     if args.json:
         emit(status_json(status))
         return
     s = status.state
     print(f"deal {s.deal_id} ({status.process_ref}), owner {s.owner}, value {s.value if s.value is not None else '-'}")
-    print(f"status: {s.status}{'' if status.running else ' (workflow closed)'}; stage: {s.stage or '-'}")
+    print(f"status: {s.status}{'' if status.running else ' (finished)'}; stage: {s.stage or '-'}")
     if s.stage_entered_at:
         print(f"in stage since {s.stage_entered_at:%Y-%m-%d %H:%M:%S %Z}")
     if status.missing_facts:
@@ -160,10 +160,13 @@ async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
             print(f"  --fact {f.fact}=<{f.type}>{options}  {f.question}")
     for stage, facts in s.facts.items():
         print(f"facts from {stage}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+    if status.running:
+        window = c.log_flush_seconds
+        print(f"as of event {s.last_seq} in the log (a running deal's log trails it by up to {window:g} s)")
 
 
 async def cmd_events(args: argparse.Namespace, c: DealflowClient) -> None:
-    events = await c.events(args.deal_id)
+    events = await c.events(args.deal_id, min_seq=args.min_seq)
     if args.json:
         emit([e.model_dump(mode="json") for e in events])
         return
@@ -172,7 +175,7 @@ async def cmd_events(args: argparse.Namespace, c: DealflowClient) -> None:
         extra = {
             k: v
             for k, v in e.model_dump(mode="json").items()
-            if k not in {"seq", "at", "actor", "stage", "request_id", "type"}
+            if k not in {"seq", "at", "actor", "stage", "request_id", "type", "schema_version"}
         }
         rows.append(
             [e.seq, f"{e.at:%Y-%m-%d %H:%M:%S}", e.type, e.stage or "", e.actor, json.dumps(extra) if extra else ""]
@@ -260,6 +263,16 @@ def _request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
+def _min_seq_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--min-seq",
+        type=int,
+        default=0,
+        metavar="N",
+        help="wait (a few seconds at most) until the log holds event N, e.g. the last_seq an action answered",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dealflow", description="Event-sourced sales processes on Temporal.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -335,13 +348,15 @@ def build_parser() -> argparse.ArgumentParser:
     reply.add_argument("--note")
     reply.set_defaults(client_run=cmd_reply)
 
-    status = deal.add_parser("status", help="a deal's state and what its stage still needs")
+    status = deal.add_parser("status", help="a deal's state and what its stage still needs (from the log)")
     status.add_argument("deal_id", metavar="ID")
+    _min_seq_arg(status)
     status.add_argument("--json", action="store_true")
     status.set_defaults(client_run=cmd_status)
 
-    events = deal.add_parser("events", help="a deal's events")
+    events = deal.add_parser("events", help="a deal's events (from the log)")
     events.add_argument("deal_id", metavar="ID")
+    _min_seq_arg(events)
     events.add_argument("--json", action="store_true")
     events.set_defaults(client_run=cmd_events)
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from definitions import rules
 from definitions.model import ProcessDefinition, template_names
-from domain.templates import check as check_template
+from definitions.templates import check as check_template
 
 PROCESSES_DIR = Path(__file__).parent / "processes"
 

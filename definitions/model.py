@@ -253,7 +253,7 @@ def template_names(d: ProcessDefinition) -> set[str]:
     the built-ins, its `deal_fields`, and the facts of the exit criteria of any of its stages.
 
     Deploying refuses any other name. Known is not the same as filled: a fact not recorded yet, or
-    a field the deal was started without, has no value, and `domain.templates` says what then.
+    a field the deal was started without, has no value, and `definitions.templates` says what then.
     """
     facts = {f.fact for s in d.stages for f in s.exit_criteria}
     return set(BUILTIN_PLACEHOLDERS) | set(d.deal_fields) | facts

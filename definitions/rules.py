@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from definitions.model import FactType, ProcessDefinition, template_names
-from domain.templates import check as check_template
+from definitions.templates import check as check_template
 
 Path = tuple[str | int, ...]
 Problem = tuple[Path, str]

@@ -68,20 +68,14 @@ class AppendEvents(BaseModel):
     deal_id: str
     events: list[DealEvent]
     snapshot: DealSnapshot
-    # Where in the deal's history the batch was made: the run's start and the history length.
-    # A worker that dies at the wrong instant can leave in the log events of a workflow task that
-    # Temporal then discards; the append made later in history replaces them (store.event_log).
+    # where in the deal's history the batch was made (the run's start and the history length),
+    # logged with each row for the audit
     run_started_at: datetime | None = None
     history_length: int | None = None
-    # A local activity's input is not in Temporal's history, only its result: such a batch asks
-    # for its events back in the receipt, so the history still holds every event (audit.history).
+    # Revision 3 appended some batches in local activities, whose input Temporal does not keep:
+    # those asked for their events back in the receipt (audit.history reads them there). No
+    # batch asks now; the field stays so that histories of that time still decode.
     echo: bool = False
-
-    @property
-    def position(self) -> tuple[datetime, int] | None:
-        if self.run_started_at is None or self.history_length is None:
-            return None
-        return self.run_started_at, self.history_length
 
 
 class AppendReceipt(BaseModel):

@@ -15,7 +15,7 @@ from definitions.loader import PinnedDefinition
 from definitions.model import Cadence
 from domain.access import Claim
 from domain.events import BuyerResponseKind, DealEvent, Facts
-from domain.state import Status
+from domain.state import DealState, Status
 
 
 class _Payload(BaseModel):
@@ -77,6 +77,21 @@ class ActionResult(_Payload):
     first_seq: int
     last_seq: int
 
+    @classmethod
+    def of(cls, state: DealState, request_id: str) -> ActionResult | None:
+        """The answer a deal in `state` gives to `request_id`, if it took that request."""
+        record = state.requests.get(request_id)
+        if record is None:
+            return None
+        return cls(
+            deal_id=state.deal_id,
+            request_id=request_id,
+            stage=record.stage,
+            status=record.status,
+            first_seq=record.first_seq,
+            last_seq=record.last_seq,
+        )
+
 
 def workflow_id(deal_id: str) -> str:
     """The id of a deal's workflow: one per deal, whatever its runs."""
@@ -104,7 +119,7 @@ LOG_FLUSH_SECONDS = 2.0
 # in the input rather than behind workflow.patched because the choice is made at start, and a
 # patch would cost every deal a marker and a search-attribute upsert. The workflow runs only this
 # revision: how a new one is introduced and an old one retired is in docs/revisions.md.
-REVISION = 3
+REVISION = 4
 
 
 class PendingCadence(_Payload):

@@ -10,9 +10,9 @@ the loader would check them against `NAMES` like any other template.
 
 from __future__ import annotations
 
+from definitions.templates import MessageTemplate, MessageText
 from domain.events import Escalated
 from domain.state import DealState
-from domain.templates import MessageTemplate, MessageText
 
 # every name the templates below may use, and `subject` and `sentence` in bodies
 NAMES = ("deal_id", "customer", "process", "stage", "owner", "level", "reassigned_to")

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from enum import IntEnum
 
 from definitions.model import ProcessDefinition
-from domain.events import DealEvent, DealLost, DealWon, MigratedToVersion
+from domain.events import DealEvent, DealLost, DealStarted, DealWon, MigratedToVersion
 from domain.reminders import Rung, next_rung
 from domain.state import DealState, FollowOn
 
-# events that change what a deal is (its outcome, its version) reach the log, and so the metrics
-# and the next migration plan, without waiting for the flush window
-URGENT = (DealWon, DealLost, MigratedToVersion)
+# events that make a deal or change what it is (its start, its outcome, its version) reach the
+# log, and so listings, the metrics and the next migration plan, without waiting for the flush
+# window: the calls that record them return once they are there
+URGENT = (DealStarted, DealWon, DealLost, MigratedToVersion)
 
 
 class Due(IntEnum):

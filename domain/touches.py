@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from domain.templates import MessageTemplate, MessageText
+from definitions.templates import MessageTemplate, MessageText
 
 # The letter says the subject again as a sentence; it greets the customer when the deal names
 # one, and says hello otherwise (a definition need not declare a `customer` field, and a deal

@@ -1,7 +1,10 @@
-"""The event log: every domain event of every deal, exactly once, in order.
+"""The event log: every domain event of every deal, exactly once, in order, append-only.
 
-`(deal_id, seq)` is the primary key and appends use `ON CONFLICT DO NOTHING`, so an activity that
-is retried after a crash, a timeout or a lost reply writes nothing twice. The current-state
+The log is the hash-chained record of the events Temporal's history holds: a batch reaches it
+through an activity whose input is already in the history, so every row is a recorded event, and
+no row is ever updated or deleted. `(deal_id, seq)` is the primary key and appends use
+`ON CONFLICT DO NOTHING`, so an activity that is retried after a crash, a timeout or a lost reply
+writes nothing twice. The current-state
 projection row is updated in the same transaction, guarded by `last_seq`, so it never goes back
 in time and never misses an event that made it into the log; so is the stage-visit projection
 (`store.visits`), from exactly the events this append added.
@@ -51,8 +54,6 @@ ON CONFLICT (deal_id) DO UPDATE SET
     customer = coalesce(deals.customer, EXCLUDED.customer), updated_at = now()
 WHERE deals.last_seq < EXCLUDED.last_seq
 """
-# after replacing events of a discarded workflow task, the projection may have to go back
-_PROJECT_AGAIN = _PROJECT.replace("WHERE deals.last_seq < EXCLUDED.last_seq", "")
 
 
 GENESIS = "0" * 64
@@ -100,16 +101,17 @@ def chained(prev_hash: str, payloads: list[str]) -> list[tuple[str, str]]:
     return links
 
 
-async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
-    """Append a batch; return how many events were new (0 when the batch is a retry).
+class LogConflict(RuntimeError):
+    """A batch holds an event that differs from the one the log has under its sequence number.
 
-    Normally each event is written once and a retried batch writes nothing. One case needs
-    more: a worker killed at the wrong instant can leave in the log events of a workflow task
-    that Temporal then discarded, and the task's rerun records them again, differently (later
-    times, at least). The batch made later in the deal's history (`AppendEvents.position`) then
-    replaces them and everything logged after them, so the log ends up equal to the history; a
-    batch made earlier than what is logged is stale and changes nothing.
+    Every batch comes from Temporal's history, so this means the log was altered or a bug let an
+    event out that Temporal did not record. The log is never rewritten: the append fails (and its
+    activity retries, visibly) until someone looks; `dealflow audit verify` names the row.
     """
+
+
+async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
+    """Append a batch; return how many events were new (0 when the batch is a retry)."""
     events = sorted(batch.events, key=lambda e: e.seq)
     if not events:
         return 0
@@ -117,7 +119,7 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
     started = next((e for e in events if isinstance(e, DealStarted)), None)
     payloads = [canonical(e) for e in events]
     async with pool.acquire() as conn, conn.transaction():
-        # one append per deal at a time: the comparison below must see a settled log
+        # one append per deal at a time: the chain below must see a settled log
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", batch.deal_id)
         prev = GENESIS
         if events[0].seq > 1:
@@ -128,9 +130,7 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
                 raise LookupError(f"deal {batch.deal_id}: event {events[0].seq - 1} is not in the log yet")
             prev = found
         links = chained(prev, payloads)
-        rewritten = await _replace_diverged(conn, batch, events, links)
-        if rewritten is None:
-            return 0  # stale: the log holds what a later point of the history made
+        await _check_logged(conn, batch.deal_id, events, links)
         inserted = await conn.fetch(
             _INSERT,
             batch.deal_id,
@@ -149,7 +149,7 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             batch.history_length,
         )
         await conn.execute(
-            _PROJECT_AGAIN if rewritten else _PROJECT,
+            _PROJECT,
             snap.deal_id,
             snap.process,
             snap.version,
@@ -170,42 +170,29 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             started.fields.get("customer") if started else None,
         )
         new = {r["seq"] for r in inserted}
-        if rewritten:
-            await visits.rebuild_deal(conn, batch.deal_id, snap.process, await read(conn, batch.deal_id))
-        else:
-            await visits.project(conn, batch.deal_id, snap.process, [e for e in events if e.seq in new])
+        await visits.project(conn, batch.deal_id, snap.process, [e for e in events if e.seq in new])
     return len(new)
 
 
-async def _replace_diverged(
-    conn: visits.Conn, batch: AppendEvents, events: list[DealEvent], links: list[tuple[str, str]]
-) -> bool | None:
-    """Delete the logged events from the first one that differs from the batch, if the batch was
-    made later in the history. True: replaced; False: nothing differs; None: the batch is stale."""
+async def _check_logged(conn: visits.Conn, deal_id: str, events: list[DealEvent], links: list[tuple[str, str]]) -> None:
+    """Refuse a batch whose events differ from the ones the log already holds (a retry holds the
+    very same events, and so the same hashes)."""
     stored = {
-        r["seq"]: r
+        r["seq"]: r["hash"]
         for r in await conn.fetch(
-            "SELECT seq, hash, run_started_at, history_length FROM deal_events WHERE deal_id = $1 AND seq >= $2",
-            batch.deal_id,
+            "SELECT seq, hash FROM deal_events WHERE deal_id = $1 AND seq >= $2 AND seq <= $3",
+            deal_id,
             events[0].seq,
+            events[-1].seq,
         )
     }
-    differs = [e.seq for e, (_, h) in zip(events, links, strict=True) if e.seq in stored and stored[e.seq]["hash"] != h]
-    diverged = differs[0] if differs else None
-    if diverged is None:
-        return False
-    row = stored[diverged]
-    logged_at = (row["run_started_at"], row["history_length"]) if row["history_length"] is not None else None
-    # a tie is the same workflow task run twice (the first run's completion was lost): the later
-    # append is the run that counts
-    if batch.position is None or (logged_at is not None and logged_at > batch.position):
-        log.warning("deal %s: a stale batch from seq %d left the log as it is", batch.deal_id, diverged)
-        return None
-    log.warning(
-        "deal %s: replacing logged events from seq %d made by a discarded workflow task", batch.deal_id, diverged
-    )
-    await conn.execute("DELETE FROM deal_events WHERE deal_id = $1 AND seq >= $2", batch.deal_id, diverged)
-    return True
+    differs = [e.seq for e, (_, h) in zip(events, links, strict=True) if e.seq in stored and stored[e.seq] != h]
+    if differs:
+        log.error("deal %s: logged event %d differs from the batch; the log is left as it is", deal_id, differs[0])
+        raise LogConflict(
+            f"deal {deal_id}: the log holds a different event {differs[0]} than Temporal's history; "
+            "the log is never rewritten (see 'dealflow audit verify')"
+        )
 
 
 async def read(db: asyncpg.Pool | visits.Conn, deal_id: str, *, until: datetime | None = None) -> list[DealEvent]:

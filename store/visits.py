@@ -204,14 +204,6 @@ async def project(conn: Conn, deal_id: str, process: str, new_events: Sequence[D
     await conn.execute(_UPSERT, deal_id, process, *columns)
 
 
-async def rebuild_deal(conn: Conn, deal_id: str, process: str, events: Sequence[DealEvent]) -> None:
-    """Recompute one deal's visits from its whole log (after events in it were replaced)."""
-    await conn.execute("DELETE FROM stage_visits WHERE deal_id = $1", deal_id)
-    rows = visit_records(deal_id, process, advance(DealVisits(), events))
-    if rows:
-        await conn.copy_records_to_table("stage_visits", records=rows, columns=VISIT_COLUMNS)
-
-
 async def rebuild(conn: Conn) -> int:
     """Recompute every deal's visits from the log (after the migration that adds the table)."""
     await conn.execute("TRUNCATE stage_visits")

@@ -1,6 +1,6 @@
 """What the crash and outage tests need: a worker in a process of its own (so it can be killed
 with SIGKILL), a webhook receiver that counts every delivery by its idempotency key, and the
-exact comparison of each deal's event log with its workflow's events."""
+exact comparison of each deal's event log with the events in its Temporal history."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from typing import Any
 
 import asyncpg
 
+from audit.history import deal_events, fetch_deal
 from client.api import DealflowClient
+from domain.events import DealEvent
 from store import event_log
 
 ROOT = Path(__file__).parent.parent
@@ -105,11 +107,16 @@ class LogCheck:
     mismatched: list[str] = field(default_factory=list)
 
 
+async def recorded_events(client: DealflowClient, deal_id: str) -> list[DealEvent]:
+    """The deal's events as Temporal's history holds them (every one, once its workflow ended)."""
+    return deal_events(await fetch_deal(client.temporal, deal_id))
+
+
 async def compare_logs(client: DealflowClient, pool: asyncpg.Pool, deal_ids: list[str]) -> LogCheck:
-    """Each deal's log against its workflow's events: every event once, in order, equal."""
+    """Each deal's log against the events in Temporal's history: every event once, in order, equal."""
     check = LogCheck()
     for deal_id in deal_ids:
-        workflow_events = await client.events(deal_id)
+        workflow_events = await recorded_events(client, deal_id)
         logged = await event_log.read(pool, deal_id)
         rows = await pool.fetch("SELECT seq, count(*) AS n FROM deal_events WHERE deal_id = $1 GROUP BY seq", deal_id)
         check.deals += 1
@@ -130,8 +137,8 @@ async def compare_logs(client: DealflowClient, pool: asyncpg.Pool, deal_ids: lis
 
 
 async def log_complete(client: DealflowClient, pool: asyncpg.Pool, deal_ids: list[str]) -> bool:
+    """Every event Temporal's history has handed to an append is in the log."""
     for deal_id in deal_ids:
-        state = (await client.status(deal_id)).state
-        if await event_log.count(pool, deal_id) < state.last_seq:
+        if await event_log.count(pool, deal_id) < len(await recorded_events(client, deal_id)):
             return False
     return True

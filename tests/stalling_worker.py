@@ -1,6 +1,6 @@
 """A worker whose event-log append stalls right after it commits a batch holding an outcome, as a
-worker does that dies at that instant: the workflow task that asked for the append never
-completes. The crash tests SIGKILL it there.
+worker does that dies at that instant: the activity never reports back. The crash tests SIGKILL
+it there.
 
     python -m tests.stalling_worker
 

@@ -173,7 +173,7 @@ async def test_held_out_definition_through_the_cli(cli_env: dict[str, str], tmp_
         "DealLost",
     ]
     final = await dealflow(cli_env, "deal", "status", deal)
-    assert "status: lost (workflow closed)" in final.out
+    assert "status: lost (finished)" in final.out
 
 
 async def test_win_through_the_cli(cli_env: dict[str, str], deployed: object) -> None:
@@ -265,7 +265,8 @@ async def test_reply_through_the_cli(cli_env: dict[str, str], deployed: object) 
     assert bad.code == 2 and "invalid choice" in bad.err
     replied = await dealflow(cli_env, "deal", "reply", deal, "--as", "ivar", "--note", "asked for a call", "--json")
     assert replied.code == 0, replied.err
-    events = (await dealflow(cli_env, "deal", "events", deal, "--json")).json()
+    seq = str(replied.json()["last_seq"])
+    events = (await dealflow(cli_env, "deal", "events", deal, "--min-seq", seq, "--json")).json()
     assert [(e["type"], e["kind"], e["note"]) for e in events if e["type"] == "BuyerResponded"] == [
         ("BuyerResponded", "replied", "asked for a call")
     ]

@@ -73,7 +73,7 @@ class FlakyEventLog:
             await event_log.append(self.pool, batch)
             raise RuntimeError("worker died after commit")
         new = await event_log.append(self.pool, batch)
-        return AppendReceipt(new=new, events=batch.events if batch.echo else [])
+        return AppendReceipt(new=new)
 
 
 async def test_failed_and_retried_appends_leave_each_event_once(
@@ -111,23 +111,20 @@ async def test_unreachable_database_is_named(url: str) -> None:
         await connect_pool(url)
 
 
-async def test_a_later_batch_replaces_events_of_a_discarded_task_and_a_stale_one_changes_nothing(
-    pool: asyncpg.Pool,
-) -> None:
-    """A worker killed at the wrong instant can log events of a workflow task Temporal then
-    discards; its rerun sends them again, differently (here: later). The batch made later in the
-    history wins, the chain stays whole, and an older batch arriving afterwards changes nothing."""
+async def test_a_batch_that_differs_from_the_log_is_refused_and_no_row_changes(pool: asyncpg.Pool) -> None:
+    """Every batch comes from Temporal's history, so one that disagrees with the log means the log
+    was altered or an event escaped that Temporal never recorded: the log is never rewritten."""
     deal = new_deal_id("log")
     first = _batch(deal, range(1, 4))
-    started = datetime(2026, 1, 5, 9, tzinfo=UTC)
-    assert await event_log.append(pool, first.model_copy(update={"run_started_at": started, "history_length": 9})) == 3
-    rerun_events = [*first.events[:2], first.events[2].model_copy(update={"at": T0.replace(hour=10)})]
-    rerun = first.model_copy(update={"events": rerun_events, "run_started_at": started, "history_length": 14})
-    assert await event_log.append(pool, rerun) == 1
-    assert [e.at for e in await event_log.read(pool, deal)] == [T0, T0, T0.replace(hour=10)]
-    stale = first.model_copy(update={"run_started_at": started, "history_length": 9})
-    assert await event_log.append(pool, stale) == 0
-    assert [e.at for e in await event_log.read(pool, deal)] == [T0, T0, T0.replace(hour=10)]
+    assert await event_log.append(pool, first) == 3
+    before = await pool.fetch("SELECT seq, payload::text, hash FROM deal_events WHERE deal_id = $1 ORDER BY seq", deal)
+    later = first.events[2].model_copy(update={"at": T0.replace(hour=10)})
+    differing = first.model_copy(update={"events": [*first.events[:2], later]})
+    with pytest.raises(event_log.LogConflict, match=f"deal {deal}: the log holds a different event 3"):
+        await event_log.append(pool, differing)
+    after = await pool.fetch("SELECT seq, payload::text, hash FROM deal_events WHERE deal_id = $1 ORDER BY seq", deal)
+    assert after == before
+    assert await event_log.append(pool, first) == 0  # a retry of what was logged is fine
     rows = await pool.fetch(
         "SELECT seq, payload::text AS payload, prev_hash, hash FROM deal_events WHERE deal_id = $1 ORDER BY seq", deal
     )

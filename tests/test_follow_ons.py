@@ -38,8 +38,8 @@ async def test_a_won_deal_starts_its_follow_ons_after_their_delays(
 
     await client.win(deal_id, actor="rita", rebuy=["cross-selling"])
     # the post-sale stage asks for the rebuy intent; answering it schedules the up-sell from now
-    await client.complete_stage(deal_id, "onboarding", actor="rita", facts={"rebuy_intent": "up-selling"})
-    scheduled = [e for e in await client.events(deal_id) if isinstance(e, FollowOnScheduled)]
+    answered = await client.complete_stage(deal_id, "onboarding", actor="rita", facts={"rebuy_intent": "up-selling"})
+    scheduled = [e for e in await client.events(deal_id, min_seq=answered.last_seq) if isinstance(e, FollowOnScheduled)]
     assert [(e.kind, e.process) for e in scheduled] == [
         ("cross-selling", "seven-stage"),
         ("up-selling", "subscriptions"),

@@ -1,4 +1,4 @@
-"""The one template language (domain.templates) and the texts written in it: touches,
+"""The one template language (definitions.templates) and the texts written in it: touches,
 notifications, and what deploying a definition says about its templates. Pure: no servers."""
 
 from __future__ import annotations
@@ -17,10 +17,7 @@ from hypothesis import strategies as st
 
 from definitions.loader import DefinitionError, load_file, load_text, shipped
 from definitions.model import template_names
-from domain import notifications
-from domain.events import Escalated
-from domain.state import DealState
-from domain.templates import (
+from definitions.templates import (
     MessageTemplate,
     MissingValues,
     TemplateSyntaxError,
@@ -29,6 +26,9 @@ from domain.templates import (
     placeholders,
     render,
 )
+from domain import notifications
+from domain.events import Escalated
+from domain.state import DealState
 from domain.touches import touch_text
 
 HERE = Path(__file__).parent

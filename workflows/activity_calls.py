@@ -1,18 +1,12 @@
-"""How the deal workflow calls its activities: retry policies, and one way to run an activity
-inside the current workflow task or as a task of its own."""
+"""How the deal workflow calls its activities: retry policies, and how their failures arrive."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
-
-with workflow.unsafe.imports_passed_through():
-    from domain.activity_io import LOCAL_RETRY_THRESHOLD
 
 APPEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -42,31 +36,6 @@ FOLLOW_ON_RETRY = RetryPolicy(
 # how an activity's failure reaches the workflow: wrapped in ActivityError, or for a local
 # activity, as the activity's own error (or its timeout) unwrapped
 ACTIVITY_FAILURES = (ActivityError, ApplicationError, ActivityTimeoutError)
-
-
-async def call(
-    name: str,
-    arg: Any,
-    *,
-    in_task: bool,
-    timeout: timedelta,
-    retry: RetryPolicy,
-    result_type: type | None = None,
-) -> Any:
-    """Run an activity inside the current workflow task (a local activity) or as a task of its
-    own; the same timeout and retry policy either way."""
-    if in_task:
-        return await workflow.execute_local_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=timeout,
-            retry_policy=retry,
-            local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-        )
-    return await workflow.execute_activity(
-        name, arg, result_type=result_type, start_to_close_timeout=timeout, retry_policy=retry
-    )
 
 
 def error_text(exc: Exception) -> tuple[str, list[str]]:

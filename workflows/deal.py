@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from temporalio import workflow
@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.effects import Effect, MakeProposal, Notify, StartCadence, StopCadence
     from domain.events import DealEvent
     from domain.reminders import Rung
-    from domain.schedule import Due, Schedule, schedule
+    from domain.schedule import URGENT, Due, Schedule, schedule
     from domain.state import DealState
     from workflows.alarm import Alarm
     from workflows.cadence import CadenceReport
@@ -49,6 +49,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outbound import notify, propose
 
 C = TypeVar("C", bound=Command)
+# how long a rep's win, loss or migration waits for its events to reach the log; with the
+# database down the append goes on retrying, and the rep has the answer after this
+URGENT_LOG_WAIT = timedelta(seconds=2)
 Decision = Callable[[DealState, ProcessDefinition, C, datetime], list[DealEvent]]
 
 
@@ -108,54 +111,54 @@ class DealWorkflow:
     # --- rep actions ---------------------------------------------------------------------------
 
     @workflow.update
-    def complete_stage(self, cmd: CompleteStage) -> ActionResult:
-        return self._act(cmd, decide.complete)
+    async def complete_stage(self, cmd: CompleteStage) -> ActionResult:
+        return await self._act(cmd, decide.complete)
 
     @complete_stage.validator
     def _check_complete(self, cmd: CompleteStage) -> None:
         self._check(cmd, decide.complete)
 
     @workflow.update
-    def move(self, cmd: MoveStage) -> ActionResult:
-        return self._act(cmd, decide.move)
+    async def move(self, cmd: MoveStage) -> ActionResult:
+        return await self._act(cmd, decide.move)
 
     @move.validator
     def _check_move(self, cmd: MoveStage) -> None:
         self._check(cmd, decide.move)
 
     @workflow.update
-    def win(self, cmd: WinDeal) -> ActionResult:
-        return self._act(cmd, decide.win)
+    async def win(self, cmd: WinDeal) -> ActionResult:
+        return await self._act(cmd, decide.win)
 
     @win.validator
     def _check_win(self, cmd: WinDeal) -> None:
         self._check(cmd, decide.win)
 
     @workflow.update
-    def lose(self, cmd: LoseDeal) -> ActionResult:
-        return self._act(cmd, decide.lose)
+    async def lose(self, cmd: LoseDeal) -> ActionResult:
+        return await self._act(cmd, decide.lose)
 
     @lose.validator
     def _check_lose(self, cmd: LoseDeal) -> None:
         self._check(cmd, decide.lose)
 
     @workflow.update
-    def record_response(self, cmd: RecordResponse) -> ActionResult:
-        return self._act(cmd, decide.respond)
+    async def record_response(self, cmd: RecordResponse) -> ActionResult:
+        return await self._act(cmd, decide.respond)
 
     @record_response.validator
     def _check_response(self, cmd: RecordResponse) -> None:
         self._check(cmd, decide.respond)
 
     @workflow.update
-    def migrate(self, cmd: MigrateDeal) -> ActionResult:
+    async def migrate(self, cmd: MigrateDeal) -> ActionResult:
         def then_switch(state: DealState, d: ProcessDefinition, cmd: MigrateDeal, at: datetime) -> list[DealEvent]:
             events = decide.migrate(state, d, cmd, at)
             # from here on the deal runs the new version's stages, reminders and cadences
             self._ledger.pinned = cmd.to
             return events
 
-        return self._act(cmd, then_switch)
+        return await self._act(cmd, then_switch)
 
     @migrate.validator
     def _check_migrate(self, cmd: MigrateDeal) -> None:
@@ -195,18 +198,7 @@ class DealWorkflow:
     # --- requests ------------------------------------------------------------------------------
 
     def _result(self, request_id: str) -> ActionResult | None:
-        state = self._ledger.state
-        record = state.requests.get(request_id)
-        if record is None:
-            return None
-        return ActionResult(
-            deal_id=state.deal_id,
-            request_id=request_id,
-            stage=record.stage,
-            status=record.status,
-            first_seq=record.first_seq,
-            last_seq=record.last_seq,
-        )
+        return ActionResult.of(self._ledger.state, request_id)
 
     def _check(self, cmd: C, decision: Decision[C]) -> None:
         if cmd.request_id in self._ledger.state.requests:
@@ -214,15 +206,19 @@ class DealWorkflow:
         self._allowed(cmd)
         self._decide(cmd, decision)
 
-    def _act(self, cmd: C, decision: Decision[C]) -> ActionResult:
+    async def _act(self, cmd: C, decision: Decision[C]) -> ActionResult:
         repeat = self._result(cmd.request_id)
         if repeat is not None:
             return repeat
         self._allowed(cmd)
         # decided again: another update may have changed the state since validation
-        self._ledger.record(self._decide(cmd, decision))
+        events = self._decide(cmd, decision)
+        self._ledger.record(events)
         result = self._result(cmd.request_id)
         assert result is not None
+        if any(isinstance(e, URGENT) for e in events):
+            # an outcome or a migration is in the log when the rep's call returns
+            await self._log.logged(result.last_seq, within=URGENT_LOG_WAIT)
         return result
 
     def _decide(self, cmd: C, decision: Decision[C]) -> list[DealEvent]:

@@ -1,12 +1,13 @@
-"""Carries the deal's events to the event log in batches, at least once.
+"""Carries the deal's events to the event log in batches, at least once, never ahead of Temporal.
 
 Events are gathered for up to a flush window (`domain.schedule.flush_due`) and appended by one
-activity; the log's key `(deal_id, seq)` makes a retried append write nothing twice. A batch
-that holds an outcome or a migration is appended inside the workflow task that recorded it (a
-local activity), so a rep's `win` or `lose` returns with the outcome already in the log; such a
-batch asks for its events back in the receipt, because Temporal keeps a local activity's
-result, not its input, and the audit reads the events from the history. Search attributes are
-brought up to date with each append.
+activity; the log's key `(deal_id, seq)` makes a retried append write nothing twice. The append
+is always an activity of its own, never a local one: its input, the batch, is in Temporal's
+history before any of it is written, so every row of the log is an event Temporal has recorded,
+and no row ever needs to be taken back. (A local activity runs before its workflow task is
+recorded; were that task lost, its rerun would record different events than the ones written.)
+A start, an outcome or a migration is flushed at once, and the rep's call waits for it
+(`logged`). Search attributes are brought up to date with each append.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain.activity_io import APPEND_EVENTS, APPEND_TIMEOUT, AppendEvents, DealSnapshot
-    from domain.schedule import URGENT, flush_due
-    from workflows.activity_calls import APPEND_RETRY, call
+    from domain.schedule import flush_due
+    from workflows.activity_calls import APPEND_RETRY
     from workflows.ledger import Ledger
     from workflows.search_attributes import SearchIndex
 
@@ -59,18 +60,24 @@ class LogBatcher:
         state = self._ledger.state
         self._index.update(state)
         upto = state.last_seq
-        batch = [e for e in self._ledger.events if e.seq > self.persisted_seq]
-        in_task = any(isinstance(e, URGENT) for e in batch)
         info = workflow.info()
         append = AppendEvents(
             deal_id=state.deal_id,
-            events=batch,
+            events=[e for e in self._ledger.events if e.seq > self.persisted_seq],
             snapshot=DealSnapshot.of(state),
             run_started_at=info.start_time,
             history_length=info.get_current_history_length(),
-            echo=in_task,
         )
-        # should the task be lost after an in-task append, its rerun appends again from a later
-        # point in the history, which replaces what the lost one wrote (store.event_log)
-        await call(APPEND_EVENTS, append, in_task=in_task, timeout=APPEND_TIMEOUT, retry=APPEND_RETRY)
+        await workflow.execute_activity(
+            APPEND_EVENTS, append, start_to_close_timeout=APPEND_TIMEOUT, retry_policy=APPEND_RETRY
+        )
         self.persisted_seq = upto
+
+    async def logged(self, seq: int, within: timedelta) -> bool:
+        """Wait until event `seq` is in the log, for at most `within` (the database may be down:
+        the append then goes on retrying, and the caller has its answer meanwhile)."""
+        try:
+            await workflow.wait_condition(lambda: self.persisted_seq >= seq, timeout=within)
+        except TimeoutError:
+            return False
+        return True

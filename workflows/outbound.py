@@ -1,9 +1,10 @@
 """Effects that call one activity and record what came of it: notifications and proposals.
 
 A notification that cannot be delivered is logged, not recorded (the reminder or escalation
-that asked for it is the deal's fact). A proposal is made inside the rep's workflow task, so
-the document exists when the call that entered the stage returns; success and failure are both
-recorded as events.
+that asked for it is the deal's fact). A proposal is made inside the rep's workflow task (a
+local activity), so the document exists when the call that entered the stage returns; success
+and failure are both recorded as events. A document made for a task that is then lost is made
+again, the same, by the task's rerun; it is a file, not a record.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from domain.activity_io import (
         GENERATE_PROPOSAL,
+        LOCAL_RETRY_THRESHOLD,
         PROPOSAL_TIMEOUT,
         SEND_MESSAGE,
         SEND_TIMEOUT,
@@ -24,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.effects import MakeProposal, Notify
     from domain.events import ProposalFailed, ProposalGenerated
-    from workflows.activity_calls import ACTIVITY_FAILURES, NOTIFY_RETRY, PROPOSAL_RETRY, call, error_text
+    from workflows.activity_calls import ACTIVITY_FAILURES, NOTIFY_RETRY, PROPOSAL_RETRY, error_text
     from workflows.ledger import Ledger
 
 
@@ -63,13 +65,13 @@ async def propose(ledger: Ledger, effect: MakeProposal) -> None:
         values=ledger.values(),
     )
     try:
-        doc: ProposalDocument = await call(
+        doc: ProposalDocument = await workflow.execute_local_activity(
             GENERATE_PROPOSAL,
             request,
-            in_task=True,
-            timeout=PROPOSAL_TIMEOUT,
-            retry=PROPOSAL_RETRY,
             result_type=ProposalDocument,
+            start_to_close_timeout=PROPOSAL_TIMEOUT,
+            retry_policy=PROPOSAL_RETRY,
+            local_retry_threshold=LOCAL_RETRY_THRESHOLD,
         )
     except ACTIVITY_FAILURES as exc:
         error, missing = error_text(exc)
