@@ -4,9 +4,12 @@ reminder ladders and cadence touches, and never looked up again once a version i
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
+import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +24,7 @@ from domain import decide, reminders
 from domain.calendar import BusinessCalendar
 from domain.commands import StartDeal
 from domain.state import fold
+from tests.test_cli import dealflow
 from workflows.cadence import CadenceInput, touch_due
 
 AMSTERDAM, OSLO = ZoneInfo("Europe/Amsterdam"), ZoneInfo("Europe/Oslo")
@@ -291,3 +295,31 @@ assert "holidays" not in sys.modules, "the workflows' modules imported holidays"
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+async def test_deploying_twice_in_a_year_is_one_version_and_show_prints_the_window(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    name = f"dutch-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "dutch.yaml"
+    path.write_text(yaml.safe_dump(_with(name=name), sort_keys=False))
+    first = await dealflow(cli_env, "definitions", "deploy", str(path))
+    assert first.code == 0, first.err
+    again = await dealflow(cli_env, "definitions", "deploy", str(path))
+    assert "already deployed (no change)" in again.out
+    year = datetime.now(AMSTERDAM).year
+    shown = await dealflow(cli_env, "definitions", "show", name)
+    assert f"holidays NL {year}-{year + 5}: " in shown.out and "days off, pinned at deploy" in shown.out
+    stored = json.loads((await dealflow(cli_env, "definitions", "show", name, "--json")).out)
+    kings_day = date(year, 4, 27) if date(year, 4, 27).weekday() != 6 else date(year, 4, 26)
+    assert kings_day.isoformat() in stored["definition"]["holidays"]["dates"]  # the registry keeps the dates
+
+    path.write_text(yaml.safe_dump(_with(name=name, holidays={"country": "NL", "first_year": year + 1})))
+    await dealflow(cli_env, "definitions", "deploy", str(path))
+    versions = [
+        d["version"]
+        for d in json.loads((await dealflow(cli_env, "definitions", "list", "--json")).out)
+        if d["name"] == name
+    ]
+    diff = await dealflow(cli_env, "definitions", "diff", name, *versions)
+    assert f"holidays NL, {year}-{year + 5} -> NL, {year + 1}-{year + 6}" in diff.out, diff.out + diff.err
