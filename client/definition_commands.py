@@ -121,6 +121,11 @@ async def cmd_show(args: argparse.Namespace, c: DealflowClient) -> None:
     if deployment:
         print(f"deployed by {deployment.deployed_by} at {deployment.deployed_at:%Y-%m-%d %H:%M:%S}")
     print(f"time zone {d.timezone}, business days {','.join(str(x) for x in d.business_days)}")
+    if d.holidays is not None:
+        h = d.holidays
+        where = " ".join(x for x in (h.country, h.subdivision) if x) or "own dates"
+        window = f" {h.first_year}-{h.last_year}" if h.first_year is not None else ""
+        print(f"holidays {where}{window}: {len(h.dates)} days off, pinned at deploy")
     print_table(
         ["stage", "phase", "prob.", "exit criteria", "reminder", "cadence", "proposal"],
         [

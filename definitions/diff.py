@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from definitions.loader import PinnedDefinition
-from definitions.model import Cadence, ProcessDefinition, Stage
+from definitions.model import Cadence, Holidays, ProcessDefinition, Stage
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,29 @@ def _cadence_changes(a: Cadence, b: Cadence) -> list[Change]:
     return out
 
 
+def _calendar_name(h: Holidays) -> str:
+    where = f"{h.country}-{h.subdivision}" if h.subdivision else h.country or "own dates only"
+    return f"{where}, {h.first_year}-{h.last_year}" if h.first_year is not None else where
+
+
+def _holiday_changes(a: Holidays | None, b: Holidays | None) -> list[Change]:
+    """Redeploying a year later moves the pinned window: say so, and how many days off that moved."""
+    if a == b:
+        return []
+    if a is None or b is None:
+        verb, h = ("added", b) if a is None else ("removed", a)
+        assert h is not None
+        return [Change("process", "holidays", verb, f"holidays ({_calendar_name(h)}) {verb}")]
+    out = []
+    if _calendar_name(a) != _calendar_name(b):
+        out.append(Change("process", "holidays", "changed", f"holidays {_calendar_name(a)} -> {_calendar_name(b)}"))
+    added, dropped = sorted(set(b.dates) - set(a.dates)), sorted(set(a.dates) - set(b.dates))
+    if added or dropped:
+        words = [f"{len(added)} added" if added else "", f"{len(dropped)} dropped" if dropped else ""]
+        out.append(Change("process", "holidays", "changed", f"days off {', '.join(w for w in words if w)}"))
+    return out
+
+
 def diff(old: PinnedDefinition, new: PinnedDefinition) -> list[Change]:
     a, b = old.definition, new.definition
     out: list[Change] = []
@@ -198,6 +221,7 @@ def diff(old: PinnedDefinition, new: PinnedDefinition) -> list[Change]:
                     f"{field.replace('_', ' ')} {_plain(getattr(a, field))} -> {_plain(getattr(b, field))}",
                 )
             )
+    out.extend(_holiday_changes(a.holidays, b.holidays))
     for name in sorted(old.templates.keys() | new.templates.keys()):
         if old.templates.get(name) != new.templates.get(name):
             verb = "added" if name not in old.templates else "removed" if name not in new.templates else "changed"

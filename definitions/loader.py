@@ -2,7 +2,8 @@
 
 The version of a definition is a hash of its normalised form (defaults filled in, durations
 parsed, keys sorted), so reformatting a file or reordering keys never makes a new version, while
-any change of meaning does.
+any change of meaning does. Pinning first expands the process's public holidays into plain
+dates (`definitions.public_holidays`), so the hash covers the very days its deals will skip.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -95,7 +98,19 @@ def content_hash(definition: ProcessDefinition, templates: dict[str, str] | None
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def pin(definition: ProcessDefinition, templates: dict[str, str] | None = None) -> PinnedDefinition:
+def pin(
+    definition: ProcessDefinition, templates: dict[str, str] | None = None, *, today: date | None = None
+) -> PinnedDefinition:
+    """The version to deploy. A process naming a holiday country gets that country's dates from
+    the deploy year (`today`, by default the date now in the process's time zone) on, so the same
+    file deployed in another year, or after the holidays package changed its data, is another
+    version; the same file deployed again in the same year with the same data is the same one."""
+    if definition.holidays is not None:
+        # imported here: the workflows import this module and must never load `holidays`
+        from definitions import public_holidays
+
+        today = today or datetime.now(ZoneInfo(definition.timezone)).date()
+        definition = public_holidays.expand(definition, today)
     digest = content_hash(definition, templates)
     return PinnedDefinition(definition=definition, version=digest[:12], content_hash=digest, templates=templates or {})
 
@@ -126,6 +141,10 @@ def _validate(data: Any, source: str, root: yaml.Node | None) -> tuple[ProcessDe
             problems.append(DefinitionProblem(source, format_path(loc), msg, line_of(root, loc)))
         raise DefinitionError(problems) from None
     found = rules.check(definition)
+    if definition.holidays is not None:
+        from definitions import public_holidays  # not at the top: see `pin`
+
+        found.extend(public_holidays.problems(definition))
     return definition, [DefinitionProblem(source, format_path(p), m, line_of(root, p)) for p, m in found]
 
 
@@ -156,7 +175,9 @@ def _read_templates(
     return templates, problems
 
 
-def load_text(text: str, *, source: str = "<definition>", base: Path | None = None) -> PinnedDefinition:
+def load_text(
+    text: str, *, source: str = "<definition>", base: Path | None = None, today: date | None = None
+) -> PinnedDefinition:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -169,16 +190,16 @@ def load_text(text: str, *, source: str = "<definition>", base: Path | None = No
     templates, unreadable = _read_templates(definition, base or Path.cwd(), source, root)
     if problems or unreadable:  # every problem at once: the parts' and the template files'
         raise DefinitionError(problems + unreadable)
-    return pin(definition, templates)
+    return pin(definition, templates, today=today)
 
 
-def load_file(path: str | Path) -> PinnedDefinition:
+def load_file(path: str | Path, *, today: date | None = None) -> PinnedDefinition:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionError([DefinitionProblem(str(p), "", f"cannot read file: {exc}")]) from None
-    return load_text(text, source=str(p), base=p.parent)
+    return load_text(text, source=str(p), base=p.parent, today=today)
 
 
 def shipped() -> list[Path]:

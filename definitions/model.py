@@ -7,10 +7,11 @@ file is reported at once with the path where it stands.
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from definitions.durations import Duration
 
@@ -167,6 +168,48 @@ class Rebuy(StrictModel):
     delay: Duration
 
 
+class Holidays(StrictModel):
+    """The public holidays business days skip: named by country, pinned as plain dates at deploy.
+
+    Operations write `country` (and `subdivision`); deploying fills in `first_year` and `dates`
+    (`definitions.public_holidays`), so a pinned definition carries every date and a running deal
+    never consults the `holidays` package, whose data changes from release to release. Dates
+    written by hand are days off of the company's own, added to the country's; because pinning
+    only ever adds the country's dates to those already listed, a pinned definition pins again
+    to itself.
+    """
+
+    country: str | None = Field(
+        default=None, description="ISO 3166-1 alpha-2 code, as the holidays package knows it: NL, NO, DE, ..."
+    )
+    subdivision: str | None = Field(default=None, description="a state or province of the country: DE BY, ...")
+    years: int = Field(default=5, ge=0, le=50, description="how many years after the first one are pinned")
+    first_year: int | None = Field(
+        default=None, ge=1900, le=2200, description="the first year pinned; the deploy year unless written"
+    )
+    dates: list[date] = Field(
+        default_factory=list, description="further days off (2026-12-24); once deployed, every day skipped"
+    )
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _country_code(cls, value: Any) -> Any:
+        if value is False:  # YAML 1.1 reads an unquoted NO as a boolean
+            raise ValueError("YAML read an unquoted NO as false: write country: 'NO'")
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("dates")
+    @classmethod
+    def _dates_once(cls, dates: list[date]) -> list[date]:
+        if len(set(dates)) != len(dates):
+            raise ValueError("dates must not repeat")
+        return sorted(dates)
+
+    @property
+    def last_year(self) -> int | None:
+        return None if self.first_year is None else self.first_year + self.years
+
+
 class ProcessDefinition(StrictModel):
     """A whole sales process. Stage order is the order of the list; nothing fixes its length."""
 
@@ -175,6 +218,7 @@ class ProcessDefinition(StrictModel):
     description: str = ""
     timezone: str = "UTC"
     business_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    holidays: Holidays | None = None
     phases: list[Phase] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
     outcomes: Outcomes
@@ -193,7 +237,21 @@ class ProcessDefinition(StrictModel):
             raise ValueError("business_days must list distinct weekdays 0 (Monday) .. 6 (Sunday)")
         return sorted(days)
 
+    @model_serializer(mode="wrap")
+    def _no_holidays_key_when_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A process without holidays serialises exactly as before they existed, so its version
+        (a hash of this form) and the payloads of deals already running do not change."""
+        data: dict[str, Any] = handler(self)
+        if self.holidays is None:
+            data.pop("holidays", None)
+        return data
+
     # --- derived views used by the engine; pure functions of the definition ---
+
+    @property
+    def holiday_dates(self) -> list[date]:
+        """Every day off that business days skip, in order: plain dates, as pinned at deploy."""
+        return list(self.holidays.dates) if self.holidays else []
 
     def stage(self, stage_id: str) -> Stage:
         for stage in self.stages:

@@ -325,7 +325,7 @@ def _schedule_follow_ons(
     already = {f.kind for f in state.follow_ons} if state else set()
     for spec in d.rebuy:
         if spec.kind.value in kinds and spec.kind.value not in already:
-            due = calendar.add(rec.at, spec.delay, timezone=d.timezone, business_days=d.business_days)
+            due = calendar.BusinessCalendar.of(d).add(rec.at, spec.delay)
             rec(FollowOnScheduled, stage=None, kind=spec.kind.value, process=spec.process, due_at=due)
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from definitions.model import Notify, ProcessDefinition
-from domain.calendar import add
+from domain.calendar import BusinessCalendar
 from domain.state import DealState
 
 
@@ -38,12 +38,12 @@ def ladder(d: ProcessDefinition, state: DealState, time_scale: float = 1.0) -> l
     reminder = d.stage(state.stage).reminder
     if reminder is None:
         return []
-    cal = {"timezone": d.timezone, "business_days": d.business_days}
+    calendar = BusinessCalendar.of(d)  # business days skip the holidays pinned in the definition
     start = state.stage_entered_at
-    real = add(start, reminder.deadline, **cal)  # type: ignore[arg-type]
+    real = calendar.add(start, reminder.deadline)
     rungs = [Rung(level=0, stage=state.stage, due_at=_scaled(start, real, time_scale), notify=Notify.owner)]
     for level, step in enumerate(reminder.escalations, start=1):
-        real = add(real, step.after, **cal)  # type: ignore[arg-type]
+        real = calendar.add(real, step.after)
         rungs.append(
             Rung(
                 level=level,

@@ -59,6 +59,9 @@ EXPECTED: dict[str, tuple[str, str]] = {
         "proposal_templates[0].file",
         "templates/offer-with-typo.md:5: unknown placeholder 'budgt' (did you mean 'budget'?",
     ),
+    "38-unknown-holiday-country": ("holidays.country", "unknown country 'XX'"),
+    "39-unknown-holiday-subdivision": ("holidays.subdivision", "unknown subdivision 'XY' of DE (known: BB, BE"),
+    "40-unquoted-norway": ("holidays.country", "YAML read an unquoted NO as false: write country: 'NO'"),
 }
 
 

@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -25,10 +25,12 @@ from activities.event_log import EventLogActivities
 from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from client.api import DealflowClient, Refused
-from definitions.loader import PinnedDefinition
+from definitions.durations import Duration
+from definitions.loader import PinnedDefinition, parse, pin
 from domain.activity_io import SEND_MESSAGE, OutgoingMessage, SentMessage
-from domain.calendar import add
+from domain.calendar import BusinessCalendar, add
 from domain.events import DealEvent
+from store import registry
 from tests.conftest import new_deal_id
 from worker.run import WORKFLOWS
 from worker.settings import Settings
@@ -287,3 +289,60 @@ async def test_proposal_is_generated_on_entering_the_stage(rig: Rig) -> None:
     import hashlib
 
     assert doc.content_hash == hashlib.sha256(md.encode()).hexdigest()  # type: ignore[union-attr]
+
+
+def _days_off_process(days_off: list[date]) -> PinnedDefinition:
+    """Every weekday works, except the days off: a reminder and a two-touch cadence over them."""
+    return pin(
+        parse(
+            {
+                "name": "days-off",
+                "timezone": "UTC",
+                "business_days": [0, 1, 2, 3, 4, 5, 6],
+                "holidays": {"dates": days_off},
+                "phases": [{"id": "p", "title": "Only phase"}],
+                "stages": [
+                    {
+                        "id": "wait",
+                        "title": "Wait",
+                        "phase": "p",
+                        "probability": 0.1,
+                        "reminder": {"deadline": "1 business day"},
+                        "cadence": "nudge",
+                    },
+                    {"id": "close", "title": "Close", "phase": "p", "probability": 0.9},
+                ],
+                "outcomes": {"won": {}, "lost": {"reasons": ["gone"]}},
+                "cadences": [
+                    {
+                        "id": "nudge",
+                        "min_touches": 2,
+                        "touches": [
+                            {"channel": "email", "template": "one", "delay": "1 business day"},
+                            {"channel": "email", "template": "two", "delay": "1 business day"},
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+
+
+async def test_reminders_and_both_sides_of_a_cadence_skip_the_pinned_days_off(rig: Rig) -> None:
+    """The deal places the deadline and the first touch, the cadence's child the second: both
+    from the dates pinned in the definition (the child gets them in its input)."""
+    today = (await rig.env.get_current_time()).astimezone(UTC).date()
+    off = [today + timedelta(days=n) for n in (1, 2, 3, 5)]
+    pinned = _days_off_process(off)
+    await registry.deploy(rig.pool, pinned, deployed_by="tests")
+    async with rig.worker():
+        deal = new_deal_id("off")
+        await rig.client.start_deal("days-off", deal, "olav", fields={"customer": "Fjord AS"}, version=pinned.version)
+        await rig.skip(10 * DAY)
+        events = await rig.client.events(deal)
+    entered = events[1].at
+    breached = [e.due_at for e in events if e.type == "SlaBreached"]
+    scheduled = [e.due_at for e in events if e.type == "TouchScheduled"]
+    assert breached == [BusinessCalendar.of(pinned.definition).add(entered, Duration.model_validate("1 business day"))]
+    assert [due.date() for due in [*breached, *scheduled]] == [today + timedelta(days=n) for n in (4, 4, 6)]
+    assert len([e for e in events if e.type == "TouchSent"]) == 2

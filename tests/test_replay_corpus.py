@@ -39,6 +39,7 @@ BEHAVIOURS = {
     "continue-as-new",
     "migration",
     "follow-ons",
+    "holidays",
 }
 
 

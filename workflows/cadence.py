@@ -13,7 +13,7 @@ recorded as a failed touch and the cadence moves on to the next touch.
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from definitions.durations import Duration
     from definitions.model import Cadence
     from domain.activity_io import SEND_MESSAGE, SEND_TIMEOUT, OutgoingMessage, SentMessage
-    from domain.calendar import add
+    from domain.calendar import BusinessCalendar
 
 TOUCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -51,6 +51,13 @@ class CadenceInput(BaseModel):
     # set when the deal scheduled (and recorded) the first touch itself and launches this
     # workflow only when that touch falls due (domain.commands.PendingCadence)
     first_due: datetime | None = None
+    # the days off pinned in the deal's definition; absent from inputs recorded before holidays
+    # existed, which therefore replay as they ran
+    holidays: list[date] = []
+
+    @property
+    def calendar(self) -> BusinessCalendar:
+        return BusinessCalendar(self.timezone, frozenset(self.business_days), frozenset(self.holidays))
 
 
 class CadenceReport(BaseModel):
@@ -76,12 +83,10 @@ class CadenceOutcome(BaseModel):
     stopped: str | None
 
 
-def touch_due(
-    previous: datetime, delay: Duration, timezone: str, business_days: list[int], time_scale: float
-) -> datetime:
-    """When a touch falls due: its delay after `previous` (business-day aware), compressed by
-    the time scale in simulations."""
-    real_due = add(previous, delay, timezone=timezone, business_days=business_days)
+def touch_due(previous: datetime, delay: Duration, calendar: BusinessCalendar, time_scale: float) -> datetime:
+    """When a touch falls due: its delay after `previous` (business days skip the calendar's days
+    off), compressed by the time scale in simulations."""
+    real_due = calendar.add(previous, delay)
     return previous + (real_due - previous) * time_scale
 
 
@@ -108,7 +113,7 @@ class FollowUpCadence:
             if touch_no == 1 and inp.first_due is not None:
                 due = inp.first_due  # the deal has recorded it
             else:
-                due = touch_due(previous, touch.delay, inp.timezone, inp.business_days, inp.time_scale)
+                due = touch_due(previous, touch.delay, inp.calendar, inp.time_scale)
                 await self._report(
                     inp,
                     CadenceReport(

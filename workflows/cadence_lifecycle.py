@@ -18,6 +18,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from definitions.model import Cadence
+    from domain.calendar import BusinessCalendar
     from domain.commands import PendingCadence
     from domain.events import (
         BuyerResponded,
@@ -67,7 +68,7 @@ class CadenceLifecycle:
         run = f"cadence-{state.deal_id}/{cadence.id}#{state.cadence_runs + 1}"
         # a valid definition gives every cadence at least one touch (min_touches >= 1)
         first = cadence.touches[0]
-        due = touch_due(workflow.now(), first.delay, d.timezone, d.business_days, self._scale)
+        due = touch_due(workflow.now(), first.delay, BusinessCalendar.of(d), self._scale)
         self._ledger.note(CadenceStarted, cadence=cadence.id, cadence_run=run, touches=len(cadence.touches))
         self._ledger.note(TouchScheduled, cadence_run=run, touch_no=1, channel=first.channel, due_at=due)
         self.pending = PendingCadence(cadence_run=run, cadence=cadence, due_at=due)
@@ -125,6 +126,7 @@ class CadenceLifecycle:
             cadence=cadence,
             timezone=d.timezone,
             business_days=d.business_days,
+            holidays=d.holiday_dates,
             recipient=state.fields.get("contact") or state.fields.get("customer") or f"buyer of {state.deal_id}",
             values=self._ledger.values(),
             time_scale=self._scale,
