@@ -1,13 +1,17 @@
-"""Sustained load: deals at a steady rate for a long while, with throughput, memory and errors
-reported minute by minute (`make soak`, 30 minutes; not part of CI).
+"""Sustained load: deals at a steady rate for a long while, with readers polling beside them, and
+throughput, memory and errors reported minute by minute (`make soak`, 30 minutes; not part of CI).
 
     .venv/bin/python -m bench.soak [--minutes 30] [--rate 2.0]
 
 Runs a fresh embedded stack with the worker in a process of its own (its RSS is what is
 sampled). Every deal goes through the real path: started, stages completed with their facts,
-won or lost, its follow-up cadences and reminders on compressed time. At the end every finished
-deal's event log is compared with its workflow's events. Writes bench/results/soak.json and
-exits non-zero on any error, any lost or duplicated event.
+won or lost, its follow-up cadences and reminders on compressed time. Meanwhile readers poll
+statuses, lists and metrics (from PostgreSQL, as the web app does), an auditor verifies running
+deals' logs against their histories, and a watcher checks that no logged row ever changes. At the
+end every finished deal's log is compared with the events in its Temporal history, every history
+is replayed, each deal's final state is compared with the fold of its log, and every touch must
+be in the outbox exactly once. Writes bench/results/soak.json and exits non-zero on any error,
+any lost, duplicated or rewritten event, any failed replay or divergent state.
 """
 
 from __future__ import annotations
@@ -22,11 +26,18 @@ import time
 import uuid
 from typing import Any
 
+from audit.history import deal_events, fetch_deal
+from audit.replay import replay
 from bench.stack import BenchStack, bench_stack, machine, rss_mb
 from bench.system_bench import RESULTS
 from client.api import DealflowClient, Refused
+from client.audit_commands import verify_running
 from client.demo import fact_value
+from domain.commands import workflow_id
+from domain.events import TouchSent
+from domain.state import DealState, fold
 from store import event_log
+from store.metrics import Filters, compute
 
 TIME_SCALE = 1 / 20_000  # a business day in about 4 s: reminders and touches happen during the run
 
@@ -58,6 +69,7 @@ async def _drive(
         name = rng.choice(["seven-stage", "three-phase"])
         d = pinned[name].definition
         deal_id = f"soak-{uuid.uuid4().hex[:10]}"
+        in_flight.append(deal_id)
         try:
             await client.start_deal(
                 name,
@@ -85,7 +97,53 @@ async def _drive(
                 errors.append(f"{deal_id}: refused {exc.code}: {exc.message}")
         except Exception as exc:  # every other failure is a finding
             errors.append(f"{deal_id}: {type(exc).__name__}: {exc}")
+        finally:
+            in_flight.remove(deal_id)
 
+    in_flight: list[str] = []
+    reads = {"status": 0, "list": 0, "metrics": 0, "verify": 0}
+    seen_rows: dict[tuple[str, int], str] = {}
+    rewritten: list[str] = []
+    stop = asyncio.Event()
+
+    async def read() -> None:
+        """A dashboard and reps: statuses, a stage's list and a process's metrics, every 0.2 s."""
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+            if not in_flight:
+                continue
+            deal_id = rng.choice(in_flight)
+            name = rng.choice(["seven-stage", "three-phase"])
+            try:
+                await client.status(deal_id)
+                await client.list_deals(process=name, stage=pinned[name].definition.stages[1].id)
+                await compute(pool, pinned[name].definition, Filters(process=name))
+                reads["status"] += 1
+                reads["list"] += 1
+                reads["metrics"] += 1
+            except Exception as exc:
+                errors.append(f"reader on {deal_id}: {type(exc).__name__}: {exc}")
+
+    async def audit() -> None:
+        """An auditor: a running deal's log verified against its history, every 2 s; and a
+        sample of logged rows, checked never to change."""
+        while not stop.is_set():
+            await asyncio.sleep(2)
+            if not in_flight:
+                continue
+            deal_id = rng.choice(in_flight)
+            verdict = await verify_running(client, deal_id)
+            reads["verify"] += 1
+            errors.extend(f"verify {deal_id}: {p}" for p in verdict.problems)
+            sample = rng.sample(in_flight, min(20, len(in_flight)))
+            rows = await pool.fetch(
+                "SELECT deal_id, seq, hash FROM deal_events WHERE deal_id = ANY($1::text[])", sample
+            )
+            now = {(r["deal_id"], r["seq"]): r["hash"] for r in rows}
+            rewritten.extend(f"{d} seq {n}" for (d, n), h in seen_rows.items() if d in sample and now.get((d, n)) != h)
+            seen_rows.update(now)
+
+    background = [asyncio.create_task(read()), asyncio.create_task(audit())]
     series: list[dict[str, Any]] = []
     tasks: set[asyncio.Task[None]] = set()
     started = time.monotonic()
@@ -110,15 +168,9 @@ async def _drive(
             done_this_minute = 0
             next_sample += 60
     await asyncio.gather(*tasks)
-    # every finished deal: its log equals its workflow's events
-    await asyncio.sleep(5)
-    lost = duplicated = mismatched = 0
-    for deal_id in finished:
-        events = await client.events(deal_id)
-        logged = await event_log.read(pool, deal_id)
-        if logged != events:
-            mismatched += 1
-            lost += max(0, len(events) - len(logged))
+    stop.set()
+    await asyncio.gather(*background)
+    check = await _check_finished(client, finished)
     rss = [p["worker_rss_mb"] for p in series]
     return {
         "machine": machine(),
@@ -128,12 +180,46 @@ async def _drive(
         "refusals": refusals,
         "errors": errors[:50],
         "error_count": len(errors),
-        "lost_events": lost,
-        "duplicated_events": duplicated,
-        "mismatched_logs": mismatched,
+        "reads": reads,
+        "rows_watched": len(seen_rows),
+        "rewritten_rows": len(rewritten),
+        **check,
         "worker_rss_first_last_max_mb": [rss[0], rss[-1], max(rss)] if rss else [],
         "series": series,
     }
+
+
+async def _check_finished(client: DealflowClient, finished: list[str]) -> dict[str, int]:
+    """Every finished deal, once its workflow has ended: its log against the events in its
+    Temporal history, its histories replayed, its end state against the fold of its log, and
+    each touch it recorded once in the outbox."""
+    pool = client.pool
+    out = {"lost_events": 0, "duplicated_events": 0, "mismatched_logs": 0, "stuck_deals": 0}
+    out |= {"histories_replayed": 0, "nondeterministic": 0, "divergent_states": 0, "touch_mismatches": 0}
+    for deal_id in finished:
+        handle = client.temporal.get_workflow_handle(workflow_id(deal_id), result_type=DealState)
+        try:
+            ended = await asyncio.wait_for(handle.result(), 120)
+        except TimeoutError:
+            out["stuck_deals"] += 1
+            continue
+        histories = await fetch_deal(client.temporal, deal_id)
+        recorded = deal_events(histories)
+        logged = await event_log.read(pool, deal_id)
+        counts = await pool.fetch("SELECT count(*) AS n FROM deal_events WHERE deal_id = $1 GROUP BY seq", deal_id)
+        out["duplicated_events"] += sum(r["n"] - 1 for r in counts)
+        out["lost_events"] += len({e.seq for e in recorded} - {e.seq for e in logged})
+        out["mismatched_logs"] += logged != recorded
+        out["divergent_states"] += ended != fold(logged)
+        replayed = await replay(histories)
+        out["histories_replayed"] += len(replayed)
+        out["nondeterministic"] += sum(not r.ok for r in replayed)
+        touches = {(e.cadence_run, e.touch_no) for e in logged if isinstance(e, TouchSent)}
+        sent = await pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE deal_id = $1 AND kind = 'touch' AND status = 'sent'", deal_id
+        )
+        out["touch_mismatches"] += sent != len(touches)
+    return out
 
 
 def main() -> None:
@@ -146,7 +232,9 @@ def main() -> None:
     (RESULTS / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     summary = {k: v for k, v in result.items() if k != "series"}
     print(json.dumps(summary, indent=2))
-    bad = result["error_count"] or result["lost_events"] or result["duplicated_events"] or result["mismatched_logs"]
+    findings = ["error_count", "lost_events", "duplicated_events", "mismatched_logs", "stuck_deals"]
+    findings += ["nondeterministic", "divergent_states", "touch_mismatches", "rewritten_rows"]
+    bad = any(result[k] for k in findings)
     sys.exit(1 if bad else 0)
 
 

@@ -136,7 +136,7 @@ async def run_as_of(args: argparse.Namespace) -> None:
         print(f"  facts from {stage}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
 
 
-async def _verify_live(c: DealflowClient, deal_id: str) -> Verdict:
+async def verify_running(c: DealflowClient, deal_id: str) -> Verdict:
     """Verify a deal that may be running: the log is read before and after its history, so that
     what is appended meanwhile is neither missed nor taken for a forgery."""
     earlier = await _log(c, deal_id)
@@ -154,7 +154,7 @@ async def run_verify(args: argparse.Namespace) -> None:
     if args.deal_ids or args.all:
         async with await DealflowClient.connect() as c:
             for deal in await _deal_ids(c.temporal, args):
-                verdicts.append(await _verify_live(c, deal))
+                verdicts.append(await verify_running(c, deal))
     if not verdicts:
         raise DealflowError("nothing to verify: name deals, --all, or --from-json BUNDLE", code="usage")
     if args.json:

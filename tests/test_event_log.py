@@ -129,3 +129,21 @@ async def test_a_batch_that_differs_from_the_log_is_refused_and_no_row_changes(p
         "SELECT seq, payload::text AS payload, prev_hash, hash FROM deal_events WHERE deal_id = $1 ORDER BY seq", deal
     )
     assert check_chain([LogRow(r["seq"], r["payload"], r["prev_hash"], r["hash"]) for r in rows]) == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE deal_events SET actor = 'mallory' WHERE deal_id = $1",
+        "DELETE FROM deal_events WHERE deal_id = $1",
+        "TRUNCATE deal_events",
+    ],
+)
+async def test_the_database_refuses_to_update_delete_or_truncate_the_log(pool: asyncpg.Pool, statement: str) -> None:
+    deal = new_deal_id("append-only")
+    await event_log.append(pool, _batch(deal, range(1, 3)))
+    before = await pool.fetch("SELECT * FROM deal_events WHERE deal_id = $1 ORDER BY seq", deal)
+    args = [deal] if "$1" in statement else []
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="the event log is append-only"):
+        await pool.execute(statement, *args)
+    assert await pool.fetch("SELECT * FROM deal_events WHERE deal_id = $1 ORDER BY seq", deal) == before

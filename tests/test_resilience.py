@@ -3,8 +3,8 @@ moments, the Temporal server stopped and restarted on its persisted state, Postg
 for a while. Each test prints its counts and asserts that nothing was lost or duplicated.
 
 The kill points are random; set DEALFLOW_CRASH_SEED to rerun one exactly, or to try others.
-The drivers watch progress through the projection, as a dashboard would (see the README's known
-limits for status queries fired at deals while their worker is being killed).
+Readers poll statuses, lists and metrics and an auditor verifies every log against its history
+while the workers die; every read goes to PostgreSQL, never to a workflow query.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import random
 import time
 import uuid
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,13 +23,18 @@ import pytest
 import yaml
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from audit.history import fetch_deal
+from audit.replay import replay
 from client.api import DealflowClient
+from client.audit_commands import verify_running
 from definitions.loader import PinnedDefinition, load_file, shipped
 from domain.commands import workflow_id
 from domain.events import TouchSent
-from store import registry
+from domain.state import DealState, fold
+from store import event_log, registry
 from store.db import connect_pool
 from store.embedded import EmbeddedPostgres, free_port
+from store.metrics import Filters, compute
 from store.migrations import migrate
 from tests.resilience_support import CountingReceiver, WorkerProcess, compare_logs, log_complete
 from tests.test_cli import dealflow
@@ -88,7 +94,68 @@ async def _ended(client: DealflowClient, deal_ids: list[str]) -> bool:
     return True
 
 
-async def test_worker_killed_at_random_during_cadences(
+class Readers:
+    """What a dashboard, reps and an auditor do while workers die: read statuses, lists and
+    metrics, verify every deal's log against its history, and watch that no logged row ever
+    changes. Every read goes to PostgreSQL (and the verifier to Temporal's history)."""
+
+    def __init__(self, client: DealflowClient, pool: asyncpg.Pool, crash: PinnedDefinition, deals: list[str]):
+        self.client, self.pool, self.crash, self.deals = client, pool, crash, deals
+        self.stop = asyncio.Event()
+        self.reads: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self.verifications = 0
+        self.problems: list[str] = []
+        self.seen: dict[tuple[str, int], str] = {}
+        self.rewritten: list[str] = []
+
+    async def run(self) -> None:
+        await asyncio.gather(self._read(), self._verify(), self._watch_rows())
+
+    async def _read(self) -> None:
+        rng = random.Random(SEED)
+        while not self.stop.is_set():
+            deal = rng.choice(self.deals)
+            try:
+                await self.client.status(deal)
+                self.reads["status"] += 1
+                await self.client.list_deals(process=self.crash.name)
+                self.reads["list"] += 1
+                await compute(self.pool, self.crash.definition, Filters(process=self.crash.name))
+                self.reads["metrics"] += 1
+            except Exception as exc:
+                self.errors.append(f"{deal}: {exc!r}")
+            await asyncio.sleep(0.05)
+
+    async def _verify(self) -> None:
+        while not self.stop.is_set():
+            for deal in self.deals:
+                verdict = await verify_running(self.client, deal)
+                self.verifications += 1
+                self.problems += [f"{deal}: {p}" for p in verdict.problems]
+
+    async def _watch_rows(self) -> None:
+        while not self.stop.is_set():
+            rows = await self.pool.fetch(
+                "SELECT deal_id, seq, hash FROM deal_events WHERE deal_id = ANY($1::text[])", self.deals
+            )
+            now = {(r["deal_id"], r["seq"]): r["hash"] for r in rows}
+            self.rewritten += [f"{d} seq {n}" for (d, n), h in self.seen.items() if now.get((d, n)) != h]
+            self.seen.update(now)
+            await asyncio.sleep(0.2)
+
+
+async def _divergent(client: DealflowClient, pool: asyncpg.Pool, deal_ids: list[str]) -> list[str]:
+    """Deals whose workflow ended in another state than the fold of their logged events."""
+    out = []
+    for deal_id in deal_ids:
+        ended = await client.temporal.get_workflow_handle(workflow_id(deal_id), result_type=DealState).result()
+        if ended != fold(await event_log.read(pool, deal_id)):
+            out.append(deal_id)
+    return out
+
+
+async def test_worker_killed_at_random_during_cadences_while_readers_poll(
     temporal_client: Client,
     pool: asyncpg.Pool,
     settings: Settings,
@@ -109,9 +176,11 @@ async def test_worker_killed_at_random_during_cadences(
     client = DealflowClient(temporal_client, pool, ours)
     deals = [f"crash-{uuid.uuid4().hex[:6]}-{n}" for n in range(10)]
     worker.start()
+    readers = Readers(client, pool, deployed["crash"], deals)
     try:
         for deal_id in deals:
             await client.start_deal("crash", deal_id, "kim", fields={"customer": deal_id}, time_scale=SCALE)
+        reading = asyncio.create_task(readers.run())
 
         async def drive(deal_id: str) -> None:
             async def five_touches() -> bool:  # from the projection, as a rep's listing would
@@ -134,12 +203,21 @@ async def test_worker_killed_at_random_during_cadences(
         await asyncio.gather(killer(), *(drive(d) for d in deals))
         await _until(lambda: _ended(client, deals), 60, "every deal's workflow completed")
         await _until(lambda: log_complete(client, pool, deals), 60, "every event in the log")
+        readers.stop.set()
+        await reading
+        histories = [h for d in deals for h in await fetch_deal(client.temporal, d)]
+        replayed = await replay(histories)
+        nondeterministic = [f"{r.workflow_id}: {r.error}" for r in replayed if not r.ok]
+        divergent = await _divergent(client, pool, deals)
         check = await compare_logs(client, pool, deals)
         sent = await pool.fetch(
             "SELECT deal_id, touch_no, status FROM outbox WHERE kind = 'touch' AND deal_id = ANY($1::text[])", deals
         )
         touch_events = [
-            (e.cadence_run, e.touch_no) for d in deals for e in await client.events(d) if isinstance(e, TouchSent)
+            (e.cadence_run, e.touch_no)
+            for d in deals
+            for e in await event_log.read(pool, d)
+            if isinstance(e, TouchSent)
         ]
         keys = [k for k in receiver.deliveries if any(k.startswith(f"{d}/") or f"/{d}/" in k for d in deals)] or list(
             receiver.deliveries
@@ -153,14 +231,23 @@ async def test_worker_killed_at_random_during_cadences(
             f"events lost {check.lost}, duplicated {check.duplicated}; touches expected {expected}, "
             f"recorded {len(touch_events)}, outbox sent {sum(r['status'] == 'sent' for r in sent)}, "
             f"delivered keys {len(keys)}, lost {lost_touches}, duplicated {duplicated_touches}, "
-            f"redelivered with the same idempotency key {redelivered}"
+            f"redelivered with the same idempotency key {redelivered}; readers: {dict(readers.reads)} "
+            f"({len(readers.errors)} errors), {readers.verifications} verifications "
+            f"({len(readers.problems)} problems), {len(readers.seen)} rows watched ({len(readers.rewritten)} "
+            f"rewritten); {len(replayed)} histories replayed ({len(nondeterministic)} nondeterministic), "
+            f"{len(divergent)} divergent states"
         )
+        assert readers.errors == [] and readers.problems == [] and readers.rewritten == []
+        assert min(readers.reads.values()) > 0 and readers.verifications >= len(deals)
+        assert nondeterministic == [] and divergent == []
+        assert len(replayed) == 2 * len(deals)  # every deal's run, and its cadence's
         assert check.lost == check.duplicated == 0 and not check.mismatched, check
         assert lost_touches == duplicated_touches == 0
         assert len(sent) == expected and all(r["status"] == "sent" for r in sent)
         assert len(receiver.deliveries) == expected, "every touch reached the channel, each under its own key"
         assert redelivered <= worker.kills, "a redelivery only after a kill between sending and recording"
     finally:
+        readers.stop.set()
         worker.stop()
         await receiver.stop()
 
@@ -194,12 +281,18 @@ async def test_temporal_server_stopped_and_restarted_mid_batch(
             await client.complete_stage(deal_id, "implementation", actor="tor", facts={"live": "yes"})
         await _until(lambda: _ended(client, deals), 60, "every deal's workflow completed")
         await _until(lambda: log_complete(client, pool, deals), 60, "every event in the log")
+        histories = [h for d in deals for h in await fetch_deal(client.temporal, d)]
+        replayed = await replay(histories)
+        nondeterministic = [f"{r.workflow_id}: {r.error}" for r in replayed if not r.ok]
+        divergent = await _divergent(client, pool, deals)
         check = await compare_logs(client, pool, deals)
         print(
             f"\n{check.deals} deals, {check.events} events, 1 Temporal restart; "
-            f"lost {check.lost}, duplicated {check.duplicated}"
+            f"lost {check.lost}, duplicated {check.duplicated}; {len(replayed)} histories replayed "
+            f"({len(nondeterministic)} nondeterministic), {len(divergent)} divergent states"
         )
         assert check.lost == check.duplicated == 0 and not check.mismatched
+        assert nondeterministic == [] and divergent == []
         for deal_id in deals:
             assert (await client.status(deal_id)).state.status == "won"
     finally:
