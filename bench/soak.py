@@ -26,6 +26,8 @@ import time
 import uuid
 from typing import Any
 
+from temporalio.client import WorkflowExecutionStatus
+
 from audit.history import deal_events, fetch_deal
 from audit.replay import replay
 from bench.stack import BenchStack, bench_stack, machine, rss_mb
@@ -69,7 +71,6 @@ async def _drive(
         name = rng.choice(["seven-stage", "three-phase"])
         d = pinned[name].definition
         deal_id = f"soak-{uuid.uuid4().hex[:10]}"
-        in_flight.append(deal_id)
         try:
             await client.start_deal(
                 name,
@@ -79,6 +80,7 @@ async def _drive(
                 fields={"customer": deal_id},
                 time_scale=TIME_SCALE,
             )
+            in_flight.append(deal_id)  # readers look at it from now on
             for stage in d.pre_sale:
                 await asyncio.sleep(rng.uniform(0.5, 4))
                 facts = {f.fact: fact_value(f, rng) for f in stage.exit_criteria}
@@ -98,7 +100,8 @@ async def _drive(
         except Exception as exc:  # every other failure is a finding
             errors.append(f"{deal_id}: {type(exc).__name__}: {exc}")
         finally:
-            in_flight.remove(deal_id)
+            if deal_id in in_flight:
+                in_flight.remove(deal_id)
 
     in_flight: list[str] = []
     reads = {"status": 0, "list": 0, "metrics": 0, "verify": 0}
@@ -190,35 +193,48 @@ async def _drive(
 
 
 async def _check_finished(client: DealflowClient, finished: list[str]) -> dict[str, int]:
-    """Every finished deal, once its workflow has ended: its log against the events in its
-    Temporal history, its histories replayed, its end state against the fold of its log, and
-    each touch it recorded once in the outbox."""
+    """Every deal the load finished with: its log against the events in its Temporal history, its
+    histories replayed, and each touch it recorded once in the outbox; for a deal whose workflow
+    has ended, its end state against the fold of its log. A won deal in a post-sale stage runs on
+    (its log is verified as a running deal's); one that should have ended and has not is stuck."""
     pool = client.pool
     out = {"lost_events": 0, "duplicated_events": 0, "mismatched_logs": 0, "stuck_deals": 0}
     out |= {"histories_replayed": 0, "nondeterministic": 0, "divergent_states": 0, "touch_mismatches": 0}
+    out |= {"deals_still_running": 0}
     for deal_id in finished:
         handle = client.temporal.get_workflow_handle(workflow_id(deal_id), result_type=DealState)
-        try:
-            ended = await asyncio.wait_for(handle.result(), 120)
-        except TimeoutError:
-            out["stuck_deals"] += 1
-            continue
-        histories = await fetch_deal(client.temporal, deal_id)
-        recorded = deal_events(histories)
         logged = await event_log.read(pool, deal_id)
+        ended: DealState | None = None
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            state = fold(logged)
+            if state.is_finished and not state.pending_follow_ons:  # ending: give it a minute
+                try:
+                    ended = await asyncio.wait_for(handle.result(), 60)
+                except TimeoutError:
+                    out["stuck_deals"] += 1
+                    continue
+            else:
+                out["deals_still_running"] += 1
+                out["mismatched_logs"] += bool((await verify_running(client, deal_id)).problems)
+        else:
+            ended = await handle.result()
+        histories = await fetch_deal(client.temporal, deal_id)
+        if ended is not None:
+            logged = await event_log.read(pool, deal_id)
+            recorded = deal_events(histories)
+            out["lost_events"] += len({e.seq for e in recorded} - {e.seq for e in logged})
+            out["mismatched_logs"] += logged != recorded
+            out["divergent_states"] += ended != fold(logged)
+            touches = {(e.cadence_run, e.touch_no) for e in logged if isinstance(e, TouchSent)}
+            sent = await pool.fetchval(
+                "SELECT count(*) FROM outbox WHERE deal_id = $1 AND kind = 'touch' AND status = 'sent'", deal_id
+            )
+            out["touch_mismatches"] += sent != len(touches)
         counts = await pool.fetch("SELECT count(*) AS n FROM deal_events WHERE deal_id = $1 GROUP BY seq", deal_id)
         out["duplicated_events"] += sum(r["n"] - 1 for r in counts)
-        out["lost_events"] += len({e.seq for e in recorded} - {e.seq for e in logged})
-        out["mismatched_logs"] += logged != recorded
-        out["divergent_states"] += ended != fold(logged)
         replayed = await replay(histories)
         out["histories_replayed"] += len(replayed)
         out["nondeterministic"] += sum(not r.ok for r in replayed)
-        touches = {(e.cadence_run, e.touch_no) for e in logged if isinstance(e, TouchSent)}
-        sent = await pool.fetchval(
-            "SELECT count(*) FROM outbox WHERE deal_id = $1 AND kind = 'touch' AND status = 'sent'", deal_id
-        )
-        out["touch_mismatches"] += sent != len(touches)
     return out
 
 
