@@ -226,8 +226,20 @@ class Telemetry:
     """A worker's metrics: the SDK runtime exporting to a loopback port, and dealflow's own."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        port = free_port()
+        self.runtime, port = _sdk_runtime()
         self.sdk_metrics_url = f"http://127.0.0.1:{port}/metrics"
-        self.runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}")))
         self.metrics = DealflowMetrics(pool)
         self.interceptors: list[Interceptor] = [MetricsInterceptor(self.metrics)]
+
+
+def _sdk_runtime(tries: int = 3) -> tuple[Runtime, int]:
+    """A runtime whose Prometheus exporter listens on a free loopback port. The port is free
+    when chosen; should another process take it before the exporter binds it, another is tried."""
+    for attempt in range(tries):
+        port = free_port()
+        try:
+            return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"127.0.0.1:{port}"))), port
+        except ValueError:  # "Failed starting Prometheus exporter: Address already in use"
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
