@@ -88,6 +88,8 @@ class BenchStack:
             "DATABASE_URL": self.pg.url,
             "DEALFLOW_TASK_QUEUE": task_queue,
             "DEALFLOW_HOME": str(self.tmp / f"home-{task_queue}"),
+            # its metrics and health on a free port: several workers run side by side
+            "DEALFLOW_METRICS_ADDRESS": "127.0.0.1:0",
         }
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
         return subprocess.Popen(

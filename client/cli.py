@@ -24,7 +24,8 @@ from client.experiment_commands import add_parser as add_experiments
 from client.metrics_commands import add_parsers as add_metrics
 from client.output import action_json, deal_row_json, emit, print_table, status_json
 from client.revision_commands import add_parser as add_revisions
-from worker.settings import SettingsError
+from worker import logs, tracing
+from worker.settings import SettingsError, log_format
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -220,16 +221,20 @@ async def _until_signalled() -> asyncio.Event:
 
 
 async def cmd_dev(args: argparse.Namespace) -> None:
+    from worker.endpoint import dev_endpoint, url
     from worker.run import run_worker
     from worker.stack import EmbeddedStack
 
+    endpoint = dev_endpoint()
     stack = EmbeddedStack(temporal_port=args.temporal_port, ui_port=args.ui_port, postgres_port=args.postgres_port)
     settings = stack.start()
     try:
         print(f"Temporal:   {settings.temporal_address} (UI {stack.ui_url or 'off'})")
         print(f"PostgreSQL: {settings.database_url}")
+        if endpoint:
+            print(f"Metrics:    {url(endpoint)}/metrics (health: /livez, /readyz)")
         print("worker running; Ctrl-C stops worker, Temporal and PostgreSQL", flush=True)
-        await run_worker(settings, await _until_signalled())
+        await run_worker(settings, await _until_signalled(), endpoint=endpoint)
     finally:
         stack.stop()
         print("stopped", flush=True)
@@ -237,14 +242,16 @@ async def cmd_dev(args: argparse.Namespace) -> None:
 
 async def cmd_worker(args: argparse.Namespace) -> None:
     from worker.run import run_worker
-    from worker.settings import Settings
+    from worker.settings import WORKER_METRICS_ADDRESS, Settings, metrics_address
 
     settings = Settings.resolve()
+    endpoint = metrics_address(WORKER_METRICS_ADDRESS)
     print(
-        f"worker: Temporal {settings.temporal_address}, queue {settings.task_queue} (settings from {settings.source})",
+        f"worker: Temporal {settings.temporal_address}, queue {settings.task_queue} (settings from {settings.source})"
+        + (f"; metrics and health on {endpoint[0]}:{endpoint[1]}" if endpoint else ""),
         flush=True,
     )
-    await run_worker(settings, await _until_signalled())
+    await run_worker(settings, await _until_signalled(), endpoint=endpoint)
 
 
 async def cmd_demo(args: argparse.Namespace) -> None:
@@ -382,10 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
     try:
+        logs.configure(log_format(), logging.INFO if args.verbose else logging.WARNING)
         if hasattr(args, "run_sync"):
             args.run_sync(args)
         elif hasattr(args, "client_run"):
@@ -416,6 +421,7 @@ def entry() -> None:
     """The console script: exit with main()'s code without interpreter finalization, which can
     crash while Temporal's native runtime threads (a Replayer's, a worker's) are still alive."""
     code = main()
+    tracing.flush()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -129,6 +129,8 @@ def cli_env(settings: Settings, worker: None, tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "DEALFLOW_TASK_QUEUE": settings.task_queue,
         "DEALFLOW_HOME": str(tmp_path / "home"),
+        # a worker started from here serves its metrics on a free port, never on the default one
+        "DEALFLOW_METRICS_ADDRESS": "127.0.0.1:0",
     }
 
 

@@ -90,7 +90,7 @@ def test_the_client_connects_without_loading_the_worker_its_activities_or_channe
         "import sys, client.api; print(sorted(m for m in sys.modules if m.split('.')[0] in ('activities', 'worker')))"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['worker', 'worker.connect', 'worker.settings']"
+    assert out.strip() == "['worker', 'worker.connect', 'worker.settings', 'worker.tracing']"
 
 
 def test_no_import_cycles_between_modules() -> None:

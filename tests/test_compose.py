@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import pytest
 import yaml
 
 from worker.devserver import SEARCH_ATTRIBUTE_TYPES
-from worker.settings import ENV_VARS, TLS_ENV_VARS
+from worker.settings import ENV_VARS, METRICS_ENV_VAR, OBSERVABILITY_ENV_VARS, TLS_ENV_VARS, metrics_address
 
 ROOT = Path(__file__).parent.parent
 
@@ -85,7 +86,8 @@ def test_temporal_uses_the_compose_postgresql() -> None:
 def test_worker_environment_matches_what_the_code_reads() -> None:
     services = _compose()["services"]
     worker = services["worker"]
-    assert set(ENV_VARS) <= set(worker["environment"]) <= set(ENV_VARS) | set(TLS_ENV_VARS)
+    optional = set(TLS_ENV_VARS) | set(OBSERVABILITY_ENV_VARS)
+    assert set(ENV_VARS) <= set(worker["environment"]) <= set(ENV_VARS) | optional
     assert worker["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
     db = urlparse(worker["environment"]["DATABASE_URL"])
     pg = services["postgresql"]["environment"]
@@ -108,3 +110,19 @@ def test_dockerfile_copies_every_package() -> None:
     packages = pyproject.split("packages = [", 1)[1].split("]", 1)[0]
     for pkg in [p.strip().strip('"') for p in packages.split(",")]:
         assert f"COPY {pkg} ./{pkg}" in dockerfile
+
+
+def test_the_worker_exposes_its_metrics_and_is_healthy_when_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = _compose()["services"]["worker"]
+    env = worker["environment"]
+    monkeypatch.setenv(METRICS_ENV_VAR, env[METRICS_ENV_VAR])
+    address = metrics_address("off")  # read as the worker reads it
+    assert address is not None and address[0] == "0.0.0.0", "the endpoint must be reachable from other containers"
+    port = address[1]
+    # published without a host port, so that workers scale
+    assert worker["ports"] == [str(port)]
+    assert env["DEALFLOW_LOG_FORMAT"] == "json"
+    check = worker["healthcheck"]
+    assert check["test"][:3] == ["CMD", "python", "-c"]
+    assert f"urlopen('http://127.0.0.1:{port}/readyz'" in check["test"][3]
+    assert {"interval", "timeout", "retries", "start_period"} <= set(check)

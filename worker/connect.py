@@ -10,8 +10,10 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
+from worker import tracing
 from worker.settings import Settings, SettingsError
 
 
@@ -38,7 +40,9 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """A client with dealflow's data converter, traced when tracing is on (worker.tracing); a
+    worker passes the `runtime` that exports the SDK's metrics (worker.telemetry)."""
     tls = tls_config(settings)
     try:
         return await Client.connect(
@@ -47,6 +51,8 @@ async def connect_temporal(settings: Settings) -> Client:
             data_converter=pydantic_data_converter,
             tls=tls,
             api_key=settings.api_key,
+            interceptors=tracing.interceptors(),
+            runtime=runtime,
         )
     except RuntimeError as exc:
         how = "over TLS" if tls else "without TLS"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.channels.config import ChannelRegistry, load_channels
@@ -19,8 +20,12 @@ from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from store.db import connect_pool
 from store.migrations import migrate
+from worker import tracing
 from worker.connect import connect_temporal
+from worker.endpoint import make_app, serving
+from worker.health import Readiness
 from worker.settings import Settings, home, proposals_dir
+from worker.telemetry import Telemetry
 from workflows.cadence import FollowUpCadence
 from workflows.deal import DealWorkflow
 
@@ -37,8 +42,13 @@ def build_worker(
     channels: ChannelRegistry | None = None,
     proposals: Path | None = None,
     event_log: EventLogActivities | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
-    """The deal and cadence workflows with every activity they call, on one task queue."""
+    """The deal and cadence workflows with every activity they call, on one task queue.
+
+    The client's interceptors that are worker interceptors too (tracing: worker.tracing) apply
+    to the worker as well, before `interceptors` (metrics: worker.telemetry).
+    """
     event_log = event_log or EventLogActivities(pool)
     messages = MessageActivities(pool, channels or load_channels(home()))
     documents = ProposalActivities(proposals or proposals_dir())
@@ -59,20 +69,38 @@ def build_worker(
             documents.generate_proposal,
             follow_ons.prepare_follow_on,
         ],
+        interceptors=interceptors,
     )
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+@asynccontextmanager
+async def running_worker(
+    settings: Settings, pool: asyncpg.Pool, *, endpoint: tuple[str, int] | None = None
+) -> AsyncIterator[Worker]:
+    """A worker polling `settings`' Temporal and task queue, with its metrics and health served on
+    `endpoint` (host, port) when one is given (docs/operations.md#observability)."""
+    tracing.configure("dealflow-worker")
+    telemetry = Telemetry(pool) if endpoint else None
+    client = await connect_temporal(settings, runtime=telemetry.runtime if telemetry else None)
+    worker = build_worker(client, pool, settings.task_queue, interceptors=telemetry.interceptors if telemetry else ())
+    async with AsyncExitStack() as stack:
+        if telemetry and endpoint:  # first: a taken port stops the worker before it polls
+            await stack.enter_async_context(serving(endpoint, make_app(telemetry, Readiness(pool, worker))))
+        await stack.enter_async_context(worker)
+        log.info("worker on task queue %r, Temporal %s", settings.task_queue, settings.temporal_address)
+        yield worker
+
+
+async def run_worker(
+    settings: Settings, stop: asyncio.Event | None = None, *, endpoint: tuple[str, int] | None = None
+) -> None:
     """Run until `stop` is set (or forever); migrations run first so the schema is current."""
     pool = await connect_pool(settings.database_url)
     try:
         applied = await migrate(pool)
         if applied:
             log.info("applied migrations %s", applied)
-        client = await connect_temporal(settings)
-        worker = build_worker(client, pool, settings.task_queue)
-        async with worker:
-            log.info("worker on task queue %r, Temporal %s", settings.task_queue, settings.temporal_address)
+        async with running_worker(settings, pool, endpoint=endpoint):
             await (stop or asyncio.Event()).wait()
     finally:
         await pool.close()

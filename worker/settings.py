@@ -27,6 +27,16 @@ TLS_ENV_VARS = (
 # Optional: how long a deal gathers events before appending them to the log (seconds, 0 to 60;
 # 0 appends as soon as there is anything to append). Unset: the default (domain.commands).
 LOG_FLUSH_ENV_VAR = "DEALFLOW_LOG_FLUSH_SECONDS"
+# Optional: where the worker serves /metrics, /livez and /readyz (host:port, port 0 for any free
+# one, or "off"), and how log lines are written (text or json). See docs/operations.md.
+METRICS_ENV_VAR = "DEALFLOW_METRICS_ADDRESS"
+LOG_FORMAT_ENV_VAR = "DEALFLOW_LOG_FORMAT"
+OBSERVABILITY_ENV_VARS = (METRICS_ENV_VAR, LOG_FORMAT_ENV_VAR)
+# `dealflow worker` listens on every interface, for Prometheus and the orchestrator's probes;
+# `dealflow dev` on loopback only (and on a free port when this one is taken)
+WORKER_METRICS_ADDRESS = "0.0.0.0:9464"
+DEV_METRICS_ADDRESS = "127.0.0.1:9464"
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -139,6 +149,25 @@ def _log_flush_from_env() -> float | None:
     if not 0 <= seconds <= 60:  # (also NaN)
         raise SettingsError(f"{LOG_FLUSH_ENV_VAR}={raw!r}: give a number of seconds from 0 to 60")
     return seconds
+
+
+def metrics_address(default: str) -> tuple[str, int] | None:
+    """The worker's HTTP endpoint from `DEALFLOW_METRICS_ADDRESS`, else `default`; None when off."""
+    raw = os.environ.get(METRICS_ENV_VAR, "").strip() or default
+    if raw.lower() in ("off", "none", "false"):
+        return None
+    host, sep, port = raw.rpartition(":")
+    host = host.strip("[]")  # an IPv6 address comes bracketed: [::]:9464
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise SettingsError(f"{METRICS_ENV_VAR}={raw!r}: give host:port (0.0.0.0:9464; port 0: any free one) or off")
+    return host, int(port)
+
+
+def log_format() -> str:
+    raw = os.environ.get(LOG_FORMAT_ENV_VAR, "").strip().lower() or "text"
+    if raw not in LOG_FORMATS:
+        raise SettingsError(f"{LOG_FORMAT_ENV_VAR}={os.environ[LOG_FORMAT_ENV_VAR]!r}: use text or json")
+    return raw
 
 
 def _tls_from_env() -> dict[str, Any]:

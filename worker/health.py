@@ -1,0 +1,59 @@
+"""Whether a worker can do its work: PostgreSQL answers, and the worker polls a Temporal that
+answers. What `/readyz` reports (worker.endpoint); `/livez` only needs the process to answer."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+# each check gives up after this long: a probe must answer within its own timeout
+CHECK_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok' if self.ok else 'fail'} {self.name}: {self.detail}"
+
+
+class Readiness:
+    def __init__(self, pool: asyncpg.Pool, worker: Worker) -> None:
+        self._pool = pool
+        self._worker = worker
+
+    async def checks(self) -> list[Check]:
+        return list(await asyncio.gather(self.postgresql(), self.temporal()))
+
+    async def postgresql(self) -> Check:
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                await self._pool.fetchval("SELECT 1")
+        except TimeoutError:
+            return Check("postgresql", False, f"no answer within {CHECK_TIMEOUT:g} s")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return Check("postgresql", False, f"cannot query: {type(exc).__name__}: {exc}")
+        return Check("postgresql", True, "answers")
+
+    async def temporal(self) -> Check:
+        worker = self._worker
+        queue = worker.task_queue
+        if not worker.is_running or worker.is_shutdown:
+            return Check("temporal", False, f"the worker is not polling task queue {queue!r}")
+        service = worker.client.service_client
+        where = service.config.target_host
+        try:
+            serving = await service.check_health(timeout=timedelta(seconds=CHECK_TIMEOUT))
+        except (RPCError, RuntimeError) as exc:
+            return Check("temporal", False, f"{where} does not answer: {exc}")
+        if not serving:
+            return Check("temporal", False, f"{where} answers but does not serve workflows")
+        return Check("temporal", True, f"the worker polls task queue {queue!r} on {where}")
