@@ -132,8 +132,17 @@ def cli_env(settings: Settings, worker: None, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def new_deal_id(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+@pytest.fixture
+def orders(tmp_path: Path) -> tuple[Path, Path, str]:
+    """The two versions of the `orders` test process under a name of this test's own, as files."""
+    name = f"orders-{uuid.uuid4().hex[:6]}"
+    paths = []
+    for v in ("v1", "v2"):
+        text = (HERE / "processes" / "versions" / f"orders-{v}.yaml").read_text()
+        path = tmp_path / f"{name}-{v}.yaml"
+        path.write_text(text.replace("name: orders", f"name: {name}"))
+        paths.append(path)
+    return paths[0], paths[1], name
 
 
 @pytest.fixture

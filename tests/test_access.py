@@ -17,7 +17,7 @@ from domain.access import Claim, Forbidden, check
 from domain.commands import CompleteStage
 from domain.state import DealState
 from store.migrations import migrate
-from tests.test_cli import dealflow
+from tests.support import dealflow
 from worker.settings import SettingsError
 from workflows.deal import DealWorkflow
 

@@ -25,7 +25,7 @@ from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from domain.activity_io import OutgoingMessage, ProposalRequest
 from store.embedded import free_port
-from tests.conftest import new_deal_id
+from tests.support import new_deal_id
 
 TEMPLATE = "# Offer for {customer}\n\nPrepared by **{owner}**.\n\n- Budget: {budget}\n"
 

@@ -12,10 +12,7 @@ import pytest
 
 from client.api import DealflowClient
 from store import event_log
-from tests.conftest import new_deal_id
-from tests.test_cli import dealflow
-from tests.test_deal_workflow import logged
-from tests.test_fold import SEVEN_FACTS
+from tests.support import SEVEN_FACTS, dealflow, logged, new_deal_id
 from worker.devserver import temporal_binary
 from worker.settings import Settings
 

@@ -7,38 +7,12 @@ blocking call would stop the worker from serving the deal the CLI is talking to.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import new_deal_id
-
-HERE = Path(__file__).parent
-DEALFLOW = [sys.executable, "-m", "client.cli"]
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-async def dealflow(env: dict[str, str], *args: str) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        *DEALFLOW, *args, env=env, cwd=HERE.parent, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+from tests.support import HERE, dealflow, new_deal_id
 
 
 async def test_held_out_definition_through_the_cli(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,8 +15,7 @@ from client.api import DealflowClient, NotFound, Refused
 from definitions.loader import PinnedDefinition
 from domain.commands import workflow_id
 from store import event_log
-from tests.conftest import new_deal_id
-from tests.test_fold import SEVEN_FACTS
+from tests.support import SEVEN_FACTS, logged, new_deal_id, wait_for
 from workflows.deal import DealWorkflow
 
 pytestmark = pytest.mark.usefixtures("deployed")
@@ -37,21 +35,6 @@ async def quiet_history_length(temporal: Client, deal_id: str) -> int:
         previous = length
         await asyncio.sleep(0.1)
     return previous
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
-
-
-async def logged(pool: asyncpg.Pool, deal_id: str, n: int) -> None:
-    async def enough() -> bool:
-        return await event_log.count(pool, deal_id) >= n
-
-    await wait_for(enough)
 
 
 async def test_seven_stage_deal_to_the_end_is_logged_exactly(

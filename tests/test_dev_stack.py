@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 from store.embedded import free_port
-from tests.conftest import new_deal_id
-from tests.test_cli import DEALFLOW, dealflow
+from tests.support import DEALFLOW, dealflow, new_deal_id
 from worker.devserver import port_open, temporal_binary
 
 ROOT = Path(__file__).parent.parent

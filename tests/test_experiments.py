@@ -14,9 +14,7 @@ from client.api import DealflowClient
 from definitions.experiment import Arm, Experiment, assign, load_experiment
 from definitions.loader import DefinitionError, load_file
 from domain.events import DealStarted
-from tests.test_cli import dealflow
-from tests.test_deal_workflow import wait_for
-from tests.test_lifecycle import orders  # noqa: F401  (fixture)
+from tests.support import dealflow, wait_for
 
 
 def test_assignment_is_stable_and_follows_the_weights() -> None:
@@ -60,7 +58,7 @@ async def test_an_experiment_splits_new_deals_and_the_comparison_reads_it(
     client: DealflowClient,
     pool: asyncpg.Pool,
     cli_env: dict[str, str],
-    orders: tuple[Path, Path, str],  # noqa: F811
+    orders: tuple[Path, Path, str],
     tmp_path: Path,
 ) -> None:
     v1_path, v2_path, name = orders

@@ -28,7 +28,7 @@ from definitions.loader import PinnedDefinition
 from domain.activity_io import SEND_MESSAGE, OutgoingMessage, SentMessage
 from domain.calendar import add
 from domain.events import DealEvent
-from tests.conftest import new_deal_id
+from tests.support import new_deal_id
 from worker.run import WORKFLOWS
 from worker.settings import Settings
 

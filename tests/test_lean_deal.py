@@ -23,8 +23,7 @@ from domain.activity_io import APPEND_EVENTS
 from domain.commands import workflow_id
 from domain.events import CadenceStarted, CadenceStopped, TouchScheduled, TouchSent
 from store import event_log
-from tests.conftest import new_deal_id
-from tests.test_deal_workflow import wait_for
+from tests.support import logged, new_deal_id, wait_for
 from worker.settings import LOG_FLUSH_ENV_VAR, Settings, SettingsError
 from workflows.deal import DEAL_STAGE
 
@@ -44,13 +43,6 @@ async def appends(temporal: Client, deal_id: str) -> tuple[int, int]:
         and e.activity_task_scheduled_event_attributes.activity_type.name == APPEND_EVENTS
     )
     return background, sum(1 for e in history.events if append_receipt(e) is not None)
-
-
-async def logged(pool: asyncpg.Pool, deal_id: str, n: int) -> None:
-    async def enough() -> bool:
-        return await event_log.count(pool, deal_id) >= n
-
-    await wait_for(enough)
 
 
 @pytest.mark.parametrize(("window", "batched"), [(30.0, True), (0.0, False)])

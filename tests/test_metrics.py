@@ -27,6 +27,7 @@ from domain.events import DealEvent
 from domain.state import fold
 from store import event_log
 from store.metrics import Durations, Filters, Metrics, compute
+from tests.support import dealflow
 
 # --- the independent computation --------------------------------------------------------------
 
@@ -294,8 +295,6 @@ async def two_versions(pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition]
 
 
 async def test_metrics_cli_json_csv_and_table(two_versions: ProcessDefinition, cli_env: dict[str, str]) -> None:
-    from tests.test_cli import dealflow
-
     name = two_versions.name
     as_json = await dealflow(cli_env, "metrics", "--process", name, "--json")
     assert as_json.code == 0, as_json.err
@@ -312,8 +311,6 @@ async def test_metrics_cli_json_csv_and_table(two_versions: ProcessDefinition, c
 
 
 async def test_compare_versions_gives_a_verdict(two_versions: ProcessDefinition, cli_env: dict[str, str]) -> None:
-    from tests.test_cli import dealflow
-
     name = two_versions.name
     run = await dealflow(cli_env, "metrics", "compare", f"{name}@v1", f"{name}@v2", "--json")
     assert run.code == 0, run.err
@@ -330,8 +327,6 @@ async def test_compare_versions_gives_a_verdict(two_versions: ProcessDefinition,
 async def test_compare_says_when_there_are_too_few_deals(
     pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition], cli_env: dict[str, str]
 ) -> None:
-    from tests.test_cli import dealflow
-
     run = await dealflow(cli_env, "metrics", "compare", "nine-stage", "nine-stage", "--json")
     assert run.code == 0, run.err
     assert run.json()["verdict"].startswith("not enough deals yet")
@@ -340,8 +335,6 @@ async def test_compare_says_when_there_are_too_few_deals(
 async def test_report_is_a_page_with_charts(
     two_versions: ProcessDefinition, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from tests.test_cli import dealflow
-
     run = await dealflow(cli_env, "report", "--out", str(tmp_path / "report"))
     assert run.code == 0, run.err
     page = (tmp_path / "report" / "index.html").read_text()

@@ -31,7 +31,7 @@ from store.db import connect_pool
 from store.embedded import EmbeddedPostgres, free_port
 from store.migrations import migrate
 from tests.resilience_support import CountingReceiver, WorkerProcess, compare_logs, log_complete
-from tests.test_cli import dealflow
+from tests.support import dealflow
 from worker.connect import connect_temporal
 from worker.devserver import TemporalDevServer
 from worker.settings import Settings

@@ -18,7 +18,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store.db import StoreUnavailable, connect_pool
-from tests.test_cli import dealflow
+from tests.support import dealflow
 from tests.tls_support import Pki, make_pki, postgres_tls_proxy, tls_proxy
 from worker.connect import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
