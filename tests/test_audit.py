@@ -71,7 +71,7 @@ async def test_as_of_any_instant(client: DealflowClient, pool: asyncpg.Pool, cli
     after = (await dealflow(cli_env, "audit", "as-of", deal, "--at", "2100-01-01T00:00:00+00:00", "--json")).json()
     assert after["status"] == "lost" and after["last_seq"] == len(events)
     bad = await dealflow(cli_env, "audit", "as-of", deal, "--at", "yesterday")
-    assert bad.code == 1 and "ISO 8601" in bad.err
+    assert bad.code == 2 and "argument --at: 'yesterday': expected a date or time in ISO 8601" in bad.err
 
 
 @pytest.mark.parametrize(
@@ -176,7 +176,7 @@ async def test_replay_all_of_a_process(client: DealflowClient, pool: asyncpg.Poo
 
 async def test_audit_usage_errors(cli_env: dict[str, str], tmp_path: Path) -> None:
     nothing = await dealflow(cli_env, "audit", "replay")
-    assert nothing.code == 1 and "nothing to replay" in nothing.err
+    assert nothing.code == 2 and "nothing to replay" in nothing.err
     junk = tmp_path / "junk.json"
     junk.write_text('{"hello": 1}')
     unreadable = await dealflow(cli_env, "audit", "replay", "--from-json", str(junk))

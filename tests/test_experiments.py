@@ -116,7 +116,7 @@ async def test_an_experiment_splits_new_deals_and_the_comparison_reads_it(
     table = await dealflow(cli_env, "metrics", "compare", "--experiment", exp_name)
     assert f"experiment {exp_name}:" in table.out
     both = await dealflow(cli_env, "metrics", "compare", f"{name}@{v1}", f"{name}@{v2}", "--experiment", exp_name)
-    assert both.code == 2
+    assert both.code == 2 and "metrics compare: give either two versions or --experiment, not both" in both.err
 
     stopped = await dealflow(cli_env, "experiments", "stop", exp_name, "--as", "olga")
     assert stopped.code == 0

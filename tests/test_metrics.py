@@ -307,7 +307,7 @@ async def test_metrics_cli_json_csv_and_table(two_versions: ProcessDefinition, c
     table = await dealflow(cli_env, "metrics", "--process", name, "--owner", "bo", "--as-of", "2026-02-01")
     assert table.code == 0 and "win rate" in table.out and "first-contact" in table.out
     bad = await dealflow(cli_env, "metrics", "--process", name, "--since", "last tuesday")
-    assert bad.code == 1 and "expected a date" in bad.err
+    assert bad.code == 2 and "argument --since: 'last tuesday': expected a date" in bad.err
 
 
 async def test_compare_versions_gives_a_verdict(two_versions: ProcessDefinition, cli_env: dict[str, str]) -> None:
