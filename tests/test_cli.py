@@ -26,7 +26,7 @@ async def test_held_out_definition_through_the_cli(cli_env: dict[str, str], tmp_
     again = await dealflow(cli_env, "definitions", "deploy", str(path))
     assert again.code == 0 and "already deployed (no change)" in again.out
     listed = await dealflow(cli_env, "definitions", "list", "--json")
-    assert any(d["name"] == "salg-cli" and d["stages"] == 5 for d in listed.json())
+    assert [(d["stages"], d["deployed_by"]) for d in listed.json() if d["name"] == "salg-cli"] == [(5, "ops-olga")]
 
     deal = new_deal_id("cli")
     started = await dealflow(

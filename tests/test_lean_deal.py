@@ -70,7 +70,7 @@ async def test_actions_within_the_flush_window_share_one_append(
     else:
         await logged(pool, deal, lost.last_seq)
     row = await pool.fetchrow("SELECT stage, status FROM deals WHERE deal_id = $1", deal)
-    assert row is not None and row["status"] == "lost"
+    assert row is not None and (row["stage"], row["status"]) == (None, "lost")  # a closed deal is at no stage
 
     assert await event_log.read(pool, deal) == await client.events(deal)
     background, in_task = await appends(temporal_client, deal)
@@ -78,8 +78,8 @@ async def test_actions_within_the_flush_window_share_one_append(
     if batched:  # start and three completions gathered, sent with the loss
         assert background == 0
     else:  # an append as soon as there is anything to append (actions made while one is on its
-        # way to the database go in the next)
-        assert background >= 1
+        # way to the database go in the next): one to four for the start and three completions
+        assert 1 <= background <= 4
 
 
 async def test_a_lone_action_reaches_the_log_and_the_index_within_its_window(
@@ -124,7 +124,7 @@ async def test_a_cadence_stopped_before_its_first_touch_never_starts_a_child(
     stopped = next(e for e in events if isinstance(e, CadenceStopped))
     assert started.cadence_run == touch.cadence_run == stopped.cadence_run
     assert touch.touch_no == 1 and (touch.due_at - started.at).total_seconds() == 3600
-    assert stopped.reason == "replied" and stopped.seq > replied.first_seq
+    assert stopped.reason == "replied" and stopped.seq == replied.last_seq + 1
     with pytest.raises(RPCError) as missing:
         await temporal_client.get_workflow_handle(started.cadence_run).describe()
     assert missing.value.status == RPCStatusCode.NOT_FOUND
