@@ -33,6 +33,20 @@ from workflows.deal import SEARCH_ATTRIBUTES
 
 HERE = Path(__file__).parent
 
+# every fixture that needs a server starts from one of these
+SERVER_FIXTURES = {"database_url", "temporal_env", "time_env"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked `unit` runs without servers (`make unit`): it may not ask for one."""
+    wrong = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("unit") and SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+    ]
+    if wrong:
+        raise pytest.UsageError("tests marked unit use a server fixture: " + ", ".join(wrong))
+
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

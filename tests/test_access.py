@@ -29,6 +29,7 @@ DEAL = DealState(deal_id="d1", owner="rita", team="east")
 IDENTITIES = "rita=rep:east,bob=rep:east,mona=manager:east,max=manager:west,olga=ops,ada=auditor"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("actor", "claim", "action", "refusal"),
     [
@@ -51,6 +52,7 @@ def test_what_the_deal_allows(actor: str, claim: Claim | None, action: str, refu
         check(claim, actor, action, DEAL)  # type: ignore[arg-type]
 
 
+@pytest.mark.unit
 def test_policy_from_a_file_and_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEALFLOW_HOME", str(tmp_path))
     monkeypatch.delenv("DEALFLOW_IDENTITIES", raising=False)

@@ -9,6 +9,8 @@ import pytest
 
 from definitions.loader import DefinitionError, load_file
 
+pytestmark = pytest.mark.unit
+
 BROKEN = Path(__file__).parent / "broken"
 
 # file -> (line, path in the definition, words the message must contain)

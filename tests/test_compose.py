@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import pytest
 import yaml
 
 from worker.devserver import SEARCH_ATTRIBUTE_TYPES
 from worker.settings import ENV_VARS, TLS_ENV_VARS
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).parent.parent
 

@@ -16,6 +16,8 @@ from definitions.durations import Duration, DurationUnit
 from definitions.loader import DefinitionError, load_file, load_text, shipped
 from definitions.model import json_schema
 
+pytestmark = pytest.mark.unit
+
 HERE = Path(__file__).parent
 
 BASE: dict[str, Any] = {

@@ -10,9 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from store.embedded import free_port
 from tests.support import DEALFLOW, dealflow, new_deal_id
 from worker.devserver import port_open, temporal_binary
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parent.parent
 

@@ -17,6 +17,7 @@ from domain.events import DealStarted
 from tests.support import dealflow, wait_for
 
 
+@pytest.mark.unit
 def test_assignment_is_stable_and_follows_the_weights() -> None:
     exp = Experiment(experiment="e1", process="p", arms=[Arm(version="a", weight=1), Arm(version="b", weight=3)])
     ids = [f"deal-{n}" for n in range(20000)]
@@ -30,6 +31,7 @@ def test_assignment_is_stable_and_follows_the_weights() -> None:
     assert 0.35 < agree < 0.40, agree  # 0.5 x 0.75 if independent
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "problem"),
     [

@@ -15,6 +15,8 @@ from domain.events import EVENTS_ADAPTER, DealEvent, DealLost, DealStarted, Stag
 from domain.state import DealState, apply, as_of, fold
 from tests.support import SEVEN_FACTS
 
+pytestmark = pytest.mark.unit
+
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 HERE = Path(__file__).parent
 

@@ -58,6 +58,7 @@ def _scenario(path: Path) -> str:
     return str(json.loads(path.read_text())["scenario"])
 
 
+@pytest.mark.unit
 def test_corpus_covers_every_behaviour() -> None:
     assert {_scenario(p) for p in CORPUS} == BEHAVIOURS
     runs = [p for p in CORPUS if p.name.startswith("continue-as-new--deal-")]
@@ -65,6 +66,7 @@ def test_corpus_covers_every_behaviour() -> None:
     assert {_scenario(p) for p in CORPUS if "--cadence-" in p.name} == WITH_CADENCE
 
 
+@pytest.mark.unit
 def test_corpus_holds_histories_of_every_revision() -> None:
     """Each revision of the deal workflow (domain.commands.REVISION) must keep replaying: a
     new revision is recorded when it is introduced."""

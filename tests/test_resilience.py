@@ -36,6 +36,8 @@ from worker.connect import connect_temporal
 from worker.devserver import TemporalDevServer
 from worker.settings import Settings
 
+pytestmark = pytest.mark.slow
+
 SEED = int(os.environ.get("DEALFLOW_CRASH_SEED") or random.randrange(10**6))
 SCALE = 0.0003  # an hour between touches passes in about a second
 

@@ -75,6 +75,7 @@ async def test_an_api_key_is_sent_with_every_call(settings: Settings, pki: Pki) 
         await client.count_workflows()  # the dev server accepts any key; the call goes through TLS
 
 
+@pytest.mark.unit
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, pki: Pki) -> None:
     monkeypatch.setenv("DEALFLOW_HOME", "/nonexistent-dealflow-home")
     monkeypatch.setenv("TEMPORAL_TLS_CA", str(pki.ca))
@@ -100,6 +101,7 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, pki: Pki
         Settings.resolve()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("change", "message"),
     [
