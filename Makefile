@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench soak lint typecheck dev clean
+.PHONY: install demo test unit bench soak lint typecheck dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# the pure tests alone (no PostgreSQL, no Temporal, no subprocess): seconds
+unit: $(STAMP)
+	$(BIN)/pytest -q -m unit
 
 # benchmarks print ratios measured side by side and write bench/results/*.json (not part of CI)
 bench: $(STAMP)

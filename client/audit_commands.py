@@ -19,7 +19,7 @@ from audit.replay import replay
 from audit.timeline import timeline
 from audit.verify import LogRow, Verdict, verify
 from client.api import DealflowClient, DealflowError
-from client.arguments import instant
+from client.arguments import UsageError, instant, positive_int
 from client.output import emit, print_table
 from domain.state import as_of
 from store import access_log
@@ -43,7 +43,7 @@ async def _deal_ids(temporal: Client, args: argparse.Namespace) -> list[str]:
     if args.process:
         query += f' AND ProcessName = "{args.process}"'
     if args.since:
-        query += f' AND StartTime >= "{instant(args.since, "--since").isoformat()}"'
+        query += f' AND StartTime >= "{args.since.isoformat()}"'
     ids = {w.id.removeprefix("deal-") async for w in temporal.list_workflows(query)}
     return sorted(ids)
 
@@ -70,7 +70,7 @@ async def run_replay(args: argparse.Namespace) -> None:
             for deal in await _deal_ids(c.temporal, args):
                 histories += await _histories(c, deal)
     if not histories:
-        raise DealflowError("nothing to replay: name deals, --all, or --from-json FILE", code="usage")
+        raise DealflowError("nothing to replay: no deal matched and no file held a history", code="not_found")
     results = await replay(histories, progress=not args.json)
     failed = [r for r in results if not r.ok]
     if args.json:
@@ -116,7 +116,7 @@ async def run_timeline(args: argparse.Namespace) -> None:
 
 
 async def run_as_of(args: argparse.Namespace) -> None:
-    at = instant(args.at, "--at")
+    at = args.at
     async with await DealflowClient.connect() as c:
         rows = await _log(c, args.deal_id)
         events = [e for e in (r.event() for r in rows) if e is not None]
@@ -149,14 +149,14 @@ async def run_verify(args: argparse.Namespace) -> None:
     verdicts = []
     for histories, data in _files(args.from_json):
         if data is None:
-            raise DealflowError("verify --from-json needs a bundle written by 'dealflow audit export'", code="usage")
+            raise UsageError("verify --from-json needs a bundle written by 'dealflow audit export'")
         verdicts.append(verify(data["deal_id"], bundles.log_rows(data), deal_events(histories)))
     if args.deal_ids or args.all:
         async with await DealflowClient.connect() as c:
             for deal in await _deal_ids(c.temporal, args):
                 verdicts.append(await verify_running(c, deal))
     if not verdicts:
-        raise DealflowError("nothing to verify: name deals, --all, or --from-json BUNDLE", code="usage")
+        raise DealflowError("nothing to verify: no deal matched", code="not_found")
     if args.json:
         emit(
             [
@@ -204,17 +204,27 @@ def _deal_selection(p: argparse.ArgumentParser, files: str) -> argparse.Argument
     """Which deals a replay or verify covers: named, all (of a process, since a time), or files."""
     p.add_argument("deal_ids", nargs="*", metavar="DEAL_ID")
     p.add_argument("--all", action="store_true")
-    p.add_argument("--process")
-    p.add_argument("--since", metavar="TIME")
+    p.add_argument("--process", help="with --all: only deals of this process")
+    p.add_argument("--since", type=instant, metavar="TIME", help="with --all: only deals started since")
     p.add_argument("--from-json", action="append", metavar=files)
     p.add_argument("--json", action="store_true")
+    p.set_defaults(check=_check_selection)
     return p
 
 
+def _check_selection(args: argparse.Namespace) -> None:
+    what = f"audit {args.sub}"
+    if not args.all and (args.process or args.since):
+        raise UsageError(f"{what}: --process and --since choose among --all; add --all")
+    if args.all and args.deal_ids:
+        raise UsageError(f"{what}: name deals or give --all, not both")
+    if not (args.deal_ids or args.all or args.from_json):
+        raise UsageError(f"{what}: nothing to {args.sub}: name deals, --all, or --from-json FILE")
+
+
 async def run_access(args: argparse.Namespace) -> None:
-    since = instant(args.since, "--since") if args.since else None
     async with await DealflowClient.connect() as c:
-        rows = await access_log.read(c.pool, since=since, limit=args.limit)
+        rows = await access_log.read(c.pool, since=args.since, limit=args.limit)
     if args.json:
         emit([r.model_dump(mode="json") for r in rows])
         return
@@ -237,7 +247,7 @@ def add_parser(top: Any) -> None:
     tl.set_defaults(run=run_timeline)
     ao = audit.add_parser("as-of", help="a deal's state at an instant")
     ao.add_argument("deal_id", metavar="DEAL_ID")
-    ao.add_argument("--at", required=True, metavar="TIMESTAMP")
+    ao.add_argument("--at", required=True, type=instant, metavar="TIMESTAMP")
     ao.add_argument("--json", action="store_true")
     ao.set_defaults(run=run_as_of)
     vf = _deal_selection(
@@ -249,7 +259,7 @@ def add_parser(top: Any) -> None:
     ex.add_argument("--out", required=True, metavar="FILE")
     ex.set_defaults(run=run_export)
     ac = audit.add_parser("access", help="requests refused for want of a permission, newest first")
-    ac.add_argument("--since", metavar="TIMESTAMP")
-    ac.add_argument("--limit", type=int, default=1000)
+    ac.add_argument("--since", type=instant, metavar="TIMESTAMP")
+    ac.add_argument("--limit", type=positive_int, default=1000)
     ac.add_argument("--json", action="store_true")
     ac.set_defaults(run=run_access)

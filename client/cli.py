@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from client.api import DealflowClient, DealflowError, NotFound, Refused, Unavailable
-from client.arguments import UsageError, pairs, process_ref
+from client.arguments import UsageError, add_key_values, number, port, positive_int, process_ref, time_scale
 from client.audit_commands import add_parser as add_audit
 from client.definition_commands import add_parser as add_definitions
 from client.experiment_commands import add_parser as add_experiments
@@ -44,16 +44,14 @@ async def _with_client(fn: Callable[[DealflowClient], Awaitable[None]]) -> None:
 
 
 async def cmd_start(args: argparse.Namespace, c: DealflowClient) -> None:
-    name, version = process_ref(args.process)
-    if not 0 < args.time_scale <= 1:
-        raise UsageError(f"--time-scale {args.time_scale}: must be greater than 0 and at most 1")
+    name, version = args.process
     started = await c.start_deal(
         name,
         args.deal_id,
         args.owner,
         actor=args.actor or args.owner,
         value=args.value,
-        fields=pairs(args.field, "--field"),
+        fields=args.field,
         version=version,
         time_scale=args.time_scale,
     )
@@ -73,7 +71,7 @@ def _print_action(args: argparse.Namespace, result: Any) -> None:
 
 async def cmd_complete(args: argparse.Namespace, c: DealflowClient) -> None:
     result = await c.complete_stage(
-        args.deal_id, args.stage, actor=args.actor, facts=dict(pairs(args.fact, "--fact")), request_id=args.request_id
+        args.deal_id, args.stage, actor=args.actor, facts=args.fact, request_id=args.request_id
     )
     _print_action(args, result)
 
@@ -94,7 +92,7 @@ async def cmd_win(args: argparse.Namespace, c: DealflowClient) -> None:
     result = await c.win(
         args.deal_id,
         actor=args.actor,
-        facts=dict(pairs(args.fact, "--fact")),
+        facts=args.fact,
         expected_stage=args.expected_stage,
         request_id=args.request_id,
         rebuy=args.rebuy,
@@ -254,6 +252,20 @@ async def cmd_worker(args: argparse.Namespace) -> None:
     await run_worker(settings, await _until_signalled(), endpoint=endpoint)
 
 
+def check_dev(args: argparse.Namespace) -> None:
+    seen: dict[int, str] = {}
+    for flag, value in [
+        ("--temporal-port", args.temporal_port),
+        ("--ui-port", args.ui_port),
+        ("--postgres-port", args.postgres_port),
+    ]:
+        if value is None:
+            continue
+        if value in seen:
+            raise UsageError(f"{seen[value]} and {flag} are both {value}: each server needs a port of its own")
+        seen[value] = flag
+
+
 async def cmd_demo(args: argparse.Namespace) -> None:
     from client.demo import run_demo
 
@@ -286,17 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
     top = parser.add_subparsers(dest="command", required=True)
 
     dev = top.add_parser("dev", help="run Temporal, PostgreSQL and a worker in the foreground")
-    dev.add_argument("--temporal-port", type=int, default=7233)
-    dev.add_argument("--ui-port", type=int, default=8233)
-    dev.add_argument("--postgres-port", type=int, default=None)
-    dev.set_defaults(run=cmd_dev)
+    dev.add_argument("--temporal-port", type=port, default=7233)
+    dev.add_argument("--ui-port", type=port, default=8233)
+    dev.add_argument("--postgres-port", type=port, default=None)
+    dev.set_defaults(run=cmd_dev, check=check_dev)
 
     top.add_parser("worker", help="run a worker against TEMPORAL_ADDRESS and DATABASE_URL").set_defaults(run=cmd_worker)
 
     demo = top.add_parser("demo", help="simulate a few hundred deals on the embedded stack")
-    demo.add_argument("--deals", type=int, default=300)
+    demo.add_argument("--deals", type=positive_int, default=300)
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--concurrency", type=int, default=24)
+    demo.add_argument("--concurrency", type=positive_int, default=24)
     demo.set_defaults(run=cmd_demo)
 
     add_definitions(top)
@@ -304,15 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     deal = top.add_parser("deal", help="act on deals").add_subparsers(dest="sub", required=True)
     start = deal.add_parser("start", help="start a deal")
-    start.add_argument("--process", required=True, metavar="NAME[@VERSION]")
+    start.add_argument("--process", required=True, type=process_ref, metavar="NAME[@VERSION]")
     start.add_argument("--deal-id", required=True)
     start.add_argument("--owner", required=True, metavar="REP")
     start.add_argument("--as", dest="actor", default=None, metavar="WHO")
-    start.add_argument("--value", type=float, default=None, metavar="AMOUNT")
-    start.add_argument("--field", action="append", metavar="K=V")
+    start.add_argument("--value", type=number, default=None, metavar="AMOUNT")
+    add_key_values(start, "--field")
     start.add_argument(
         "--time-scale",
-        type=float,
+        type=time_scale,
         default=1.0,
         metavar="X",
         help="trials and demos only: compress reminder and cadence waits by X (0 < X <= 1)",
@@ -323,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     complete = deal.add_parser("complete", help="complete the current stage")
     _request_args(complete)
     complete.add_argument("--stage", required=True)
-    complete.add_argument("--fact", action="append", metavar="K=V")
+    add_key_values(complete, "--fact")
     complete.set_defaults(client_run=cmd_complete)
 
     move = deal.add_parser("move", help="skip ahead or move back")
@@ -335,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     win = deal.add_parser("win", help="close the deal as won")
     _request_args(win)
-    win.add_argument("--fact", action="append", metavar="K=V")
+    add_key_values(win, "--fact")
     win.add_argument("--expected-stage")
     win.add_argument(
         "--rebuy", action="append", metavar="KIND", help="start this follow-on deal after its delay (repeatable)"
@@ -377,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--owner")
     dl.add_argument("--process")
     dl.add_argument("--status", choices=["open", "won", "lost"])
-    dl.add_argument("--limit", type=int, default=1000)
+    dl.add_argument("--limit", type=positive_int, default=1000)
     dl.add_argument("--json", action="store_true")
     dl.set_defaults(client_run=cmd_list)
     add_audit(top)
@@ -391,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         logs.configure(log_format(), logging.INFO if args.verbose else logging.WARNING)
+        if hasattr(args, "check"):  # rules between options, before anything starts or connects
+            args.check(args)
         if hasattr(args, "run_sync"):
             args.run_sync(args)
         elif hasattr(args, "client_run"):

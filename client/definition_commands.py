@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from client.api import DealflowClient, DealflowError, Refused
-from client.arguments import pairs, process_ref
+from client.arguments import UsageError, add_key_values, process_ref
 from client.migration import MigrationPlan
 from client.output import action_json, deployment_json, emit, print_table
 from definitions.diff import Change, diff
@@ -100,7 +100,7 @@ async def cmd_list(args: argparse.Namespace, c: DealflowClient) -> None:
 
 
 async def cmd_show(args: argparse.Namespace, c: DealflowClient) -> None:
-    name, version = process_ref(args.ref)
+    name, version = args.ref
     pinned = await c.definition(name, version)
     deployment = await registry.find(c.pool, pinned.name, pinned.version)
     if args.json:
@@ -176,8 +176,13 @@ def _plan_json(plan: MigrationPlan) -> dict[str, Any]:
     }
 
 
+def check_migrate(args: argparse.Namespace) -> None:
+    if args.from_version == args.to_version:
+        raise UsageError(f"--from and --to are the same version, {args.from_version}")
+
+
 async def cmd_migrate(args: argparse.Namespace, c: DealflowClient) -> None:
-    plan = await c.plan_migration(args.name, args.from_version, args.to_version, dict(pairs(args.map, "--map")))
+    plan = await c.plan_migration(args.name, args.from_version, args.to_version, args.map)
     if args.dry_run or not plan.ok:
         if args.json:
             emit(_plan_json(plan))
@@ -266,7 +271,7 @@ def add_parser(top: Any) -> None:
     dlist.set_defaults(client_run=cmd_list)
 
     show = defs.add_parser("show", help="one deployed version (the latest unless NAME@VERSION)")
-    show.add_argument("ref", metavar="NAME[@VERSION]")
+    show.add_argument("ref", type=process_ref, metavar="NAME[@VERSION]")
     show.add_argument("--json", action="store_true")
     show.set_defaults(client_run=cmd_show)
 
@@ -281,11 +286,11 @@ def add_parser(top: Any) -> None:
     migrate.add_argument("name", metavar="NAME")
     migrate.add_argument("--from", dest="from_version", required=True, metavar="V1")
     migrate.add_argument("--to", dest="to_version", required=True, metavar="V2")
-    migrate.add_argument("--map", action="append", metavar="OLD=NEW", help="where deals at stage OLD go")
+    add_key_values(migrate, "--map", metavar="OLD=NEW", help="where deals at stage OLD go")
     migrate.add_argument("--dry-run", action="store_true", help="list which deals would move and where")
     migrate.add_argument("--as", dest="actor", default="ops", metavar="WHO")
     migrate.add_argument("--json", action="store_true")
-    migrate.set_defaults(client_run=cmd_migrate)
+    migrate.set_defaults(client_run=cmd_migrate, check=check_migrate)
 
     defs.add_parser("schema", help="print the JSON Schema of definitions").set_defaults(run_sync=cmd_schema)
     validate = defs.add_parser("validate", help="validate files without deploying")

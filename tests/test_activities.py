@@ -25,7 +25,7 @@ from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from domain.activity_io import OutgoingMessage, ProposalRequest
 from store.embedded import free_port
-from tests.conftest import new_deal_id
+from tests.support import new_deal_id
 
 TEMPLATE = "# Offer for {customer}\n\nPrepared by **{owner}**.\n\n- Budget: {budget}\n"
 
@@ -34,6 +34,7 @@ def _request(**values: str) -> ProposalRequest:
     return ProposalRequest(deal_id="d-1", version="abc123", template_id="offer", template=TEMPLATE, values=values)
 
 
+@pytest.mark.unit
 async def test_proposal_is_markdown_and_html_with_a_hash(tmp_path: Path) -> None:
     env = ActivityEnvironment()
     acts = ProposalActivities(tmp_path)
@@ -50,6 +51,7 @@ async def test_proposal_is_markdown_and_html_with_a_hash(tmp_path: Path) -> None
     assert changed.path == doc.path and changed.content_hash != doc.content_hash
 
 
+@pytest.mark.unit
 async def test_missing_proposal_fact_is_a_named_non_retryable_failure(tmp_path: Path) -> None:
     with pytest.raises(ApplicationError) as caught:
         await ActivityEnvironment().run(ProposalActivities(tmp_path).generate_proposal, _request(customer="Acme"))
@@ -255,6 +257,7 @@ async def test_channel_failures_are_classified_and_recorded(
     assert row is not None and row["status"] == status and str(error) in row["last_error"]
 
 
+@pytest.mark.unit
 async def test_outbox_dir_is_idempotent_by_key(tmp_path: Path) -> None:
     channel = OutboxDirChannel("email", tmp_path)
     msg = Message(
@@ -360,6 +363,7 @@ async def test_webhook_channel_against_a_local_server(webhook_url: str) -> None:
         await WebhookChannel("crm", f"http://127.0.0.1:{free_port()}/x", timeout=2).send(msg)
 
 
+@pytest.mark.unit
 def test_channel_config_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "channels.yaml"
     config.write_text(
@@ -378,6 +382,7 @@ def test_channel_config_from_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert isinstance(phone, OutboxDirChannel) and phone.directory == tmp_path / "box"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "error"),
     [

@@ -9,76 +9,80 @@ import pytest
 
 from definitions.loader import DefinitionError, load_file
 
+pytestmark = pytest.mark.unit
+
 BROKEN = Path(__file__).parent / "broken"
 
-# file -> (path in the definition, words the message must contain)
-EXPECTED: dict[str, tuple[str, str]] = {
-    "01-empty-file": ("<top>", "expected a mapping at the top, got empty"),
-    "02-top-level-list": ("<top>", "expected a mapping at the top, got list"),
-    "03-yaml-syntax": ("<top>", "not valid YAML"),
-    "04-no-name": ("name", "Field required"),
-    "05-bad-name": ("name", "String should match pattern"),
-    "06-no-stages": ("stages", "at least 1 item"),
-    "07-duplicate-stage": ("stages[1].id", "duplicate stage id 'a'"),
-    "08-unknown-phase": ("stages[1].phase", "stage 'b' refers to unknown phase 'q'"),
-    "09-probability-above-one": ("stages[1].probability", "less than or equal to 1"),
-    "10-negative-probability": ("stages[0].probability", "greater than or equal to 0"),
-    "11-unknown-field": ("stages[0].colour", "unknown field 'colour'"),
-    "12-missing-title": ("stages[0].title", "Field required"),
-    "13-unreadable-duration": ("stages[0].reminder.deadline", "cannot read duration 'soon'"),
-    "14-negative-duration": ("stages[0].reminder.deadline", "negative duration"),
-    "15-unknown-cadence": ("stages[0].cadence", "unknown cadence 'chase'"),
-    "16-unknown-template": ("stages[0].proposal_template", "unknown proposal template 'offer'"),
-    "17-choice-without-options": ("stages[0].exit_criteria[0].options", "is a choice but lists no options"),
-    "18-unknown-fact-type": ("stages[0].exit_criteria[0].type", "Input should be 'text'"),
-    "19-repeated-options": ("stages[0].exit_criteria[0].options", "options must not repeat"),
-    "20-unknown-lost-stage": ("outcomes.lost.from_stages[0]", "unknown stage 'c'"),
-    "21-unknown-won-stage": ("outcomes.won.from_stages[0]", "unknown stage 'z'"),
-    "22-no-lost-reasons": ("outcomes.lost.reasons", "at least 1 item"),
-    "23-no-outcome": ("outcomes", "no terminal outcome"),
-    "24-post-sale-not-last": ("stages[2].post_sale", "post-sale stages must be last"),
-    "25-cadence-shorter-than-minimum": ("cadences[0].touches", "has 2 touches but min_touches is 5"),
-    "26-unknown-time-zone": ("timezone", "unknown time zone 'Europe/Atlantis'"),
-    "27-bad-business-days": ("business_days", "distinct weekdays"),
-    "28-unknown-stop-condition": ("cadences[0].stop_on[1]", "Input should be 'replied'"),
-    "29-unknown-rebuy-kind": ("rebuy[0].kind", "'deep-selling', 'up-selling' or 'cross-selling'"),
-    "30-duplicate-phase": ("phases[1].id", "duplicate phase id 'p'"),
-    "31-unsafe-yaml-tag": ("<top>", "could not determine a constructor"),
-    "32-escalation-bad-notify": ("stages[0].reminder.escalations[0].notify", "'owner' or 'manager'"),
-    "33-duplicate-fact": ("stages[0].exit_criteria[1].fact", "duplicate exit criterion 'size'"),
-    "34-unreachable-and-dead-end": ("stages[1]", "stage 'b' is unreachable"),
+# file -> (line, path in the definition, words the message must contain)
+EXPECTED: dict[str, tuple[int, str, str]] = {
+    "01-empty-file": (1, "<top>", "expected a mapping at the top, got empty"),
+    "02-top-level-list": (1, "<top>", "expected a mapping at the top, got list"),
+    "03-yaml-syntax": (3, "<top>", "not valid YAML"),
+    "04-no-name": (1, "name", "Field required"),
+    "05-bad-name": (1, "name", "String should match pattern"),
+    "06-no-stages": (5, "stages", "at least 1 item"),
+    "07-duplicate-stage": (7, "stages[1].id", "duplicate stage id 'a'"),
+    "08-unknown-phase": (7, "stages[1].phase", "stage 'b' refers to unknown phase 'q'"),
+    "09-probability-above-one": (7, "stages[1].probability", "less than or equal to 1"),
+    "10-negative-probability": (6, "stages[0].probability", "greater than or equal to 0"),
+    "11-unknown-field": (6, "stages[0].colour", "unknown field 'colour'"),
+    "12-missing-title": (6, "stages[0].title", "Field required"),
+    "13-unreadable-duration": (6, "stages[0].reminder.deadline", "cannot read duration 'soon'"),
+    "14-negative-duration": (6, "stages[0].reminder.deadline", "negative duration"),
+    "15-unknown-cadence": (6, "stages[0].cadence", "unknown cadence 'chase'"),
+    "16-unknown-template": (6, "stages[0].proposal_template", "unknown proposal template 'offer'"),
+    "17-choice-without-options": (6, "stages[0].exit_criteria[0].options", "is a choice but lists no options"),
+    "18-unknown-fact-type": (6, "stages[0].exit_criteria[0].type", "Input should be 'text'"),
+    "19-repeated-options": (6, "stages[0].exit_criteria[0].options", "options must not repeat"),
+    "20-unknown-lost-stage": (10, "outcomes.lost.from_stages[0]", "unknown stage 'c'"),
+    "21-unknown-won-stage": (9, "outcomes.won.from_stages[0]", "unknown stage 'z'"),
+    "22-no-lost-reasons": (10, "outcomes.lost.reasons", "at least 1 item"),
+    "23-no-outcome": (7, "outcomes", "no terminal outcome"),
+    "24-post-sale-not-last": (8, "stages[2].post_sale", "post-sale stages must be last"),
+    "25-cadence-shorter-than-minimum": (15, "cadences[0].touches", "has 2 touches but min_touches is 5"),
+    "26-unknown-time-zone": (12, "timezone", "unknown time zone 'Europe/Atlantis'"),
+    "27-bad-business-days": (12, "business_days", "distinct weekdays"),
+    "28-unknown-stop-condition": (14, "cadences[0].stop_on[1]", "Input should be 'replied'"),
+    "29-unknown-rebuy-kind": (13, "rebuy[0].kind", "'deep-selling', 'up-selling' or 'cross-selling'"),
+    "30-duplicate-phase": (5, "phases[1].id", "duplicate phase id 'p'"),
+    "31-unsafe-yaml-tag": (12, "<top>", "could not determine a constructor"),
+    "32-escalation-bad-notify": (6, "stages[0].reminder.escalations[0].notify", "'owner' or 'manager'"),
+    "33-duplicate-fact": (6, "stages[0].exit_criteria[1].fact", "duplicate exit criterion 'size'"),
+    "34-unreachable-and-dead-end": (7, "stages[1]", "stage 'b' is unreachable"),
     "35-misspelt-touch-placeholder": (
+        21,
         "cadences[0].touches[2].template",
         "unknown placeholder 'custmer' (did you mean 'customer'? known: contact, customer, deal_id, need, owner,",
     ),
     "36-touch-placeholder-with-attribute": (
+        14,
         "cadences[0].touches[0].template",
         "{customer.name}: attribute and index access are not allowed",
     ),
     "37-misspelt-proposal-placeholder": (
+        16,
         "proposal_templates[0].file",
         "templates/offer-with-typo.md:5: unknown placeholder 'budgt' (did you mean 'budget'?",
     ),
-    "38-unknown-holiday-country": ("holidays.country", "unknown country 'XX'"),
-    "39-unknown-holiday-subdivision": ("holidays.subdivision", "unknown subdivision 'XY' of DE (known: BB, BE"),
-    "40-unquoted-norway": ("holidays.country", "YAML read an unquoted NO as false: write country: 'NO'"),
+    "38-unknown-holiday-country": (4, "holidays.country", "unknown country 'XX'"),
+    "39-unknown-holiday-subdivision": (6, "holidays.subdivision", "unknown subdivision 'XY' of DE (known: BB, BE"),
+    "40-unquoted-norway": (5, "holidays.country", "YAML read an unquoted NO as false: write country: 'NO'"),
 }
 
 
 def test_every_file_has_an_expectation() -> None:
     assert sorted(p.stem for p in BROKEN.glob("*.yaml")) == sorted(EXPECTED)
-    assert len(EXPECTED) >= 30
+    assert len(EXPECTED) == 40
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_broken_definition_gets_its_error(name: str) -> None:
     path = BROKEN / f"{name}.yaml"
-    where, words = EXPECTED[name]
+    line, where, words = EXPECTED[name]
     with pytest.raises(DefinitionError) as err:
         load_file(path)
     matching = [p for p in err.value.problems if p.path == ("" if where == "<top>" else where) and words in p.message]
-    assert matching, f"{name}: expected {where}: ...{words}..., got:\n{err.value}"
+    assert len(matching) == 1, f"{name}: expected {where}: ...{words}..., got:\n{err.value}"
     problem = matching[0]
-    assert problem.file == str(path)
-    assert problem.line is not None and problem.line >= 1
-    assert str(problem).startswith(f"{path}:{problem.line}: {where}: ")
+    assert (problem.file, problem.line) == (str(path), line)
+    assert str(problem).startswith(f"{path}:{line}: {where}: ")

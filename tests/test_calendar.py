@@ -9,6 +9,8 @@ import pytest
 from definitions.durations import Duration
 from domain.calendar import add
 
+pytestmark = pytest.mark.unit
+
 OSLO = "Europe/Oslo"
 
 

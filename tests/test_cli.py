@@ -7,38 +7,12 @@ blocking call would stop the worker from serving the deal the CLI is talking to.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import new_deal_id
-
-HERE = Path(__file__).parent
-DEALFLOW = [sys.executable, "-m", "client.cli"]
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-async def dealflow(env: dict[str, str], *args: str) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        *DEALFLOW, *args, env=env, cwd=HERE.parent, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+from tests.support import HERE, Run, dealflow, new_deal_id
 
 
 async def test_held_out_definition_through_the_cli(cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -52,7 +26,7 @@ async def test_held_out_definition_through_the_cli(cli_env: dict[str, str], tmp_
     again = await dealflow(cli_env, "definitions", "deploy", str(path))
     assert again.code == 0 and "already deployed (no change)" in again.out
     listed = await dealflow(cli_env, "definitions", "list", "--json")
-    assert any(d["name"] == "salg-cli" and d["stages"] == 5 for d in listed.json())
+    assert [(d["stages"], d["deployed_by"]) for d in listed.json() if d["name"] == "salg-cli"] == [(5, "ops-olga")]
 
     deal = new_deal_id("cli")
     started = await dealflow(
@@ -188,26 +162,93 @@ async def test_win_through_the_cli(cli_env: dict[str, str], deployed: object) ->
     assert won.json()["status"] == "won" and won.json()["stage"] == "s8"
 
 
-@pytest.mark.parametrize(
-    ("args", "text"),
-    [
-        (["deal", "complete", "x", "--stage", "s", "--as", "r", "--fact", "novalue"], "is not KEY=VALUE"),
-        (["deal", "start", "--process", "@v1", "--deal-id", "d", "--owner", "o"], "expected NAME or NAME@VERSION"),
-        (
-            ["deal", "start", "--process", "p", "--deal-id", "d", "--owner", "o", "--field", "a=1", "--field", "a=2"],
-            "given twice",
-        ),
-        (["deal", "start", "--process", "p", "--deal-id", "d", "--owner", "o", "--time-scale", "2"], "at most 1"),
-    ],
-)
-async def test_usage_errors_exit_2(cli_env: dict[str, str], args: list[str], text: str) -> None:
-    run = await dealflow(cli_env, *args)
-    assert run.code == 2 and text in run.err
+START = ["deal", "start", "--process", "p", "--deal-id", "d", "--owner", "o"]
+MIGRATE = ["definitions", "migrate", "p", "--from", "v1", "--to", "v2"]
+FACT = ["deal", "complete", "x", "--stage", "s", "--as", "r", "--fact"]
+
+# every wrong use of the command line the CLI knows of, and what it says on stderr (exit 2)
+USAGE_ERRORS: list[tuple[list[str], str]] = [
+    # argparse: a command, a choice, a required option
+    ([], "the following arguments are required: command"),
+    (["bogus"], "argument command: invalid choice: 'bogus'"),
+    (["deal", "bogus"], "argument sub: invalid choice: 'bogus'"),
+    (["deal", "complete", "x", "--stage", "s"], "the following arguments are required: --as"),
+    (["deal", "start", "--process", "p", "--deal-id", "d"], "the following arguments are required: --owner"),
+    (["definitions", "deploy"], "the following arguments are required: FILE"),
+    (["report"], "the following arguments are required: --out"),
+    (["deal", "list", "--status", "bogus"], "argument --status: invalid choice: 'bogus'"),
+    (["deal", "reply", "x", "--as", "r", "--kind", "shouted"], "argument --kind: invalid choice: 'shouted'"),
+    (["metrics", "--json", "--csv"], "argument --csv: not allowed with argument --json"),
+    # values that do not read
+    ([*FACT, "novalue"], "argument --fact: 'novalue' is not KEY=VALUE"),
+    ([*FACT, "=v"], "argument --fact: '=v' is not KEY=VALUE"),
+    ([*FACT, "a=1", "--fact", "a=2"], "argument --fact: 'a' given twice"),
+    (["deal", "win", "x", "--as", "r", "--fact", "signed"], "argument --fact: 'signed' is not KEY=VALUE"),
+    ([*START, "--field", "customer"], "argument --field: 'customer' is not KEY=VALUE"),
+    ([*START, "--field", "a=1", "--field", "a=2"], "argument --field: 'a' given twice"),
+    (
+        ["deal", "start", "--process", "@v1", "--deal-id", "d", "--owner", "o"],
+        "argument --process: '@v1': expected NAME or NAME@VERSION",
+    ),
+    ([*START, "--value", "lots"], "argument --value: 'lots' is not a number"),
+    ([*START, "--value", "nan"], "argument --value: 'nan' is not a finite number"),
+    ([*START, "--value", "inf"], "argument --value: 'inf' is not a finite number"),
+    ([*START, "--time-scale", "2"], "argument --time-scale: 2: must be greater than 0 and at most 1"),
+    ([*START, "--time-scale", "0"], "argument --time-scale: 0: must be greater than 0 and at most 1"),
+    (["deal", "list", "--limit", "0"], "argument --limit: 0: must be at least 1"),
+    (["deal", "list", "--limit", "many"], "argument --limit: 'many' is not a whole number"),
+    (["metrics", "--since", "last tuesday"], "argument --since: 'last tuesday': expected a date or time in ISO 8601"),
+    (["metrics", "--until", "soon"], "argument --until: 'soon': expected a date or time in ISO 8601"),
+    (["metrics", "--as-of", "2026-13-01"], "argument --as-of: '2026-13-01': expected a date or time in ISO 8601"),
+    (["metrics", "compare", "@v1", "p@v2"], "argument PROCESS@V1: '@v1': expected NAME or NAME@VERSION"),
+    (["audit", "replay", "--all", "--since", "yesterday"], "argument --since: 'yesterday': expected a date"),
+    (["audit", "as-of", "d1", "--at", "noon"], "argument --at: 'noon': expected a date or time in ISO 8601"),
+    (["audit", "access", "--since", "then"], "argument --since: 'then': expected a date or time in ISO 8601"),
+    (["audit", "access", "--limit", "-3"], "argument --limit: -3: must be at least 1"),
+    (["definitions", "show", "@v1"], "argument NAME[@VERSION]: '@v1': expected NAME or NAME@VERSION"),
+    ([*MIGRATE, "--map", "old"], "argument --map: 'old' is not KEY=VALUE"),
+    ([*MIGRATE, "--map", "a=b", "--map", "a=c"], "argument --map: 'a' given twice"),
+    (["demo", "--deals", "0"], "argument --deals: 0: must be at least 1"),
+    (["demo", "--concurrency", "-1"], "argument --concurrency: -1: must be at least 1"),
+    (["dev", "--temporal-port", "70000"], "argument --temporal-port: 70000: a port is at most 65535"),
+    # options that conflict, or need another
+    (["metrics", "--since", "2026-03-02", "--until", "2026-03-01"], "is not before --until"),
+    (["metrics", "--version", "v1"], "--version needs --process: a version belongs to one process"),
+    (["metrics", "compare", "p@v1"], "metrics compare needs PROCESS@V1 PROCESS@V2, or --experiment NAME"),
+    (["metrics", "compare", "p@v1", "p@v2", "--experiment", "e"], "give either two versions or --experiment, not both"),
+    (["metrics", "--owner", "bo", "compare", "p@v1", "p@v2"], "metrics compare does not take --owner"),
+    (["metrics", "--since", "2026-01-01", "customers"], "metrics customers does not take --since"),
+    (["audit", "replay"], "audit replay: nothing to replay: name deals, --all, or --from-json FILE"),
+    (["audit", "verify"], "audit verify: nothing to verify: name deals, --all, or --from-json FILE"),
+    (["audit", "replay", "d1", "--all"], "audit replay: name deals or give --all, not both"),
+    (["audit", "verify", "d1", "--process", "p"], "audit verify: --process and --since choose among --all; add --all"),
+    (["definitions", "migrate", "p", "--from", "v1", "--to", "v1"], "--from and --to are the same version, v1"),
+    (["dev", "--temporal-port", "7300", "--ui-port", "7300"], "--temporal-port and --ui-port are both 7300"),
+]
 
 
-async def test_argparse_errors_exit_2(cli_env: dict[str, str]) -> None:
-    run = await dealflow(cli_env, "deal", "complete", "x", "--stage", "s")
-    assert run.code == 2 and "--as" in run.err
+async def test_usage_errors_exit_2_before_anything_connects(tmp_path: Path) -> None:
+    """Through the real CLI, with servers that cannot be reached: each usage error is found before
+    anything connects or starts (exit 2, not 3), named on stderr, with nothing on stdout."""
+    env = {
+        **os.environ,
+        "DEALFLOW_HOME": str(tmp_path),
+        "DATABASE_URL": "postgresql://x@127.0.0.1:1/none",
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
+    }
+    gate = asyncio.Semaphore(2)  # these machines have two cores
+
+    async def run(args: list[str]) -> Run:
+        async with gate:
+            return await dealflow(env, *args, timeout=30)
+
+    runs = await asyncio.gather(*(run(args) for args, _ in USAGE_ERRORS))
+    wrong = [
+        f"dealflow {' '.join(args)}: exit {r.code}, stdout {r.out!r}, stderr {r.err!r}"
+        for (args, text), r in zip(USAGE_ERRORS, runs, strict=True)
+        if (r.code, r.out) != (2, "") or text not in r.err or "Traceback" in r.err
+    ]
+    assert wrong == [], "\n".join(wrong)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ import yaml
 from worker.devserver import SEARCH_ATTRIBUTE_TYPES
 from worker.settings import ENV_VARS, METRICS_ENV_VAR, OBSERVABILITY_ENV_VARS, TLS_ENV_VARS, metrics_address
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).parent.parent
 
 

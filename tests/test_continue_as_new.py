@@ -15,8 +15,7 @@ from definitions.loader import PinnedDefinition
 from domain.commands import workflow_id
 from domain.events import TouchSent
 from store import event_log
-from tests.conftest import new_deal_id
-from tests.test_deal_workflow import wait_for
+from tests.support import new_deal_id, wait_for
 from worker.devserver import temporal_binary
 from worker.run import build_worker
 from worker.settings import Settings

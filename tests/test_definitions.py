@@ -16,6 +16,8 @@ from definitions.durations import Duration, DurationUnit
 from definitions.loader import DefinitionError, load_file, load_text, shipped
 from definitions.model import json_schema
 
+pytestmark = pytest.mark.unit
+
 HERE = Path(__file__).parent
 
 BASE: dict[str, Any] = {
@@ -61,9 +63,24 @@ def test_shipped_definitions_load_with_distinct_stage_counts() -> None:
 
 def test_seven_stage_uses_buyer_aligned_questions_as_exit_criteria() -> None:
     d = load_file(next(p for p in shipped() if p.stem == "seven-stage")).definition
-    facts = {f.fact for s in d.stages for f in s.exit_criteria}
-    assert {"buying_steps", "buying_phase", "next_step", "enabling_action", "decision_maker", "competitors"} <= facts
-    assert [s.title for s in d.stages][:2] == ["Prospecting", "Preparation and research"]
+    assert {s.id: [f.fact for f in s.exit_criteria] for s in d.stages} == {
+        "prospecting": ["need", "can_afford"],
+        "preparation": ["buying_steps"],
+        "needs-assessment": ["decision_maker", "budget", "buying_phase"],
+        "presentation": ["approach", "next_step"],
+        "objection-handling": ["competitors", "enabling_action"],
+        "closing": ["close_technique", "signed_on"],
+        "follow-up": ["satisfied", "referrals"],
+    }
+    assert [s.title for s in d.stages] == [
+        "Prospecting",
+        "Preparation and research",
+        "Needs assessment (discovery)",
+        "Presentation",
+        "Objection handling",
+        "Closing",
+        "Follow-up, repeat business and referrals",
+    ]
 
 
 STAGE_COUNTS = {"chase": 3, "crash": 2, "fem-trinn": 5, "nine-stage": 9, "subscriptions": 3}
@@ -219,7 +236,7 @@ def test_validation_errors_name_file_path_and_problem(name: str, mutate: Mutatio
     with pytest.raises(DefinitionError) as caught:
         _load(data)
     problems = caught.value.problems
-    assert any(p.path == path and message in p.message for p in problems), [str(p) for p in problems]
+    assert len([p for p in problems if p.path == path and message in p.message]) == 1, [str(p) for p in problems]
     assert all(p.file == "mini.yaml" for p in problems)
     assert str(caught.value).startswith("mini.yaml")
 
@@ -244,7 +261,8 @@ def test_yaml_syntax_error_names_line() -> None:
     with pytest.raises(DefinitionError) as caught:
         load_text("name: x\nstages: [a, b\n", source="broken.yaml")
     assert "not valid YAML" in str(caught.value)
-    assert caught.value.problems[0].line is not None
+    # the unclosed list of line 2 is found at the end of the text, on line 3
+    assert [(p.path, p.line) for p in caught.value.problems] == [("", 3)]
 
 
 @pytest.mark.parametrize("text", ["", "- just\n- a list\n", "42\n"])

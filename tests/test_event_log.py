@@ -18,8 +18,7 @@ from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt, DealS
 from domain.events import DealEvent, DealStarted, StageEntered
 from domain.state import fold
 from store import event_log
-from tests.conftest import new_deal_id
-from tests.test_deal_workflow import wait_for
+from tests.support import new_deal_id, wait_for
 from worker.settings import Settings
 from workflows.deal import DealWorkflow
 

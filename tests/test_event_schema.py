@@ -17,7 +17,7 @@ from domain.commands import REVISION, DealInput
 from domain.events import EVENT_ADAPTER, DealLost, DealStarted, StageEntered, decode_stored
 from store import event_log
 from store.event_log import GENESIS, canonical_document, chain_hash
-from tests.conftest import new_deal_id
+from tests.support import new_deal_id
 
 AT = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
 OLD_LOST = {"type": "DealLost", "seq": 3, "at": AT.isoformat(), "actor": "ola", "stage": "demo", "why": "price"}

@@ -14,11 +14,10 @@ from client.api import DealflowClient
 from definitions.experiment import Arm, Experiment, assign, load_experiment
 from definitions.loader import DefinitionError, load_file
 from domain.events import DealStarted
-from tests.test_cli import dealflow
-from tests.test_deal_workflow import wait_for
-from tests.test_lifecycle import orders  # noqa: F401  (fixture)
+from tests.support import dealflow, wait_for
 
 
+@pytest.mark.unit
 def test_assignment_is_stable_and_follows_the_weights() -> None:
     exp = Experiment(experiment="e1", process="p", arms=[Arm(version="a", weight=1), Arm(version="b", weight=3)])
     ids = [f"deal-{n}" for n in range(20000)]
@@ -32,6 +31,7 @@ def test_assignment_is_stable_and_follows_the_weights() -> None:
     assert 0.35 < agree < 0.40, agree  # 0.5 x 0.75 if independent
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -60,7 +60,7 @@ async def test_an_experiment_splits_new_deals_and_the_comparison_reads_it(
     client: DealflowClient,
     pool: asyncpg.Pool,
     cli_env: dict[str, str],
-    orders: tuple[Path, Path, str],  # noqa: F811
+    orders: tuple[Path, Path, str],
     tmp_path: Path,
 ) -> None:
     v1_path, v2_path, name = orders
@@ -118,7 +118,7 @@ async def test_an_experiment_splits_new_deals_and_the_comparison_reads_it(
     table = await dealflow(cli_env, "metrics", "compare", "--experiment", exp_name)
     assert f"experiment {exp_name}:" in table.out
     both = await dealflow(cli_env, "metrics", "compare", f"{name}@{v1}", f"{name}@{v2}", "--experiment", exp_name)
-    assert both.code == 2
+    assert both.code == 2 and "metrics compare: give either two versions or --experiment, not both" in both.err
 
     stopped = await dealflow(cli_env, "experiments", "stop", exp_name, "--as", "olga")
     assert stopped.code == 0

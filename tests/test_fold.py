@@ -13,6 +13,9 @@ from domain import decide
 from domain.commands import CompleteStage, LoseDeal, MoveStage, StartDeal, WinDeal
 from domain.events import EVENTS_ADAPTER, DealEvent, DealLost, DealStarted, StageEntered
 from domain.state import DealState, apply, as_of, fold
+from tests.support import SEVEN_FACTS
+
+pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 HERE = Path(__file__).parent
@@ -60,17 +63,6 @@ class Deal:
 
     def move(self, to: str, reason: str | None = None) -> list[DealEvent]:
         return self.run(decide.move, MoveStage(request_id=self._rid(), actor="alice", to=to, reason=reason))
-
-
-SEVEN_FACTS: dict[str, dict[str, object]] = {
-    "prospecting": {"need": "CRM", "can_afford": "yes"},
-    "preparation": {"buying_steps": "RFP then board"},
-    "needs-assessment": {"decision_maker": "CFO", "budget": "50000", "buying_phase": "evaluation"},
-    "presentation": {"approach": "question", "next_step": "trial"},
-    "objection-handling": {"competitors": "Acme", "enabling_action": "reference call"},
-    "closing": {"close_technique": "urgency", "signed_on": "2026-04-01"},
-    "follow-up": {"satisfied": "yes", "referrals": "2"},
-}
 
 
 def test_start_enters_first_stage() -> None:

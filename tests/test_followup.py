@@ -31,7 +31,7 @@ from domain.activity_io import SEND_MESSAGE, OutgoingMessage, SentMessage
 from domain.calendar import BusinessCalendar, add
 from domain.events import DealEvent
 from store import registry
-from tests.conftest import new_deal_id
+from tests.support import new_deal_id
 from worker.run import WORKFLOWS
 from worker.settings import Settings
 

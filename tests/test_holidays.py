@@ -24,7 +24,7 @@ from domain import decide, reminders
 from domain.calendar import BusinessCalendar
 from domain.commands import StartDeal
 from domain.state import fold
-from tests.test_cli import dealflow
+from tests.support import dealflow
 from workflows.cadence import CadenceInput, touch_due
 
 AMSTERDAM, OSLO = ZoneInfo("Europe/Amsterdam"), ZoneInfo("Europe/Oslo")

@@ -12,6 +12,7 @@ import statistics
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -27,6 +28,7 @@ from domain.events import DealEvent
 from domain.state import fold
 from store import event_log
 from store.metrics import Durations, Filters, Metrics, compute
+from tests.support import dealflow
 
 # --- the independent computation --------------------------------------------------------------
 
@@ -170,6 +172,7 @@ def close(a: float | None, b: float | None) -> bool:
 
 def assert_matches(got: Metrics, want: dict[str, object], d: ProcessDefinition) -> None:
     stages: dict[str, tuple[Counter[str], dict[str, int], Durations, Durations]] = want["stages"]  # type: ignore[assignment]
+    assert [m.stage for m in got.stages] == list(stages)  # every stage, in the definition's order
     for m in got.stages:
         c, reasons, first, cumulative = stages[m.stage]
         assert (m.entered, m.completed, m.skipped, m.moved_back, m.lost) == (
@@ -186,6 +189,7 @@ def assert_matches(got: Metrics, want: dict[str, object], d: ProcessDefinition) 
             assert mine.n == theirs.n, m.stage
             assert close(mine.median, theirs.median) and close(mine.p90, theirs.p90) and close(mine.mean, theirs.mean)
     phases: dict[str, tuple[Counter[str], Durations]] = want["phases"]  # type: ignore[assignment]
+    assert [p.phase for p in got.phases] == list(dict.fromkeys(s.phase for s in d.stages))
     for p in got.phases:
         c, t = phases.get(p.phase, (Counter(), durations([])))
         assert (p.entered, p.lost, p.converted) == (c["entered"], c["lost"], c["converted"]), p.phase
@@ -253,16 +257,30 @@ async def test_filtered_metrics_match(
     else:
         filters = Filters(process=d.name, as_of=mid)
         subset = [[e for e in ev if e.at <= mid] for ev in deals if _started(ev) <= mid]
+    assert 0 < len(subset) < len(deals), "the filter keeps some deals and leaves out others"
     got = await compute(pool, d, filters)
-    assert 0 < got.deals.deals < len(deals)
-    assert_matches(got, expected(d, subset), d)
+    assert_matches(got, expected(d, subset), d)  # got.deals.deals == len(subset) among the rest
 
 
 # --- the CLI: metrics, compare, report ------------------------------------------------------
 
 
+@dataclass
+class TwoVersions:
+    definition: ProcessDefinition
+    outcomes: dict[str, Counter[str]]  # per version: how many deals the fixture logged won, lost, open
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def win_rate(self, version: str) -> float:
+        o = self.outcomes[version]
+        return o["won"] / (o["won"] + o["lost"])
+
+
 @pytest.fixture(scope="module")
-async def two_versions(pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition]) -> ProcessDefinition:
+async def two_versions(pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition]) -> TwoVersions:
     """One process with two deployed versions and deals on each (v2 loses less)."""
     base = deployed["three-phase"].definition
     d = base.model_copy(update={"name": f"ab-{uuid.uuid4().hex[:6]}"})
@@ -277,11 +295,13 @@ async def two_versions(pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition]
             body,
         )
     rng = random.Random(7)
+    outcomes: dict[str, Counter[str]] = {"v1": Counter(), "v2": Counter()}
     for version, n in (("v1", 300), ("v2", 300)):
         for i in range(n):
             events = simulate(d, version, f"{d.name}-{version}-{i:04d}", rng)
             if version == "v2" and events[-1].type == "DealLost" and rng.random() < 0.6:
                 continue  # v2's deals are lost less often: leave those out
+            outcomes[version][fold(events).status] += 1
             await event_log.append(
                 pool,
                 AppendEvents(
@@ -290,35 +310,39 @@ async def two_versions(pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition]
                     snapshot=DealSnapshot.of(fold(events)),
                 ),
             )
-    return d
+    return TwoVersions(d, outcomes)
 
 
-async def test_metrics_cli_json_csv_and_table(two_versions: ProcessDefinition, cli_env: dict[str, str]) -> None:
-    from tests.test_cli import dealflow
-
-    name = two_versions.name
+async def test_metrics_cli_json_csv_and_table(two_versions: TwoVersions, cli_env: dict[str, str]) -> None:
+    name, stages = two_versions.name, two_versions.definition.stages
     as_json = await dealflow(cli_env, "metrics", "--process", name, "--json")
     assert as_json.code == 0, as_json.err
     [report] = as_json.json()
-    assert report["process"] == name and report["deals"]["deals"] > 400
-    assert [s["stage"] for s in report["stages"]] == [s.id for s in two_versions.stages]
+    both = two_versions.outcomes["v1"] + two_versions.outcomes["v2"]
+    assert report["process"] == name
+    assert {k: report["deals"][k] for k in ("deals", "won", "lost", "open")} == {
+        "deals": both.total(),
+        "won": both["won"],
+        "lost": both["lost"],
+        "open": both["open"],
+    }
+    assert [s["stage"] for s in report["stages"]] == [s.id for s in stages]
     as_csv = await dealflow(cli_env, "metrics", "--process", name, "--version", "v1", "--csv")
     lines = as_csv.out.strip().splitlines()
-    assert lines[0].startswith("process,level,name,entered") and len(lines) == 1 + len(two_versions.stages) + 4
+    assert lines[0].startswith("process,level,name,entered") and len(lines) == 1 + len(stages) + 4
     table = await dealflow(cli_env, "metrics", "--process", name, "--owner", "bo", "--as-of", "2026-02-01")
     assert table.code == 0 and "win rate" in table.out and "first-contact" in table.out
     bad = await dealflow(cli_env, "metrics", "--process", name, "--since", "last tuesday")
-    assert bad.code == 1 and "expected a date" in bad.err
+    assert bad.code == 2 and "argument --since: 'last tuesday': expected a date" in bad.err
 
 
-async def test_compare_versions_gives_a_verdict(two_versions: ProcessDefinition, cli_env: dict[str, str]) -> None:
-    from tests.test_cli import dealflow
-
+async def test_compare_versions_gives_a_verdict(two_versions: TwoVersions, cli_env: dict[str, str]) -> None:
     name = two_versions.name
     run = await dealflow(cli_env, "metrics", "compare", f"{name}@v1", f"{name}@v2", "--json")
     assert run.code == 0, run.err
     result = run.json()
     assert result["a"] == f"{name}@v1" and result["b"] == f"{name}@v2"
+    assert result["win_rate"] == pytest.approx([two_versions.win_rate("v1"), two_versions.win_rate("v2")])
     assert result["win_rate"][1] > result["win_rate"][0]
     assert f"{name}@v2 wins more often" in result["verdict"] and result["win_rate_p"] < 0.05
     first = result["stages"][0]
@@ -330,20 +354,20 @@ async def test_compare_versions_gives_a_verdict(two_versions: ProcessDefinition,
 async def test_compare_says_when_there_are_too_few_deals(
     pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition], cli_env: dict[str, str]
 ) -> None:
-    from tests.test_cli import dealflow
-
     run = await dealflow(cli_env, "metrics", "compare", "nine-stage", "nine-stage", "--json")
     assert run.code == 0, run.err
     assert run.json()["verdict"].startswith("not enough deals yet")
 
 
-async def test_report_is_a_page_with_charts(
-    two_versions: ProcessDefinition, cli_env: dict[str, str], tmp_path: Path
-) -> None:
-    from tests.test_cli import dealflow
-
+async def test_report_is_a_page_with_charts(two_versions: TwoVersions, cli_env: dict[str, str], tmp_path: Path) -> None:
     run = await dealflow(cli_env, "report", "--out", str(tmp_path / "report"))
     assert run.code == 0, run.err
     page = (tmp_path / "report" / "index.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") >= 3
-    assert f"Conversion by version: {two_versions.name}" in page and "Funnel:" in page
+    assert page.startswith("<!DOCTYPE html>")
+    # one section per process with deals (other tests' processes too); this one's has three charts
+    [mine] = [s for s in page.split("<h2>")[1:] if f"({two_versions.name})</span></h2>" in s]
+    assert mine.count("<svg") == 3
+    for chart in ("Funnel", "Time in stage", "Conversion by version"):
+        assert f"{chart}: {two_versions.name}" in mine
+    both = two_versions.outcomes["v1"] + two_versions.outcomes["v2"]
+    assert f"<p>{both.total()} deals: {both['won']} won, {both['lost']} lost, {both['open']} open." in mine

@@ -38,8 +38,7 @@ from definitions.loader import PinnedDefinition, load_file
 from domain.commands import workflow_id
 from store import event_log, registry
 from store.embedded import free_port
-from tests.conftest import new_deal_id
-from tests.test_deal_workflow import wait_for
+from tests.support import new_deal_id, wait_for
 from worker import logs, tracing
 from worker.connect import connect_temporal
 from worker.endpoint import EndpointError, serving

@@ -81,6 +81,7 @@ def mutated_definitions(draw: st.DrawFn) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.unit
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_definitions())
 def test_a_changed_definition_is_valid_or_refused_with_reasons(data: dict[str, Any]) -> None:
@@ -97,6 +98,7 @@ def test_a_changed_definition_is_valid_or_refused_with_reasons(data: dict[str, A
     assert again == definition
 
 
+@pytest.mark.unit
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=200))
 def test_any_text_as_a_definition_file_is_refused_cleanly(text: str) -> None:
@@ -129,6 +131,7 @@ commands = st.one_of(
 )
 
 
+@pytest.mark.unit
 @settings(max_examples=300, deadline=None)
 @given(st.lists(commands, max_size=25))
 def test_any_sequence_of_commands_is_decided_or_refused(sequence: list[Any]) -> None:

@@ -37,10 +37,12 @@ from store.embedded import EmbeddedPostgres, free_port
 from store.metrics import Filters, compute
 from store.migrations import migrate
 from tests.resilience_support import CountingReceiver, WorkerProcess, compare_logs, log_complete
-from tests.test_cli import dealflow
+from tests.support import dealflow
 from worker.connect import connect_temporal
 from worker.devserver import TemporalDevServer
 from worker.settings import Settings
+
+pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("DEALFLOW_CRASH_SEED") or random.randrange(10**6))
 SCALE = 0.0003  # an hour between touches passes in about a second

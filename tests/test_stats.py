@@ -6,6 +6,8 @@ import pytest
 
 from store.stats import fisher_exact, mann_whitney, wilson
 
+pytestmark = pytest.mark.unit
+
 
 def test_fisher_exact_matches_known_values() -> None:
     # scipy.stats.fisher_exact([[8, 2], [1, 5]]) -> p = 0.03496503...

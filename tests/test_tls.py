@@ -14,11 +14,12 @@ from urllib.parse import urlparse
 import asyncpg
 import pytest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
 
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store.db import StoreUnavailable, connect_pool
-from tests.test_cli import dealflow
+from tests.support import dealflow
 from tests.tls_support import Pki, make_pki, postgres_tls_proxy, tls_proxy
 from worker.connect import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
@@ -51,7 +52,7 @@ async def test_a_client_over_tls_drives_a_deal(
             await connect_temporal(untrusted)
 
 
-async def test_mutual_tls_needs_the_client_certificate(settings: Settings, pki: Pki) -> None:
+async def test_mutual_tls_needs_the_client_certificate(settings: Settings, pki: Pki, temporal_client: Client) -> None:
     async with tls_proxy(settings.temporal_address, pki, require_client_cert=True) as address:
         base = replace(settings, temporal_address=address, tls_ca=str(pki.ca), tls_server_name="localhost")
         with pytest.raises(ConnectionError, match="over TLS"):
@@ -59,7 +60,8 @@ async def test_mutual_tls_needs_the_client_certificate(settings: Settings, pki: 
         mutual = replace(base, tls_cert=str(pki.client_cert), tls_key=str(pki.client_key))
         client = await connect_temporal(mutual)
         info = await client.workflow_service.get_system_info(GetSystemInfoRequest())
-        assert info.server_version
+        direct = await temporal_client.workflow_service.get_system_info(GetSystemInfoRequest())
+        assert info.server_version == direct.server_version != ""  # the same server, through the front
 
 
 async def test_an_api_key_is_sent_with_every_call(settings: Settings, pki: Pki) -> None:
@@ -73,6 +75,7 @@ async def test_an_api_key_is_sent_with_every_call(settings: Settings, pki: Pki) 
         await client.count_workflows()  # the dev server accepts any key; the call goes through TLS
 
 
+@pytest.mark.unit
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, pki: Pki) -> None:
     monkeypatch.setenv("DEALFLOW_HOME", "/nonexistent-dealflow-home")
     monkeypatch.setenv("TEMPORAL_TLS_CA", str(pki.ca))
@@ -98,6 +101,7 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, pki: Pki
         Settings.resolve()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -127,7 +131,7 @@ async def test_postgresql_over_tls_from_database_url(pki: Pki, database_url: str
             assert await pool.fetchval("SELECT 41 + 1") == 42
         finally:
             await pool.close()
-        assert proxy.sessions and all(v.startswith("TLSv1.") for v in proxy.sessions), proxy.sessions
+        assert proxy.sessions == ["TLSv1.3"]  # the pool's one connection, encrypted
         other = make_pki(tmp_path / "other", ca_name="someone else")
         with pytest.raises(StoreUnavailable, match="cannot connect to PostgreSQL"):
             await connect_pool(f"{url}?sslmode=verify-full&sslrootcert={other.ca}")
