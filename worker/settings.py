@@ -27,6 +27,14 @@ TLS_ENV_VARS = (
 # Optional: how long a deal gathers events before appending them to the log (seconds, 0 to 60;
 # 0 appends as soon as there is anything to append). Unset: the default (domain.commands).
 LOG_FLUSH_ENV_VAR = "DEALFLOW_LOG_FLUSH_SECONDS"
+# Optional, for clients: how long one request (a start, a rep's action) may take, every attempt
+# included, before the caller is told its outcome is unknown (seconds, more than 0, at most 3600;
+# default 60); and the deadline of each call to Temporal within it (seconds, more than 0, at most
+# 600; unset: none, the SDK waits for the answer). A call that times out or whose connection drops
+# is sent again under the same id (client/retry.py).
+REQUEST_DEADLINE_ENV_VAR = "DEALFLOW_REQUEST_DEADLINE_SECONDS"
+RPC_TIMEOUT_ENV_VAR = "DEALFLOW_RPC_TIMEOUT_SECONDS"
+REQUEST_DEADLINE_SECONDS = 60.0
 
 
 class SettingsError(ValueError):
@@ -63,6 +71,8 @@ class Settings:
     tls_server_name: str | None = None  # the name to expect on the server's certificate
     api_key: str | None = None  # Temporal Cloud and servers with an authorizer
     log_flush_seconds: float | None = None  # for deals this client starts; None: the default
+    request_deadline_seconds: float = REQUEST_DEADLINE_SECONDS  # a client's request, all attempts
+    rpc_timeout_seconds: float | None = None  # each call to Temporal within it; None: no deadline
 
     @property
     def uses_tls(self) -> bool:
@@ -92,6 +102,12 @@ class Settings:
         flush = _log_flush_from_env()
         if flush is not None:
             settings = replace(settings, log_flush_seconds=flush)
+        deadline = _seconds_from_env(REQUEST_DEADLINE_ENV_VAR, 3600)
+        if deadline is not None:
+            settings = replace(settings, request_deadline_seconds=deadline)
+        rpc_timeout = _seconds_from_env(RPC_TIMEOUT_ENV_VAR, 600)
+        if rpc_timeout is not None:
+            settings = replace(settings, rpc_timeout_seconds=rpc_timeout)
         return settings
 
 
@@ -138,6 +154,19 @@ def _log_flush_from_env() -> float | None:
         seconds = -1.0
     if not 0 <= seconds <= 60:  # (also NaN)
         raise SettingsError(f"{LOG_FLUSH_ENV_VAR}={raw!r}: give a number of seconds from 0 to 60")
+    return seconds
+
+
+def _seconds_from_env(var: str, at_most: float) -> float | None:
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= at_most:  # (also NaN)
+        raise SettingsError(f"{var}={raw!r}: give a number of seconds more than 0, at most {at_most:g}")
     return seconds
 
 
