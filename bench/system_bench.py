@@ -18,6 +18,10 @@ On a fresh embedded stack (PostgreSQL and the Temporal dev server from their whe
 
 Prints a table and writes bench/results/system.json. Absolute numbers mean little on a noisy
 machine; the ratios are the figures to compare.
+
+Both sides send their requests the way the client does (`client/retry.py`): a call whose answer is
+lost (an RPC timeout on a busy machine, a dropped connection) is sent again under the same id, so
+it no longer ends the run; the figures say how many were sent again.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
@@ -44,6 +49,7 @@ from bench.generate import simulate
 from bench.stack import BenchStack, bench_stack, machine, rss_mb
 from client.api import DealflowClient
 from client.demo import fact_value
+from client.retry import Deadline, RetryCounts, until_answered
 from definitions.loader import load_file, shipped
 from domain.activity_io import AppendEvents, DealSnapshot
 from domain.commands import workflow_id
@@ -52,6 +58,8 @@ from store import event_log
 from store.deals import DEAL_COLUMNS, list_deals
 from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
 from worker.run import WORKFLOWS
+
+T = TypeVar("T")
 
 RESULTS = Path(__file__).parent / "results"
 BARE_QUEUE = "bench-bare"
@@ -79,6 +87,30 @@ class Bench:
         self.pinned = load_file(SEVEN)
         self.rng = random.Random(1)
         self.steps = len(self.pinned.definition.pre_sale)  # completions, the last one wins
+        self.bare_retries = RetryCounts()
+
+    async def _bare(self, send: Callable[[int], Awaitable[T]], what: str) -> T:
+        """A bare call, sent again under its id when its answer is lost, as the client does."""
+        deadline = Deadline(self.client.settings.request_deadline_seconds)
+        return await until_answered(send, deadline, self.bare_retries, what=what)
+
+    async def bare_start(self, steps: int, prefix: str) -> WorkflowHandle[Any, Any]:
+        bare_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        # the id is new: a workflow found under it was started by an earlier attempt of this call
+        return await self._bare(
+            lambda _: self.temporal.start_workflow(
+                BareWorkflow.run,
+                steps,
+                id=bare_id,
+                task_queue=BARE_QUEUE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            ),
+            bare_id,
+        )
+
+    async def bare_step(self, handle: WorkflowHandle[Any, Any], n: int, last: bool) -> None:
+        update_id = f"{handle.id}-{n}"
+        await self._bare(lambda _: handle.execute_update(BareWorkflow.step, last, id=update_id), update_id)
 
     async def deal(self, i: int) -> None:
         deal_id = f"b-{uuid.uuid4().hex[:10]}"
@@ -95,11 +127,9 @@ class Bench:
             await asyncio.sleep(0.02)
 
     async def bare(self, i: int) -> None:
-        handle = await self.temporal.start_workflow(
-            BareWorkflow.run, self.steps, id=f"bare-{uuid.uuid4().hex[:10]}", task_queue=BARE_QUEUE
-        )
+        handle = await self.bare_start(self.steps, "bare")
         for n in range(self.steps):
-            await handle.execute_update(BareWorkflow.step, n == self.steps - 1)
+            await self.bare_step(handle, n, n == self.steps - 1)
         await handle.result()
 
 
@@ -151,19 +181,17 @@ async def throughput(
 async def latency(b: Bench, samples: int) -> dict[str, Any]:
     deal_id = f"lat-{uuid.uuid4().hex[:8]}"
     await b.client.start_deal("seven-stage", deal_id, "rep")
-    handle = await b.temporal.start_workflow(
-        BareWorkflow.run, samples + 1, id=f"bare-lat-{uuid.uuid4().hex[:8]}", task_queue=BARE_QUEUE
-    )
+    handle = await b.bare_start(samples + 1, "bare-lat")
     first = b.pinned.definition.pre_sale[0]
     facts = {f.fact: fact_value(f, b.rng) for f in first.exit_criteria}
     ours, bare = [], []
-    for _ in range(samples):
+    for n in range(samples):
         t = time.perf_counter()  # one stage completion: validated, recorded, logged by the loop
         await b.client.complete_stage(deal_id, first.id, actor="rep", facts=facts)
         ours.append(time.perf_counter() - t)
         await b.client.move(deal_id, first.id, actor="rep", reason="again")  # back, not timed
         t = time.perf_counter()
-        await handle.execute_update(BareWorkflow.step, False)
+        await b.bare_step(handle, n, False)
         bare.append(time.perf_counter() - t)
     return {
         "dealflow_p50_ms": round(pct(ours, 0.5) * 1000, 2),
@@ -263,6 +291,7 @@ async def scale(stack: BenchStack, open_deals: int) -> dict[str, Any]:
         loaded = time.perf_counter() - started
         await asyncio.sleep(5)
         held = rss_mb(worker.pid)
+        retries = retries_json(client.retries)
     finally:
         worker.terminate()
         worker.wait(30)
@@ -309,7 +338,12 @@ async def scale(stack: BenchStack, open_deals: int) -> dict[str, Any]:
         "list_one_stage_of_100k_ms": round(statistics.median(lists) * 1000, 1),
         "listed": len(found),
         "read_all_100k_ms": round(statistics.median(scans) * 1000, 1),
+        "retries": retries,
     }
+
+
+def retries_json(counts: RetryCounts) -> dict[str, Any]:
+    return {"resent": counts.resent, "lost": dict(sorted(counts.lost.items())), "gave_up": counts.gave_up}
 
 
 async def run(quick: bool) -> dict[str, Any]:
@@ -347,6 +381,8 @@ async def run(quick: bool) -> dict[str, Any]:
         result["replay"] = await replay_speed(temporal, ids, 2 if quick else 3)
         print("scale", flush=True)
         result["scale"] = await scale(stack, 1000 if quick else 10_000)
+        # requests sent again after a lost answer, throughput and latency (scale has its own)
+        result["retries"] = {"dealflow": retries_json(client.retries), "bare": retries_json(b.bare_retries)}
         return result
 
 
@@ -421,6 +457,16 @@ def main() -> None:
     print(f"\n{result['machine']}")
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    r = result["retries"]
+    print(
+        f"requests sent again after a lost answer: dealflow {_retries_text(r['dealflow'])}; "
+        f"bare {_retries_text(r['bare'])}; scale {_retries_text(result['scale']['retries'])}"
+    )
+
+
+def _retries_text(r: dict[str, Any]) -> str:
+    lost = ", ".join(f"{k} {n}" for k, n in r["lost"].items())
+    return f"{r['resent']}" + (f" ({lost})" if lost else "") + (f", {r['gave_up']} given up" if r["gave_up"] else "")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Every failure a caller can act on surfaces as a `DealflowError` subclass with a stable `code` and
 a message naming the problem: a refused request (`Refused`), an unknown deal or process
-(`NotFound`), or a server that cannot be reached (`Unavailable`).
+(`NotFound`), a server that cannot be reached (`Unavailable`), or a request whose answer was lost
+until its deadline (`OutcomeUnknown`: it may or may not have taken effect; repeat it under the
+same request id).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.access import AccessDenied, AccessPolicy, Permission, load_policy
 from client.migration import MigrationPlan, PlanError, plan
+from client.retry import Deadline, NoAnswer, RetryCounts, until_answered
 from definitions.experiment import Experiment, assign
 from definitions.loader import DefinitionError, PinnedDefinition, load_file
 from domain import decide
@@ -93,6 +97,18 @@ class Unavailable(DealflowError):
     code = "unavailable"
 
 
+class OutcomeUnknown(DealflowError):
+    """Every attempt's answer was lost (timed out, connection dropped) until the request's deadline:
+    it may or may not have taken effect. Repeating it under the same request id is safe and
+    answers it (`request_id`; None for a start, whose id is the deal's)."""
+
+    code = "outcome_unknown"
+
+    def __init__(self, message: str, *, request_id: str | None = None, details: Any = None):
+        super().__init__(message, details=details)
+        self.request_id = request_id
+
+
 class DealStatus(BaseModel):
     state: DealState
     missing_facts: list[MissingFact]
@@ -139,6 +155,7 @@ class DealflowClient:
         self.pool = pool
         self.settings = settings
         self.access = access  # None: no access configuration, everything allowed
+        self.retries = RetryCounts()  # requests sent again after a lost answer (client/retry.py)
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> DealflowClient:
@@ -317,27 +334,63 @@ class DealflowClient:
         first = pinned.definition.stages[0].id
         # indexed from the first instant, so `temporal workflow list` finds the deal at once
         preview = DealState(deal_id=deal_id, process=pinned.name, version=pinned.version, owner=owner, stage=first)
+        deal_input = DealInput(
+            start=start,
+            pinned=pinned,
+            time_scale=time_scale,
+            log_flush_seconds=self.log_flush_seconds,
+            revision=REVISION,
+        )
+
+        async def send(attempt: int) -> None:
+            try:
+                await self.temporal.start_workflow(
+                    DealWorkflow.run,
+                    deal_input,
+                    id=workflow_id(deal_id),
+                    task_queue=self.settings.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    search_attributes=TypedSearchAttributes(search_attributes(preview)),
+                    rpc_timeout=self._rpc_timeout,
+                )
+            except WorkflowAlreadyStartedError as exc:
+                # after a lost answer, the deal found may be the one an earlier attempt started
+                if attempt > 0 and await self._started_by(deal_input, exc.first_run_id or exc.run_id):
+                    return
+                raise Refused(f"deal {deal_id!r} already exists", code="deal_exists") from None
+
         try:
-            await self.temporal.start_workflow(
-                DealWorkflow.run,
-                DealInput(
-                    start=start,
-                    pinned=pinned,
-                    time_scale=time_scale,
-                    log_flush_seconds=self.log_flush_seconds,
-                    revision=REVISION,
-                ),
-                id=workflow_id(deal_id),
-                task_queue=self.settings.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(search_attributes(preview)),
-            )
-        except WorkflowAlreadyStartedError:
-            raise Refused(f"deal {deal_id!r} already exists", code="deal_exists") from None
+            deadline = Deadline(self.settings.request_deadline_seconds)
+            await until_answered(send, deadline, self.retries, what=f"start of deal {deal_id}")
+        except NoAnswer as exc:
+            raise OutcomeUnknown(
+                f"outcome unknown after {exc.seconds:g} s: deal {deal_id!r} may or may not have been started; "
+                f"'dealflow deal status {deal_id}' tells",
+                details={"attempts": exc.attempts},
+            ) from None
         # the deal's start is flushed at once: once it is in the log, every read finds the deal
         await self._logged_events(deal_id, min_seq=1, within=START_LOG_WAIT)
         return StartedDeal(deal_id=deal_id, workflow_id=workflow_id(deal_id), process_ref=pinned.ref, stage=first)
+
+    @property
+    def _rpc_timeout(self) -> timedelta | None:
+        """The deadline of each call to Temporal that `until_answered` sends (None: the SDK's)."""
+        seconds = self.settings.rpc_timeout_seconds
+        return None if seconds is None else timedelta(seconds=seconds)
+
+    async def _started_by(self, ours: DealInput, run_id: str | None) -> bool:
+        """Whether the deal's workflow was started with `ours`: the start and the version in the
+        input of the first event of its first run."""
+        handle = self.temporal.get_workflow_handle(workflow_id(ours.start.deal_id), run_id=run_id)
+        async for event in handle.fetch_history_events(page_size=1, rpc_timeout=self._rpc_timeout):
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            try:
+                [theirs] = await self.temporal.data_converter.decode(payloads, [DealInput])
+            except (ValueError, TypeError):
+                return False  # not a deal's input as this client knows it: not this request's
+            return isinstance(theirs, DealInput) and (theirs.start, theirs.pinned.ref) == (ours.start, ours.pinned.ref)
+        return False
 
     @property
     def log_flush_seconds(self) -> float:
@@ -353,6 +406,13 @@ class DealflowClient:
         handle = self._handle(deal_id)
         try:
             return await self._execute_update(handle, update, cmd)
+        except NoAnswer as exc:
+            raise OutcomeUnknown(
+                f"outcome unknown after {exc.seconds:g} s: deal {deal_id!r} may or may not have recorded it; "
+                f"repeat with --request-id {cmd.request_id}",
+                request_id=cmd.request_id,
+                details={"attempts": exc.attempts},
+            ) from None
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if isinstance(cause, ApplicationError) and cause.type == "forbidden":
@@ -370,13 +430,22 @@ class DealflowClient:
             return await self._closed_result(deal_id, cmd.request_id)
 
     async def _execute_update(self, handle: WorkflowHandle[Any, Any], update: Any, cmd: Command) -> ActionResult:
-        """The update, sent again while Temporal aborts it because a workflow task of the running
-        deal failed (a new event raced its completion): the request id is the update id, so a
-        repeat is never applied twice. Any other answer goes to the caller."""
+        """The update, under the request id as its id, so that a repeat is never applied twice; sent
+        again when its answer is lost (the call timed out, the connection dropped: `until_answered`,
+        which raises `NoAnswer` at the request's deadline) and while Temporal aborts it because a
+        workflow task of the running deal failed (a new event raced its completion; up to
+        `UPDATE_ATTEMPTS` in all). Any other answer goes to the caller."""
+        deadline = Deadline(self.settings.request_deadline_seconds)
+
+        async def send(_: int) -> ActionResult:
+            result: ActionResult = await handle.execute_update(
+                update, cmd, id=cmd.request_id, rpc_timeout=self._rpc_timeout
+            )
+            return result
+
         for attempt in range(UPDATE_ATTEMPTS):
             try:
-                result: ActionResult = await handle.execute_update(update, cmd, id=cmd.request_id)
-                return result
+                return await until_answered(send, deadline, self.retries, what=f"request {cmd.request_id}")
             except RPCError as exc:
                 if exc.status != RPCStatusCode.FAILED_PRECONDITION or attempt == UPDATE_ATTEMPTS - 1:
                     raise
@@ -386,7 +455,9 @@ class DealflowClient:
                     running = False
                 if not running:
                     raise
-                await asyncio.sleep(0.2 * 2**attempt)
+                self.retries.note("aborted")
+                self.retries.resent += 1
+                await asyncio.sleep(min(0.2 * 2**attempt, max(0.0, deadline.remaining())))
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
     async def _require_deal(self, handle: WorkflowHandle[Any, Any], deal_id: str) -> None:

@@ -1,7 +1,8 @@
 """The `dealflow` command line.
 
 Exit codes: 0 done; 1 refused, invalid or not found (the reason is on stderr and nothing
-changed); 2 wrong usage; 3 a server could not be reached.
+changed); 2 wrong usage; 3 a server could not be reached, or a request's outcome is unknown (its
+answer was lost until its deadline: repeat it with the --request-id the message names).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from client.api import DealflowClient, DealflowError, NotFound, Refused, Unavailable
+from client.api import DealflowClient, DealflowError, NotFound, OutcomeUnknown, Refused, Unavailable
 from client.arguments import UsageError, add_key_values, number, port, positive_int, process_ref, time_scale
 from client.audit_commands import add_parser as add_audit
 from client.definition_commands import add_parser as add_definitions
@@ -419,6 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except Unavailable as exc:
         print(f"dealflow: unavailable: {exc.message}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except OutcomeUnknown as exc:
+        print(f"dealflow: {exc.message}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except (Refused, NotFound) as exc:
         print(f"dealflow: refused ({exc.code}): {exc.message}", file=sys.stderr)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -34,6 +35,17 @@ log = logging.getLogger("dealflow.worker")
 WORKFLOWS: Sequence[type] = (DealWorkflow, FollowUpCadence)
 
 
+@dataclass(frozen=True)
+class WorkerSlots:
+    """How many tasks of each kind a worker runs at once; None: the SDK's default (100). A worker
+    needs at least two workflow task slots: it caches workflows, and with one slot their tasks
+    wait on its sticky queue until they time out there."""
+
+    workflow_tasks: int | None = None
+    activities: int | None = None
+    local_activities: int | None = None
+
+
 def build_worker(
     client: Client,
     pool: asyncpg.Pool,
@@ -43,16 +55,19 @@ def build_worker(
     proposals: Path | None = None,
     event_log: EventLogActivities | None = None,
     interceptors: Sequence[Interceptor] = (),
+    slots: WorkerSlots | None = None,
 ) -> Worker:
     """The deal and cadence workflows with every activity they call, on one task queue.
 
     The client's interceptors that are worker interceptors too (tracing: worker.tracing) apply
-    to the worker as well, before `interceptors` (metrics: worker.telemetry).
+    to the worker as well, before `interceptors` (metrics: worker.telemetry). `slots` caps the
+    tasks the worker runs at once (the SDK's defaults otherwise); the overload test gives it few.
     """
     event_log = event_log or EventLogActivities(pool)
     messages = MessageActivities(pool, channels or load_channels(home()))
     documents = ProposalActivities(proposals or proposals_dir())
     follow_ons = FollowOnActivities(pool)
+    slots = slots or WorkerSlots()
     return Worker(
         client,
         task_queue=task_queue,
@@ -70,6 +85,9 @@ def build_worker(
             follow_ons.prepare_follow_on,
         ],
         interceptors=interceptors,
+        max_concurrent_workflow_tasks=slots.workflow_tasks,
+        max_concurrent_activities=slots.activities,
+        max_concurrent_local_activities=slots.local_activities,
     )
 
 

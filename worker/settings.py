@@ -37,6 +37,14 @@ OBSERVABILITY_ENV_VARS = (METRICS_ENV_VAR, LOG_FORMAT_ENV_VAR)
 WORKER_METRICS_ADDRESS = "0.0.0.0:9464"
 DEV_METRICS_ADDRESS = "127.0.0.1:9464"
 LOG_FORMATS = ("text", "json")
+# Optional, for clients: how long one request (a start, a rep's action) may take, every attempt
+# included, before the caller is told its outcome is unknown (seconds, more than 0, at most 3600;
+# default 60); and the deadline of each call to Temporal within it (seconds, more than 0, at most
+# 600; unset: none, the SDK waits for the answer). A call that times out or whose connection drops
+# is sent again under the same id (client/retry.py).
+REQUEST_DEADLINE_ENV_VAR = "DEALFLOW_REQUEST_DEADLINE_SECONDS"
+RPC_TIMEOUT_ENV_VAR = "DEALFLOW_RPC_TIMEOUT_SECONDS"
+REQUEST_DEADLINE_SECONDS = 60.0
 
 
 class SettingsError(ValueError):
@@ -73,6 +81,8 @@ class Settings:
     tls_server_name: str | None = None  # the name to expect on the server's certificate
     api_key: str | None = None  # Temporal Cloud and servers with an authorizer
     log_flush_seconds: float | None = None  # for deals this client starts; None: the default
+    request_deadline_seconds: float = REQUEST_DEADLINE_SECONDS  # a client's request, all attempts
+    rpc_timeout_seconds: float | None = None  # each call to Temporal within it; None: no deadline
 
     @property
     def uses_tls(self) -> bool:
@@ -102,6 +112,12 @@ class Settings:
         flush = _log_flush_from_env()
         if flush is not None:
             settings = replace(settings, log_flush_seconds=flush)
+        deadline = _seconds_from_env(REQUEST_DEADLINE_ENV_VAR, 3600)
+        if deadline is not None:
+            settings = replace(settings, request_deadline_seconds=deadline)
+        rpc_timeout = _seconds_from_env(RPC_TIMEOUT_ENV_VAR, 600)
+        if rpc_timeout is not None:
+            settings = replace(settings, rpc_timeout_seconds=rpc_timeout)
         return settings
 
 
@@ -168,6 +184,19 @@ def log_format() -> str:
     if raw not in LOG_FORMATS:
         raise SettingsError(f"{LOG_FORMAT_ENV_VAR}={os.environ[LOG_FORMAT_ENV_VAR]!r}: use text or json")
     return raw
+
+
+def _seconds_from_env(var: str, at_most: float) -> float | None:
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= at_most:  # (also NaN)
+        raise SettingsError(f"{var}={raw!r}: give a number of seconds more than 0, at most {at_most:g}")
+    return seconds
 
 
 def _tls_from_env() -> dict[str, Any]:
