@@ -203,6 +203,34 @@ async def latency(b: Bench, samples: int) -> dict[str, Any]:
     }
 
 
+async def logged_calls_latency(b: Bench, samples: int) -> dict[str, Any]:
+    """The calls that return only once their events are in the log, against the bare calls: a
+    start (the deal is readable when it returns) and a loss (the outcome is in the log, the
+    projection and the metrics). The log being append-only, each waits for an append activity
+    that Temporal recorded before it ran: this is what that promise costs."""
+    reason = b.pinned.definition.outcomes.lost.reasons[0]  # type: ignore[union-attr]
+    times: dict[str, list[float]] = {"start": [], "lose": [], "bare_start": [], "bare_update": []}
+    for _ in range(samples):
+        deal_id = f"out-{uuid.uuid4().hex[:10]}"
+        t = time.perf_counter()
+        await b.client.start_deal("seven-stage", deal_id, "rep")
+        times["start"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await b.client.lose(deal_id, reason, actor="rep")
+        times["lose"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        handle = await b.bare_start(1, "bare-out")
+        times["bare_start"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await b.bare_step(handle, 0, True)
+        times["bare_update"].append(time.perf_counter() - t)
+    out: dict[str, Any] = {f"{k}_p50_ms": round(pct(v, 0.5) * 1000, 2) for k, v in times.items()}
+    out |= {f"{k}_p99_ms": round(pct(v, 0.99) * 1000, 2) for k, v in times.items()}
+    out["start_ratio_p50"] = round(pct(times["start"], 0.5) / pct(times["bare_start"], 0.5), 3)
+    out["lose_ratio_p50"] = round(pct(times["lose"], 0.5) / pct(times["bare_update"], 0.5), 3)
+    return out
+
+
 async def append_vs_copy(pool: asyncpg.Pool, deals: int) -> dict[str, Any]:
     d = load_file(SEVEN).definition.model_copy(update={"name": "bench-append"})
     rng = random.Random(3)
@@ -364,6 +392,8 @@ async def run(quick: bool) -> dict[str, Any]:
             )
             print("rep latency", flush=True)
             result["latency"] = await latency(b, 50 if quick else 300)
+            print("start and outcome latency", flush=True)
+            result["logged_calls"] = await logged_calls_latency(b, 30 if quick else 150)
             ids = [
                 r["deal_id"]
                 for r in await pool.fetch(
@@ -392,6 +422,7 @@ def _cpu_text(parts: dict[str, float]) -> str:
 
 def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     t, lat, a, rp, s = r["throughput"], r["latency"], r["append"], r["replay"], r["scale"]
+    oc = r["logged_calls"]
     cpu = t["cpu_ms_per_deal"]
     return [
         (
@@ -417,6 +448,18 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"{lat['dealflow_p99_ms']} ms",
             f"bare update {lat['bare_p99_ms']} ms",
             f"{lat['ratio_p99']}",
+        ),
+        (
+            "start, until in the log, p50",
+            f"{oc['start_p50_ms']} ms (p99 {oc['start_p99_ms']})",
+            f"bare start {oc['bare_start_p50_ms']} ms (p99 {oc['bare_start_p99_ms']})",
+            f"{oc['start_ratio_p50']}",
+        ),
+        (
+            "loss, until in the log, p50",
+            f"{oc['lose_p50_ms']} ms (p99 {oc['lose_p99_ms']})",
+            f"bare update {oc['bare_update_p50_ms']} ms (p99 {oc['bare_update_p99_ms']})",
+            f"{oc['lose_ratio_p50']}",
         ),
         (
             "event append",
