@@ -109,7 +109,7 @@ class Settings:
                 settings, source="environment" if stack is None else settings.source + " + environment", **given
             )
             settings = replace(settings, **tls)
-        flush = _log_flush_from_env()
+        flush = _seconds_from_env(LOG_FLUSH_ENV_VAR, 60, zero=True)
         if flush is not None:
             settings = replace(settings, log_flush_seconds=flush)
         deadline = _seconds_from_env(REQUEST_DEADLINE_ENV_VAR, 3600)
@@ -154,19 +154,6 @@ def _flag(var: str) -> bool | None:
     raise SettingsError(f"{var}={os.environ[var]!r}: use true or false")
 
 
-def _log_flush_from_env() -> float | None:
-    raw = os.environ.get(LOG_FLUSH_ENV_VAR, "").strip()
-    if not raw:
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= 60:  # (also NaN)
-        raise SettingsError(f"{LOG_FLUSH_ENV_VAR}={raw!r}: give a number of seconds from 0 to 60")
-    return seconds
-
-
 def metrics_address(default: str) -> tuple[str, int] | None:
     """The worker's HTTP endpoint from `DEALFLOW_METRICS_ADDRESS`, else `default`; None when off."""
     raw = os.environ.get(METRICS_ENV_VAR, "").strip() or default
@@ -186,7 +173,8 @@ def log_format() -> str:
     return raw
 
 
-def _seconds_from_env(var: str, at_most: float) -> float | None:
+def _seconds_from_env(var: str, at_most: float, *, zero: bool = False) -> float | None:
+    """Seconds from `var` (unset: None), more than 0 (or 0 itself, where `zero`) and at most `at_most`."""
     raw = os.environ.get(var, "").strip()
     if not raw:
         return None
@@ -194,8 +182,9 @@ def _seconds_from_env(var: str, at_most: float) -> float | None:
         seconds = float(raw)
     except ValueError:
         seconds = -1.0
-    if not 0 < seconds <= at_most:  # (also NaN)
-        raise SettingsError(f"{var}={raw!r}: give a number of seconds more than 0, at most {at_most:g}")
+    if not (seconds >= 0 if zero else seconds > 0) or not seconds <= at_most:  # (also NaN)
+        least = "from 0" if zero else "more than 0"
+        raise SettingsError(f"{var}={raw!r}: give a number of seconds {least}, at most {at_most:g}")
     return seconds
 
 

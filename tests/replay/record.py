@@ -42,6 +42,7 @@ from store import registry
 from store.db import connect_pool
 from store.embedded import EmbeddedPostgres
 from store.migrations import migrate
+from tests.support import SEVEN_FACTS
 from worker.devserver import SEARCH_ATTRIBUTE_TYPES, temporal_binary, test_server_binary
 from worker.run import WORKFLOWS
 from worker.settings import Settings
@@ -49,15 +50,7 @@ from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 HERE = Path(__file__).parent
 OUT = HERE / "histories"
-SEVEN = {
-    "prospecting": {"need": "CRM", "can_afford": "yes"},
-    "preparation": {"buying_steps": "RFP then board"},
-    "needs-assessment": {"decision_maker": "CFO", "budget": "50000", "buying_phase": "evaluation"},
-    "presentation": {"approach": "question", "next_step": "trial"},
-    "objection-handling": {"competitors": "Acme", "enabling_action": "reference call"},
-    "closing": {"close_technique": "urgency", "signed_on": "2026-04-01"},
-    "follow-up": {"satisfied": "yes", "referrals": "2"},
-}
+SEVEN = SEVEN_FACTS
 FIELDS = {"customer": "Acme", "title": "CRM rollout", "contact": "buyer@acme.example"}
 
 Scenario = Callable[[DealflowClient, Callable[[timedelta], Awaitable[None]]], Awaitable[str]]
