@@ -20,4 +20,4 @@ class EventLogActivities:
         """Append idempotently; a retry after a crash or a lost reply inserts nothing twice."""
         inserted = await event_log.append(self._pool, batch)
         activity.logger.debug("deal %s: %d of %d events new", batch.deal_id, inserted, len(batch.events))
-        return AppendReceipt(new=inserted, events=batch.events if batch.echo else [])
+        return AppendReceipt(new=inserted)

@@ -13,19 +13,19 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt
 from domain.commands import DealInput, workflow_id
-from domain.events import DealEvent
+from domain.events import DealEvent, legacy
 
-CONVERTER = pydantic_data_converter.payload_converter
+M = TypeVar("M", bound=BaseModel)
 BUNDLE_FORMAT = "dealflow-audit-bundle/1"
 LOCAL_ACTIVITY_MARKER = "core_local_activity"  # the marker the SDK records for a local activity
 
@@ -42,8 +42,13 @@ class RepAction:
     payload: dict[str, Any]
 
 
-def _decode(payloads: Any, cls: type[Any]) -> Any:
-    return CONVERTER.from_payloads(list(payloads), [cls])[0]
+def _with_events(payloads: Any, cls: type[M], field: str) -> M:
+    """A payload that carries events (a batch, a run's input, a receipt), each event read as a
+    stored one: a history outlives the code that wrote it, so an event without a schema version
+    is of version 1 (domain.events.legacy)."""
+    data = json.loads(payloads[0].data)
+    data[field] = [legacy(e) for e in data.get(field) or []]
+    return cls.model_validate(data)
 
 
 def _args(payloads: Any) -> list[Any]:
@@ -59,12 +64,12 @@ def events_in(history: WorkflowHistory) -> list[DealEvent]:
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             attrs = e.workflow_execution_started_event_attributes
             if attrs.workflow_type.name == "Deal" and attrs.input.payloads:
-                started: DealInput = _decode(attrs.input.payloads, DealInput)
+                started = _with_events(attrs.input.payloads, DealInput, "carried_events")
                 found.update({ev.seq: ev for ev in started.carried_events[: started.persisted_seq]})
         elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             scheduled = e.activity_task_scheduled_event_attributes
             if scheduled.activity_type.name == APPEND_EVENTS:
-                batch: AppendEvents = _decode(scheduled.input.payloads, AppendEvents)
+                batch = _with_events(scheduled.input.payloads, AppendEvents, "events")
                 found.update({ev.seq: ev for ev in batch.events})
         elif (receipt := append_receipt(e)) is not None:
             found.update({ev.seq: ev for ev in receipt.events})
@@ -83,8 +88,7 @@ def append_receipt(event: HistoryEvent) -> AppendReceipt | None:
     meta = json.loads(data.payloads[0].data) if data and data.payloads else {}
     if meta.get("activity_type") != APPEND_EVENTS:
         return None
-    receipt: AppendReceipt = _decode(marker.details["result"].payloads, AppendReceipt)
-    return receipt
+    return _with_events(marker.details["result"].payloads, AppendReceipt, "events")
 
 
 def in_flight(histories: list[WorkflowHistory]) -> set[int]:
@@ -99,7 +103,7 @@ def in_flight(histories: list[WorkflowHistory]) -> set[int]:
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 attrs = e.activity_task_scheduled_event_attributes
                 if attrs.activity_type.name == APPEND_EVENTS:
-                    batch: AppendEvents = _decode(attrs.input.payloads, AppendEvents)
+                    batch = _with_events(attrs.input.payloads, AppendEvents, "events")
                     scheduled[e.event_id] = [ev.seq for ev in batch.events]
             elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 scheduled.pop(e.activity_task_completed_event_attributes.scheduled_event_id, None)

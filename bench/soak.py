@@ -207,7 +207,7 @@ async def _check_finished(client: DealflowClient, finished: list[str]) -> dict[s
         ended: DealState | None = None
         if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
             state = fold(logged)
-            if state.is_finished and not state.pending_follow_ons:  # ending: give it a minute
+            if state.may_end:  # ending: give it a minute
                 try:
                     ended = await asyncio.wait_for(handle.result(), 60)
                 except TimeoutError:

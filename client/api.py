@@ -425,7 +425,16 @@ class DealflowClient:
         except RPCError as exc:
             if exc.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
                 raise Unavailable(f"Temporal did not take the request: {exc.message}") from None
-            await self._require_deal(handle, deal_id)
+            try:
+                with _deal_lookup(deal_id):
+                    described = await handle.describe()
+            except RPCError as lookup:
+                raise Unavailable(f"Temporal did not answer about deal {deal_id!r}: {lookup.message}") from None
+            if described.status == WorkflowExecutionStatus.RUNNING:  # aborted, every attempt
+                raise Unavailable(
+                    f"Temporal aborted the request to deal {deal_id!r} each time it was sent ({exc.message}); "
+                    f"repeat with --request-id {cmd.request_id}"
+                ) from None
             # the workflow has completed: a repeat of an earlier request still gets its answer
             return await self._closed_result(deal_id, cmd.request_id)
 
@@ -459,10 +468,6 @@ class DealflowClient:
                 self.retries.resent += 1
                 await asyncio.sleep(min(0.2 * 2**attempt, max(0.0, deadline.remaining())))
         raise AssertionError("unreachable")  # the last attempt returns or raises
-
-    async def _require_deal(self, handle: WorkflowHandle[Any, Any], deal_id: str) -> None:
-        with _deal_lookup(deal_id):
-            await handle.describe()
 
     async def _closed_result(self, deal_id: str, request_id: str) -> ActionResult:
         """The answer of a deal whose workflow has ended, from its log (which holds all of it)."""
@@ -610,7 +615,7 @@ class DealflowClient:
             state=state,
             missing_facts=decide.missing_facts(pinned.definition, state),
             process_ref=pinned.ref,
-            running=not state.is_finished or bool(state.pending_follow_ons),
+            running=not state.may_end,
         )
 
     async def events(self, deal_id: str, *, min_seq: int = 0) -> list[DealEvent]:

@@ -150,7 +150,9 @@ async def run_verify(args: argparse.Namespace) -> None:
     for histories, data in _files(args.from_json):
         if data is None:
             raise UsageError("verify --from-json needs a bundle written by 'dealflow audit export'")
-        verdicts.append(verify(data["deal_id"], bundles.log_rows(data), deal_events(histories)))
+        verdicts.append(
+            verify(data["deal_id"], bundles.log_rows(data), deal_events(histories), in_flight=in_flight(histories))
+        )
     if args.deal_ids or args.all:
         async with await DealflowClient.connect() as c:
             for deal in await _deal_ids(c.temporal, args):
@@ -185,8 +187,12 @@ async def run_verify(args: argparse.Namespace) -> None:
 
 async def run_export(args: argparse.Namespace) -> None:
     async with await DealflowClient.connect() as c:
+        # as verify does: the log read around the history, so that the bundle holds the rows the
+        # history accounts for, and none appended after it was read
+        earlier = {r.seq for r in await _log(c, args.deal_id)}
         histories = await _histories(c, args.deal_id)
-        rows = await _log(c, args.deal_id)
+        told = {e.seq for e in deal_events(histories)}
+        rows = [r for r in await _log(c, args.deal_id) if r.seq in earlier or r.seq in told]
         state = await c.logged_state(args.deal_id)
         pinned = await c.definition(state.process, state.version)
     data = bundles.build(args.deal_id, histories, rows, pinned.model_dump(mode="json"))

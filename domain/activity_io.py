@@ -19,10 +19,10 @@ APPEND_EVENTS = "append_events"
 APPEND_TIMEOUT = timedelta(seconds=10)
 SEND_TIMEOUT = timedelta(seconds=20)
 PROPOSAL_TIMEOUT = timedelta(seconds=30)
-# A local activity runs inside the workflow task that asked for it, and that task (with the
-# rep's answer in it) completes only when the activity does. Past this backoff a failing one
-# waits on a Temporal timer instead, so a database outage holds a rep for about a second, not
-# for the whole retry schedule.
+# A proposal is made in a local activity, inside the workflow task that asked for it, and that
+# task (with the rep's answer in it) completes only when the activity does. Past this backoff a
+# failing one waits on a Temporal timer instead, so it holds a rep for about a second, not for
+# the whole retry schedule.
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
 
 
@@ -72,15 +72,12 @@ class AppendEvents(BaseModel):
     # logged with each row for the audit
     run_started_at: datetime | None = None
     history_length: int | None = None
-    # Revision 3 appended some batches in local activities, whose input Temporal does not keep:
-    # those asked for their events back in the receipt (audit.history reads them there). No
-    # batch asks now; the field stays so that histories of that time still decode.
-    echo: bool = False
 
 
 class AppendReceipt(BaseModel):
-    """What an append did: how many events were new, and the batch's events when it was asked
-    to echo them."""
+    """What an append did: how many events were new. (Revision 3 appended some batches in local
+    activities, whose input Temporal does not keep, and had their events echoed here:
+    audit.history still reads them from the histories of that time.)"""
 
     model_config = ConfigDict(frozen=True)
 

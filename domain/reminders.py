@@ -13,7 +13,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from definitions.model import Notify, ProcessDefinition
-from domain.calendar import BusinessCalendar
+from domain.calendar import BusinessCalendar, compressed
 from domain.state import DealState
 
 
@@ -27,11 +27,6 @@ class Rung(BaseModel):
     reassign_to: str | None = None
 
 
-def _scaled(start: datetime, due: datetime, time_scale: float) -> datetime:
-    """Simulation only: compress the time from `start` to `due` by `time_scale` (1.0: real time)."""
-    return due if time_scale == 1.0 else start + (due - start) * time_scale
-
-
 def ladder(d: ProcessDefinition, state: DealState, time_scale: float = 1.0) -> list[Rung]:
     if state.is_finished or state.stage is None or state.stage_entered_at is None:
         return []
@@ -41,14 +36,14 @@ def ladder(d: ProcessDefinition, state: DealState, time_scale: float = 1.0) -> l
     calendar = BusinessCalendar.of(d)  # business days skip the holidays pinned in the definition
     start = state.stage_entered_at
     real = calendar.add(start, reminder.deadline)
-    rungs = [Rung(level=0, stage=state.stage, due_at=_scaled(start, real, time_scale), notify=Notify.owner)]
+    rungs = [Rung(level=0, stage=state.stage, due_at=compressed(start, real, time_scale), notify=Notify.owner)]
     for level, step in enumerate(reminder.escalations, start=1):
         real = calendar.add(real, step.after)
         rungs.append(
             Rung(
                 level=level,
                 stage=state.stage,
-                due_at=_scaled(start, real, time_scale),
+                due_at=compressed(start, real, time_scale),
                 notify=step.notify,
                 reassign_to=step.reassign_to,
             )

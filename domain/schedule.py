@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import IntEnum
 
 from definitions.model import ProcessDefinition
+from domain.calendar import compressed
 from domain.events import DealEvent, DealLost, DealStarted, DealWon, MigratedToVersion
 from domain.reminders import Rung, next_rung
 from domain.state import DealState, FollowOn
@@ -70,7 +71,7 @@ class Schedule:
 
 def follow_on_due(follow_on: FollowOn, time_scale: float = 1.0) -> datetime:
     """When a follow-on deal starts: its delay after it was scheduled, compressed by the time scale."""
-    return follow_on.scheduled_at + (follow_on.due_at - follow_on.scheduled_at) * time_scale
+    return compressed(follow_on.scheduled_at, follow_on.due_at, time_scale)
 
 
 def next_follow_on(state: DealState, time_scale: float = 1.0) -> FollowOn | None:

@@ -114,6 +114,11 @@ class DealState(BaseModel):
         """Lost, or won with no post-sale stage left: the workflow may end."""
         return self.status == "lost" or (self.status == "won" and self.stage is None)
 
+    @property
+    def may_end(self) -> bool:
+        """Finished, with no follow-on deal left to start: its workflow may end."""
+        return self.is_finished and not self.pending_follow_ons
+
 
 def apply(state: DealState, event: DealEvent) -> DealState:
     """Return the state after one event. Events must arrive in sequence order."""

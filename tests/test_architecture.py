@@ -119,3 +119,17 @@ def test_no_import_cycles_between_modules() -> None:
         if module not in state:
             visit(module)
     assert cycles == []
+
+
+def test_no_workflow_answers_queries_so_no_read_can_disturb_a_deal() -> None:
+    """Every read comes from PostgreSQL: a query to a workflow whose worker has just restarted can
+    make it run signals no workflow task has processed (repro/query_applies_unprocessed_signals)."""
+    decorated = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in sorted((ROOT / "workflows").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        for d in node.decorator_list
+        if ast.unparse(d).startswith("workflow.query")
+    ]
+    assert decorated == []

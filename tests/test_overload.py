@@ -28,17 +28,17 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from audit.history import deal_events, fetch_deal
 from client.api import DealflowClient, OutcomeUnknown, Refused
 from client.retry import Deadline, NoAnswer, RetryCounts, lost_answer, until_answered
 from definitions.loader import PinnedDefinition
-from domain.commands import ActionResult, workflow_id
+from domain.commands import ActionResult
 from domain.events import DealEvent
-from domain.state import DealState
+from domain.state import fold
 from store import event_log
-from tests.support import dealflow, new_deal_id
+from tests.support import dealflow, logged, new_deal_id
 from worker.run import WorkerSlots, build_worker
 from worker.settings import REQUEST_DEADLINE_ENV_VAR, RPC_TIMEOUT_ENV_VAR, Settings, SettingsError
-from workflows.deal import DealWorkflow
 
 REPS = 40  # deals driven at once, against two workflow task slots and one activity slot
 RPC_TIMEOUT = 0.2  # seconds: each call to Temporal (an update waits for the deal's workflow task)
@@ -279,9 +279,8 @@ async def test_an_update_whose_connection_drops_while_it_waits_is_answered_once(
     async with build_worker(temporal_env.client, pool, queue):
         result = await asyncio.wait_for(call, 30)
         assert result.stage == "demonstration"
-        events: list[DealEvent] = await temporal_env.client.get_workflow_handle(workflow_id(deal)).query(
-            DealWorkflow.events
-        )
+        await logged(pool, deal, result.last_seq)
+        events: list[DealEvent] = await event_log.read(pool, deal)
         assert [e.seq for e in events if e.request_id == result.request_id] == list(
             range(result.first_seq, result.last_seq + 1)
         )
@@ -324,7 +323,7 @@ async def test_a_start_whose_answer_is_lost_after_it_started_the_deal_is_answere
     before = client.retries.lost["rpc_timeout"]
     started = await client.start_deal("three-phase", deal, "alice", value=1000)
     assert started.stage == "first-contact" and client.retries.lost["rpc_timeout"] == before + 1
-    state: DealState = await temporal_client.get_workflow_handle(workflow_id(deal)).query(DealWorkflow.state)
+    state = await client.logged_state(deal, min_seq=1)
     assert state.owner == "alice" and state.last_seq >= 1
     # a start of the same deal by a new request is still refused
     with pytest.raises(Refused) as caught:
@@ -340,7 +339,7 @@ async def test_a_start_whose_answer_is_lost_while_another_start_took_the_id_is_r
     with pytest.raises(Refused) as caught:
         await client.start_deal("three-phase", deal, "alice")
     assert caught.value.code == "deal_exists"
-    state: DealState = await temporal_client.get_workflow_handle(workflow_id(deal)).query(DealWorkflow.state)
+    state = await client.logged_state(deal, min_seq=1)
     assert state.owner == "mallory"
 
 
@@ -350,7 +349,7 @@ async def test_a_start_whose_answer_is_lost_before_it_reached_temporal_starts_th
     lost_start.append("not sent")
     deal = new_deal_id("lost-start")
     await client.start_deal("three-phase", deal, "alice")
-    state: DealState = await temporal_client.get_workflow_handle(workflow_id(deal)).query(DealWorkflow.state)
+    state = await client.logged_state(deal, min_seq=1)
     assert state.owner == "alice"
 
 
@@ -387,9 +386,8 @@ async def test_the_cli_says_outcome_unknown_with_exit_3_and_the_repeat_answers_i
         assert result["request_id"] == "away-1" and result["stage"] == "demonstration"
         again = await dealflow(cli_env, *args, "--json")
         assert again.code == 0 and again.json() == result
-        events: list[DealEvent] = await temporal_env.client.get_workflow_handle(workflow_id(deal)).query(
-            DealWorkflow.events
-        )
+        await logged(pool, deal, result["last_seq"])
+        events: list[DealEvent] = await event_log.read(pool, deal)
         assert [e.seq for e in events if e.request_id == "away-1"] == list(
             range(result["first_seq"], result["last_seq"] + 1)
         )
@@ -525,9 +523,9 @@ async def test_under_overload_every_request_is_answered_once_and_recorded_once(
         assert shape(events, w.deal_id) == expected, w.deal_id
         for rid, answer in w.answers.items():
             assert [e.seq for e in events if e.request_id == rid] == list(range(answer.first_seq, answer.last_seq + 1))
-        # the workflow agrees with the log
-        handle = temporal_client.get_workflow_handle(workflow_id(w.deal_id))
-        state: DealState = await handle.query(DealWorkflow.state)
+        # Temporal's history agrees with the log
+        recorded = deal_events(await fetch_deal(temporal_client, w.deal_id))
+        state = fold(recorded)
         assert state.status == "won" and state.last_seq == len(events)
         assert set(state.requests) == set(w.answers)
-        assert await handle.query(DealWorkflow.events) == events
+        assert recorded == events

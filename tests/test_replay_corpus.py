@@ -122,7 +122,7 @@ async def test_patched_change_replays_old_and_new_histories(
         await client.lose(deal, "price", actor="pat")
         await temporal_env.client.get_workflow_handle(f"deal-{deal}").result()
     [new] = await fetch_deal(temporal_env.client, deal)
-    # the patch is recorded once (its local-activity append leaves a marker of its own, which is not it)
+    # the patch is recorded once (a proposal's local activity would leave a marker of its own)
     markers = [e.marker_recorded_event_attributes for e in new.events if e.HasField("marker_recorded_event_attributes")]
     patches = [json.loads(m.details["patch-data"].payloads[0].data) for m in markers if m.marker_name == "core_patch"]
     assert patches == [{"id": "pause-before-append", "deprecated": False}]

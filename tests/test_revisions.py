@@ -64,6 +64,9 @@ async def test_upgrade_moves_running_deals_to_a_new_run_on_the_latest_revision(
     await wait_for(continued)
     described = await handle.describe()
     assert described.status == WorkflowExecutionStatus.RUNNING
+    # the old run went quietly: no workflow task failed on its way to continue as new
+    old_run = await temporal_client.get_workflow_handle(workflow_id(deal), run_id=first_run).fetch_history()
+    assert [e for e in old_run.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED] == []
     assert workflow_id(deal) not in await stragglers(temporal_client, released_at)
     # the new run carries the whole deal on: its state and its requests
     status = await client.status(deal)

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from definitions.durations import Duration
     from definitions.model import Cadence
     from domain.activity_io import SEND_MESSAGE, SEND_TIMEOUT, OutgoingMessage, SentMessage
-    from domain.calendar import BusinessCalendar
+    from domain.calendar import BusinessCalendar, compressed
 
 TOUCH_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -87,7 +87,7 @@ def touch_due(previous: datetime, delay: Duration, calendar: BusinessCalendar, t
     """When a touch falls due: its delay after `previous` (business days skip the calendar's days
     off), compressed by the time scale in simulations."""
     real_due = calendar.add(previous, delay)
-    return previous + (real_due - previous) * time_scale
+    return compressed(previous, real_due, time_scale)
 
 
 @workflow.defn(name="FollowUpCadence")
@@ -101,10 +101,6 @@ class FollowUpCadence:
     def stop(self, reason: str) -> None:
         if self._stop is None:
             self._stop = reason
-
-    @workflow.query
-    def progress(self) -> CadenceOutcome:
-        return CadenceOutcome(touches_sent=self._sent, touches_failed=self._failed, stopped=self._stop)
 
     @workflow.run
     async def run(self, inp: CadenceInput) -> CadenceOutcome:

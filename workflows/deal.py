@@ -19,7 +19,6 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from definitions.loader import PinnedDefinition
     from definitions.model import ProcessDefinition
     from domain import access, decide, reminders
     from domain.commands import (
@@ -30,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         DealInput,
         LoseDeal,
         MigrateDeal,
-        MissingFact,
         MoveStage,
         RecordResponse,
         WinDeal,
@@ -91,13 +89,16 @@ class DealWorkflow:
             rung, flush = plan.rung, plan.at(Due.LOG_FLUSH)
             if not self._has_work(rung, flush):
                 await workflow.wait_condition(functools.partial(self._rang_or_work, rung, flush))
-            # work already waiting goes first, effects before the append that records them
+            # work already waiting goes first: a start, an outcome or a migration to the log (the
+            # rep's call waits for it), then effects, before the append that records them
             if self._alarm.rang and not effects:
                 self._alarm.spend()
                 await self._handle_due(plan)
+            elif self._log.holds_urgent():
+                await self._flush()
             elif effects:
                 await self._run(effects.pop(0))
-            elif self._log.needed():
+            elif self._log.needed(continuing=self._must_continue()):
                 await self._flush()
             elif self._done() or self._must_continue():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -164,7 +165,7 @@ class DealWorkflow:
     def _check_migrate(self, cmd: MigrateDeal) -> None:
         self._check(cmd, decide.migrate)
 
-    # --- signals and queries -------------------------------------------------------------------
+    # --- signals -------------------------------------------------------------------------------
 
     @workflow.signal
     def cadence_report(self, report: CadenceReport) -> None:
@@ -174,26 +175,6 @@ class DealWorkflow:
     def upgrade(self) -> None:
         """Continue as new at the next quiet point, so the deal runs the latest revision."""
         self._upgrade_requested = True
-
-    @workflow.query
-    def state(self) -> DealState:
-        return self._ledger.state
-
-    @workflow.query
-    def events(self, after_seq: int = 0) -> list[DealEvent]:
-        return [e for e in self._ledger.events if e.seq > after_seq]
-
-    @workflow.query
-    def missing_facts(self) -> list[MissingFact]:
-        return decide.missing_facts(self._ledger.pinned.definition, self._ledger.state)
-
-    @workflow.query
-    def definition(self) -> PinnedDefinition:
-        return self._ledger.pinned
-
-    @workflow.query
-    def result_of(self, request_id: str) -> ActionResult | None:
-        return self._result(request_id)
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -284,7 +265,7 @@ class DealWorkflow:
         """Something to do now, or a deadline to wait for that is not the one being waited for."""
         return (
             bool(self._ledger.effects)
-            or self._log.needed()
+            or self._log.needed(continuing=self._must_continue())
             or self._done()
             or self._must_continue()
             or self._ladder_moved(rung)
@@ -299,9 +280,7 @@ class DealWorkflow:
         return reminders.next_rung(self._ledger.pinned.definition, self._ledger.state, self._scale) != rung
 
     def _done(self) -> bool:
-        """Finished, with no follow-on deal left to start: the workflow may end."""
-        state = self._ledger.state
-        return state.is_finished and not state.pending_follow_ons
+        return self._ledger.state.may_end
 
     def _must_continue(self) -> bool:
         return self._upgrade_requested or workflow.info().is_continue_as_new_suggested()

@@ -18,12 +18,13 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain.activity_io import APPEND_EVENTS, APPEND_TIMEOUT, AppendEvents, DealSnapshot
-    from domain.schedule import flush_due
+    from domain.events import DealEvent
+    from domain.schedule import URGENT, flush_due
     from workflows.activity_calls import APPEND_RETRY
     from workflows.ledger import Ledger
     from workflows.search_attributes import SearchIndex
 
-# however short the flush window, a batch never grows past this many events
+# however long the flush window, or the wait for an append, a batch holds at most this many events
 MAX_LOG_BATCH = 100
 
 
@@ -42,9 +43,9 @@ class LogBatcher:
         """When the events not yet in the log must be appended (None: there are none)."""
         return flush_due(self._ledger.events, self.persisted_seq, self._window, workflow.now())
 
-    def needed(self) -> bool:
+    def needed(self, continuing: bool) -> bool:
         """Append now: the window has passed, the batch is full, the deal has its outcome (the few
-        events left go at once), or the run is about to continue as new."""
+        events left go at once), or the run is about to continue as new (`continuing`)."""
         due = self.due()
         if due is None:
             return False
@@ -53,17 +54,24 @@ class LogBatcher:
             due <= workflow.now()
             or state.last_seq - self.persisted_seq >= MAX_LOG_BATCH
             or state.status != "open"
-            or workflow.info().is_continue_as_new_suggested()
+            or continuing
         )
+
+    def holds_urgent(self) -> bool:
+        """Among the events not yet in the log is a start, an outcome or a migration."""
+        return any(isinstance(e, URGENT) for e in self._unlogged())
+
+    def _unlogged(self) -> list[DealEvent]:
+        return [e for e in self._ledger.events if e.seq > self.persisted_seq]
 
     async def flush(self) -> None:
         state = self._ledger.state
         self._index.update(state)
-        upto = state.last_seq
+        batch = self._unlogged()[:MAX_LOG_BATCH]
         info = workflow.info()
         append = AppendEvents(
             deal_id=state.deal_id,
-            events=[e for e in self._ledger.events if e.seq > self.persisted_seq],
+            events=batch,
             snapshot=DealSnapshot.of(state),
             run_started_at=info.start_time,
             history_length=info.get_current_history_length(),
@@ -71,7 +79,7 @@ class LogBatcher:
         await workflow.execute_activity(
             APPEND_EVENTS, append, start_to_close_timeout=APPEND_TIMEOUT, retry_policy=APPEND_RETRY
         )
-        self.persisted_seq = upto
+        self.persisted_seq = batch[-1].seq
 
     async def logged(self, seq: int, within: timedelta) -> bool:
         """Wait until event `seq` is in the log, for at most `within` (the database may be down:
