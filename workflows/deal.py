@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.follow_ons import start_follow_on
     from workflows.ledger import Ledger
     from workflows.log_batcher import LogBatcher
-    from workflows.outbound import notify, propose
+    from workflows.outbound import Notifier, propose
 
 C = TypeVar("C", bound=Command)
 # how long a rep's win, loss or migration waits for its events to reach the log; with the
@@ -72,6 +72,7 @@ class DealWorkflow:
         self._log = LogBatcher(self._ledger, input.persisted_seq, input.log_flush_seconds)
         self._cadence = CadenceLifecycle(self._ledger, input.pending_cadence, input.time_scale)
         self._alarm = Alarm()
+        self._notifier = Notifier(self._ledger)
         self._upgrade_requested = False
         if not self._ledger.events:
             # recorded here, not in run(): an update may arrive in the very first workflow task,
@@ -101,7 +102,7 @@ class DealWorkflow:
             elif self._log.needed(continuing=self._must_continue()):
                 await self._flush()
             elif self._done() or self._must_continue():
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await workflow.wait_condition(self._quiet)
                 if effects or self._log.unpersisted():
                     continue
                 if not self._done():
@@ -250,7 +251,7 @@ class DealWorkflow:
     async def _run(self, effect: Effect) -> None:
         match effect:
             case Notify():
-                await notify(self._ledger, effect)
+                self._notifier.send(effect)
             case MakeProposal():
                 await propose(self._ledger, effect)
             case StartCadence():
@@ -278,6 +279,10 @@ class DealWorkflow:
     def _ladder_moved(self, rung: Rung | None) -> bool:
         """The next reminder rung is no longer `rung`: the deal moved on, or the rung fired."""
         return reminders.next_rung(self._ledger.pinned.definition, self._ledger.state, self._scale) != rung
+
+    def _quiet(self) -> bool:
+        """No update handler running and no notification on its way."""
+        return workflow.all_handlers_finished() and self._notifier.idle()
 
     def _done(self) -> bool:
         return self._ledger.state.may_end

@@ -1,7 +1,9 @@
 """Effects that call one activity and record what came of it: notifications and proposals.
 
-A notification that cannot be delivered is logged, not recorded (the reminder or escalation
-that asked for it is the deal's fact). A proposal is made in a local activity, inside the
+Notifications are sent beside the deal's loop (`Notifier`): one that retries for minutes while
+its channel is down holds up neither the log nor the deal's other work. One that cannot be
+delivered is logged, not recorded (the reminder or escalation that asked for it is the deal's
+fact). A proposal is made in a local activity, inside the
 workflow task that takes the rep's action (unless the loop is still busy with an earlier effect or
 append), so the document usually exists when the call that entered the stage returns; success and
 failure are both recorded as events. A document made for a task that is then lost is made
@@ -9,6 +11,8 @@ again, the same, by the task's rerun; it is a file, not a record.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -29,6 +33,21 @@ with workflow.unsafe.imports_passed_through():
     from domain.events import ProposalFailed, ProposalGenerated
     from workflows.activity_calls import ACTIVITY_FAILURES, NOTIFY_RETRY, PROPOSAL_RETRY, error_text
     from workflows.ledger import Ledger
+
+
+class Notifier:
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def send(self, effect: Notify) -> None:
+        task = asyncio.create_task(notify(self._ledger, effect))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def idle(self) -> bool:
+        """Nothing on its way: the run may end or continue as new."""
+        return not self._sending
 
 
 async def notify(ledger: Ledger, effect: Notify) -> None:
