@@ -14,9 +14,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from client.api import DealflowClient, NotFound, Refused
 from definitions.loader import PinnedDefinition
 from domain.commands import workflow_id
+from domain.state import DealState
 from store import event_log
 from tests.support import SEVEN_FACTS, logged, new_deal_id, wait_for
-from workflows.deal import DealWorkflow
 
 pytestmark = pytest.mark.usefixtures("deployed")
 
@@ -46,7 +46,7 @@ async def test_seven_stage_deal_to_the_end_is_logged_exactly(
     for stage, facts in SEVEN_FACTS.items():
         result = await client.complete_stage(deal, stage, actor="alice", facts=facts)
     assert result.status == "won" and result.stage is None
-    final = await temporal_client.get_workflow_handle_for(DealWorkflow.run, workflow_id(deal)).result()
+    final = await temporal_client.get_workflow_handle(workflow_id(deal), result_type=DealState).result()
     assert final.status == "won" and final.is_finished  # the workflow has ended
     events = await client.events(deal)
     await logged(pool, deal, len(events))
@@ -204,7 +204,7 @@ async def test_lost_deal_ends_and_a_repeat_after_the_end_still_answers(
     deal = new_deal_id()
     await client.start_deal("three-phase", deal, "bob")
     lost = await client.lose(deal, "price", actor="bob", note="too dear", request_id="lose-1")
-    final = await temporal_client.get_workflow_handle_for(DealWorkflow.run, workflow_id(deal)).result()
+    final = await temporal_client.get_workflow_handle(workflow_id(deal), result_type=DealState).result()
     assert final.status == "lost" and final.lost_reason == "price"
     assert await client.lose(deal, "price", actor="bob", request_id="lose-1") == lost
     with pytest.raises(Refused) as caught:
