@@ -237,7 +237,7 @@ async def drive(client: DealflowClient, *, deals: int, seed: int, concurrency: i
     print(f"proposals: {proposals_dir()}")
     for name, p in pinned.items():
         m = await compute(client.pool, p.definition, Filters(process=name, version=p.version, since=since))
-        print(f"\nFunnel: {name}@{p.version} (computed in SQL from the event log; definitions in the README)")
+        print(f"\nFunnel: {name}@{p.version} (computed in SQL from the event log; definitions in docs/metrics.md)")
         print_table(
             ["stage", "phase", "entered", "completed", "skipped", "back", "lost", "conv. to next", "median time"],
             [

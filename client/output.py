@@ -1,4 +1,4 @@
-"""Stable shapes of the CLI's `--json` output (documented in the README) and plain tables.
+"""Stable shapes of the CLI's `--json` output (documented in docs/cli.md) and plain tables.
 
 The JSON keys are part of the CLI's contract: they are built here explicitly rather than dumped
 from internal models, so refactoring a model cannot silently change what scripts depend on.
