@@ -3,11 +3,11 @@
 Notifications are sent beside the deal's loop (`Notifier`): one that retries for minutes while
 its channel is down holds up neither the log nor the deal's other work. One that cannot be
 delivered is logged, not recorded (the reminder or escalation that asked for it is the deal's
-fact). A proposal is made in a local activity, inside the
-workflow task that takes the rep's action (unless the loop is still busy with an earlier effect or
-append), so the document usually exists when the call that entered the stage returns; success and
-failure are both recorded as events. A document made for a task that is then lost is made
-again, the same, by the task's rerun; it is a file, not a record.
+fact). A proposal is made in a local activity, inside the workflow task that takes the rep's
+action (unless the loop is still busy with an earlier effect or append), so the document usually
+exists when the call that entered the stage returns; success and failure are both recorded as
+events. A document made for a task that is then lost is made again, the same, by the task's
+rerun; it is a file, not a record.
 """
 
 from __future__ import annotations
