@@ -370,7 +370,7 @@ class DealflowClient:
                 details={"attempts": exc.attempts},
             ) from None
         # the deal's start is flushed at once: once it is in the log, every read finds the deal
-        await self._logged_events(deal_id, min_seq=1, within=START_LOG_WAIT)
+        await self._until_logged(deal_id, min_seq=1, within=START_LOG_WAIT)
         return StartedDeal(deal_id=deal_id, workflow_id=workflow_id(deal_id), process_ref=pinned.ref, stage=first)
 
     @property
@@ -592,19 +592,15 @@ class DealflowClient:
         `last_seq` of the action's result as `min_seq`: the read waits up to `within` seconds
         for the log to reach it.
         """
-        events = await self._logged_events(deal_id, min_seq, within)
-        if not events:
-            raise NotFound(f"no deal {deal_id!r}", code="unknown_deal")
-        return fold(events)
+        return fold(await self.events(deal_id, min_seq=min_seq, within=within))
 
-    async def _logged_events(self, deal_id: str, min_seq: int, within: float) -> list[DealEvent]:
+    async def _until_logged(self, deal_id: str, min_seq: int, within: float) -> None:
+        """Wait, `within` seconds at most, until the log holds the deal's event `min_seq`."""
         deadline = asyncio.get_running_loop().time() + within
         pause = 0.02
-        while True:
-            events = await event_log.read(self.pool, deal_id)
-            last = events[-1].seq if events else 0
-            if last >= min_seq or asyncio.get_running_loop().time() + pause > deadline:
-                return events
+        while await event_log.last_seq(self.pool, deal_id) < min_seq:
+            if asyncio.get_running_loop().time() + pause > deadline:
+                return
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)
 
@@ -618,8 +614,10 @@ class DealflowClient:
             running=not state.may_end,
         )
 
-    async def events(self, deal_id: str, *, min_seq: int = 0) -> list[DealEvent]:
-        events = await self._logged_events(deal_id, min_seq, within=5.0)
+    async def events(self, deal_id: str, *, min_seq: int = 0, within: float = 5.0) -> list[DealEvent]:
+        """The deal's logged events, once the log holds event `min_seq` (see `logged_state`)."""
+        await self._until_logged(deal_id, min_seq, within)
+        events = await event_log.read(self.pool, deal_id)
         if not events:
             raise NotFound(f"no deal {deal_id!r}", code="unknown_deal")
         return events

@@ -206,6 +206,12 @@ async def read(db: asyncpg.Pool | visits.Conn, deal_id: str, *, until: datetime 
     return [decode_stored(r["payload"]) for r in rows]
 
 
+async def last_seq(pool: asyncpg.Pool, deal_id: str) -> int:
+    """The sequence number of the deal's last logged event (0: none)."""
+    value = await pool.fetchval("SELECT coalesce(max(seq), 0) FROM deal_events WHERE deal_id = $1", deal_id)
+    return int(value)
+
+
 async def count(pool: asyncpg.Pool, deal_id: str | None = None) -> int:
     value = await pool.fetchval("SELECT count(*) FROM deal_events WHERE $1::text IS NULL OR deal_id = $1", deal_id)
     return int(value)
