@@ -33,7 +33,7 @@ from audit.replay import replay
 from bench.stack import BenchStack, bench_stack, machine, rss_mb
 from bench.system_bench import RESULTS
 from client.api import DealflowClient, Refused
-from client.audit_commands import verify_running
+from client.audit_service import verify_running
 from client.demo import fact_value
 from domain.commands import workflow_id
 from domain.events import TouchSent

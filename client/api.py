@@ -56,7 +56,7 @@ from domain.events import DealEvent
 from domain.state import DealState, fold
 from store import access_log, event_log, experiments, registry
 from store.db import StoreUnavailable, connect_pool
-from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
+from store.deals import DealRow, LinkedDeal, board, chain, list_deals, running_on
 from store.migrations import migrate
 from worker.connect import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
@@ -95,6 +95,12 @@ class NotFound(DealflowError):
 
 class Unavailable(DealflowError):
     code = "unavailable"
+
+
+class Unauthenticated(DealflowError):
+    """No identity could be established: no token, or one unknown, revoked or expired."""
+
+    code = "unauthenticated"
 
 
 class OutcomeUnknown(DealflowError):
@@ -213,6 +219,11 @@ class DealflowClient:
         except DefinitionError as exc:
             raise Refused(str(exc), code="invalid_definition", details=[str(p) for p in exc.problems]) from None
         return await registry.deploy(self.pool, pinned, deployed_by=deployed_by, source=str(path))
+
+    async def deploy_pinned(self, pinned: PinnedDefinition, *, deployed_by: str, source: str) -> registry.Deployment:
+        """Deploy a definition already loaded and checked (an upload: `definition_service.load_upload`)."""
+        await self._claim(deployed_by, "deploy", source)
+        return await registry.deploy(self.pool, pinned, deployed_by=deployed_by, source=source)
 
     async def definitions(self) -> list[registry.Deployment]:
         return await registry.list_all(self.pool)
@@ -635,6 +646,25 @@ class DealflowClient:
         owner: str | None = None,
         process: str | None = None,
         status: str | None = None,
+        version: str | None = None,
+        team: str | None = None,
         limit: int = 1000,
+        offset: int = 0,
     ) -> list[DealRow]:
-        return await list_deals(self.pool, stage=stage, owner=owner, process=process, status=status, limit=limit)
+        return await list_deals(
+            self.pool,
+            stage=stage,
+            owner=owner,
+            process=process,
+            status=status,
+            version=version,
+            team=team,
+            limit=limit,
+            offset=offset,
+        )
+
+    async def board(
+        self, process: str, *, owner: str | None = None, team: str | None = None, version: str | None = None
+    ) -> list[DealRow]:
+        """The deals of a process's pipeline board (`store.deals.board`)."""
+        return await board(self.pool, process, owner=owner, team=team, version=version)

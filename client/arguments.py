@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 PORT_MAX = 65535
@@ -70,6 +70,22 @@ def instant(text: str) -> datetime:
             f"{text!r}: expected a date or time in ISO 8601, e.g. 2026-03-01 or 2026-03-01T12:00:00+01:00"
         ) from None
     return value if value.tzinfo else value.astimezone()
+
+
+def expiry(text: str) -> datetime:
+    """When a token stops working: a time (ISO 8601) or a span from now, e.g. 30d or 12h."""
+    unit = {"d": 86400, "h": 3600, "m": 60}.get(text[-1:])
+    if unit is not None and text[:-1].isdigit() and int(text[:-1]) > 0:
+        return datetime.now(UTC) + timedelta(seconds=int(text[:-1]) * unit)
+    try:
+        value = instant(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a span such as 30d, 12h or 90m, or a date or time such as 2027-01-31"
+        ) from None
+    if value <= datetime.now(UTC):
+        raise argparse.ArgumentTypeError(f"{text!r} is in the past: a token must expire later than now")
+    return value
 
 
 def number(text: str) -> float:

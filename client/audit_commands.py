@@ -14,15 +14,14 @@ from typing import Any
 from temporalio.client import Client, WorkflowHistory
 
 from audit import bundle as bundles
-from audit.history import AuditError, deal_events, fetch_deal, in_flight, load_json
+from audit.history import AuditError, deal_events, in_flight, load_json
 from audit.replay import replay
 from audit.timeline import timeline
-from audit.verify import LogRow, Verdict, verify
+from audit.verify import verify
+from client import audit_service
 from client.api import DealflowClient, DealflowError
 from client.arguments import UsageError, instant, positive_int
 from client.output import emit, print_table
-from domain.state import as_of
-from store import access_log
 
 
 class AuditFailed(DealflowError):
@@ -48,27 +47,12 @@ async def _deal_ids(temporal: Client, args: argparse.Namespace) -> list[str]:
     return sorted(ids)
 
 
-async def _histories(c: DealflowClient, deal_id: str) -> list[WorkflowHistory]:
-    try:
-        return await fetch_deal(c.temporal, deal_id)
-    except AuditError as exc:
-        raise DealflowError(str(exc), code="unknown_deal") from None
-
-
-async def _log(c: DealflowClient, deal_id: str) -> list[LogRow]:
-    rows = await c.pool.fetch(
-        "SELECT seq, payload::text AS payload, prev_hash, hash FROM deal_events WHERE deal_id = $1 ORDER BY seq",
-        deal_id,
-    )
-    return [LogRow.of(r) for r in rows]
-
-
 async def run_replay(args: argparse.Namespace) -> None:
     histories = [h for hs, _ in _files(args.from_json) for h in hs]
     if args.deal_ids or args.all:
         async with await DealflowClient.connect() as c:
             for deal in await _deal_ids(c.temporal, args):
-                histories += await _histories(c, deal)
+                histories += await audit_service.histories(c, deal)
     if not histories:
         raise DealflowError("nothing to replay: no deal matched and no file held a history", code="not_found")
     results = await replay(histories, progress=not args.json)
@@ -90,10 +74,10 @@ async def run_replay(args: argparse.Namespace) -> None:
 async def run_timeline(args: argparse.Namespace) -> None:
     if args.from_json:
         histories = [h for hs, _ in _files([args.from_json]) for h in hs]
+        entries = timeline(histories)
     else:
         async with await DealflowClient.connect() as c:
-            histories = await _histories(c, args.deal_id)
-    entries = timeline(histories)
+            entries = await audit_service.deal_timeline(c, args.deal_id)
     if args.json:
         emit([e.as_dict() for e in entries])
         return
@@ -118,13 +102,7 @@ async def run_timeline(args: argparse.Namespace) -> None:
 async def run_as_of(args: argparse.Namespace) -> None:
     at = args.at
     async with await DealflowClient.connect() as c:
-        rows = await _log(c, args.deal_id)
-        events = [e for e in (r.event() for r in rows) if e is not None]
-        if not events:
-            events = deal_events(await _histories(c, args.deal_id))
-    state = as_of(events, at)
-    if state.last_seq == 0:
-        raise DealflowError(f"deal {args.deal_id!r} had not started at {at.isoformat()}", code="not_started")
+        state = await audit_service.state_as_of(c, args.deal_id, at)
     if args.json:
         emit(state.model_dump(mode="json"))
         return
@@ -134,15 +112,6 @@ async def run_as_of(args: argparse.Namespace) -> None:
     print(f"  touches {state.touches}, SLA breaches {state.sla_breaches}, cadence {state.cadence or '-'}")
     for stage, facts in state.facts.items():
         print(f"  facts from {stage}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
-
-
-async def verify_running(c: DealflowClient, deal_id: str) -> Verdict:
-    """Verify a deal that may be running: the log is read before and after its history, so that
-    what is appended meanwhile is neither missed nor taken for a forgery."""
-    earlier = await _log(c, deal_id)
-    histories = await _histories(c, deal_id)
-    rows = await _log(c, deal_id)
-    return verify(deal_id, rows, deal_events(histories), in_flight=in_flight(histories), earlier=earlier)
 
 
 async def run_verify(args: argparse.Namespace) -> None:
@@ -156,7 +125,7 @@ async def run_verify(args: argparse.Namespace) -> None:
     if args.deal_ids or args.all:
         async with await DealflowClient.connect() as c:
             for deal in await _deal_ids(c.temporal, args):
-                verdicts.append(await verify_running(c, deal))
+                verdicts.append(await audit_service.verify_running(c, deal))
     if not verdicts:
         raise DealflowError("nothing to verify: no deal matched", code="not_found")
     if args.json:
@@ -187,21 +156,13 @@ async def run_verify(args: argparse.Namespace) -> None:
 
 async def run_export(args: argparse.Namespace) -> None:
     async with await DealflowClient.connect() as c:
-        # as verify does: the log read around the history, so that the bundle holds the rows the
-        # history accounts for, and none appended after it was read
-        earlier = {r.seq for r in await _log(c, args.deal_id)}
-        histories = await _histories(c, args.deal_id)
-        told = {e.seq for e in deal_events(histories)}
-        rows = [r for r in await _log(c, args.deal_id) if r.seq in earlier or r.seq in told]
-        state = await c.logged_state(args.deal_id)
-        pinned = await c.definition(state.process, state.version)
-    data = bundles.build(args.deal_id, histories, rows, pinned.model_dump(mode="json"))
+        data = await audit_service.export(c, args.deal_id)
     try:
         bundles.write(data, Path(args.out))
     except AuditError as exc:
         raise DealflowError(str(exc)) from None
     print(
-        f"wrote {args.out}: {len(histories)} histories, {len(rows)} event-log rows, definition "
+        f"wrote {args.out}: {len(data['histories'])} histories, {len(data['event_log'])} event-log rows, definition "
         f"{data['definition'].get('definition', {}).get('name', '?')}@{data['definition'].get('version', '?')}"
     )
 
@@ -230,7 +191,7 @@ def _check_selection(args: argparse.Namespace) -> None:
 
 async def run_access(args: argparse.Namespace) -> None:
     async with await DealflowClient.connect() as c:
-        rows = await access_log.read(c.pool, since=args.since, limit=args.limit)
+        rows = await audit_service.refusals(c, since=args.since, limit=args.limit)
     if args.json:
         emit([r.model_dump(mode="json") for r in rows])
         return

@@ -25,6 +25,7 @@ from client.experiment_commands import add_parser as add_experiments
 from client.metrics_commands import add_parsers as add_metrics
 from client.output import action_json, deal_row_json, emit, print_table, status_json
 from client.revision_commands import add_parser as add_revisions
+from client.token_commands import add_parser as add_tokens
 from worker import logs, tracing
 from worker.settings import SettingsError, log_format
 
@@ -220,11 +221,14 @@ async def _until_signalled() -> asyncio.Event:
 
 
 async def cmd_dev(args: argparse.Namespace) -> None:
+    from web.serve import serve
+    from web.settings import WebSettings
     from worker.endpoint import dev_endpoint, url
     from worker.run import run_worker
     from worker.stack import EmbeddedStack
 
     endpoint = dev_endpoint()
+    web_settings = WebSettings.resolve(port=args.web_port)
     stack = EmbeddedStack(temporal_port=args.temporal_port, ui_port=args.ui_port, postgres_port=args.postgres_port)
     settings = stack.start()
     try:
@@ -232,8 +236,14 @@ async def cmd_dev(args: argparse.Namespace) -> None:
         print(f"PostgreSQL: {settings.database_url}")
         if endpoint:
             print(f"Metrics:    {url(endpoint)}/metrics (health: /livez, /readyz)")
-        print("worker running; Ctrl-C stops worker, Temporal and PostgreSQL", flush=True)
-        await run_worker(settings, await _until_signalled(), endpoint=endpoint)
+        stop = await _until_signalled()
+        client = await DealflowClient.connect(settings)
+        try:
+            web = asyncio.create_task(serve(web_settings, stop, client=client))
+            print("worker running; Ctrl-C stops worker, web app, Temporal and PostgreSQL", flush=True)
+            await asyncio.gather(run_worker(settings, stop, endpoint=endpoint), web)
+        finally:
+            await client.close()
     finally:
         stack.stop()
         print("stopped", flush=True)
@@ -253,12 +263,20 @@ async def cmd_worker(args: argparse.Namespace) -> None:
     await run_worker(settings, await _until_signalled(), endpoint=endpoint)
 
 
+async def cmd_serve(args: argparse.Namespace) -> None:
+    from web.serve import serve
+    from web.settings import WebSettings
+
+    await serve(WebSettings.resolve(host=args.host, port=args.port), await _until_signalled())
+
+
 def check_dev(args: argparse.Namespace) -> None:
     seen: dict[int, str] = {}
     for flag, value in [
         ("--temporal-port", args.temporal_port),
         ("--ui-port", args.ui_port),
         ("--postgres-port", args.postgres_port),
+        ("--web-port", args.web_port),
     ]:
         if value is None:
             continue
@@ -302,9 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--temporal-port", type=port, default=7233)
     dev.add_argument("--ui-port", type=port, default=8233)
     dev.add_argument("--postgres-port", type=port, default=None)
+    dev.add_argument("--web-port", type=port, default=None, help="the web app's (default 8000, $DEALFLOW_WEB_PORT)")
     dev.set_defaults(run=cmd_dev, check=check_dev)
 
     top.add_parser("worker", help="run a worker against TEMPORAL_ADDRESS and DATABASE_URL").set_defaults(run=cmd_worker)
+
+    serve = top.add_parser("serve", help="the web app and the HTTP API (docs/web.md)")
+    serve.add_argument("--host", default=None, help="default 127.0.0.1; another needs access control on")
+    serve.add_argument("--port", type=port, default=None, help="default 8000 ($DEALFLOW_WEB_PORT)")
+    serve.set_defaults(run=cmd_serve)
 
     demo = top.add_parser("demo", help="simulate a few hundred deals on the embedded stack")
     demo.add_argument("--deals", type=positive_int, default=300)
@@ -396,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit(top)
     add_metrics(top)
     add_revisions(top)
+    add_tokens(top)
     return parser
 
 

@@ -6,14 +6,13 @@ import argparse
 import sys
 from typing import Any
 
+from client import definition_service
 from client.api import DealflowClient, DealflowError, Refused
 from client.arguments import UsageError, add_key_values, process_ref
 from client.migration import MigrationPlan
 from client.output import action_json, deployment_json, emit, print_table
-from definitions.diff import Change, diff
-from definitions.loader import DefinitionError, PinnedDefinition, load_file
+from definitions.loader import DefinitionError, load_file
 from definitions.model import json_schema
-from store import registry
 
 EXIT_REFUSED = 1
 
@@ -35,44 +34,20 @@ async def cmd_deploy(args: argparse.Namespace, c: DealflowClient) -> None:
 
 async def _dry_run(args: argparse.Namespace, c: DealflowClient) -> None:
     """Validate and compare with what is deployed; write nothing."""
-    report: list[dict[str, Any]] = []
-    for path in args.files:
-        try:
-            pinned = load_file(path)
-        except DefinitionError as exc:
-            raise Refused(str(exc), code="invalid_definition") from None
-        existing = await registry.find(c.pool, pinned.name, pinned.version)
-        latest = await _latest(c, pinned.name)
-        changes = diff(latest, pinned) if latest is not None and existing is None else []
-        report.append(
-            {
-                "file": str(path),
-                "name": pinned.name,
-                "version": pinned.version,
-                "stages": len(pinned.definition.stages),
-                "already_deployed": existing is not None,
-                "latest": latest.version if latest else None,
-                "changes": [_change_json(ch) for ch in changes],
-            }
-        )
-        if not args.json:
-            if existing is not None:
-                print(f"{pinned.ref}: already deployed by {existing.deployed_by}; deploying it again changes nothing")
-            elif latest is None:
-                print(f"{pinned.ref}: valid; would be the first version of {pinned.name}")
-            else:
-                print(f"{pinned.ref}: valid; would follow {latest.ref} with {len(changes)} change(s):")
-                for ch in changes:
-                    print(f"  {ch.text}")
+    previews = [await definition_service.preview(c, definition_service.load(path), str(path)) for path in args.files]
     if args.json:
-        emit(report)
-
-
-async def _latest(c: DealflowClient, name: str) -> PinnedDefinition | None:
-    try:
-        return await registry.get(c.pool, name)
-    except registry.UnknownDefinition:
-        return None
+        emit([p.model_dump(mode="json", exclude={"deployed_by"}) for p in previews])
+        return
+    for p in previews:
+        ref = f"{p.name}@{p.version}"
+        if p.already_deployed:
+            print(f"{ref}: already deployed by {p.deployed_by}; deploying it again changes nothing")
+        elif p.latest is None:
+            print(f"{ref}: valid; would be the first version of {p.name}")
+        else:
+            print(f"{ref}: valid; would follow {p.name}@{p.latest} with {len(p.changes)} change(s):")
+            for ch in p.changes:
+                print(f"  {ch.text}")
 
 
 async def cmd_list(args: argparse.Namespace, c: DealflowClient) -> None:
@@ -101,25 +76,14 @@ async def cmd_list(args: argparse.Namespace, c: DealflowClient) -> None:
 
 async def cmd_show(args: argparse.Namespace, c: DealflowClient) -> None:
     name, version = args.ref
-    pinned = await c.definition(name, version)
-    deployment = await registry.find(c.pool, pinned.name, pinned.version)
+    view = await definition_service.show(c, name, version)
     if args.json:
-        emit(
-            {
-                "name": pinned.name,
-                "version": pinned.version,
-                "content_hash": pinned.content_hash,
-                "deployed_by": deployment.deployed_by if deployment else None,
-                "deployed_at": deployment.deployed_at.isoformat() if deployment else None,
-                "definition": pinned.definition.model_dump(mode="json"),
-                "templates": sorted(pinned.templates),
-            }
-        )
+        emit(view.model_dump(mode="json"))
         return
-    d = pinned.definition
-    print(f"{pinned.ref}  {d.title or ''}".rstrip())
-    if deployment:
-        print(f"deployed by {deployment.deployed_by} at {deployment.deployed_at:%Y-%m-%d %H:%M:%S}")
+    d = view.definition
+    print(f"{view.name}@{view.version}  {d.title or ''}".rstrip())
+    if view.deployed_at:
+        print(f"deployed by {view.deployed_by} at {view.deployed_at:%Y-%m-%d %H:%M:%S}")
     print(f"time zone {d.timezone}, business days {','.join(str(x) for x in d.business_days)}")
     if d.holidays is not None:
         h = d.holidays
@@ -149,18 +113,13 @@ async def cmd_show(args: argparse.Namespace, c: DealflowClient) -> None:
         print(f"rebuy {r.kind.value}: a {r.process} deal after {r.delay}")
 
 
-def _change_json(ch: Change) -> dict[str, str]:
-    return {"part": ch.part, "subject": ch.subject, "kind": ch.kind, "text": ch.text}
-
-
 async def cmd_diff(args: argparse.Namespace, c: DealflowClient) -> None:
-    old = await c.definition(args.name, args.old)
-    new = await c.definition(args.name, args.new)
-    changes = diff(old, new)
+    result = await definition_service.compare_versions(c, args.name, args.old, args.new)
     if args.json:
-        emit({"from": old.ref, "to": new.ref, "changes": [_change_json(ch) for ch in changes]})
+        emit({"from": result.from_ref, "to": result.to_ref, "changes": [ch.model_dump() for ch in result.changes]})
         return
-    print(f"{old.ref} -> {new.ref}: " + (f"{len(changes)} change(s)" if changes else "no changes"))
+    changes = result.changes
+    print(f"{result.from_ref} -> {result.to_ref}: " + (f"{len(changes)} change(s)" if changes else "no changes"))
     for ch in changes:
         print(f"  {ch.text}")
 

@@ -8,31 +8,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from client import metrics_service
 from client.api import DealflowClient
 from client.arguments import UsageError, instant, process_ref
+from client.metrics_service import MetricsQuery
 from client.output import duration_text, emit, pct, print_table
 from definitions.loader import PinnedDefinition
-from store.compare import Comparison, compare
-from store.deals import customers
-from store.metrics import Durations, Filters, Metrics, compute
+from store.compare import Comparison
+from store.metrics import Durations, Metrics
 
 
 async def metrics_for(c: DealflowClient, args: argparse.Namespace) -> list[tuple[PinnedDefinition, Metrics]]:
-    names = [args.process] if args.process else sorted({d.name for d in await c.definitions()})
-    out = []
-    for name in names:
-        pinned = await c.definition(name, args.version)
-        filters = Filters(
-            process=name,
-            version=args.version,
-            owner=args.owner,
-            since=args.since,
-            until=args.until,
-            as_of=args.as_of,
-            experiment=args.experiment,
-        )
-        out.append((pinned, await compute(c.pool, pinned.definition, filters)))
-    return out
+    query = MetricsQuery(
+        process=args.process,
+        version=args.version,
+        owner=args.owner,
+        since=args.since,
+        until=args.until,
+        as_of=args.as_of,
+        experiment=args.experiment,
+    )
+    return await metrics_service.metrics(c, query)
 
 
 def _dur(d: Durations) -> list[str]:
@@ -194,7 +190,7 @@ async def run_metrics(args: argparse.Namespace) -> None:
 
 
 async def run_customers(c: DealflowClient, args: argparse.Namespace) -> None:
-    rows = await customers(c.pool, process=args.process)
+    rows = await metrics_service.customers_of(c, args.process)
     if args.json:
         emit([r.model_dump(mode="json") for r in rows])
         return
@@ -244,23 +240,17 @@ def check_metrics(args: argparse.Namespace) -> None:
 
 async def run_compare(c: DealflowClient, args: argparse.Namespace) -> None:
     if args.experiment:
-        record = await c.experiment(args.experiment)
-        exp = record.experiment
-        arms = [await c.definition(exp.process, arm.version) for arm in exp.arms]
-        # the first arm is the baseline: every other arm is compared with it
-        results = [await compare(c.pool, arms[0], other, experiment=exp.name) for other in arms[1:]]
+        found = await metrics_service.compare_experiment(c, args.experiment)
         if args.json:
-            emit({"experiment": exp.name, "comparisons": [r.model_dump(mode="json") for r in results]})
+            emit(found.model_dump(mode="json"))
             return
-        for n, result in enumerate(results):
+        for n, result in enumerate(found.comparisons):
             if n:
                 print()
-            print(f"experiment {exp.name}:")
+            print(f"experiment {found.experiment}:")
             _print_comparison(result)
         return
-    (na, va), (nb, vb) = args.a, args.b
-    a, b = await c.definition(na, va), await c.definition(nb, vb)
-    result = await compare(c.pool, a, b)
+    result = await metrics_service.compare_versions(c, args.a, args.b)
     if args.json:
         emit(result.model_dump(mode="json"))
         return

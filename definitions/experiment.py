@@ -58,13 +58,18 @@ def assign(experiment: Experiment, deal_id: str) -> str:
 
 
 def load_experiment(path: str | Path) -> Experiment:
-    source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        message = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+        raise DefinitionError([DefinitionProblem(str(path), "", message)]) from None
+    return parse_experiment(text, source=str(path))
+
+
+def parse_experiment(text: str, *, source: str = "<experiment>") -> Experiment:
+    try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
-    except OSError as exc:
-        raise DefinitionError([DefinitionProblem(source, "", f"cannot read: {exc.strerror or exc}")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -39,6 +39,15 @@ class DealRow(BaseModel):
     ended_at: datetime | None
     last_seq: int
     touches: int
+    team: str | None = None
+    stage_sla_breaches: int = 0  # since the deal entered its current stage
+    stage_escalation: int = 0  # the highest escalation rung since then, 0 for none
+
+
+_ROW = (
+    "SELECT deal_id, process, version, owner, value, status, stage, stage_entered_at, started_at,"
+    " ended_at, last_seq, touches, team, stage_sla_breaches, stage_escalation FROM deals"
+)
 
 
 async def list_deals(
@@ -48,19 +57,48 @@ async def list_deals(
     owner: str | None = None,
     process: str | None = None,
     status: str | None = None,
+    version: str | None = None,
+    team: str | None = None,
     limit: int = 1000,
+    offset: int = 0,
 ) -> list[DealRow]:
+    """Deals matching every filter given, by id; `offset` and `limit` page through them."""
     rows = await pool.fetch(
-        "SELECT deal_id, process, version, owner, value, status, stage, stage_entered_at, started_at,"
-        " ended_at, last_seq, touches FROM deals"
-        " WHERE ($1::text IS NULL OR stage = $1) AND ($2::text IS NULL OR owner = $2)"
+        _ROW + " WHERE ($1::text IS NULL OR stage = $1) AND ($2::text IS NULL OR owner = $2)"
         " AND ($3::text IS NULL OR process = $3) AND ($4::text IS NULL OR status = $4)"
-        " ORDER BY deal_id LIMIT $5",
+        " AND ($5::text IS NULL OR version = $5) AND ($6::text IS NULL OR team = $6)"
+        " ORDER BY deal_id LIMIT $7 OFFSET $8",
         stage,
         owner,
         process,
         status,
+        version,
+        team,
         limit,
+        offset,
+    )
+    return [DealRow(**dict(r)) for r in rows]
+
+
+async def board(
+    pool: asyncpg.Pool,
+    process: str,
+    *,
+    owner: str | None = None,
+    team: str | None = None,
+    version: str | None = None,
+) -> list[DealRow]:
+    """The deals a pipeline board shows: every deal of the process still in a stage (open, or won
+    and in a post-sale stage), longest in its stage first."""
+    rows = await pool.fetch(
+        _ROW + " WHERE process = $1 AND stage IS NOT NULL AND status IN ('open', 'won')"
+        " AND ($2::text IS NULL OR owner = $2) AND ($3::text IS NULL OR team = $3)"
+        " AND ($4::text IS NULL OR version = $4)"
+        " ORDER BY stage_entered_at, deal_id",
+        process,
+        owner,
+        team,
+        version,
     )
     return [DealRow(**dict(r)) for r in rows]
 
@@ -68,9 +106,7 @@ async def list_deals(
 async def running_on(pool: asyncpg.Pool, process: str, version: str) -> list[DealRow]:
     """Deals of a version whose workflow still runs: open, or won and in a post-sale stage."""
     rows = await pool.fetch(
-        "SELECT deal_id, process, version, owner, value, status, stage, stage_entered_at, started_at,"
-        " ended_at, last_seq, touches FROM deals"
-        " WHERE process = $1 AND version = $2 AND (status = 'open' OR (status = 'won' AND stage IS NOT NULL))"
+        _ROW + " WHERE process = $1 AND version = $2 AND (status = 'open' OR (status = 'won' AND stage IS NOT NULL))"
         " ORDER BY deal_id",
         process,
         version,

@@ -21,7 +21,15 @@ from typing import Any
 import asyncpg
 
 from domain.activity_io import AppendEvents
-from domain.events import DealEvent, DealStarted, decode_stored
+from domain.events import (
+    DealEvent,
+    DealStarted,
+    Escalated,
+    MigratedToVersion,
+    SlaBreached,
+    StageEntered,
+    decode_stored,
+)
 from store import visits
 
 _INSERT = """
@@ -39,8 +47,8 @@ RETURNING seq
 _PROJECT = """
 INSERT INTO deals (deal_id, process, version, owner, value, status, stage, stage_entered_at,
                    started_at, ended_at, last_seq, touches, start_owner, start_version, experiment,
-                   follows, follow_kind, customer, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, now())
+                   follows, follow_kind, customer, team, stage_sla_breaches, stage_escalation, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $21, $22, now())
 ON CONFLICT (deal_id) DO UPDATE SET
     process = EXCLUDED.process, version = EXCLUDED.version, owner = EXCLUDED.owner,
     value = EXCLUDED.value, status = EXCLUDED.status, stage = EXCLUDED.stage,
@@ -51,7 +59,11 @@ ON CONFLICT (deal_id) DO UPDATE SET
     experiment = coalesce(deals.experiment, EXCLUDED.experiment),
     follows = coalesce(deals.follows, EXCLUDED.follows),
     follow_kind = coalesce(deals.follow_kind, EXCLUDED.follow_kind),
-    customer = coalesce(deals.customer, EXCLUDED.customer), updated_at = now()
+    customer = coalesce(deals.customer, EXCLUDED.customer),
+    team = coalesce(deals.team, EXCLUDED.team),
+    stage_sla_breaches = CASE WHEN $20 THEN $21 ELSE deals.stage_sla_breaches + $21 END,
+    stage_escalation = CASE WHEN $20 THEN $22 ELSE greatest(deals.stage_escalation, $22) END,
+    updated_at = now()
 WHERE deals.last_seq < EXCLUDED.last_seq
 """
 
@@ -110,6 +122,16 @@ class LogConflict(RuntimeError):
     """
 
 
+def board_marks(new: list[DealEvent]) -> tuple[bool, int, int]:
+    """What new events change on the board's card: whether the deal entered a stage (which starts
+    the counts afresh), and the SLA breaches and highest escalation rung after that entry."""
+    entered = [i for i, e in enumerate(new) if isinstance(e, StageEntered | MigratedToVersion)]
+    after = new[entered[-1] + 1 :] if entered else new
+    breaches = sum(isinstance(e, SlaBreached) for e in after)
+    rung = max((e.level for e in after if isinstance(e, Escalated)), default=0)
+    return bool(entered), breaches, rung
+
+
 async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
     """Append a batch; return how many events were new (0 when the batch is a retry)."""
     events = sorted(batch.events, key=lambda e: e.seq)
@@ -148,6 +170,8 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             batch.run_started_at,
             batch.history_length,
         )
+        new = {r["seq"] for r in inserted}
+        stage_marks = board_marks([e for e in events if e.seq in new])
         await conn.execute(
             _PROJECT,
             snap.deal_id,
@@ -168,8 +192,9 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             started.follows if started else None,
             started.follow_kind if started else None,
             started.fields.get("customer") if started else None,
+            started.team if started else None,
+            *stage_marks,
         )
-        new = {r["seq"] for r in inserted}
         await visits.project(conn, batch.deal_id, snap.process, [e for e in events if e.seq in new])
     return len(new)
 

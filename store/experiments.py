@@ -92,3 +92,11 @@ async def get(pool: asyncpg.Pool, name: str) -> ExperimentRecord:
 
 async def list_all(pool: asyncpg.Pool) -> list[ExperimentRecord]:
     return [_record(r) for r in await pool.fetch("SELECT * FROM experiments ORDER BY started_at")]
+
+
+async def deals_per_arm(pool: asyncpg.Pool, name: str) -> dict[str, int]:
+    """How many deals the experiment has assigned to each version so far."""
+    rows = await pool.fetch(
+        "SELECT start_version, count(*) AS n FROM deals WHERE experiment = $1 GROUP BY start_version", name
+    )
+    return {r["start_version"]: r["n"] for r in rows}

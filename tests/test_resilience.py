@@ -26,7 +26,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from audit.history import fetch_deal
 from audit.replay import replay
 from client.api import DealflowClient
-from client.audit_commands import verify_running
+from client.audit_service import verify_running
 from definitions.loader import PinnedDefinition, load_file, shipped
 from domain.commands import workflow_id
 from domain.events import TouchSent

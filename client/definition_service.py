@@ -1,0 +1,133 @@
+"""Process definitions as ops work with them: load, preview a deploy, deploy, show, compare.
+
+The CLI and the web app both call these; they format the answers and decide nothing themselves.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime
+from pathlib import Path, PurePath
+
+from pydantic import BaseModel
+
+from client.api import DealflowClient, Refused
+from definitions.diff import Change, diff
+from definitions.loader import DefinitionError, PinnedDefinition, load_file
+from definitions.model import ProcessDefinition
+from store import registry
+
+
+class ChangeView(BaseModel):
+    part: str
+    subject: str
+    kind: str
+    text: str
+
+    @classmethod
+    def of(cls, change: Change) -> ChangeView:
+        return cls(part=change.part, subject=change.subject, kind=change.kind, text=change.text)
+
+
+class DeployPreview(BaseModel):
+    """What deploying a file would do, written before anything is stored."""
+
+    file: str
+    name: str
+    version: str
+    stages: int
+    already_deployed: bool
+    deployed_by: str | None  # who deployed this exact content, when it is already deployed
+    latest: str | None
+    changes: list[ChangeView]
+
+
+class DefinitionView(BaseModel):
+    name: str
+    version: str
+    content_hash: str
+    deployed_by: str | None
+    deployed_at: datetime | None
+    definition: ProcessDefinition
+    templates: list[str]
+
+
+class VersionDiff(BaseModel):
+    from_ref: str
+    to_ref: str
+    changes: list[ChangeView]
+
+
+def load(path: str | Path) -> PinnedDefinition:
+    try:
+        return load_file(path)
+    except DefinitionError as exc:
+        raise Refused(str(exc), code="invalid_definition", details=[str(p) for p in exc.problems]) from None
+
+
+def load_upload(filename: str, text: str, templates: dict[str, str] | None = None) -> PinnedDefinition:
+    """A definition sent over the network, with the template files it names beside it.
+
+    The files are written to a fresh directory and loaded from there, so an upload is checked by
+    exactly the rules a file on disk is, template references included.
+    """
+    names = [filename, *(templates or {})]
+    unsafe = [n for n in names if not n or PurePath(n).name != n or n in {".", ".."}]
+    if unsafe:
+        raise Refused(
+            f"file names must be plain names, not paths: {', '.join(map(repr, unsafe))}", code="invalid_request"
+        )
+    with tempfile.TemporaryDirectory(prefix="dealflow-upload-") as tmp:
+        for name, content in {filename: text, **(templates or {})}.items():
+            (Path(tmp) / name).write_text(content, encoding="utf-8")
+        try:
+            return load_file(Path(tmp) / filename)
+        except DefinitionError as exc:
+            # name the upload, not the temporary directory it was checked in
+            message = str(exc).replace(str(Path(tmp)) + "/", "")
+            problems = [str(p).replace(str(Path(tmp)) + "/", "") for p in exc.problems]
+            raise Refused(message, code="invalid_definition", details=problems) from None
+
+
+async def latest(c: DealflowClient, name: str) -> PinnedDefinition | None:
+    try:
+        return await registry.get(c.pool, name)
+    except registry.UnknownDefinition:
+        return None
+
+
+async def preview(c: DealflowClient, pinned: PinnedDefinition, source: str) -> DeployPreview:
+    """Compare a loaded definition with what is deployed; write nothing."""
+    existing = await registry.find(c.pool, pinned.name, pinned.version)
+    newest = await latest(c, pinned.name)
+    changes = diff(newest, pinned) if newest is not None and existing is None else []
+    return DeployPreview(
+        file=source,
+        name=pinned.name,
+        version=pinned.version,
+        stages=len(pinned.definition.stages),
+        already_deployed=existing is not None,
+        deployed_by=existing.deployed_by if existing else None,
+        latest=newest.version if newest else None,
+        changes=[ChangeView.of(ch) for ch in changes],
+    )
+
+
+async def show(c: DealflowClient, name: str, version: str | None = None) -> DefinitionView:
+    pinned = await c.definition(name, version)
+    deployment = await registry.find(c.pool, pinned.name, pinned.version)
+    return DefinitionView(
+        name=pinned.name,
+        version=pinned.version,
+        content_hash=pinned.content_hash,
+        deployed_by=deployment.deployed_by if deployment else None,
+        deployed_at=deployment.deployed_at if deployment else None,
+        definition=pinned.definition,
+        templates=sorted(pinned.templates),
+    )
+
+
+async def compare_versions(c: DealflowClient, name: str, old: str, new: str) -> VersionDiff:
+    a = await c.definition(name, old)
+    b = await c.definition(name, new)
+    return VersionDiff(from_ref=a.ref, to_ref=b.ref, changes=[ChangeView.of(ch) for ch in diff(a, b)])

@@ -1,0 +1,163 @@
+"""The HTTP API: every deal action and read over HTTP, with the CLI's error codes as statuses,
+Idempotency-Key, and OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from client.api import DealflowClient
+from definitions.loader import PinnedDefinition
+from store import event_log
+from tests.support import new_deal_id
+from tests.web_support import app_over, http
+
+PROSPECTING = {"need": "faster quotes", "can_afford": "yes"}
+
+
+async def _start(api: httpx.AsyncClient, deal_id: str, **extra: Any) -> httpx.Response:
+    body = {"process": "seven-stage", "deal_id": deal_id, "owner": "rita", "value": 1200} | extra
+    return await api.post("/api/v1/deals", json=body)
+
+
+async def test_a_rep_drives_a_deal_through_the_api(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    deal_id = new_deal_id("api")
+    async with http(app_over(client), **{"X-Dealflow-User": "rita"}) as api:
+        started = await _start(api, deal_id)
+        assert started.status_code == 201, started.text
+        assert started.json()["stage"] == "prospecting"
+
+        wrong = await api.post(
+            f"/api/v1/deals/{deal_id}/complete",
+            json={"stage": "prospecting", "facts": {"can_afford": "perhaps", "need": "x"}},
+        )
+        assert wrong.status_code == 422
+        assert wrong.json()["code"] == "invalid_fact"
+        assert "can_afford: expected yes or no, got 'perhaps'" in wrong.json()["message"]
+
+        done = await api.post(f"/api/v1/deals/{deal_id}/complete", json={"stage": "prospecting", "facts": PROSPECTING})
+        assert done.status_code == 200, done.text
+        assert done.json()["stage"] == "preparation"
+        seq = done.json()["last_seq"]
+
+        status = await api.get(f"/api/v1/deals/{deal_id}", params={"min_seq": seq})
+        assert status.status_code == 200
+        assert status.json()["state"]["stage"] == "preparation"
+        assert status.json()["state"]["facts"]["prospecting"] == {"need": "faster quotes", "can_afford": True}
+
+        stale = await api.post(f"/api/v1/deals/{deal_id}/complete", json={"stage": "prospecting", "facts": PROSPECTING})
+        assert stale.status_code == 409, "the deal moved on: a conflict with its state"
+
+        back = await api.post(f"/api/v1/deals/{deal_id}/move", json={"to": "prospecting"})
+        assert (back.status_code, back.json()["code"]) == (422, "reason_required")
+        back = await api.post(f"/api/v1/deals/{deal_id}/move", json={"to": "prospecting", "reason": "wrong contact"})
+        assert back.status_code == 200 and back.json()["stage"] == "prospecting"
+
+        lost = await api.post(f"/api/v1/deals/{deal_id}/lose", json={"reason": "no-budget", "note": "frozen"})
+        assert lost.status_code == 200 and lost.json()["status"] == "lost"
+
+        events = await api.get(f"/api/v1/deals/{deal_id}/events")
+        types = [e["type"] for e in events.json()]
+        assert types[0] == "DealStarted" and types[-1] == "DealLost"
+        assert "MovedBack" in types
+
+        listed = await api.get("/api/v1/deals", params={"owner": "rita", "status": "lost", "process": "seven-stage"})
+        assert deal_id in [d["deal_id"] for d in listed.json()["items"]]
+
+
+async def test_refusals_and_unknowns_map_to_http_statuses_and_change_nothing(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    deal_id = new_deal_id("api")
+    async with http(app_over(client)) as api:
+        assert (await _start(api, deal_id, owner="local")).status_code == 201
+        before = await event_log.last_seq(client.pool, deal_id)
+
+        missing = await api.get("/api/v1/deals/no-such-deal")
+        assert (missing.status_code, missing.json()["code"]) == (404, "unknown_deal")
+        unknown_process = await _start(api, new_deal_id("api"), process="no-such-process")
+        assert (unknown_process.status_code, unknown_process.json()["code"]) == (404, "unknown_process")
+        again = await _start(api, deal_id, owner="local")
+        assert (again.status_code, again.json()["code"]) == (409, "deal_exists")
+        malformed = await api.post(f"/api/v1/deals/{deal_id}/move", json={"to": 7, "extra": 1})
+        assert malformed.status_code == 422
+        assert malformed.json()["code"] == "invalid_request"
+        assert "extra" in malformed.json()["message"]
+        not_json = await api.post(
+            f"/api/v1/deals/{deal_id}/move", content=b"{", headers={"Content-Type": "application/json"}
+        )
+        assert (not_json.status_code, not_json.json()["code"]) == (422, "invalid_request")
+        unknown_reason = await api.post(f"/api/v1/deals/{deal_id}/lose", json={"reason": "bored"})
+        assert (unknown_reason.status_code, unknown_reason.json()["code"]) == (422, "unknown_reason")
+
+        assert await event_log.last_seq(client.pool, deal_id) == before, "no refusal recorded anything"
+
+
+async def test_an_idempotency_key_returns_the_first_answer_and_records_nothing_more(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    deal_id = new_deal_id("api")
+    async with http(app_over(client)) as api:
+        headers = {"Idempotency-Key": f"start-{deal_id}"}
+        first = await api.post("/api/v1/deals", json={"process": "seven-stage", "deal_id": deal_id}, headers=headers)
+        repeat = await api.post("/api/v1/deals", json={"process": "seven-stage", "deal_id": deal_id}, headers=headers)
+        assert first.status_code == repeat.status_code == 201
+        assert first.json() == repeat.json()
+        assert repeat.headers["Idempotent-Replayed"] == "true"
+
+        key = {"Idempotency-Key": f"complete-{deal_id}"}
+        body = {"stage": "prospecting", "facts": PROSPECTING}
+        done = await api.post(f"/api/v1/deals/{deal_id}/complete", json=body, headers=key)
+        logged = await event_log.last_seq(client.pool, done.json()["deal_id"])
+        again = await api.post(f"/api/v1/deals/{deal_id}/complete", json=body, headers=key)
+        assert again.json() == done.json() and again.headers["Idempotent-Replayed"] == "true"
+        assert await event_log.last_seq(client.pool, deal_id) == logged
+
+        other = await api.post(f"/api/v1/deals/{deal_id}/complete", json={"stage": "preparation"}, headers=key)
+        assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+
+
+async def test_the_openapi_document_describes_every_surface(client: DealflowClient) -> None:
+    async with http(app_over(client)) as api:
+        doc = (await api.get("/api/openapi.json")).json()
+        docs_page = await api.get("/api/docs")
+        script = await api.get("/api/docs-static/swagger-ui-bundle.js")
+    paths = set(doc["paths"])
+    for path in [
+        "/api/v1/deals",
+        "/api/v1/deals/{deal_id}",
+        "/api/v1/deals/{deal_id}/complete",
+        "/api/v1/deals/{deal_id}/move",
+        "/api/v1/deals/{deal_id}/win",
+        "/api/v1/deals/{deal_id}/lose",
+        "/api/v1/deals/{deal_id}/reply",
+        "/api/v1/deals/{deal_id}/events",
+        "/api/v1/deals/{deal_id}/chain",
+        "/api/v1/definitions",
+        "/api/v1/definitions/validate",
+        "/api/v1/definitions/schema",
+        "/api/v1/definitions/{name}",
+        "/api/v1/definitions/{name}/diff",
+        "/api/v1/definitions/{name}/migrations",
+        "/api/v1/experiments",
+        "/api/v1/experiments/{name}",
+        "/api/v1/experiments/{name}/stop",
+        "/api/v1/metrics",
+        "/api/v1/metrics/compare",
+        "/api/v1/metrics/customers",
+        "/api/v1/audit/deals/{deal_id}/timeline",
+        "/api/v1/audit/deals/{deal_id}/as-of",
+        "/api/v1/audit/deals/{deal_id}/verify",
+        "/api/v1/audit/deals/{deal_id}/export",
+        "/api/v1/audit/refusals",
+    ]:
+        assert path in paths, path
+    complete = doc["paths"]["/api/v1/deals/{deal_id}/complete"]["post"]
+    assert {"401", "403", "404", "409", "422", "503"} <= set(complete["responses"])
+    assert any(p["name"] == "Idempotency-Key" for p in complete["parameters"])
+    assert docs_page.status_code == 200 and "/api/docs-static/swagger-ui-bundle.js" in docs_page.text
+    assert "cdn" not in docs_page.text.lower(), "the docs page loads nothing from elsewhere"
+    assert script.status_code == 200 and len(script.content) > 100_000

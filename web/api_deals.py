@@ -1,0 +1,206 @@
+"""/api/v1/deals: start deals, act on them, and read them from the log and the projection.
+
+Each handler turns the HTTP request into one call of the Python client (the application layer
+the CLI calls too) and its answer into JSON; the rules live behind that call.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from client.api import DealflowClient, DealStatus, StartedDeal
+from domain.commands import ActionResult
+from domain.events import DealEvent
+from store.deals import DealRow, LinkedDeal
+from web.errors import RESPONSES
+from web.idempotency import HEADER, once
+from web.identity import Caller, api_caller, client_of
+
+router = APIRouter(prefix="/deals", tags=["deals"], responses=RESPONSES)
+
+Client = Annotated[DealflowClient, Depends(client_of)]
+Who = Annotated[Caller, Depends(api_caller)]
+Key = Annotated[
+    str | None,
+    Header(alias=HEADER, description="any unique string: a repeat of the request returns the first answer"),
+]
+FactValue = str | int | float | bool
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartRequest(_Body):
+    process: str = Field(min_length=1)
+    version: str | None = Field(default=None, description="default: an experiment's arm, else the latest")
+    deal_id: str = Field(min_length=1, max_length=200)
+    owner: str | None = Field(default=None, description="default: the caller")
+    value: float | None = None
+    fields: dict[str, str] = {}
+
+
+class CompleteRequest(_Body):
+    stage: str = Field(description="the stage the caller believes the deal is at")
+    facts: dict[str, FactValue] = {}
+
+
+class MoveRequest(_Body):
+    to: str
+    reason: str | None = None
+    expected_stage: str | None = None
+
+
+class WinRequest(_Body):
+    facts: dict[str, FactValue] = {}
+    expected_stage: str | None = None
+    rebuy: list[str] = Field(default=[], description="follow-on deals to start after their delays")
+
+
+class LoseRequest(_Body):
+    reason: str
+    note: str | None = None
+    expected_stage: str | None = None
+
+
+class ReplyRequest(_Body):
+    kind: Literal["replied", "meeting_booked", "unsubscribed", "bounced"] = "replied"
+    note: str | None = None
+
+
+class DealPage(BaseModel):
+    items: list[DealRow]
+    offset: int
+    limit: int
+    next_offset: int | None = Field(description="the offset of the next page; null on the last")
+
+
+@router.post("", status_code=201, response_model=StartedDeal)
+async def start_deal(body: StartRequest, request: Request, c: Client, caller: Who, key: Key = None) -> JSONResponse:
+    async def run() -> StartedDeal:
+        return await c.start_deal(
+            body.process,
+            body.deal_id,
+            body.owner or caller.name,
+            actor=caller.name,
+            value=body.value,
+            fields=body.fields,
+            version=body.version,
+        )
+
+    return await once(request, caller, key, run, status=201)
+
+
+@router.get("", response_model=DealPage)
+async def list_deals(
+    c: Client,
+    caller: Who,
+    process: str | None = None,
+    stage: str | None = None,
+    owner: str | None = None,
+    team: str | None = None,
+    version: str | None = None,
+    status: Literal["open", "won", "lost"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DealPage:
+    rows = await c.list_deals(
+        process=process,
+        stage=stage,
+        owner=owner,
+        team=team,
+        version=version,
+        status=status,
+        limit=limit + 1,
+        offset=offset,
+    )
+    more = len(rows) > limit
+    return DealPage(items=rows[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
+
+
+@router.get("/{deal_id}", response_model=DealStatus)
+async def deal_status(
+    deal_id: str,
+    c: Client,
+    caller: Who,
+    min_seq: Annotated[int, Query(ge=0, description="wait (5 s at most) until the log holds this event")] = 0,
+) -> DealStatus:
+    return await c.status(deal_id, min_seq=min_seq)
+
+
+@router.get("/{deal_id}/events", response_model=list[DealEvent])
+async def deal_events(
+    deal_id: str, c: Client, caller: Who, min_seq: Annotated[int, Query(ge=0)] = 0
+) -> list[DealEvent]:
+    return await c.events(deal_id, min_seq=min_seq)
+
+
+@router.get("/{deal_id}/chain", response_model=list[LinkedDeal])
+async def deal_chain(deal_id: str, c: Client, caller: Who) -> list[LinkedDeal]:
+    return await c.chain(deal_id)
+
+
+@router.post("/{deal_id}/complete", response_model=ActionResult)
+async def complete(
+    deal_id: str, body: CompleteRequest, request: Request, c: Client, caller: Who, key: Key = None
+) -> JSONResponse:
+    async def run() -> ActionResult:
+        facts: dict[str, Any] = dict(body.facts)
+        return await c.complete_stage(deal_id, body.stage, actor=caller.name, facts=facts, request_id=key)
+
+    return await once(request, caller, key, run)
+
+
+@router.post("/{deal_id}/move", response_model=ActionResult)
+async def move(
+    deal_id: str, body: MoveRequest, request: Request, c: Client, caller: Who, key: Key = None
+) -> JSONResponse:
+    async def run() -> ActionResult:
+        return await c.move(
+            deal_id, body.to, actor=caller.name, reason=body.reason, expected_stage=body.expected_stage, request_id=key
+        )
+
+    return await once(request, caller, key, run)
+
+
+@router.post("/{deal_id}/win", response_model=ActionResult)
+async def win(
+    deal_id: str, body: WinRequest, request: Request, c: Client, caller: Who, key: Key = None
+) -> JSONResponse:
+    async def run() -> ActionResult:
+        return await c.win(
+            deal_id,
+            actor=caller.name,
+            facts=dict(body.facts),
+            expected_stage=body.expected_stage,
+            request_id=key,
+            rebuy=body.rebuy,
+        )
+
+    return await once(request, caller, key, run)
+
+
+@router.post("/{deal_id}/lose", response_model=ActionResult)
+async def lose(
+    deal_id: str, body: LoseRequest, request: Request, c: Client, caller: Who, key: Key = None
+) -> JSONResponse:
+    async def run() -> ActionResult:
+        return await c.lose(
+            deal_id, body.reason, actor=caller.name, note=body.note, expected_stage=body.expected_stage, request_id=key
+        )
+
+    return await once(request, caller, key, run)
+
+
+@router.post("/{deal_id}/reply", response_model=ActionResult)
+async def reply(
+    deal_id: str, body: ReplyRequest, request: Request, c: Client, caller: Who, key: Key = None
+) -> JSONResponse:
+    async def run() -> ActionResult:
+        return await c.record_response(deal_id, actor=caller.name, kind=body.kind, note=body.note, request_id=key)
+
+    return await once(request, caller, key, run)

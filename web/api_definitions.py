@@ -1,0 +1,220 @@
+"""/api/v1/definitions and /api/v1/experiments: what ops deploy, compare, migrate and test."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from client import definition_service, experiment_service
+from client.api import DealflowClient, DealflowError
+from client.definition_service import DefinitionView, DeployPreview, VersionDiff
+from client.experiment_service import ExperimentView
+from client.migration import MigrationPlan
+from definitions.model import json_schema
+from web.api_deals import Key
+from web.errors import RESPONSES
+from web.idempotency import once
+from web.identity import Caller, api_caller, client_of
+
+router = APIRouter(tags=["definitions"], responses=RESPONSES)
+
+Client = Annotated[DealflowClient, Depends(client_of)]
+Who = Annotated[Caller, Depends(api_caller)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DefinitionUpload(_Body):
+    filename: str = Field(default="process.yaml", description="the file's name, as errors will cite it")
+    yaml: str = Field(description="the definition's YAML text")
+    templates: dict[str, str] = Field(default={}, description="template files it names, by file name")
+
+
+class Deployed(BaseModel):
+    name: str
+    version: str
+    content_hash: str
+    stages: int
+    deployed_by: str
+    deployed_at: str
+    source: str | None
+    created: bool = Field(description="false when this exact content was already deployed")
+
+
+class MigrationRequest(_Body):
+    from_version: str
+    to_version: str
+    stage_map: dict[str, str] = Field(default={}, description="where deals at an old stage go, old id -> new id")
+    dry_run: bool = True
+
+
+class Move(BaseModel):
+    deal_id: str
+    from_stage: str | None
+    to_stage: str | None
+
+
+class Stranded(BaseModel):
+    deal_id: str
+    stage: str | None
+    reason: str
+
+
+class MigrationOutcome(BaseModel):
+    deal_id: str
+    ok: bool
+    last_seq: int | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class MigrationAnswer(BaseModel):
+    process: str
+    from_version: str
+    to_version: str
+    stage_map: dict[str, str]
+    moves: list[Move]
+    stranded: list[Stranded]
+    applied: bool
+    results: list[MigrationOutcome]
+
+
+class ExperimentUpload(_Body):
+    yaml: str = Field(description="the experiment's YAML: experiment, process, arms")
+
+
+def _deployed(d: Any) -> Deployed:
+    return Deployed(
+        name=d.name,
+        version=d.version,
+        content_hash=d.content_hash,
+        stages=d.stages,
+        deployed_by=d.deployed_by,
+        deployed_at=d.deployed_at.isoformat(),
+        source=d.source,
+        created=d.created,
+    )
+
+
+def _plan(plan: MigrationPlan, applied: bool, results: list[MigrationOutcome]) -> MigrationAnswer:
+    return MigrationAnswer(
+        process=plan.process,
+        from_version=plan.source.version,
+        to_version=plan.target.version,
+        stage_map=plan.stage_map,
+        moves=[Move(deal_id=m.deal_id, from_stage=m.from_stage, to_stage=m.to_stage) for m in plan.moves],
+        stranded=[Stranded(deal_id=s.deal_id, stage=s.stage, reason=s.reason) for s in plan.stranded],
+        applied=applied,
+        results=results,
+    )
+
+
+@router.get("/definitions", response_model=list[Deployed])
+async def list_definitions(c: Client, caller: Who, process: str | None = None) -> list[Deployed]:
+    return [_deployed(d) for d in await c.definitions() if process is None or d.name == process]
+
+
+@router.get("/definitions/schema")
+async def definition_schema(caller: Who) -> dict[str, Any]:
+    """The JSON Schema of definition files."""
+    return json_schema()
+
+
+@router.post("/definitions/validate", response_model=DeployPreview)
+async def validate(body: DefinitionUpload, c: Client, caller: Who) -> DeployPreview:
+    """Check a definition and compare it with what is deployed; write nothing (a deploy's dry run)."""
+    pinned = definition_service.load_upload(body.filename, body.yaml, body.templates)
+    return await definition_service.preview(c, pinned, body.filename)
+
+
+@router.post("/definitions", status_code=201, response_model=Deployed)
+async def deploy(
+    body: DefinitionUpload,
+    request: Request,
+    c: Client,
+    caller: Who,
+    key: Key = None,
+    dry_run: Annotated[bool, Query(description="validate and preview only (as /definitions/validate)")] = False,
+) -> JSONResponse | DeployPreview:
+    pinned = definition_service.load_upload(body.filename, body.yaml, body.templates)
+    if dry_run:
+        return await definition_service.preview(c, pinned, body.filename)
+
+    async def run() -> Deployed:
+        return _deployed(await c.deploy_pinned(pinned, deployed_by=caller.name, source=body.filename))
+
+    return await once(request, caller, key, run, status=201)
+
+
+@router.get("/definitions/{name}", response_model=DefinitionView)
+async def show(name: str, c: Client, caller: Who, version: str | None = None) -> DefinitionView:
+    return await definition_service.show(c, name, version)
+
+
+@router.get("/definitions/{name}/diff", response_model=VersionDiff)
+async def diff(
+    name: str,
+    c: Client,
+    caller: Who,
+    from_version: Annotated[str, Query(alias="from")],
+    to_version: Annotated[str, Query(alias="to")],
+) -> VersionDiff:
+    return await definition_service.compare_versions(c, name, from_version, to_version)
+
+
+@router.post("/definitions/{name}/migrations", response_model=MigrationAnswer)
+async def migrate(
+    name: str, body: MigrationRequest, request: Request, c: Client, caller: Who, key: Key = None
+) -> JSONResponse | MigrationAnswer:
+    """Plan a migration (dry_run, the default) or apply it. A plan that would strand a deal on a
+    stage the new version lacks is refused before anything is sent."""
+    plan = await c.plan_migration(name, body.from_version, body.to_version, body.stage_map)
+    if body.dry_run:
+        return _plan(plan, False, [])
+
+    async def run() -> MigrationAnswer:
+        outcomes = await c.apply_migration(plan, actor=caller.name)
+        results = [
+            MigrationOutcome(deal_id=deal_id, ok=False, code=r.code, message=r.message)
+            if isinstance(r, DealflowError)
+            else MigrationOutcome(deal_id=deal_id, ok=True, last_seq=r.last_seq)
+            for deal_id, r in outcomes
+        ]
+        return _plan(plan, True, results)
+
+    return await once(request, caller, key, run)
+
+
+@router.get("/experiments", response_model=list[ExperimentView], tags=["experiments"])
+async def list_experiments(c: Client, caller: Who) -> list[ExperimentView]:
+    return await experiment_service.list_all(c)
+
+
+@router.post("/experiments", status_code=201, response_model=ExperimentView, tags=["experiments"])
+async def start_experiment(
+    body: ExperimentUpload, request: Request, c: Client, caller: Who, key: Key = None
+) -> JSONResponse:
+    exp = experiment_service.parse(body.yaml, "experiment.yaml")
+
+    async def run() -> ExperimentView:
+        return await experiment_service.start(c, exp, started_by=caller.name)
+
+    return await once(request, caller, key, run, status=201)
+
+
+@router.get("/experiments/{name}", response_model=ExperimentView, tags=["experiments"])
+async def show_experiment(name: str, c: Client, caller: Who) -> ExperimentView:
+    return await experiment_service.show(c, name)
+
+
+@router.post("/experiments/{name}/stop", response_model=ExperimentView, tags=["experiments"])
+async def stop_experiment(name: str, request: Request, c: Client, caller: Who, key: Key = None) -> JSONResponse:
+    async def run() -> ExperimentView:
+        return await experiment_service.stop(c, name, stopped_by=caller.name)
+
+    return await once(request, caller, key, run)

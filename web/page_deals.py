@@ -1,0 +1,245 @@
+"""The rep's pages: the pipeline board and a deal's page with its forms.
+
+A form posts to a route that makes one call of the Python client. A refusal re-renders the page
+with the reason and the values typed (nothing changed); a success redirects to the deal's page
+read from the log at least up to the action's last event, so the rep sees their change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from client import board_service, deal_view
+from client.api import DealflowClient, NotFound, Refused
+from client.output import duration_text
+from domain.commands import ActionResult
+from domain.events import ProposalGenerated
+from web.identity import Caller, check_csrf, client_of
+from web.views import page_caller, render
+from worker.settings import proposals_dir
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def home() -> Response:
+    return RedirectResponse("/board", status_code=303)
+
+
+async def _processes(c: DealflowClient) -> list[str]:
+    return sorted({d.name for d in await c.definitions()})
+
+
+def _blank(value: str | None) -> str | None:
+    return value.strip() or None if value else None
+
+
+@router.get("/board", response_class=HTMLResponse)
+async def board_page(
+    request: Request,
+    process: str | None = None,
+    owner: str | None = None,
+    team: str | None = None,
+    version: str | None = None,
+    fragment: bool = False,
+) -> Response:
+    caller = await page_caller(request)
+    c = client_of(request)
+    processes = await _processes(c)
+    process = _blank(process) or (processes[0] if processes else None)
+    filters = {"owner": _blank(owner), "team": _blank(team), "version": _blank(version)}
+    if process is None:
+        return render(request, "board.html", caller, processes=[], board=None, filters=filters)
+    board = await board_service.board(c, process, **filters)
+    versions = [d.version for d in await c.definitions() if d.name == process]
+    template = "board_columns.html" if fragment else "board.html"
+    return render(request, template, caller, processes=processes, board=board, filters=filters, versions=versions)
+
+
+@router.post("/board/start")
+async def start_deal(
+    request: Request,
+    csrf_token: Annotated[str, Form()] = "",
+    process: Annotated[str, Form()] = "",
+    deal_id: Annotated[str, Form()] = "",
+    owner: Annotated[str, Form()] = "",
+    value: Annotated[str, Form()] = "",
+    customer: Annotated[str, Form()] = "",
+) -> Response:
+    caller = await page_caller(request)
+    check_csrf(request, csrf_token)
+    c = client_of(request)
+    error: str | None = None
+    amount: float | None = None
+    try:
+        amount = float(value) if value.strip() else None
+    except ValueError:
+        error = f"value: expected a number, got {value!r}"
+    if error is None:
+        try:
+            started = await c.start_deal(
+                process,
+                deal_id.strip(),
+                owner.strip() or caller.name,
+                actor=caller.name,
+                value=amount,
+                fields={"customer": customer.strip()} if customer.strip() else {},
+            )
+        except (Refused, NotFound) as exc:
+            error = exc.message
+        else:
+            return RedirectResponse(f"/deals/{started.deal_id}?started=1", status_code=303)
+    processes = await _processes(c)
+    board = await board_service.board(c, process) if process in processes else None
+    filters: dict[str, Any] = {"owner": None, "team": None, "version": None}
+    return render(
+        request,
+        "board.html",
+        caller,
+        422,
+        processes=processes,
+        board=board,
+        filters=filters,
+        versions=[],
+        error=error,
+        typed={"deal_id": deal_id, "owner": owner, "value": value, "customer": customer},
+    )
+
+
+async def _deal_page(
+    request: Request, caller: Caller, deal_id: str, *, status: int = 200, min_seq: int = 0, **context: Any
+) -> HTMLResponse:
+    c = client_of(request)
+    view = await deal_view.view(c, deal_id, actor=caller.name, claim=caller.claim, min_seq=min_seq)
+    # one id for the page's forms: a form sent twice (a double click, a resent POST) is one request
+    request_id = str(uuid.uuid4())
+    return render(
+        request, "deal.html", caller, status, view=view, duration=duration_text, request_id=request_id, **context
+    )
+
+
+@router.get("/deals/{deal_id}", response_class=HTMLResponse)
+async def deal_page(
+    request: Request, deal_id: str, seq: int = 0, done: str | None = None, started: bool = False
+) -> HTMLResponse:
+    caller = await page_caller(request)
+    flash = done or ("Deal started." if started else None)
+    return await _deal_page(request, caller, deal_id, min_seq=seq, flash=flash)
+
+
+def _done(deal_id: str, result: ActionResult, what: str) -> Response:
+    where = f"now at stage {result.stage}" if result.stage else f"now {result.status}"
+    query = urlencode({"seq": result.last_seq, "done": f"{what}: the deal is {where}."})
+    return RedirectResponse(f"/deals/{deal_id}?{query}", status_code=303)
+
+
+async def _act(request: Request, deal_id: str, csrf: str, what: str, call: Any, typed: dict[str, Any]) -> Response:
+    """Run one action of the deal's page: redirect on success, the page with the reason on refusal."""
+    caller = await page_caller(request)
+    check_csrf(request, csrf)
+    try:
+        result: ActionResult = await call(caller)
+    except Refused as exc:
+        status = 403 if exc.code == "forbidden" else 409
+        return await _deal_page(
+            request, caller, deal_id, status=status, error=exc.message, error_code=exc.code, typed=typed
+        )
+    return _done(deal_id, result, what)
+
+
+@router.post("/deals/{deal_id}/complete")
+async def complete(request: Request, deal_id: str) -> Response:
+    form = await request.form()
+    facts = {k.removeprefix("fact."): str(v) for k, v in form.items() if k.startswith("fact.") and str(v) != ""}
+    stage = str(form.get("stage", ""))
+    c = client_of(request)
+
+    async def call(caller: Caller) -> ActionResult:
+        return await c.complete_stage(deal_id, stage, actor=caller.name, facts=facts, request_id=_rid(form))
+
+    return await _act(request, deal_id, str(form.get("csrf_token", "")), f"Completed {stage}", call, {"facts": facts})
+
+
+def _rid(form: Any) -> str | None:
+    """The form's own request id: a double-submitted form is one request to the deal."""
+    value = str(form.get("request_id", "")).strip()
+    return value or None
+
+
+@router.post("/deals/{deal_id}/move")
+async def move(request: Request, deal_id: str) -> Response:
+    form = await request.form()
+    to, reason, stage = str(form.get("to", "")), str(form.get("reason", "")).strip(), str(form.get("stage", ""))
+    c = client_of(request)
+
+    async def call(caller: Caller) -> ActionResult:
+        return await c.move(
+            deal_id, to, actor=caller.name, reason=reason or None, expected_stage=stage or None, request_id=_rid(form)
+        )
+
+    return await _act(
+        request, deal_id, str(form.get("csrf_token", "")), f"Moved to {to}", call, {"reason": reason, "to": to}
+    )
+
+
+@router.post("/deals/{deal_id}/win")
+async def win(request: Request, deal_id: str) -> Response:
+    form = await request.form()
+    rebuy = [str(v) for v in form.getlist("rebuy")]
+    stage = str(form.get("stage", ""))
+    c = client_of(request)
+
+    async def call(caller: Caller) -> ActionResult:
+        return await c.win(deal_id, actor=caller.name, expected_stage=stage or None, rebuy=rebuy, request_id=_rid(form))
+
+    return await _act(request, deal_id, str(form.get("csrf_token", "")), "Won", call, {"rebuy": rebuy})
+
+
+@router.post("/deals/{deal_id}/lose")
+async def lose(request: Request, deal_id: str) -> Response:
+    form = await request.form()
+    reason, note, stage = str(form.get("reason", "")), str(form.get("note", "")).strip(), str(form.get("stage", ""))
+    c = client_of(request)
+
+    async def call(caller: Caller) -> ActionResult:
+        return await c.lose(
+            deal_id, reason, actor=caller.name, note=note or None, expected_stage=stage or None, request_id=_rid(form)
+        )
+
+    typed = {"lost_reason": reason, "note": note}
+    return await _act(request, deal_id, str(form.get("csrf_token", "")), "Lost", call, typed)
+
+
+@router.post("/deals/{deal_id}/reply")
+async def reply(request: Request, deal_id: str) -> Response:
+    form = await request.form()
+    kind, note = str(form.get("kind", "replied")), str(form.get("note", "")).strip()
+    c = client_of(request)
+
+    async def call(caller: Caller) -> ActionResult:
+        return await c.record_response(deal_id, actor=caller.name, kind=kind, note=note or None, request_id=_rid(form))
+
+    return await _act(request, deal_id, str(form.get("csrf_token", "")), f"Buyer {kind}", call, {"reply_note": note})
+
+
+@router.get("/deals/{deal_id}/proposals/{seq}")
+async def proposal(request: Request, deal_id: str, seq: int) -> Response:
+    """A generated proposal, as HTML. Only a file the deal's log names, inside the proposals
+    directory, is ever served."""
+    await page_caller(request)
+    events = await client_of(request).events(deal_id)
+    found = next((e for e in events if e.seq == seq and isinstance(e, ProposalGenerated)), None)
+    if found is None:
+        raise NotFound(f"deal {deal_id!r} has no proposal at event {seq}", code="not_found")
+    root = proposals_dir().resolve()
+    path = Path(found.html_path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise NotFound(f"the proposal file of event {seq} is not on this server ({root})", code="not_found")
+    # sandboxed: whatever the document holds runs no script with this site's cookies
+    return FileResponse(path, media_type="text/html", headers={"Content-Security-Policy": "sandbox"})

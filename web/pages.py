@@ -1,0 +1,40 @@
+"""The pages' routes, and how a failure reaches a browser: a sign-in page when no one is signed
+in, an error page naming the problem otherwise (the API answers the same failures as JSON)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from client.api import DealflowError
+from web import page_auth, page_deals
+from web.errors import error_response, status_of
+from web.views import SignInRequired, render
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+async def on_sign_in_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignInRequired)
+    query = urlencode({"next": exc.next_path, "reason": exc.reason})
+    return RedirectResponse(f"/signin?{query}", status_code=303)
+
+
+async def on_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DealflowError)
+    if _is_api(request):
+        return error_response(exc)
+    if exc.code == "unauthenticated":
+        return await on_sign_in_required(request, SignInRequired(request.url.path, exc.message))
+    return render(request, "error.html", None, status_of(exc), error=exc.message, error_code=exc.code)
+
+
+def install(app: FastAPI) -> None:
+    for router in (page_auth.router, page_deals.router):
+        app.include_router(router)
+    app.add_exception_handler(SignInRequired, on_sign_in_required)
+    app.add_exception_handler(DealflowError, on_error)
