@@ -210,6 +210,10 @@ class DealflowClient:
             await access_log.record(self.pool, actor, known.role if known else None, permission, target, denied.message)
             raise Refused(denied.message, code="forbidden") from None
 
+    async def require(self, actor: str, permission: Permission, target: str | None = None) -> None:
+        """Refuse (`Refused`, code forbidden, and recorded) unless `actor`'s role allows `permission`."""
+        await self._claim(actor, permission, target)
+
     # --- definitions -----------------------------------------------------------------------
 
     async def deploy(self, path: str | Path, *, deployed_by: str) -> registry.Deployment:

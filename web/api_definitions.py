@@ -141,12 +141,15 @@ async def deploy(
     key: Key = None,
     dry_run: Annotated[bool, Query(description="validate and preview only (as /definitions/validate)")] = False,
 ) -> JSONResponse | DeployPreview:
-    pinned = definition_service.load_upload(body.filename, body.yaml, body.templates)
     if dry_run:
+        pinned = definition_service.load_upload(body.filename, body.yaml, body.templates)
         return await definition_service.preview(c, pinned, body.filename)
 
     async def run() -> Deployed:
-        return _deployed(await c.deploy_pinned(pinned, deployed_by=caller.name, source=body.filename))
+        deployment = await definition_service.deploy_upload(
+            c, body.filename, body.yaml, body.templates, deployed_by=caller.name
+        )
+        return _deployed(deployment)
 
     return await once(request, caller, key, run, status=201)
 
