@@ -56,7 +56,7 @@ from domain.events import DealEvent
 from domain.state import DealState, fold
 from store import access_log, event_log, experiments, registry
 from store.db import StoreUnavailable, connect_pool
-from store.deals import DealRow, LinkedDeal, board, chain, list_deals, running_on
+from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
 from store.migrations import migrate
 from worker.connect import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
@@ -666,9 +666,3 @@ class DealflowClient:
             limit=limit,
             offset=offset,
         )
-
-    async def board(
-        self, process: str, *, owner: str | None = None, team: str | None = None, version: str | None = None
-    ) -> list[DealRow]:
-        """The deals of a process's pipeline board (`store.deals.board`)."""
-        return await board(self.pool, process, owner=owner, team=team, version=version)

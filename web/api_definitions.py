@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from client import definition_service, experiment_service
+from client import board_service, definition_service, experiment_service
 from client.api import DealflowClient, DealflowError
+from client.board_service import Board
 from client.definition_service import DefinitionView, DeployPreview, VersionDiff
 from client.experiment_service import ExperimentView
 from client.migration import MigrationPlan
@@ -191,6 +192,21 @@ async def migrate(
         return _plan(plan, True, results)
 
     return await once(request, caller, key, run)
+
+
+@router.get("/processes/{process}/board", response_model=Board, tags=["deals"])
+async def process_board(
+    process: str,
+    c: Client,
+    caller: Who,
+    owner: str | None = None,
+    team: str | None = None,
+    version: str | None = None,
+    stage: str | None = None,
+) -> Board:
+    """The pipeline board: per stage its deals (the longest in the stage first, up to 50, or 1000
+    for one stage), their count and weighted value."""
+    return await board_service.board(c, process, owner=owner, team=team, version=version, stage=stage)
 
 
 @router.get("/experiments", response_model=list[ExperimentView], tags=["experiments"])

@@ -47,13 +47,14 @@ async def board_page(
     owner: str | None = None,
     team: str | None = None,
     version: str | None = None,
+    stage: str | None = None,
     fragment: bool = False,
 ) -> Response:
     caller = await page_caller(request)
     c = client_of(request)
     processes = await _processes(c)
     process = _blank(process) or (processes[0] if processes else None)
-    filters = {"owner": _blank(owner), "team": _blank(team), "version": _blank(version)}
+    filters = {"owner": _blank(owner), "team": _blank(team), "version": _blank(version), "stage": _blank(stage)}
     if process is None:
         return render(request, "board.html", caller, processes=[], board=None, filters=filters)
     board = await board_service.board(c, process, **filters)
@@ -97,7 +98,7 @@ async def start_deal(
             return RedirectResponse(f"/deals/{started.deal_id}?started=1", status_code=303)
     processes = await _processes(c)
     board = await board_service.board(c, process) if process in processes else None
-    filters: dict[str, Any] = {"owner": None, "team": None, "version": None}
+    filters: dict[str, Any] = {"owner": None, "team": None, "version": None, "stage": None}
     return render(
         request,
         "board.html",
