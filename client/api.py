@@ -162,6 +162,7 @@ class DealflowClient:
         self.settings = settings
         self.access = access  # None: no access configuration, everything allowed
         self.retries = RetryCounts()  # requests sent again after a lost answer (client/retry.py)
+        self._definitions: dict[tuple[str, str], PinnedDefinition] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> DealflowClient:
@@ -233,8 +234,16 @@ class DealflowClient:
         return await registry.list_all(self.pool)
 
     async def definition(self, name: str, version: str | None = None) -> PinnedDefinition:
+        """A deployed version (the latest when `version` is None). Versions never change once
+        deployed, so each is read and parsed once per client, then kept."""
         try:
-            return await registry.get(self.pool, name, version)
+            if version is None:
+                version = await registry.latest_version(self.pool, name)
+            found = self._definitions.get((name, version))
+            if found is None:
+                found = await registry.get(self.pool, name, version)
+                self._definitions[(name, version)] = found
+            return found
         except registry.UnknownDefinition as exc:
             raise NotFound(str(exc), code="unknown_process") from None
 
