@@ -6,8 +6,9 @@ no row is ever updated or deleted. `(deal_id, seq)` is the primary key and appen
 `ON CONFLICT DO NOTHING`, so an activity that is retried after a crash, a timeout or a lost reply
 writes nothing twice. The current-state
 projection row is updated in the same transaction, guarded by `last_seq`, so it never goes back
-in time and never misses an event that made it into the log; so is the stage-visit projection
-(`store.visits`), from exactly the events this append added.
+in time and never misses an event that made it into the log; so are the stage-visit projection
+(`store.visits`) and the metric aggregates (`store.aggregates`), from exactly the events this
+append added.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from domain.events import (
     StageEntered,
     decode_stored,
 )
-from store import visits
+from store import aggregates, visits
 
 _INSERT = """
 INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, stage, request_id, process, version, payload,
@@ -195,7 +196,10 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             started.team if started else None,
             *stage_marks,
         )
-        await visits.project(conn, batch.deal_id, snap.process, [e for e in events if e.seq in new])
+        fresh = [e for e in events if e.seq in new]
+        change = await visits.project(conn, batch.deal_id, snap.process, fresh, read=aggregates.needs_visits(fresh))
+        # last: the aggregates' rows are shared by many deals, and are locked from here to the commit
+        await aggregates.project(conn, batch.deal_id, snap.process, snap.version, fresh, change)
     return len(new)
 
 

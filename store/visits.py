@@ -13,7 +13,7 @@ append, the rebuild after a schema migration and the benchmark loader.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from datetime import datetime
 
 import asyncpg
@@ -192,16 +192,32 @@ def visit_records(deal_id: str, process: str, visits: Sequence[Visit]) -> list[t
     return [(deal_id, process, *(getattr(v, f) for f in _FIELDS)) for v in visits]
 
 
-async def project(conn: Conn, deal_id: str, process: str, new_events: Sequence[DealEvent]) -> None:
-    """Fold the deal's newly appended events into its visits (inside the append's transaction)."""
-    if not any(isinstance(e, _MARKS) for e in new_events):
-        return  # touches, reminders, proposals: nothing a visit records
-    visits = advance(await known_visits(conn, deal_id), new_events)
-    if not visits:
-        return
-    columns = [[getattr(v, f) for v in visits] for f in _FIELDS]
-    columns[_FIELDS.index("skipped")] = [",".join(v.skipped) if v.skipped else "" for v in visits]
-    await conn.execute(_UPSERT, deal_id, process, *columns)
+@dataclass
+class VisitChange:
+    """A deal's visits before and after an append (for the aggregates, `store.aggregates`)."""
+
+    before: list[Visit]
+    after: list[Visit]
+
+
+async def project(
+    conn: Conn, deal_id: str, process: str, new_events: Sequence[DealEvent], *, read: bool = False
+) -> VisitChange | None:
+    """Fold the deal's newly appended events into its visits (inside the append's transaction).
+
+    Returns the visits before and after, when they were read: for events a visit records, or
+    when `read` asks for them anyway; None otherwise.
+    """
+    if not read and not any(isinstance(e, _MARKS) for e in new_events):
+        return None  # touches, reminders, proposals: nothing a visit records
+    known = await known_visits(conn, deal_id)
+    before = [replace(v) for v in known.visits]  # advance changes visits in place
+    visits = advance(known, new_events)
+    if visits:
+        columns = [[getattr(v, f) for v in visits] for f in _FIELDS]
+        columns[_FIELDS.index("skipped")] = [",".join(v.skipped) if v.skipped else "" for v in visits]
+        await conn.execute(_UPSERT, deal_id, process, *columns)
+    return VisitChange(before, known.visits)
 
 
 async def rebuild(conn: Conn) -> int:
