@@ -32,14 +32,15 @@ Python computation over the same events):
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any
+import math
+from datetime import UTC, datetime
 
 import asyncpg
 from pydantic import BaseModel
 
 from definitions.model import ProcessDefinition
+from store.aggregates import COARSE, HISTOGRAMS, US, Kind, Layout, day, day_start
+from store.visits import Conn
 
 
 class Durations(BaseModel):
@@ -108,288 +109,447 @@ class Metrics(BaseModel):
     deals: DealSetMetrics
 
 
-_BASE: list[tuple[str, list[int]]] = [
-    # computed once per call, inside the call's snapshot; the three queries below read them
-    (
-        # $6 is the instant to look from: everything after it is treated as not yet happened
-        """CREATE TEMP TABLE m_scope ON COMMIT DROP AS
-        SELECT deal_id, started_at, value FROM deals
-        WHERE process = $1
-          AND ($2::text IS NULL OR start_version = $2 OR version = $2)
-          AND ($3::text IS NULL OR start_owner = $3)
-          AND ($4::timestamptz IS NULL OR started_at >= $4)
-          AND ($5::timestamptz IS NULL OR started_at < $5)
-          AND started_at <= coalesce($6::timestamptz, 'infinity')
-          AND ($7::text IS NULL OR experiment = $7)""",
-        [*range(6), 10],
-    ),
-    (
-        """CREATE TEMP TABLE m_stages ON COMMIT DROP AS
-        SELECT s.stage, s.pos, n.next_stage, p.phase, q.probability,
-               max(s.pos) OVER (PARTITION BY p.phase) AS phase_last_pos
-        FROM unnest($1::text[]) WITH ORDINALITY AS s(stage, pos)
-        JOIN unnest($2::text[]) WITH ORDINALITY AS n(next_stage, pos) USING (pos)
-        JOIN unnest($3::text[]) WITH ORDINALITY AS p(phase, pos) USING (pos)
-        JOIN unnest($4::float8[]) WITH ORDINALITY AS q(probability, pos) USING (pos)""",
-        list(range(6, 10)),
-    ),
-    (
-        # the visits as they stood at $2: an exit after it has not happened yet
-        """CREATE TEMP TABLE m_visits ON COMMIT DROP AS
-        SELECT deal_id, stage, pos, next_stage, seq, visit_no, entered_at, left_at, exit_type, lost_reason, skipped,
-               completed, first_back, first_next, last_visit, phase, phase_last_pos,
-               row_number() OVER since_entry = 1 AS deal_last,
-               extract(epoch FROM left_at - entered_at) AS seconds,
-               cum_before + extract(epoch FROM left_at - entered_at) AS cum_seconds,
-               -- the furthest the deal gets after entering: a later visit's position, or "won"
-               greatest(max(pos) OVER later, CASE WHEN bool_or(exit_type = 'won') OVER since_entry THEN 1000000 END)
-                   AS reach_after
-        FROM (
-            SELECT v.deal_id, v.stage, st.pos, st.next_stage, st.phase, st.phase_last_pos, v.seq, v.visit_no,
-                   v.entered_at,
-                   CASE WHEN v.exit_at <= a.t THEN v.exit_at END AS left_at,
-                   CASE WHEN v.exit_at <= a.t THEN v.exit_type END AS exit_type,
-                   CASE WHEN v.exit_at <= a.t THEN v.lost_reason END AS lost_reason,
-                   CASE WHEN v.exit_at <= a.t THEN v.skipped END AS skipped,
-                   v.first_completion AND v.completed_at <= a.t AS completed,
-                   v.first_back AND v.exit_at <= a.t AS first_back,
-                   v.first_next AND v.exit_at <= a.t AS first_next,
-                   v.cum_before, v.next_entry_at IS NULL OR v.next_entry_at > a.t AS last_visit
-            FROM stage_visits v LEFT JOIN m_stages st ON st.stage = v.stage,
-                 (SELECT coalesce($2::timestamptz, 'infinity') AS t) a
-            WHERE v.process = $1 AND v.entered_at <= a.t /*scope*/
-        ) seen
-        -- newest first, so each frame only grows: every aggregate is computed incrementally
-        WINDOW later AS (PARTITION BY deal_id ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-               since_entry AS (PARTITION BY deal_id ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)""",
-        [0, 5],
-    ),
-    (
-        # the few events counted one by one, read through a partial index
-        """CREATE TEMP TABLE m_notices ON COMMIT DROP AS
-        SELECT e.deal_id, e.type, e.stage FROM deal_events e
-        WHERE e.process = $1 AND e.occurred_at <= coalesce($2::timestamptz, 'infinity') /*scope*/
-          AND e.type IN ('TouchSent', 'CadenceStarted', 'SlaBreached', 'ReminderSent', 'Escalated')""",
-        [0, 5],
-    ),
-]
-
-_STAGES = """
-WITH per_stage AS MATERIALIZED (
-    -- one pass, no grouping by deal: the first-occurrence flags make each count a count of deals
-    SELECT stage, count(*) FILTER (WHERE visit_no = 1) AS entered,
-           count(*) FILTER (WHERE completed) AS completed,
-           count(*) FILTER (WHERE first_back) AS moved_back,
-           count(*) FILTER (WHERE exit_type = 'lost') AS lost,
-           count(*) FILTER (WHERE (first_next AND next_stage <> '') OR (exit_type = 'won' AND next_stage = ''))
-               AS converted_strict,
-           -- a deal's first visit reaches at least as far as any later one
-           count(*) FILTER (WHERE visit_no = 1 AND reach_after > pos) AS converted_any_later,
-           count(*) FILTER (WHERE visit_no = 1 AND left_at IS NOT NULL) AS first_n,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE visit_no = 1) AS first_median,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE visit_no = 1) AS first_p90,
-           avg(seconds) FILTER (WHERE visit_no = 1) AS first_mean,
-           -- cumulative: a deal's last visit so far carries the time of the earlier ones
-           count(*) FILTER (WHERE last_visit AND left_at IS NOT NULL) AS cum_n,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY cum_seconds) FILTER (WHERE last_visit) AS cum_median,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY cum_seconds) FILTER (WHERE last_visit) AS cum_p90,
-           avg(cum_seconds) FILTER (WHERE last_visit) AS cum_mean
-    FROM m_visits GROUP BY stage
-),
-counted AS MATERIALIZED (
-    SELECT stage, type, count(*) AS n FROM m_notices
-    WHERE type IN ('SlaBreached', 'ReminderSent', 'Escalated') GROUP BY stage, type
-),
-skips AS MATERIALIZED (
-    SELECT s.skipped AS stage, count(DISTINCT v.deal_id) AS n
-    FROM m_visits v, unnest(v.skipped) AS s(skipped) WHERE v.skipped IS NOT NULL GROUP BY s.skipped
-),
-reasons AS MATERIALIZED (
-    SELECT stage, jsonb_object_agg(lost_reason, n) AS by_reason FROM (
-        SELECT stage, lost_reason, count(*) AS n FROM m_visits WHERE exit_type = 'lost'
-        GROUP BY stage, lost_reason) r
-    GROUP BY stage
-)
-SELECT st.stage, st.phase, st.pos,
-    coalesce(ps.entered, 0) AS entered, coalesce(ps.completed, 0) AS completed,
-    coalesce(ps.moved_back, 0) AS moved_back, coalesce(ps.lost, 0) AS lost,
-    coalesce((SELECT n FROM skips k WHERE k.stage = st.stage), 0) AS skipped,
-    coalesce((SELECT by_reason FROM reasons r WHERE r.stage = st.stage), '{}'::jsonb) AS lost_reasons,
-    coalesce(ps.converted_strict, 0) AS converted_strict,
-    coalesce(ps.converted_any_later, 0) AS converted_any_later,
-    coalesce((SELECT n FROM counted x WHERE x.stage = st.stage AND x.type = 'SlaBreached'), 0) AS sla_breaches,
-    coalesce((SELECT n FROM counted x WHERE x.stage = st.stage AND x.type = 'ReminderSent'), 0) AS reminders,
-    coalesce((SELECT n FROM counted x WHERE x.stage = st.stage AND x.type = 'Escalated'), 0) AS escalations,
-    coalesce(ps.first_n, 0) AS first_n, ps.first_median, ps.first_p90, ps.first_mean,
-    coalesce(ps.cum_n, 0) AS cum_n, ps.cum_median, ps.cum_p90, ps.cum_mean
-FROM m_stages st LEFT JOIN per_stage ps ON ps.stage = st.stage
-ORDER BY st.pos
-"""
-
-_PHASES = """
-WITH phase_order AS MATERIALIZED (
-    SELECT phase, min(pos) AS first_pos, max(pos) AS last_pos FROM m_stages GROUP BY phase
-),
-per_deal_phase AS MATERIALIZED (
-    SELECT deal_id, phase, bool_or(exit_type = 'lost') AS lost, bool_or(reach_after > phase_last_pos) AS converted,
-           sum(seconds) AS seconds, bool_and(left_at IS NOT NULL) AS closed
-    FROM m_visits WHERE phase IS NOT NULL GROUP BY deal_id, phase
-),
-per_phase AS MATERIALIZED (
-    SELECT phase, count(*) AS entered, count(*) FILTER (WHERE lost) AS lost,
-           count(*) FILTER (WHERE converted) AS converted,
-           count(*) FILTER (WHERE closed) AS t_n,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE closed) AS t_median,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE closed) AS t_p90,
-           avg(seconds) FILTER (WHERE closed) AS t_mean
-    FROM per_deal_phase GROUP BY phase
-)
-SELECT po.phase, po.first_pos, pp.entered, pp.lost, pp.converted, pp.t_n, pp.t_median, pp.t_p90, pp.t_mean
-FROM phase_order po JOIN per_phase pp USING (phase) ORDER BY po.first_pos
-"""
-
-_DEALS = """
-WITH ends AS MATERIALIZED (
-    -- a deal is won or lost once (as seen at the instant looked from)
-    SELECT deal_id, exit_type AS result, left_at AS closed_at FROM m_visits WHERE exit_type IN ('won', 'lost')
-),
-current AS MATERIALIZED (SELECT deal_id, stage FROM m_visits WHERE deal_last),
-follow_up AS MATERIALIZED (
-    SELECT deal_id, count(*) FILTER (WHERE type = 'TouchSent') AS touches,
-           bool_or(type = 'CadenceStarted') AS had_cadence
-    FROM m_notices WHERE type IN ('TouchSent', 'CadenceStarted') GROUP BY deal_id
-),
-outcome AS (
-    SELECT s.deal_id, s.started_at, s.value, e.result, e.closed_at, c.stage,
-           coalesce(f.touches, 0) AS touches, coalesce(f.had_cadence, false) AS had_cadence
-    FROM m_scope s LEFT JOIN ends e USING (deal_id) LEFT JOIN current c USING (deal_id)
-         LEFT JOIN follow_up f USING (deal_id)
-)
-SELECT
-    count(*) AS deals,
-    count(*) FILTER (WHERE result = 'won') AS won,
-    count(*) FILTER (WHERE result = 'lost') AS lost,
-    count(*) FILTER (WHERE result IS NULL) AS open,
-    count(*) FILTER (WHERE result IS NOT NULL) AS closed_n,
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - started_at))
-        FILTER (WHERE result IS NOT NULL) AS cycle_median,
-    percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM closed_at - started_at))
-        FILTER (WHERE result IS NOT NULL) AS cycle_p90,
-    avg(extract(epoch FROM closed_at - started_at)) FILTER (WHERE result IS NOT NULL) AS cycle_mean,
-    coalesce(sum(coalesce(o.value, 0) * st.probability) FILTER (WHERE result IS NULL), 0) AS weighted_pipeline,
-    avg(touches) FILTER (WHERE result = 'won') AS touches_per_won,
-    count(*) FILTER (WHERE had_cadence) AS with_cadence,
-    count(*) FILTER (WHERE had_cadence AND touches >= 5) AS five_plus
-FROM outcome o LEFT JOIN m_stages st ON st.stage = o.stage
-"""
-
-
 WORK_MEM = "256MB"
 
+_STAGES = """
+CREATE TEMP TABLE m_stages ON COMMIT DROP AS
+SELECT s.stage, s.pos, p.phase, max(s.pos) OVER (PARTITION BY p.phase) AS phase_last_pos
+FROM unnest($1::text[]) WITH ORDINALITY AS s(stage, pos)
+JOIN unnest($2::text[]) WITH ORDINALITY AS p(phase, pos) USING (pos)
+"""
 
-def _narrowed(f: Filters) -> bool:
-    """Whether the deal set is smaller than "every deal of the process that had started"."""
-    return any(x is not None for x in (f.version, f.owner, f.since, f.until, f.experiment))
+_GROUPS = """
+SELECT gid, coalesce(layout = $5, false) AS aggregated FROM metric_groups
+WHERE process = $1 AND version IS NOT NULL AND ($2::text IS NULL OR start_version = $2 OR version = $2)
+  AND ($3::text IS NULL OR start_owner = $3) AND ($4::text IS NULL OR experiment = $4)
+"""
+
+_ROLLUP = "SELECT gid FROM metric_groups WHERE process = $1 AND layout = $2 AND version IS NULL"
+
+# The deals computed from the projections: those of groups the aggregates do not hold under this
+# layout ($1), and of the others ($2) those that started on a day the window cuts ([$3, $6) and
+# [$7, $4)), and those with events on the day of the instant looked from, before it ($8 to $5):
+# for these last (`edge`) the figures before that day are subtracted again.
+_SUBSET = """
+CREATE TEMP TABLE m_subset ON COMMIT DROP AS
+SELECT deal_id, started_at, value, false AS edge FROM deal_metric_state
+WHERE gid = ANY($1::int[]) AND started_at >= $3 AND started_at < $4 AND started_at <= $5
+UNION ALL
+SELECT deal_id, started_at, value, false FROM deal_metric_state
+WHERE gid = ANY($2::int[]) AND started_at >= $3 AND started_at < $4 AND started_at <= $5
+  AND (started_at < $6 OR started_at >= $7)
+UNION ALL
+SELECT deal_id, started_at, value, true FROM deal_metric_state
+WHERE $8::timestamptz IS NOT NULL AND gid = ANY($2::int[]) AND started_at >= $6 AND started_at < $7
+  AND deal_id IN (SELECT deal_id FROM deal_events WHERE occurred_at >= $8 AND occurred_at <= $5 AND process = $9)
+"""
+
+# Each deal's figures as they stood at $1, computed from the projections and added to m_parts
+# with the sign $2, in the rows of store.aggregates (and exactly as `store.aggregates.figures`).
+_RAW = [
+    """CREATE TEMP TABLE m_scope ON COMMIT DROP AS
+    SELECT deal_id, started_at, value FROM m_subset WHERE started_at <= $1 /*edge*/""",
+    "ANALYZE m_scope",
+    """CREATE TEMP TABLE m_visits ON COMMIT DROP AS
+    SELECT deal_id, stage, pos, phase, phase_last_pos, seq, visit_no, left_at, exit_type, lost_reason, skipped,
+           completed, first_back, first_next, last_visit, us, cum_before_us + us AS cum_us,
+           row_number() OVER since_entry = 1 AS deal_last,
+           -- the furthest the deal gets after entering: a later visit's position, or "won"
+           greatest(max(pos) OVER later, CASE WHEN bool_or(exit_type = 'won') OVER since_entry THEN 1000000 END)
+               AS reach_after
+    FROM (
+        -- the visits as they stood at $1: an exit after it has not happened yet
+        SELECT v.deal_id, v.stage, st.pos, st.phase, st.phase_last_pos, v.seq, v.visit_no,
+               CASE WHEN v.exit_at <= $1 THEN v.exit_at END AS left_at,
+               CASE WHEN v.exit_at <= $1 THEN v.exit_type END AS exit_type,
+               CASE WHEN v.exit_at <= $1 THEN v.lost_reason END AS lost_reason,
+               CASE WHEN v.exit_at <= $1 THEN v.skipped END AS skipped,
+               v.first_completion AND v.completed_at <= $1 AS completed,
+               v.first_back AND v.exit_at <= $1 AS first_back,
+               v.first_next AND v.exit_at <= $1 AS first_next,
+               v.next_entry_at IS NULL OR v.next_entry_at > $1 AS last_visit,
+               CASE WHEN v.exit_at <= $1 THEN (extract(epoch FROM v.exit_at - v.entered_at) * 1000000)::bigint END
+                   AS us,
+               round(v.cum_before * 1000000::float8)::bigint AS cum_before_us
+        FROM stage_visits v JOIN m_scope USING (deal_id) LEFT JOIN m_stages st ON st.stage = v.stage
+        WHERE v.entered_at <= $1
+    ) seen
+    -- newest first, so each frame only grows: every aggregate is computed incrementally
+    WINDOW later AS (PARTITION BY deal_id ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+           since_entry AS (PARTITION BY deal_id ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)""",
+    """CREATE TEMP TABLE m_notices ON COMMIT DROP AS
+    SELECT e.deal_id, e.type, e.stage FROM deal_events e
+    WHERE e.process = $3 AND e.occurred_at <= $1 AND e.deal_id IN (SELECT deal_id FROM m_scope)
+      AND e.type IN ('TouchSent', 'CadenceStarted', 'SlaBreached', 'ReminderSent', 'Escalated')""",
+    """INSERT INTO m_parts
+    SELECT k.kind, v.stage, '', 0, $2::int * sum(k.n)
+    FROM m_visits v CROSS JOIN LATERAL (VALUES
+        (%(ENTERED)s, (v.visit_no = 1)::int), (%(COMPLETED)s, v.completed::int), (%(MOVED_BACK)s, v.first_back::int),
+        (%(LOST)s, (v.exit_type = 'lost')::int), (%(STRICT_NEXT)s, v.first_next::int),
+        (%(STRICT_WON)s, (v.exit_type = 'won')::int), (%(LATER)s, (v.visit_no = 1 AND v.reach_after > v.pos)::int)
+    ) AS k(kind, n)
+    WHERE v.pos IS NOT NULL GROUP BY k.kind, v.stage HAVING sum(k.n) > 0""",
+    """INSERT INTO m_parts
+    SELECT %(REASON)s, stage, coalesce(lost_reason, ''), 0, $2::int * count(*) FROM m_visits
+    WHERE exit_type = 'lost' AND pos IS NOT NULL GROUP BY stage, lost_reason
+    UNION ALL
+    SELECT %(FIRST)s, stage, '', us, $2::int * count(*) FROM m_visits
+    WHERE visit_no = 1 AND us IS NOT NULL AND pos IS NOT NULL GROUP BY stage, us
+    UNION ALL
+    -- cumulative: a deal's last visit so far carries the time of the earlier ones
+    SELECT %(CUMULATIVE)s, stage, '', cum_us, $2::int * count(*) FROM m_visits
+    WHERE last_visit AND us IS NOT NULL AND pos IS NOT NULL GROUP BY stage, cum_us
+    UNION ALL
+    SELECT %(SKIPPED)s, s.stage, '', 0, $2::int * count(DISTINCT v.deal_id)
+    FROM m_visits v, unnest(v.skipped) AS s(stage) WHERE s.stage IN (SELECT stage FROM m_stages) GROUP BY s.stage
+    UNION ALL
+    SELECT CASE type WHEN 'SlaBreached' THEN %(SLA_BREACHED)s WHEN 'ReminderSent' THEN %(REMINDERS)s
+                ELSE %(ESCALATIONS)s END, stage, '', 0, $2::int * count(*)
+    FROM m_notices WHERE type IN ('SlaBreached', 'ReminderSent', 'Escalated') AND stage IN (SELECT stage FROM m_stages)
+    GROUP BY type, stage""",
+    """INSERT INTO m_parts
+    WITH per_deal_phase AS MATERIALIZED (
+        SELECT deal_id, phase, bool_or(exit_type = 'lost') AS lost, bool_or(reach_after > phase_last_pos) AS converted,
+               sum(us) AS us, bool_and(us IS NOT NULL) AS closed
+        FROM m_visits WHERE phase IS NOT NULL GROUP BY deal_id, phase
+    )
+    SELECT %(PHASE_ENTERED)s, phase, '', 0, $2::int * count(*) FROM per_deal_phase GROUP BY phase
+    UNION ALL SELECT %(PHASE_LOST)s, phase, '', 0, $2::int * count(*) FROM per_deal_phase WHERE lost GROUP BY phase
+    UNION ALL SELECT %(PHASE_CONVERTED)s, phase, '', 0, $2::int * count(*) FROM per_deal_phase WHERE converted
+        GROUP BY phase
+    UNION ALL SELECT %(PHASE_TIME)s, phase, '', us, $2::int * count(*) FROM per_deal_phase WHERE closed
+        GROUP BY phase, us""",
+    """CREATE TEMP TABLE m_outcome ON COMMIT DROP AS
+    WITH ends AS (
+        -- a deal is won or lost once (as seen at the instant looked from)
+        SELECT deal_id, exit_type AS result, left_at AS closed_at FROM m_visits WHERE exit_type IN ('won', 'lost')
+    ),
+    current AS (SELECT deal_id, stage, pos FROM m_visits WHERE deal_last),
+    follow_up AS (
+        SELECT deal_id, count(*) FILTER (WHERE type = 'TouchSent') AS touches,
+               bool_or(type = 'CadenceStarted') AS had_cadence
+        FROM m_notices WHERE type IN ('TouchSent', 'CadenceStarted') GROUP BY deal_id
+    )
+    SELECT s.deal_id, s.started_at, s.value, e.result, e.closed_at, c.stage, c.pos,
+           coalesce(f.touches, 0) AS touches, coalesce(f.had_cadence, false) AS had_cadence
+    FROM m_scope s LEFT JOIN ends e USING (deal_id) LEFT JOIN current c USING (deal_id)
+         LEFT JOIN follow_up f USING (deal_id)""",
+    """INSERT INTO m_parts
+    SELECT %(DEALS)s, '', '', 0, $2::int * count(*) FROM m_outcome HAVING count(*) > 0
+    UNION ALL SELECT %(WON)s, '', '', 0, $2::int * count(*) FROM m_outcome WHERE result = 'won' HAVING count(*) > 0
+    UNION ALL SELECT %(LOST_DEALS)s, '', '', 0, $2::int * count(*) FROM m_outcome WHERE result = 'lost'
+        HAVING count(*) > 0
+    UNION ALL SELECT %(OPEN)s, '', '', 0, $2::int * count(*) FROM m_outcome WHERE result IS NULL HAVING count(*) > 0
+    UNION ALL SELECT %(WON_TOUCHES)s, '', '', 0, $2::int * sum(touches) FROM m_outcome WHERE result = 'won'
+        HAVING sum(touches) > 0
+    UNION ALL SELECT %(WITH_CADENCE)s, '', '', 0, $2::int * count(*) FROM m_outcome WHERE had_cadence
+        HAVING count(*) > 0
+    UNION ALL SELECT %(FIVE_PLUS)s, '', '', 0, $2::int * count(*) FROM m_outcome WHERE had_cadence AND touches >= 5
+        HAVING count(*) > 0
+    UNION ALL SELECT %(CYCLE)s, '', '', (extract(epoch FROM closed_at - started_at) * 1000000)::bigint,
+        $2::int * count(*) FROM m_outcome WHERE result IS NOT NULL GROUP BY 4""",
+    # per stage: how many open deals, and their value added up
+    """INSERT INTO m_parts (kind, stage, detail, x, n, s)
+    SELECT %(PIPELINE)s, stage, '', 0, $2::int * count(*), $2::int * sum(coalesce(value, 0)) FROM m_outcome
+    WHERE result IS NULL AND pos IS NOT NULL GROUP BY stage""",
+    "DROP TABLE m_scope, m_visits, m_notices, m_outcome",
+]
+_CODES = {k.name: int(k) for k in Kind} | {"COARSE": COARSE}
+
+
+def _coded(sql: str) -> str:
+    """The SQL with %(NAME)s standing for a kind's code (or COARSE)."""
+    return sql % _CODES
+
+
+_RAW = [_coded(sql) for sql in _RAW]
+
+# Every figure from rows of the aggregates (/*rows*/) and those computed above. Counts and sums are
+# added up; for the histograms, each value's count is added up and the values at the ranks that
+# percentile_cont interpolates between are picked out.
+_FIGURES = """
+WITH parts AS (
+    /*rows*/
+    UNION ALL SELECT kind, stage, detail, x, n, s FROM m_parts
+),
+summed AS MATERIALIZED (
+    SELECT kind, stage, detail, x, sum(n)::float8 AS n, sum(s) AS s FROM parts
+    GROUP BY kind, stage, detail, x HAVING sum(n) <> 0 OR sum(s) <> 0
+),
+ranked AS (
+    SELECT kind, stage, x, n, sum(n) OVER (PARTITION BY kind, stage ORDER BY x) AS upto,
+           sum(n) OVER (PARTITION BY kind, stage) AS total
+    FROM summed WHERE kind = ANY($1::smallint[])
+)
+SELECT kind, stage, '' AS detail, max(total) AS n, sum(x * n) AS s,
+       min(x) FILTER (WHERE upto > floor(0.5 * (total - 1))) AS median_lo,
+       min(x) FILTER (WHERE upto > ceil(0.5 * (total - 1))) AS median_hi,
+       min(x) FILTER (WHERE upto > floor(0.9 * (total - 1))) AS p90_lo,
+       min(x) FILTER (WHERE upto > ceil(0.9 * (total - 1))) AS p90_hi
+FROM ranked GROUP BY kind, stage
+UNION ALL
+SELECT kind, stage, detail, sum(n), sum(s), NULL, NULL, NULL, NULL
+FROM summed WHERE kind <> ALL($1::smallint[]) GROUP BY kind, stage, detail
+"""
+_TOTALS = _coded(
+    "SELECT kind, stage, detail, x, n, s FROM metric_totals WHERE gid = ANY($2::int[]) AND kind < %(COARSE)s"
+)
+_BUCKETS = (
+    "SELECT kind, stage, detail, x, n, s FROM metric_buckets WHERE gid = ANY($2::int[])"
+    " AND sb >= $3 AND sb < $4 AND eb < $5"
+)
+
+# The same from the totals alone, without reading every value of a histogram: its coarse rows
+# (store.aggregates.bin_of) locate the bin holding each rank a percentile needs, and only that
+# bin's values are read, through the primary key.
+_COUNTS = _coded("""
+SELECT kind, stage, detail, sum(n) AS n, sum(s) AS s FROM metric_totals
+WHERE gid = ANY($1::int[]) AND kind < %(FIRST)s
+GROUP BY kind, stage, detail HAVING sum(n) <> 0 OR sum(s) <> 0
+""")
+_SPREAD = _coded("""
+WITH ranked AS MATERIALIZED (
+    SELECT kind - %(COARSE)s AS kind, stage, x AS bin, n,
+           sum(n) OVER (PARTITION BY kind, stage ORDER BY x) AS upto,
+           sum(n) OVER (PARTITION BY kind, stage) AS total, sum(s) OVER (PARTITION BY kind, stage) AS s
+    FROM (
+        SELECT kind, stage, x, sum(n)::float8 AS n, sum(s) AS s FROM metric_totals
+        WHERE gid = ANY($1::int[]) AND kind > %(COARSE)s GROUP BY kind, stage, x HAVING sum(n) <> 0
+    ) coarse
+),
+wanted AS (
+    SELECT DISTINCT kind, stage, r FROM ranked, LATERAL (VALUES
+        (floor(0.5 * (total - 1))), (ceil(0.5 * (total - 1))), (floor(0.9 * (total - 1))), (ceil(0.9 * (total - 1)))
+    ) AS q(r)
+),
+located AS (
+    SELECT w.kind, w.stage, w.r, k.bin, w.r - (k.upto - k.n) AS r_in_bin,
+           floor(k.bin / 32) AS e, k.bin - 32 * floor(k.bin / 32) AS m
+    FROM wanted w JOIN ranked k ON k.kind = w.kind AND k.stage = w.stage AND w.r >= k.upto - k.n AND w.r < k.upto
+)
+SELECT l.kind, l.stage, l.r, v.x, NULL::float8 AS total, NULL::float8 AS s
+FROM located l CROSS JOIN LATERAL (
+    SELECT x FROM (
+        SELECT x, sum(sum(n)) OVER (ORDER BY x) AS upto FROM metric_totals
+        WHERE gid = ANY($1::int[]) AND kind = l.kind AND stage = l.stage AND detail = ''
+          AND x >= CASE WHEN l.bin < 0 THEN '-infinity' ELSE l.m * power(2, l.e) END
+          AND x < CASE WHEN l.bin < 0 THEN 0 ELSE (l.m + 1) * power(2, l.e) END
+        GROUP BY x HAVING sum(n) <> 0
+    ) bin WHERE upto > l.r_in_bin ORDER BY x LIMIT 1
+) v
+UNION ALL
+SELECT DISTINCT kind, stage, NULL::float8, NULL::float8, total, s FROM ranked
+""")
+_NEVER = 2**31 - 1  # a day after every day
 
 
 def _share(n: int, d: int) -> float | None:
     return n / d if d else None
 
 
-def _durations(row: Any, prefix: str) -> Durations:
-    return Durations(
-        n=row[f"{prefix}_n"],
-        median=row[f"{prefix}_median"],
-        p90=row[f"{prefix}_p90"],
-        mean=None if row[f"{prefix}_mean"] is None else float(row[f"{prefix}_mean"]),
-    )
-
-
-def _args(d: ProcessDefinition, f: Filters) -> list[Any]:
-    stages = d.stages
-    nexts = [d.next_stage(s.id) or "" for s in stages]
-    return [
-        d.name,
-        f.version,
-        f.owner,
-        f.since,
-        f.until,
-        f.as_of,
-        [s.id for s in stages],
-        nexts,
-        [s.phase for s in stages],
-        [s.probability for s in stages],
-        f.experiment,
-    ]
+def _day_on_or_after(t: datetime) -> int:
+    return day(t) if t == day_start(day(t)) else day(t) + 1
 
 
 async def compute(pool: asyncpg.Pool, d: ProcessDefinition, filters: Filters) -> Metrics:
-    args = _args(d, filters)
+    f = filters
+    layout = Layout.of(d)
+    # the start days wholly inside the window, and the day of the instant looked from
+    first_day = -_NEVER if f.since is None else _day_on_or_after(f.since)
+    end_day = _NEVER if f.until is None else day(f.until)
+    edge_day = None if f.as_of is None else day(f.as_of)
+    timeless = f.since is None and f.until is None and f.as_of is None
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         # an analytical query: let its sorts and hashes stay in memory (this transaction only)
         await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-        for sql, params in _BASE:  # one snapshot for everything below
-            if _narrowed(filters):
-                sql = sql.replace("/*scope*/", "AND deal_id IN (SELECT deal_id FROM m_scope)")
-            await conn.execute(sql, *[args[i] for i in params])
-        stage_rows = await conn.fetch(_STAGES)
-        phase_rows = await conn.fetch(_PHASES)
-        deal_row = await conn.fetchrow(_DEALS)
-    assert deal_row is not None
-    stages = [
-        StageMetrics(
-            stage=r["stage"],
-            phase=r["phase"],
-            entered=r["entered"],
-            completed=r["completed"],
-            skipped=r["skipped"],
-            moved_back=r["moved_back"],
-            lost=r["lost"],
-            lost_reasons=_json(r["lost_reasons"]),
-            converted_strict=r["converted_strict"],
-            converted_any_later=r["converted_any_later"],
-            conversion_strict=_share(r["converted_strict"], r["entered"]),
-            conversion_any_later=_share(r["converted_any_later"], r["entered"]),
-            first_entry=_durations(r, "first"),
-            cumulative=_durations(r, "cum"),
-            sla_breaches=r["sla_breaches"],
-            reminders=r["reminders"],
-            escalations=r["escalations"],
+        groups = await conn.fetch(_GROUPS, f.process, f.version, f.owner, f.experiment, layout.text)
+        aggregated = [r["gid"] for r in groups if r["aggregated"]]
+        others = [r["gid"] for r in groups if not r["aggregated"]]
+        if timeless and f.version is None and f.owner is None and f.experiment is None:
+            # every deal of the process with this layout: their rollup's totals
+            aggregated = [r["gid"] for r in await conn.fetch(_ROLLUP, f.process, layout.text)]
+        computed = False
+        if others or not timeless:
+            computed = await _computed(conn, d, layout, f, others, aggregated, first_day, end_day, edge_day)
+        if timeless and not computed:
+            rows = await conn.fetch(_COUNTS, aggregated)
+            spread = _spread(await conn.fetch(_SPREAD, aggregated))
+        else:
+            if timeless:
+                rows = await conn.fetch(_FIGURES.replace("/*rows*/", _TOTALS), list(HISTOGRAMS), aggregated)
+            else:
+                rows = await conn.fetch(
+                    _FIGURES.replace("/*rows*/", _BUCKETS),
+                    list(HISTOGRAMS),
+                    aggregated,
+                    first_day,
+                    end_day,
+                    _NEVER if edge_day is None else edge_day,
+                )
+            spread = {(r["kind"], r["stage"]): _durations(r) for r in rows if r["kind"] in HISTOGRAMS}
+    return _metrics(d, filters, [r for r in rows if r["kind"] not in HISTOGRAMS], spread)
+
+
+async def _computed(
+    conn: Conn,
+    d: ProcessDefinition,
+    layout: Layout,
+    f: Filters,
+    others: list[int],
+    aggregated: list[int],
+    first_day: int,
+    end_day: int,
+    edge_day: int | None,
+) -> bool:
+    """Compute the figures the aggregates cannot give into m_parts; return whether there were any."""
+    far_past, far_future = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+    as_of = f.as_of or far_future
+    await conn.execute(_STAGES, [s for s, _, _ in layout.stages], [p for _, p, _ in layout.stages])
+    await conn.execute(
+        'CREATE TEMP TABLE m_parts (kind smallint, stage text COLLATE "C", detail text COLLATE "C",'
+        " x float8, n bigint, s float8 NOT NULL DEFAULT 0) ON COMMIT DROP"
+    )
+    await conn.execute(
+        _SUBSET,
+        others,
+        [] if f.since is None and f.until is None and f.as_of is None else aggregated,
+        f.since or far_past,
+        f.until or far_future,
+        as_of,
+        far_past if f.since is None else day_start(first_day),
+        far_future if f.until is None else day_start(end_day),
+        None if edge_day is None else day_start(edge_day),
+        f.process,
+    )
+    if not await conn.fetchval("SELECT EXISTS (SELECT FROM m_subset)"):
+        return False
+    await conn.execute("ANALYZE m_subset")  # a temporary table has no statistics until asked
+    await _raw(conn, as_of, 1, f.process, edge_only=False)
+    if edge_day is not None:
+        await _raw(conn, day_start(edge_day) - US, -1, f.process, edge_only=True)
+    return True
+
+
+async def _raw(conn: Conn, at: datetime, sign: int, process: str, *, edge_only: bool) -> None:
+    """Add the figures of the deals in m_subset (`edge_only`: of those marked edge) as of `at`."""
+    for sql in _RAW:
+        sql = sql.replace("/*edge*/", "AND edge" if edge_only else "")
+        # each statement is sent the parameters it names, renumbered
+        used = [(n, p) for n, p in ((1, at), (2, sign), (3, process)) if f"${n}" in sql]
+        for i, (n, _) in enumerate(used):
+            sql = sql.replace(f"${n}", f"${i + 1}")
+        await conn.execute(sql, *(p for _, p in used))
+
+
+def _interpolated(q: float, total: int, at: dict[int, float]) -> float:
+    """percentile_cont(q) over `total` values, from the values at the ranks it needs (in seconds)."""
+    pos = q * (total - 1)
+    lo, hi = at[math.floor(pos)], at[math.ceil(pos)]
+    return (lo + (hi - lo) * (pos - math.floor(pos))) / 1e6
+
+
+def _spread(rows: list[asyncpg.Record]) -> dict[tuple[int, str], Durations]:
+    values: dict[tuple[int, str], dict[int, float]] = {}
+    totals: dict[tuple[int, str], tuple[int, float]] = {}
+    for r in rows:
+        if r["total"] is None:
+            values.setdefault((r["kind"], r["stage"]), {})[int(r["r"])] = r["x"]
+        else:
+            totals[(r["kind"], r["stage"])] = (int(r["total"]), r["s"])
+    return {
+        key: Durations(
+            n=n,
+            median=_interpolated(0.5, n, values[key]),
+            p90=_interpolated(0.9, n, values[key]),
+            mean=s / n / 1e6,
         )
-        for r in stage_rows
-    ]
+        for key, (n, s) in totals.items()
+    }
+
+
+def _metrics(
+    d: ProcessDefinition, filters: Filters, rows: list[asyncpg.Record], spread: dict[tuple[int, str], Durations]
+) -> Metrics:
+    counts: dict[tuple[int, str, str], int] = {}
+    sums: dict[tuple[int, str], float] = {}
+    for r in rows:
+        counts[(r["kind"], r["stage"], r["detail"])] = round(r["n"])
+        sums[(r["kind"], r["stage"])] = sums.get((r["kind"], r["stage"]), 0.0) + float(r["s"])
+
+    def n(kind: Kind, stage: str = "") -> int:
+        return counts.get((kind, stage, ""), 0)
+
+    def durations(kind: Kind, stage: str = "") -> Durations:
+        return spread.get((kind, stage), Durations(n=0, median=None, p90=None, mean=None))
+
+    stages = []
+    for s in d.stages:
+        entered = n(Kind.ENTERED, s.id)
+        strict = n(Kind.STRICT_NEXT, s.id) if d.next_stage(s.id) else n(Kind.STRICT_WON, s.id)
+        later = n(Kind.LATER, s.id)
+        stages.append(
+            StageMetrics(
+                stage=s.id,
+                phase=s.phase,
+                entered=entered,
+                completed=n(Kind.COMPLETED, s.id),
+                skipped=n(Kind.SKIPPED, s.id),
+                moved_back=n(Kind.MOVED_BACK, s.id),
+                lost=n(Kind.LOST, s.id),
+                lost_reasons={
+                    detail: v for (k, stage, detail), v in counts.items() if k == Kind.REASON and stage == s.id and v
+                },
+                converted_strict=strict,
+                converted_any_later=later,
+                conversion_strict=_share(strict, entered),
+                conversion_any_later=_share(later, entered),
+                first_entry=durations(Kind.FIRST, s.id),
+                cumulative=durations(Kind.CUMULATIVE, s.id),
+                sla_breaches=n(Kind.SLA_BREACHED, s.id),
+                reminders=n(Kind.REMINDERS, s.id),
+                escalations=n(Kind.ESCALATIONS, s.id),
+            )
+        )
     phases = [
         PhaseMetrics(
-            phase=r["phase"],
-            entered=r["entered"],
-            lost=r["lost"],
-            converted=r["converted"],
-            conversion=_share(r["converted"], r["entered"]),
-            time_in_phase=_durations(r, "t"),
+            phase=p,
+            entered=n(Kind.PHASE_ENTERED, p),
+            lost=n(Kind.PHASE_LOST, p),
+            converted=n(Kind.PHASE_CONVERTED, p),
+            conversion=_share(n(Kind.PHASE_CONVERTED, p), n(Kind.PHASE_ENTERED, p)),
+            time_in_phase=durations(Kind.PHASE_TIME, p),
         )
-        for r in phase_rows
+        for p in dict.fromkeys(s.phase for s in d.stages)
+        if n(Kind.PHASE_ENTERED, p)  # a phase no deal entered is left out
     ]
-    dr = deal_row
+    won, lost = n(Kind.WON), n(Kind.LOST_DEALS)
     deals = DealSetMetrics(
-        deals=dr["deals"],
-        won=dr["won"],
-        lost=dr["lost"],
-        open=dr["open"],
-        win_rate=_share(dr["won"], dr["won"] + dr["lost"]),
-        cycle_time=Durations(
-            n=dr["closed_n"],
-            median=dr["cycle_median"],
-            p90=dr["cycle_p90"],
-            mean=None if dr["cycle_mean"] is None else float(dr["cycle_mean"]),
-        ),
-        weighted_pipeline=float(dr["weighted_pipeline"]),
-        touches_per_won_deal=None if dr["touches_per_won"] is None else float(dr["touches_per_won"]),
-        deals_with_cadence=dr["with_cadence"],
-        share_five_or_more_touches=_share(dr["five_plus"], dr["with_cadence"]),
+        deals=n(Kind.DEALS),
+        won=won,
+        lost=lost,
+        open=n(Kind.OPEN),
+        win_rate=_share(won, won + lost),
+        cycle_time=durations(Kind.CYCLE),
+        weighted_pipeline=sum(s.probability * sums.get((Kind.PIPELINE, s.id), 0.0) for s in d.stages),
+        touches_per_won_deal=n(Kind.WON_TOUCHES) / won if won else None,
+        deals_with_cadence=n(Kind.WITH_CADENCE),
+        share_five_or_more_touches=_share(n(Kind.FIVE_PLUS), n(Kind.WITH_CADENCE)),
     )
     return Metrics(filters=filters, stages=stages, phases=phases, deals=deals)
 
 
-def _json(value: Any) -> dict[str, int]:
-    data = json.loads(value) if isinstance(value, str) else value
-    return {str(k): int(v) for k, v in (data or {}).items()}
+def _durations(r: asyncpg.Record) -> Durations:
+    """n, median, p90 and mean, in seconds, from a histogram's row of _FIGURES."""
+    total = round(r["n"])
+    at = {
+        math.floor(0.5 * (total - 1)): r["median_lo"],
+        math.ceil(0.5 * (total - 1)): r["median_hi"],
+        math.floor(0.9 * (total - 1)): r["p90_lo"],
+        math.ceil(0.9 * (total - 1)): r["p90_hi"],
+    }
+    return Durations(
+        n=total,
+        median=_interpolated(0.5, total, at),
+        p90=_interpolated(0.9, total, at),
+        mean=float(r["s"]) / total / 1e6,
+    )
