@@ -1,32 +1,36 @@
 """Metric aggregates: every deal's contribution to the figures, summed as the log is appended.
 
-The metrics are sums over deals: counts of deals, counts of events, and the values whose
-medians are taken (durations in microseconds, kept as histograms: value -> how many). So each
-deal's figures, as they stood at any instant, can be added into small tables once, in the
-transaction that appends its events, and a query adds rows instead of re-reading the history.
+The metrics are sums over deals: counts of deals, counts of events, a sum of values (the
+pipeline), and values whose medians are taken (durations in microseconds, kept as histograms:
+value, how many). So each deal's figures, as they stood at any instant, can be added into small
+tables once, in the transaction that appends its events, and a query adds rows instead of
+re-reading the history.
 
-`figures` computes a deal's figures as of an instant, exactly as the SQL of `store.metrics`
-does over the projections (the two are checked against each other and against a plain Python
-computation in tests/test_metrics.py). It is a pure function of the deal's visits
-(`store.visits`), its touches and notices, and the stage layout of its process version (stage
-order, phases, next stages: what "later" and "in a phase" mean). The figures change only at the
-deal's event instants, so they are stored as steps:
+`figures` computes a deal's figures as of an instant, as the SQL of `store.metrics` does over the
+projections (both are checked against a plain Python computation in tests/test_metrics.py). It
+is a pure function of the deal's visits (`store.visits`), its touches and notices, and the stage
+layout of its process version (stage order and phases: what "later" and "in a phase" mean).
+The figures change only at the deal's event instants, so they are stored as steps:
 
-- `metric_totals`: the figures of every deal as they stand now, per group of deals that the
-  metrics filter on (process, layout, starting version, current version, starting owner,
-  experiment). The unfiltered metrics read only these.
-- `metric_buckets`: the same, split by the UTC day the deal started (`sb`) and the UTC day of the
-  instant at which each part became true (`eb`, signed: a visit's cumulative time counts from
-  its exit until the stage is entered again). Summing the rows with `eb` before a day gives the
-  figures as they stood at the start of that day; a start window sums whole start days.
+- `metric_groups`: the groups of deals the metrics tell apart (process, layout, starting version,
+  current version, starting owner, experiment), and per process and layout a rollup of them.
+- `metric_totals`: the figures of every deal as they stand now, per group and per rollup; the
+  rollup also keeps each histogram in coarse bins (`bin_of`), so that the unfiltered metrics
+  read a few bins and the values of one bin per percentile.
+- `metric_buckets`: the same per group, split by the UTC day the deal started (`sb`) and the UTC
+  day of the change (`eb`, signed: a visit's cumulative time counts from its exit until the
+  stage is entered again). Summing the rows with `eb` before a day gives the figures as they
+  stood at the start of that day; a start window sums whole start days.
+- `deal_metric_state`: what the next append of the deal goes on from.
 
 `store.metrics` computes the partial days at the edges of a window or of `--as-of` from the
 projections, for the few deals concerned (see there). Deals whose process version has no
 deployed definition, or a layout other than the definition asked about, are also computed from
 the projections: their rows are grouped apart.
 
-`contributions` (from scratch: the back-fill of the migration and the benchmark loader) and
-`advance` (a new batch: the append) are the two ways rows are made; both go through `figures`.
+`contributions` (a deal's history at once: the back-fill of the migration, the benchmark loader,
+a deal's rows rewritten) and `step` (a new batch: the append) are the two ways rows are made;
+both go through `figures`.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from domain.events import (
     TouchSent,
     decode_stored,
 )
-from store.visits import Conn, DealVisits, Visit, VisitChange
+from store.visits import VISIT_FIELDS, Conn, DealVisits, Visit, VisitChange
 from store.visits import advance as advance_visits
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -81,13 +85,11 @@ class Kind(IntEnum):
     SLA_BREACHED = 10
     REMINDERS = 11
     ESCALATIONS = 12
-    PHASE_ENTERED = 20
-    PHASE_LOST = 21
+    PHASE_ENTERED = 20  # (lost in a phase: the deals lost at its stages, as a deal is lost once)
     PHASE_CONVERTED = 22
     DEALS = 30
     WON = 31
-    LOST_DEALS = 32
-    OPEN = 33
+    LOST_DEALS = 32  # (open: the others)
     WON_TOUCHES = 34  # n: touches of won deals, added up
     WITH_CADENCE = 35
     FIVE_PLUS = 36
@@ -100,7 +102,6 @@ class Kind(IntEnum):
 
 HISTOGRAMS = (Kind.FIRST, Kind.CUMULATIVE, Kind.PHASE_TIME, Kind.CYCLE)
 NOTICE_KINDS = {"SlaBreached": Kind.SLA_BREACHED, "ReminderSent": Kind.REMINDERS, "Escalated": Kind.ESCALATIONS}
-NOTICE_TYPES = (*NOTICE_KINDS, "TouchSent", "CadenceStarted")
 
 Key = tuple[int, str, str, float]  # kind, stage (or phase), detail, x
 Figures = Counter[Key]
@@ -113,26 +114,26 @@ _RELEVANT = _CORE + _TOUCHING + _COUNTED
 
 
 class Layout:
-    """What the figures need of a process version's definition: stage order, phases, next stages.
-
-    Versions that keep these share their aggregates; the probabilities are applied when asked.
+    """What the figures need of a process version's definition: the stage order and each stage's
+    phase ("later", and "in a phase"). Versions that keep these share their aggregates; the next
+    stages and the probabilities are applied when the figures are asked for.
     """
 
-    def __init__(self, stages: Sequence[tuple[str, str, str]]):
-        self.stages = tuple((s, p, n) for s, p, n in stages)
-        self.pos = {s: i + 1 for i, (s, _, _) in enumerate(self.stages)}
-        self.phase_of = {s: p for s, p, _ in self.stages}
-        self.phases = list(dict.fromkeys(p for _, p, _ in self.stages))
-        self.phase_last = {p: max(self.pos[s] for s, q, _ in self.stages if q == p) for p in self.phases}
+    def __init__(self, stages: Sequence[tuple[str, str]]):
+        self.stages = tuple((s, p) for s, p in stages)
+        self.pos = {s: i + 1 for i, (s, _) in enumerate(self.stages)}
+        self.phase_of = dict(self.stages)
+        self.phases = list(dict.fromkeys(p for _, p in self.stages))
+        self.phase_last = {p: max(self.pos[s] for s, q in self.stages if q == p) for p in self.phases}
         self.text = json.dumps([list(s) for s in self.stages], separators=(",", ":"))
 
     @classmethod
     def of(cls, d: ProcessDefinition) -> Layout:
-        return cls([(s.id, s.phase, d.next_stage(s.id) or "") for s in d.stages])
+        return cls([(s.id, s.phase) for s in d.stages])
 
     @classmethod
     def parse(cls, text: str) -> Layout:
-        return cls([(s, p, n) for s, p, n in json.loads(text)])
+        return cls([(s, p) for s, p in json.loads(text)])
 
 
 @dataclass
@@ -280,8 +281,6 @@ def figures(facts: DealFacts, layout: Layout, t: datetime | None) -> Figures:
         if not mine:
             continue
         out[(Kind.PHASE_ENTERED, phase, "", 0.0)] += 1
-        if any(r.exit_type == "lost" for r, _ in mine):
-            out[(Kind.PHASE_LOST, phase, "", 0.0)] += 1
         if any(after is not None and after > layout.phase_last[phase] for _, after in mine):
             out[(Kind.PHASE_CONVERTED, phase, "", 0.0)] += 1
         if all(r.us is not None for r, _ in mine):
@@ -294,7 +293,6 @@ def figures(facts: DealFacts, layout: Layout, t: datetime | None) -> Figures:
     for end in ends or [None]:
         out[(Kind.DEALS, "", "", 0.0)] += 1
         if end is None or end.left_at is None:
-            out[(Kind.OPEN, "", "", 0.0)] += 1
             if current is not None and current.stage in layout.pos:
                 out[(Kind.PIPELINE, current.stage, "", facts.value or 0.0)] += 1
         else:
@@ -322,8 +320,9 @@ def difference(after: Figures, before: Figures) -> Figures:
     return out
 
 
-def _steps(facts: DealFacts, layout: Layout, start: Figures, days: Iterable[int]) -> dict[int, Figures]:
-    """What changes in each day, from `start`: the figures at the day's end minus those before."""
+def _steps(facts: DealFacts, layout: Layout, start: Figures, days: Iterable[int]) -> tuple[dict[int, Figures], Figures]:
+    """What changes in each day, from `start` (the figures at the day's end minus those before),
+    and the figures at the end of the last day: every figure, when no instant is later."""
     out: dict[int, Figures] = {}
     previous = start
     for b in sorted(set(days)):
@@ -332,7 +331,7 @@ def _steps(facts: DealFacts, layout: Layout, start: Figures, days: Iterable[int]
         if change:
             out[b] = change
         previous = now
-    return out
+    return out, previous
 
 
 @dataclass
@@ -356,8 +355,8 @@ def contributions(facts: DealFacts, layout: Layout | None) -> Contribution:
     if layout is None or facts.started_at is None:
         return Contribution()
     sb = day(facts.started_at)
-    steps = _steps(facts, layout, Counter(), (day(t) for t in facts.instants()))
-    return Contribution(figures(facts, layout, None), {(sb, b): rows for b, rows in steps.items()})
+    steps, final = _steps(facts, layout, Counter(), (day(t) for t in facts.instants()))
+    return Contribution(final, {(sb, b): rows for b, rows in steps.items()})
 
 
 def step(before: DealFacts, after: DealFacts, layout: Layout | None, new: Iterable[datetime]) -> Contribution:
@@ -369,9 +368,9 @@ def step(before: DealFacts, after: DealFacts, layout: Layout | None, new: Iterab
     if layout is None or after.started_at is None:
         return Contribution()
     base = figures(before, layout, None)
-    steps = _steps(after, layout, base, (day(t) for t in new))
+    steps, final = _steps(after, layout, base, (day(t) for t in new))  # the last new instant is the latest
     sb = day(after.started_at)
-    return Contribution(difference(figures(after, layout, None), base), {(sb, b): rows for b, rows in steps.items()})
+    return Contribution(difference(final, base), {(sb, b): rows for b, rows in steps.items()})
 
 
 # --- kept in the database --------------------------------------------------------------------
@@ -421,7 +420,7 @@ class Group:
 
 
 @dataclass
-class _State:
+class Held:
     """What the aggregates already hold of a deal (table `deal_metric_state`)."""
 
     gid: int
@@ -445,9 +444,21 @@ def parsed(text: str | None) -> Layout | None:
     return _PARSED[text]
 
 
+_LAYOUTS: dict[tuple[str, str, str], Layout] = {}
+
+
 async def layout_of(conn: Conn, process: str, version: str) -> Layout | None:
-    body = await conn.fetchval("SELECT body FROM definitions WHERE name = $1 AND version = $2", process, version)
-    return None if body is None else Layout.of(ProcessDefinition.model_validate_json(body))
+    """The layout of a deployed version (None: not deployed), parsed once per content."""
+    content = await conn.fetchval(
+        "SELECT content_hash FROM definitions WHERE name = $1 AND version = $2", process, version
+    )
+    if content is None:
+        return None
+    key = (process, version, content)
+    if key not in _LAYOUTS:
+        body = await conn.fetchval("SELECT body FROM definitions WHERE name = $1 AND version = $2", process, version)
+        _LAYOUTS[key] = Layout.of(ProcessDefinition.model_validate_json(body))
+    return _LAYOUTS[key]
 
 
 _GROUP_COLUMNS = ("process", "layout", "start_version", "version", "start_owner", "experiment")
@@ -478,25 +489,43 @@ async def group_ids(conn: Conn, g: Group) -> tuple[int, int | None]:
     return await _group_id(conn, g, rollup), rollup
 
 
-async def _state(conn: Conn, deal_id: str) -> _State | None:
-    r = await conn.fetchrow(
-        "SELECT s.gid, g.rollup, s.started_at, s.value, s.touches, s.cadence, s.last_at, g.process, g.layout,"
-        " g.start_version, g.version, g.start_owner, g.experiment"
-        " FROM deal_metric_state s JOIN metric_groups g USING (gid) WHERE s.deal_id = $1",
-        deal_id,
-    )
-    if r is None:
-        return None
-    return _State(
-        gid=r["gid"],
-        rollup=r["rollup"],
-        group=Group(*(r[c] for c in _GROUP_COLUMNS)),
-        started_at=r["started_at"],
-        value=r["value"],
-        touches=r["touches"],
-        cadence=r["cadence"],
-        last_at=r["last_at"],
-    )
+_READ = f"""
+SELECT s.gid, g.rollup, s.started_at, s.value, s.touches, s.cadence, s.last_at,
+       {", ".join(f"g.{c}" for c in _GROUP_COLUMNS)}, {", ".join(f"v.{f} AS v_{f}" for f in VISIT_FIELDS)}
+FROM (SELECT $1::text AS deal_id) d
+LEFT JOIN deal_metric_state s ON s.deal_id = d.deal_id
+LEFT JOIN metric_groups g ON g.gid = s.gid
+LEFT JOIN stage_visits v ON v.deal_id = d.deal_id AND $2
+ORDER BY v.seq
+"""
+
+
+async def read(conn: Conn, deal_id: str, *, visits: bool) -> tuple[Held | None, DealVisits | None]:
+    """What `project` goes on from, in one round trip: what the aggregates hold of the deal, and
+    (when `visits`) its visits, for `store.visits.project`."""
+    rows = await conn.fetch(_READ, deal_id, visits)
+    r = rows[0]
+    state = None
+    if r["gid"] is not None:
+        state = Held(
+            gid=r["gid"],
+            rollup=r["rollup"],
+            group=Group(*(r[c] for c in _GROUP_COLUMNS)),
+            started_at=r["started_at"],
+            value=r["value"],
+            touches=r["touches"],
+            cadence=r["cadence"],
+            last_at=r["last_at"],
+        )
+    if not visits:
+        return state, None
+    known = [Visit(**{f: r[f"v_{f}"] for f in VISIT_FIELDS}) for r in rows if r["v_seq"] is not None]
+    return state, DealVisits(known)
+
+
+def counted(new: Iterable[DealEvent]) -> bool:
+    """Whether any of these new events counts in a figure (else `project` has nothing to do)."""
+    return any(isinstance(e, _RELEVANT) for e in new)
 
 
 def needs_visits(new: Iterable[DealEvent]) -> bool:
@@ -512,14 +541,15 @@ class Rows:
         self.steps: defaultdict[tuple[int, int, int, StoredKey], list[float]] = defaultdict(lambda: [0, 0.0])
 
     def add(self, gid: int, rollup: int | None, c: Contribution, sign: int = 1) -> None:
-        """A deal's contribution to its group, and (totals only) to its group's rollup."""
-        groups = (gid,) if rollup is None else (gid, rollup)
+        """A deal's contribution to its group, and its histograms' coarse bins to the group's
+        rollup (the values themselves are found among the groups' rows)."""
         for k, n in c.totals.items():
             for key, rn, rs in stored(k, sign * n, coarse=True):
-                for g in groups:
-                    row = self.totals[(g, key)]
-                    row[0] += rn
-                    row[1] += rs
+                for g in (gid, rollup) if key[0] > COARSE else (gid,):
+                    if g is not None:
+                        row = self.totals[(g, key)]
+                        row[0] += rn
+                        row[1] += rs
         for (sb, eb), figures in c.steps.items():
             for k, n in figures.items():
                 for key, rn, rs in stored(k, sign * n, coarse=False):
@@ -558,17 +588,22 @@ def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object
 
 
 async def project(
-    conn: Conn, deal_id: str, process: str, version: str, new: Sequence[DealEvent], change: VisitChange | None
+    conn: Conn,
+    deal_id: str,
+    process: str,
+    version: str,
+    new: Sequence[DealEvent],
+    change: VisitChange | None,
+    state: Held | None,
 ) -> None:
     """Fold the deal's newly appended events into the aggregates (inside the append's transaction).
 
-    `change` holds the deal's visits before and after the new events (`store.visits.project`),
-    when `needs_visits` said they are needed.
+    `state` is what `read` found; `change` holds the deal's visits before and after the new
+    events (`store.visits.project`), when `needs_visits` said they are needed.
     """
     relevant = [e for e in new if isinstance(e, _RELEVANT)]
     if not relevant:
         return  # proposals, scheduled touches, handoffs: no figure counts them
-    state = await _state(conn, deal_id)
     started = next((e for e in relevant if isinstance(e, DealStarted)), None)
     if state is not None and (state.group.process, state.group.version) == (process, version) and state.group.layout:
         gid, rollup, group = state.gid, state.rollup, state.group  # a version's definition never changes

@@ -197,9 +197,11 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             *stage_marks,
         )
         fresh = [e for e in events if e.seq in new]
-        change = await visits.project(conn, batch.deal_id, snap.process, fresh, read=aggregates.needs_visits(fresh))
-        # last: the aggregates' rows are shared by many deals, and are locked from here to the commit
-        await aggregates.project(conn, batch.deal_id, snap.process, snap.version, fresh, change)
+        if aggregates.counted(fresh):  # else a visit records nothing of them either
+            state, known = await aggregates.read(conn, batch.deal_id, visits=aggregates.needs_visits(fresh))
+            change = await visits.project(conn, batch.deal_id, snap.process, fresh, known=known)
+            # last: the aggregates' rows are shared by many deals, and are locked from here to the commit
+            await aggregates.project(conn, batch.deal_id, snap.process, snap.version, fresh, change, state)
     return len(new)
 
 

@@ -1,9 +1,15 @@
 """Sales metrics computed in SQL, for one process (and optionally a version, an owner, a start
 window and an instant to look back from).
 
-They read the projections kept with the event log (`deals` and `stage_visits`, see
-`store.visits`) and, through a partial index, the few event types counted one by one, so a full
-computation aggregates narrow rows instead of re-deriving visits from every event each time.
+They add up rows of the aggregates kept with the event log (`store.aggregates`): each deal's
+contribution to every figure, summed per group of deals the filters tell apart, in total and by
+day. What the aggregates cannot give is computed from the projections kept with the log
+(`deal_metric_state`, `stage_visits` and, through a partial index, the few event types counted
+one by one), into rows of the same kinds, for the few deals concerned: the deals that started on
+a day the start window cuts, the deals with events on the day of `as_of` before it (their
+figures at that instant, minus those at the start of the day), and the deals whose version has
+no deployed definition or another stage layout than the definition asked about. So the filters
+stay exact, and the unfiltered metrics read a few thousand rows however long the log is.
 
 Definitions (the README repeats them; `tests/test_metrics.py` checks each against a plain
 Python computation over the same events):
@@ -209,12 +215,11 @@ _RAW = [
     GROUP BY type, stage""",
     """INSERT INTO m_parts
     WITH per_deal_phase AS MATERIALIZED (
-        SELECT deal_id, phase, bool_or(exit_type = 'lost') AS lost, bool_or(reach_after > phase_last_pos) AS converted,
+        SELECT deal_id, phase, bool_or(reach_after > phase_last_pos) AS converted,
                sum(us) AS us, bool_and(us IS NOT NULL) AS closed
         FROM m_visits WHERE phase IS NOT NULL GROUP BY deal_id, phase
     )
     SELECT %(PHASE_ENTERED)s, phase, '', 0, $2::int * count(*) FROM per_deal_phase GROUP BY phase
-    UNION ALL SELECT %(PHASE_LOST)s, phase, '', 0, $2::int * count(*) FROM per_deal_phase WHERE lost GROUP BY phase
     UNION ALL SELECT %(PHASE_CONVERTED)s, phase, '', 0, $2::int * count(*) FROM per_deal_phase WHERE converted
         GROUP BY phase
     UNION ALL SELECT %(PHASE_TIME)s, phase, '', us, $2::int * count(*) FROM per_deal_phase WHERE closed
@@ -239,7 +244,6 @@ _RAW = [
     UNION ALL SELECT %(WON)s, '', '', 0, $2::int * count(*) FROM m_outcome WHERE result = 'won' HAVING count(*) > 0
     UNION ALL SELECT %(LOST_DEALS)s, '', '', 0, $2::int * count(*) FROM m_outcome WHERE result = 'lost'
         HAVING count(*) > 0
-    UNION ALL SELECT %(OPEN)s, '', '', 0, $2::int * count(*) FROM m_outcome WHERE result IS NULL HAVING count(*) > 0
     UNION ALL SELECT %(WON_TOUCHES)s, '', '', 0, $2::int * sum(touches) FROM m_outcome WHERE result = 'won'
         HAVING sum(touches) > 0
     UNION ALL SELECT %(WITH_CADENCE)s, '', '', 0, $2::int * count(*) FROM m_outcome WHERE had_cadence
@@ -270,7 +274,7 @@ _RAW = [_coded(sql) for sql in _RAW]
 _FIGURES = """
 WITH parts AS (
     /*rows*/
-    UNION ALL SELECT kind, stage, detail, x, n, s FROM m_parts
+    /*computed*/
 ),
 summed AS MATERIALIZED (
     SELECT kind, stage, detail, x, sum(n)::float8 AS n, sum(s) AS s FROM parts
@@ -300,8 +304,9 @@ _BUCKETS = (
 )
 
 # The same from the totals alone, without reading every value of a histogram: its coarse rows
-# (store.aggregates.bin_of) locate the bin holding each rank a percentile needs, and only that
-# bin's values are read, through the primary key.
+# (store.aggregates.bin_of: of the groups $1, or of their rollup) locate the bin holding each
+# rank a percentile needs, and only that bin's values are read, among the groups' rows ($2),
+# through the primary key.
 _COUNTS = _coded("""
 SELECT kind, stage, detail, sum(n) AS n, sum(s) AS s FROM metric_totals
 WHERE gid = ANY($1::int[]) AND kind < %(FIRST)s
@@ -331,7 +336,7 @@ SELECT l.kind, l.stage, l.r, v.x, NULL::float8 AS total, NULL::float8 AS s
 FROM located l CROSS JOIN LATERAL (
     SELECT x FROM (
         SELECT x, sum(sum(n)) OVER (ORDER BY x) AS upto FROM metric_totals
-        WHERE gid = ANY($1::int[]) AND kind = l.kind AND stage = l.stage AND detail = ''
+        WHERE gid = ANY($2::int[]) AND kind = l.kind AND stage = l.stage AND detail = ''
           AND x >= CASE WHEN l.bin < 0 THEN '-infinity' ELSE l.m * power(2, l.e) END
           AND x < CASE WHEN l.bin < 0 THEN 0 ELSE (l.m + 1) * power(2, l.e) END
         GROUP BY x HAVING sum(n) <> 0
@@ -365,21 +370,25 @@ async def compute(pool: asyncpg.Pool, d: ProcessDefinition, filters: Filters) ->
         groups = await conn.fetch(_GROUPS, f.process, f.version, f.owner, f.experiment, layout.text)
         aggregated = [r["gid"] for r in groups if r["aggregated"]]
         others = [r["gid"] for r in groups if not r["aggregated"]]
-        if timeless and f.version is None and f.owner is None and f.experiment is None:
-            # every deal of the process with this layout: their rollup's totals
-            aggregated = [r["gid"] for r in await conn.fetch(_ROLLUP, f.process, layout.text)]
+        binned = aggregated
+        if f.version is None and f.owner is None and f.experiment is None:
+            # every deal of the process with this layout: their rollup holds the coarse bins of all
+            binned = [r["gid"] for r in await conn.fetch(_ROLLUP, f.process, layout.text)]
         computed = False
         if others or not timeless:
             computed = await _computed(conn, d, layout, f, others, aggregated, first_day, end_day, edge_day)
         if timeless and not computed:
             rows = await conn.fetch(_COUNTS, aggregated)
-            spread = _spread(await conn.fetch(_SPREAD, aggregated))
+            spread = _spread(await conn.fetch(_SPREAD, binned, aggregated))
         else:
+            sql = _FIGURES.replace("/*rows*/", _TOTALS if timeless else _BUCKETS)
+            if computed:
+                sql = sql.replace("/*computed*/", "UNION ALL SELECT kind, stage, detail, x, n, s FROM m_parts")
             if timeless:
-                rows = await conn.fetch(_FIGURES.replace("/*rows*/", _TOTALS), list(HISTOGRAMS), aggregated)
+                rows = await conn.fetch(sql, list(HISTOGRAMS), aggregated)
             else:
                 rows = await conn.fetch(
-                    _FIGURES.replace("/*rows*/", _BUCKETS),
+                    sql,
                     list(HISTOGRAMS),
                     aggregated,
                     first_day,
@@ -404,7 +413,7 @@ async def _computed(
     """Compute the figures the aggregates cannot give into m_parts; return whether there were any."""
     far_past, far_future = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
     as_of = f.as_of or far_future
-    await conn.execute(_STAGES, [s for s, _, _ in layout.stages], [p for _, p, _ in layout.stages])
+    await conn.execute(_STAGES, [s for s, _ in layout.stages], [p for _, p in layout.stages])
     await conn.execute(
         'CREATE TEMP TABLE m_parts (kind smallint, stage text COLLATE "C", detail text COLLATE "C",'
         " x float8, n bigint, s float8 NOT NULL DEFAULT 0) ON COMMIT DROP"
@@ -514,7 +523,7 @@ def _metrics(
         PhaseMetrics(
             phase=p,
             entered=n(Kind.PHASE_ENTERED, p),
-            lost=n(Kind.PHASE_LOST, p),
+            lost=sum(n(Kind.LOST, s.id) for s in d.stages if s.phase == p),  # a deal is lost once
             converted=n(Kind.PHASE_CONVERTED, p),
             conversion=_share(n(Kind.PHASE_CONVERTED, p), n(Kind.PHASE_ENTERED, p)),
             time_in_phase=durations(Kind.PHASE_TIME, p),
@@ -527,7 +536,7 @@ def _metrics(
         deals=n(Kind.DEALS),
         won=won,
         lost=lost,
-        open=n(Kind.OPEN),
+        open=n(Kind.DEALS) - won - lost,
         win_rate=_share(won, won + lost),
         cycle_time=durations(Kind.CYCLE),
         weighted_pipeline=sum(s.probability * sums.get((Kind.PIPELINE, s.id), 0.0) for s in d.stages),

@@ -13,7 +13,7 @@ append, the rebuild after a schema migration and the benchmark loader.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import asyncpg
@@ -75,7 +75,7 @@ class DealVisits:
 
 def advance(known: DealVisits, events: Iterable[DealEvent]) -> list[Visit]:
     """Apply new events (in order); return the visits that were changed or begun."""
-    before = {v.seq: astuple(v) for v in known.visits}
+    before = {v.seq: _values(v) for v in known.visits}
     for e in events:
         current = known.open_visit
         if isinstance(e, StageEntered) and e.stage is not None:
@@ -98,7 +98,13 @@ def advance(known: DealVisits, events: Iterable[DealEvent]) -> list[Visit]:
                 current.lost_reason = e.reason
             _close(current, kind, e)
     _derive(known.visits)
-    return [v for v in known.visits if before.get(v.seq) != astuple(v)]
+    return [v for v in known.visits if before.get(v.seq) != _values(v)]
+
+
+def _values(v: Visit) -> tuple[object, ...]:
+    """A visit's fields as they are now (no field is changed in place: a list is replaced whole),
+    without dataclasses.astuple's deep copy, which costs more than the rest of an append."""
+    return tuple(vars(v).values())
 
 
 def _derive(visits: list[Visit]) -> None:
@@ -151,6 +157,7 @@ VISIT_COLUMNS = [
     "next_entry_at",
 ]
 _FIELDS = VISIT_COLUMNS[2:]
+VISIT_FIELDS = tuple(_FIELDS)  # a Visit's fields, as stage_visits' columns
 _TYPES = [
     "int",
     "text",
@@ -201,16 +208,18 @@ class VisitChange:
 
 
 async def project(
-    conn: Conn, deal_id: str, process: str, new_events: Sequence[DealEvent], *, read: bool = False
+    conn: Conn, deal_id: str, process: str, new_events: Sequence[DealEvent], *, known: DealVisits | None = None
 ) -> VisitChange | None:
     """Fold the deal's newly appended events into its visits (inside the append's transaction).
 
-    Returns the visits before and after, when they were read: for events a visit records, or
-    when `read` asks for them anyway; None otherwise.
+    `known` is the deal's visits when the caller has read them already (`store.aggregates.read`);
+    otherwise they are read for events a visit records. Returns the visits before and after, or
+    None when there was nothing to read.
     """
-    if not read and not any(isinstance(e, _MARKS) for e in new_events):
-        return None  # touches, reminders, proposals: nothing a visit records
-    known = await known_visits(conn, deal_id)
+    if known is None:
+        if not any(isinstance(e, _MARKS) for e in new_events):
+            return None  # touches, reminders, proposals: nothing a visit records
+        known = await known_visits(conn, deal_id)
     before = [replace(v) for v in known.visits]  # advance changes visits in place
     visits = advance(known, new_events)
     if visits:
