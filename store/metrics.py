@@ -45,7 +45,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from definitions.model import ProcessDefinition
-from store.aggregates import COARSE, HISTOGRAMS, US, Kind, Layout, day, day_start
+from store.aggregates import COARSE, US, Kind, Layout, day, day_start
 from store.visits import Conn
 
 
@@ -268,10 +268,49 @@ def _coded(sql: str) -> str:
 
 _RAW = [_coded(sql) for sql in _RAW]
 
-# Every figure from rows of the aggregates (/*rows*/) and those computed above. Counts and sums are
-# added up; for the histograms, each value's count is added up and the values at the ranks that
-# percentile_cont interpolates between are picked out.
-_FIGURES = """
+# Every figure from the totals of the groups $1. A histogram's median and p90 without reading
+# all its values: its coarse rows (of the groups, or of their rollup, $2; store.aggregates.bin_of)
+# locate the bin that holds each rank the interpolation needs (floor and ceiling of q * (n - 1)),
+# and only the values in that bin are read, among the groups' rows, through the primary key.
+_FROM_TOTALS = _coded("""
+WITH ranked_bins AS MATERIALIZED (
+    SELECT kind, stage, bin, n, sum(n) OVER (PARTITION BY kind, stage ORDER BY bin) AS upto,
+           sum(n) OVER (PARTITION BY kind, stage) AS total, sum(s) OVER (PARTITION BY kind, stage) AS s
+    FROM (
+        SELECT kind - %(COARSE)s AS kind, stage, x AS bin, sum(n)::float8 AS n, sum(s) AS s FROM metric_totals
+        WHERE gid = ANY($2::int[]) AND kind > %(COARSE)s GROUP BY kind, stage, x HAVING sum(n) <> 0
+    ) coarse
+),
+wanted AS (
+    SELECT DISTINCT kind, stage, r FROM ranked_bins, LATERAL (VALUES
+        (floor(0.5 * (total - 1))), (ceil(0.5 * (total - 1))), (floor(0.9 * (total - 1))), (ceil(0.9 * (total - 1)))
+    ) AS q(r)
+),
+located AS MATERIALIZED (
+    SELECT w.kind, w.stage, w.r, k.bin, w.r - (k.upto - k.n) AS r_in_bin,
+           floor(k.bin / 32) AS e, k.bin - 32 * floor(k.bin / 32) AS m  -- the bin is [m * 2**e, (m + 1) * 2**e)
+    FROM wanted w JOIN ranked_bins k ON k.kind = w.kind AND k.stage = w.stage AND w.r >= k.upto - k.n AND w.r < k.upto
+)
+SELECT l.kind, l.stage, '' AS detail, l.r, v.x, NULL::float8 AS n, NULL::float8 AS s
+FROM located l CROSS JOIN LATERAL (
+    SELECT x FROM (
+        SELECT x, sum(sum(n)) OVER (ORDER BY x) AS upto FROM metric_totals
+        WHERE gid = ANY($1::int[]) AND kind = l.kind AND stage = l.stage AND detail = ''
+          AND x >= CASE WHEN l.bin < 0 THEN '-infinity' ELSE l.m * power(2, l.e) END
+          AND x < CASE WHEN l.bin < 0 THEN 0 ELSE (l.m + 1) * power(2, l.e) END
+        GROUP BY x HAVING sum(n) <> 0
+    ) bin WHERE upto > l.r_in_bin ORDER BY x LIMIT 1
+) v
+UNION ALL
+SELECT DISTINCT kind, stage, '', NULL::float8, NULL::float8, total, s FROM ranked_bins
+UNION ALL
+SELECT kind, stage, detail, NULL, NULL, sum(n), sum(s) FROM metric_totals
+WHERE gid = ANY($1::int[]) AND kind < %(FIRST)s GROUP BY kind, stage, detail HAVING sum(n) <> 0 OR sum(s) <> 0
+""")
+
+# Every figure from rows of the aggregates (/*rows*/) and those computed into m_parts
+# (/*computed*/): each key's rows added up, and a histogram's values ranked.
+_FROM_ROWS = _coded("""
 WITH parts AS (
     /*rows*/
     /*computed*/
@@ -283,68 +322,32 @@ summed AS MATERIALIZED (
 ranked AS (
     SELECT kind, stage, x, n, sum(n) OVER (PARTITION BY kind, stage ORDER BY x) AS upto,
            sum(n) OVER (PARTITION BY kind, stage) AS total
-    FROM summed WHERE kind = ANY($1::smallint[])
+    FROM summed WHERE kind >= %(FIRST)s
+),
+spread AS MATERIALIZED (
+    -- the values at the ranks percentile_cont interpolates between, for the median and p90
+    SELECT kind, stage, max(total) AS total, sum(x * n) AS s,
+           floor(0.5 * (max(total) - 1)) AS r1, min(x) FILTER (WHERE upto > floor(0.5 * (total - 1))) AS x1,
+           ceil(0.5 * (max(total) - 1)) AS r2, min(x) FILTER (WHERE upto > ceil(0.5 * (total - 1))) AS x2,
+           floor(0.9 * (max(total) - 1)) AS r3, min(x) FILTER (WHERE upto > floor(0.9 * (total - 1))) AS x3,
+           ceil(0.9 * (max(total) - 1)) AS r4, min(x) FILTER (WHERE upto > ceil(0.9 * (total - 1))) AS x4
+    FROM ranked GROUP BY kind, stage
 )
-SELECT kind, stage, '' AS detail, max(total) AS n, sum(x * n) AS s,
-       min(x) FILTER (WHERE upto > floor(0.5 * (total - 1))) AS median_lo,
-       min(x) FILTER (WHERE upto > ceil(0.5 * (total - 1))) AS median_hi,
-       min(x) FILTER (WHERE upto > floor(0.9 * (total - 1))) AS p90_lo,
-       min(x) FILTER (WHERE upto > ceil(0.9 * (total - 1))) AS p90_hi
-FROM ranked GROUP BY kind, stage
+SELECT kind, stage, '' AS detail, v.r, v.x, NULL::float8 AS n, NULL::float8 AS s
+FROM spread, LATERAL (VALUES (r1, x1), (r2, x2), (r3, x3), (r4, x4)) AS v(r, x)
 UNION ALL
-SELECT kind, stage, detail, sum(n), sum(s), NULL, NULL, NULL, NULL
-FROM summed WHERE kind <> ALL($1::smallint[]) GROUP BY kind, stage, detail
-"""
+SELECT kind, stage, '', NULL::float8, NULL::float8, total, s FROM spread
+UNION ALL
+SELECT kind, stage, detail, NULL, NULL, sum(n), sum(s) FROM summed
+WHERE kind < %(FIRST)s GROUP BY kind, stage, detail
+""")
 _TOTALS = _coded(
-    "SELECT kind, stage, detail, x, n, s FROM metric_totals WHERE gid = ANY($2::int[]) AND kind < %(COARSE)s"
+    "SELECT kind, stage, detail, x, n, s FROM metric_totals WHERE gid = ANY($1::int[]) AND kind < %(COARSE)s"
 )
 _BUCKETS = (
-    "SELECT kind, stage, detail, x, n, s FROM metric_buckets WHERE gid = ANY($2::int[])"
-    " AND sb >= $3 AND sb < $4 AND eb < $5"
+    "SELECT kind, stage, detail, x, n, s FROM metric_buckets WHERE gid = ANY($1::int[])"
+    " AND sb >= $2 AND sb < $3 AND eb < $4"
 )
-
-# The same from the totals alone, without reading every value of a histogram: its coarse rows
-# (store.aggregates.bin_of: of the groups $1, or of their rollup) locate the bin holding each
-# rank a percentile needs, and only that bin's values are read, among the groups' rows ($2),
-# through the primary key.
-_COUNTS = _coded("""
-SELECT kind, stage, detail, sum(n) AS n, sum(s) AS s FROM metric_totals
-WHERE gid = ANY($1::int[]) AND kind < %(FIRST)s
-GROUP BY kind, stage, detail HAVING sum(n) <> 0 OR sum(s) <> 0
-""")
-_SPREAD = _coded("""
-WITH ranked AS MATERIALIZED (
-    SELECT kind - %(COARSE)s AS kind, stage, x AS bin, n,
-           sum(n) OVER (PARTITION BY kind, stage ORDER BY x) AS upto,
-           sum(n) OVER (PARTITION BY kind, stage) AS total, sum(s) OVER (PARTITION BY kind, stage) AS s
-    FROM (
-        SELECT kind, stage, x, sum(n)::float8 AS n, sum(s) AS s FROM metric_totals
-        WHERE gid = ANY($1::int[]) AND kind > %(COARSE)s GROUP BY kind, stage, x HAVING sum(n) <> 0
-    ) coarse
-),
-wanted AS (
-    SELECT DISTINCT kind, stage, r FROM ranked, LATERAL (VALUES
-        (floor(0.5 * (total - 1))), (ceil(0.5 * (total - 1))), (floor(0.9 * (total - 1))), (ceil(0.9 * (total - 1)))
-    ) AS q(r)
-),
-located AS (
-    SELECT w.kind, w.stage, w.r, k.bin, w.r - (k.upto - k.n) AS r_in_bin,
-           floor(k.bin / 32) AS e, k.bin - 32 * floor(k.bin / 32) AS m
-    FROM wanted w JOIN ranked k ON k.kind = w.kind AND k.stage = w.stage AND w.r >= k.upto - k.n AND w.r < k.upto
-)
-SELECT l.kind, l.stage, l.r, v.x, NULL::float8 AS total, NULL::float8 AS s
-FROM located l CROSS JOIN LATERAL (
-    SELECT x FROM (
-        SELECT x, sum(sum(n)) OVER (ORDER BY x) AS upto FROM metric_totals
-        WHERE gid = ANY($2::int[]) AND kind = l.kind AND stage = l.stage AND detail = ''
-          AND x >= CASE WHEN l.bin < 0 THEN '-infinity' ELSE l.m * power(2, l.e) END
-          AND x < CASE WHEN l.bin < 0 THEN 0 ELSE (l.m + 1) * power(2, l.e) END
-        GROUP BY x HAVING sum(n) <> 0
-    ) bin WHERE upto > l.r_in_bin ORDER BY x LIMIT 1
-) v
-UNION ALL
-SELECT DISTINCT kind, stage, NULL::float8, NULL::float8, total, s FROM ranked
-""")
 _NEVER = 2**31 - 1  # a day after every day
 
 
@@ -378,25 +381,16 @@ async def compute(pool: asyncpg.Pool, d: ProcessDefinition, filters: Filters) ->
         if others or not timeless:
             computed = await _computed(conn, d, layout, f, others, aggregated, first_day, end_day, edge_day)
         if timeless and not computed:
-            rows = await conn.fetch(_COUNTS, aggregated)
-            spread = _spread(await conn.fetch(_SPREAD, binned, aggregated))
+            rows = await conn.fetch(_FROM_TOTALS, aggregated, binned)
         else:
-            sql = _FIGURES.replace("/*rows*/", _TOTALS if timeless else _BUCKETS)
+            sql = _FROM_ROWS.replace("/*rows*/", _TOTALS if timeless else _BUCKETS)
             if computed:
                 sql = sql.replace("/*computed*/", "UNION ALL SELECT kind, stage, detail, x, n, s FROM m_parts")
             if timeless:
-                rows = await conn.fetch(sql, list(HISTOGRAMS), aggregated)
+                rows = await conn.fetch(sql, aggregated)
             else:
-                rows = await conn.fetch(
-                    sql,
-                    list(HISTOGRAMS),
-                    aggregated,
-                    first_day,
-                    end_day,
-                    _NEVER if edge_day is None else edge_day,
-                )
-            spread = {(r["kind"], r["stage"]): _durations(r) for r in rows if r["kind"] in HISTOGRAMS}
-    return _metrics(d, filters, [r for r in rows if r["kind"] not in HISTOGRAMS], spread)
+                rows = await conn.fetch(sql, aggregated, first_day, end_day, _NEVER if edge_day is None else edge_day)
+    return _metrics(d, filters, rows)
 
 
 async def _computed(
@@ -457,33 +451,28 @@ def _interpolated(q: float, total: int, at: dict[int, float]) -> float:
     return (lo + (hi - lo) * (pos - math.floor(pos))) / 1e6
 
 
-def _spread(rows: list[asyncpg.Record]) -> dict[tuple[int, str], Durations]:
-    values: dict[tuple[int, str], dict[int, float]] = {}
-    totals: dict[tuple[int, str], tuple[int, float]] = {}
-    for r in rows:
-        if r["total"] is None:
-            values.setdefault((r["kind"], r["stage"]), {})[int(r["r"])] = r["x"]
-        else:
-            totals[(r["kind"], r["stage"])] = (int(r["total"]), r["s"])
-    return {
-        key: Durations(
-            n=n,
-            median=_interpolated(0.5, n, values[key]),
-            p90=_interpolated(0.9, n, values[key]),
-            mean=s / n / 1e6,
-        )
-        for key, (n, s) in totals.items()
-    }
-
-
-def _metrics(
-    d: ProcessDefinition, filters: Filters, rows: list[asyncpg.Record], spread: dict[tuple[int, str], Durations]
-) -> Metrics:
+def _metrics(d: ProcessDefinition, filters: Filters, rows: list[asyncpg.Record]) -> Metrics:
+    """The figures from rows of _FROM_TOTALS or _FROM_ROWS: counts and sums; histograms' sizes and
+    sums; the values at the ranks the percentiles need."""
     counts: dict[tuple[int, str, str], int] = {}
     sums: dict[tuple[int, str], float] = {}
+    ranks: dict[tuple[int, str], dict[int, float]] = {}
     for r in rows:
-        counts[(r["kind"], r["stage"], r["detail"])] = round(r["n"])
-        sums[(r["kind"], r["stage"])] = sums.get((r["kind"], r["stage"]), 0.0) + float(r["s"])
+        key = (r["kind"], r["stage"])
+        if r["r"] is not None:
+            ranks.setdefault(key, {})[int(r["r"])] = r["x"]
+        else:
+            counts[(*key, r["detail"])] = round(r["n"])
+            sums[key] = sums.get(key, 0.0) + float(r["s"])
+    spread = {
+        key: Durations(
+            n=counts[(*key, "")],
+            median=_interpolated(0.5, counts[(*key, "")], at),
+            p90=_interpolated(0.9, counts[(*key, "")], at),
+            mean=sums[key] / counts[(*key, "")] / 1e6,
+        )
+        for key, at in ranks.items()
+    }
 
     def n(kind: Kind, stage: str = "") -> int:
         return counts.get((kind, stage, ""), 0)
@@ -545,20 +534,3 @@ def _metrics(
         share_five_or_more_touches=_share(n(Kind.FIVE_PLUS), n(Kind.WITH_CADENCE)),
     )
     return Metrics(filters=filters, stages=stages, phases=phases, deals=deals)
-
-
-def _durations(r: asyncpg.Record) -> Durations:
-    """n, median, p90 and mean, in seconds, from a histogram's row of _FIGURES."""
-    total = round(r["n"])
-    at = {
-        math.floor(0.5 * (total - 1)): r["median_lo"],
-        math.ceil(0.5 * (total - 1)): r["median_hi"],
-        math.floor(0.9 * (total - 1)): r["p90_lo"],
-        math.ceil(0.9 * (total - 1)): r["p90_hi"],
-    }
-    return Durations(
-        n=total,
-        median=_interpolated(0.5, total, at),
-        p90=_interpolated(0.9, total, at),
-        mean=float(r["s"]) / total / 1e6,
-    )
