@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
 from client.api import DealflowError
-from web import page_auth, page_deals, page_ops
+from web import page_auth, page_deals, page_insights, page_ops
 from web.errors import error_response, status_of
 from web.views import SignInRequired, render
 
@@ -34,7 +34,7 @@ async def on_error(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    for router in (page_auth.router, page_deals.router, page_ops.router):
+    for router in (page_auth.router, page_deals.router, page_ops.router, page_insights.router):
         app.include_router(router)
     app.add_exception_handler(SignInRequired, on_sign_in_required)
     app.add_exception_handler(DealflowError, on_error)
