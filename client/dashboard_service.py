@@ -58,9 +58,17 @@ async def by_version(c: DealflowClient, query: MetricsQuery) -> list[VersionFigu
 
 
 def _stages_of(latest: Metrics, versions: list[VersionFigures]) -> list[str]:
+    """The latest's stages in order, each stage only an older version has placed after the stage
+    before it in that version, so that a table of versions reads down the process."""
     stages = [s.stage for s in latest.stages]
     for v in reversed(versions):
-        stages += [s.stage for s in v.metrics.stages if s.stage not in stages]
+        at = 0
+        for s in v.metrics.stages:
+            if s.stage in stages:
+                at = stages.index(s.stage) + 1
+            else:
+                stages.insert(at, s.stage)
+                at += 1
     return stages
 
 
