@@ -7,6 +7,7 @@ names), and the page says so, because a funnel cut at the wrong midnight is a wr
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -98,12 +99,29 @@ def _zone(name: str) -> ZoneInfo:
         ) from None
 
 
+LONG_DETAIL = 160  # characters: a longer value (a whole definition, in a migration) is folded away
+
+
+def detail(details: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """A timeline entry's details as (name, JSON text, long?), leaving out what says nothing (empty
+    values, the schema version), so that the row shows what was asked or recorded."""
+    out = []
+    for name, value in details.items():
+        if value in (None, "", [], {}) or name == "schema_version":
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+        if len(text) > LONG_DETAIL:
+            text = json.dumps(value, ensure_ascii=False, sort_keys=True, indent=1)
+        out.append((name, text, len(text) > LONG_DETAIL))
+    return out
+
+
 @router.get("/audit", response_class=HTMLResponse)
 async def audit_page(request: Request) -> HTMLResponse:
     caller = await page_caller(request)
     deal_id = (request.query_params.get("deal") or "").strip()
     at, tz = (request.query_params.get("at") or "").strip(), (request.query_params.get("tz") or "").strip()
-    context: dict[str, Any] = {"deal_id": deal_id, "typed": {"at": at, "tz": tz}}
+    context: dict[str, Any] = {"deal_id": deal_id, "typed": {"at": at, "tz": tz}, "detail": detail}
     if not deal_id:
         return render(request, "audit.html", caller, **context)
     c = client_of(request)
