@@ -336,3 +336,45 @@ async def test_the_audit_reads_an_instant_in_the_zone_named(
         early = await api.get("/audit", params={"deal": deal_id, "at": "2000-01-01T00:00"})
         assert early.status_code == 409 and "had not started" in early.text
         assert "Timeline, from Temporal" in early.text, "the rest of the audit is still shown"
+
+
+async def test_an_experiment_is_started_compared_and_stopped(client: DealflowClient) -> None:
+    name = process_name("exp")
+    async with http(app_over(client)) as api:
+        assert (await _deploy(api, "orders.yaml", orders(1, name))).status_code == 303
+        assert (await _deploy(api, "orders.yaml", orders(2, name))).status_code == 303
+        v1, v2 = [d.version for d in await registry.list_all(client.pool) if d.name == name]
+        csrf = csrf_of((await api.get("/definitions")).text)
+
+        bad = await api.post(
+            "/experiments", data={"csrf_token": csrf, "yaml": f"experiment: {name}\nprocess: {name}\n"}
+        )
+        assert bad.status_code == 422 and "invalid_experiment" in bad.text
+        assert f"experiment: {name}\nprocess: {name}\n</textarea>" in bad.text, "the text typed comes back"
+
+        text = (
+            f"experiment: {name}\nprocess: {name}\narms: [{{version: {v1}, weight: 1}}, {{version: {v2}, weight: 3}}]\n"
+        )
+        started = await api.post(
+            "/experiments",
+            data={"csrf_token": csrf},
+            files=[("file", ("split.yaml", text.encode(), "application/yaml")), ("yaml", (None, b""))],
+        )
+        assert started.status_code == 303, started.text
+        listing = await api.get(started.headers["location"])
+        assert f"Experiment {name} started" in listing.text
+        assert f'action="/experiments/{name}/stop"' in listing.text and "running" in listing.text
+        deal = await client.start_deal(name, new_deal_id("exp"), "rita")
+        assert deal.process_ref in {f"{name}@{v1}", f"{name}@{v2}"}
+
+        dashboard = await api.get("/dashboard", params={"process": name})
+        assert dashboard.status_code == 200
+        assert f"<h3>{name}</h3>" in dashboard.text and "not enough deals yet" in dashboard.text
+
+        stopped = await api.post(f"/experiments/{name}/stop", data={"csrf_token": csrf})
+        assert stopped.status_code == 303
+        after = await api.get(stopped.headers["location"])
+        assert f"Experiment {name} stopped" in after.text and f'action="/experiments/{name}/stop"' not in after.text
+        again = await api.post(f"/experiments/{name}/stop", data={"csrf_token": csrf})
+        assert again.status_code == 409 and "has already stopped" in again.text
+    assert [e.running for e in await experiment_service.list_all(client) if e.experiment == name] == [False]
