@@ -34,15 +34,18 @@ router = APIRouter(include_in_schema=False)
 MAX_UPLOAD = 1_000_000  # bytes per file: a definition or a template is a few kilobytes
 
 
+# refusals whose details list every problem found, each with its place in the file
+LOCATED = {"invalid_definition", "invalid_experiment"}
+
+
 def refusal(exc: DealflowError) -> dict[str, Any]:
-    """What a page shows of a refusal: the message, its code, and each problem on its own line
-    (an invalid definition lists every one, with its line in the file)."""
-    details = exc.details if isinstance(exc.details, list) else []
-    problems = [str(p) for p in details if isinstance(p, str)]
-    message = exc.message.splitlines()[0] if exc.message else exc.code
-    if len(problems) > 1 or (problems and problems[0] != message):
-        message = f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found, each listed below"
-    return {"error": message, "error_code": exc.code, "problems": problems}
+    """What a page shows of a refusal: the message and its code, and for a file that does not load,
+    each problem on a line of its own (its message joins them all into one)."""
+    if exc.code in LOCATED and isinstance(exc.details, list) and exc.details:
+        problems = [str(p) for p in exc.details]
+        found = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        return {"error": f"{found} found, each listed below", "error_code": exc.code, "problems": problems}
+    return {"error": exc.message, "error_code": exc.code, "problems": []}
 
 
 def _allowed(c: DealflowClient, caller: Caller, permission: Permission) -> None:
