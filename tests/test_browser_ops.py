@@ -129,6 +129,9 @@ async def test_an_auditor_sees_verify_name_a_tampered_row(
         await expect(timeline.get_by_role("cell", name="complete", exact=False).first).to_be_visible()
         await expect(timeline.get_by_role("cell", name="rita").first).to_be_visible()
         await expect(page.get_by_role("status")).to_contain_text("OK")
+        async with page.expect_download() as bundle:  # the session's cookie signs the API's GET in
+            await page.get_by_role("link", name="Download the audit bundle (JSON)").click()
+        assert (await bundle.value).suggested_filename == f"deal-{deal_id}-audit.json"
 
         async with client.pool.acquire() as conn:
             # as an attacker with the database's superuser would: past the append-only triggers

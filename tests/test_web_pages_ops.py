@@ -171,6 +171,12 @@ async def test_a_migration_is_planned_then_applied(client: DealflowClient) -> No
         assert f"stage demo is not in {name}@{v2}; add --map demo=STAGE" in stranded.text
         assert "/migration/apply" not in stranded.text, "no Apply button for a plan that strands a deal"
 
+        # a plan that strands a deal is refused whole, whatever posts it
+        forced = await api.post(f"/definitions/{name}/migration/apply", data=form)
+        assert forced.status_code == 409 and "stranded_deals" in forced.text
+        assert f"would leave deals on stages {name}@{v2} does not have: {at_demo} at demo" in forced.text
+        assert (await client.logged_state(at_lead)).version == v1, "nothing was sent"
+
         wrong = await api.post(f"/definitions/{name}/migration", data=form | {"stage_map": "demo solution"})
         assert wrong.status_code == 422 and "stage map line 1: expected OLD=NEW" in wrong.text
         assert "demo solution" in wrong.text, "the values typed come back"
@@ -310,6 +316,8 @@ async def test_the_dashboard_refuses_bad_filters_in_words(
         assert 'value="2026-03-02"' in backwards.text, "the values typed come back"
         orphan = await api.get("/dashboard", params={"version": "abc"})
         assert orphan.status_code == 422 and "a version needs a process" in orphan.text
+        then = await api.get("/dashboard", params={"process": "seven-stage", "as_of": "2000-01-01T00:00"})
+        assert then.status_code == 200 and "<strong>0</strong> deals" in then.text, "nothing had started then"
         garbled = await api.get("/dashboard", params={"since": "2026-13-01"})
         assert garbled.status_code == 422 and "since: expected a date such as 2026-03-01" in garbled.text
         seven = deployed["seven-stage"].version
