@@ -11,6 +11,7 @@ COPY client ./client
 COPY store ./store
 COPY audit ./audit
 COPY bench ./bench
+COPY web ./web
 RUN pip install --no-cache-dir .
 USER nobody
 CMD ["dealflow", "worker"]

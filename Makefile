@@ -51,6 +51,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.system_bench
 	$(BIN)/python -m bench.metrics_bench
+	$(BIN)/python -m bench.web_bench
 
 # thirty minutes at a steady deal rate, reporting throughput, memory and errors minute by minute
 soak: $(STAMP)

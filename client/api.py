@@ -56,7 +56,7 @@ from domain.events import DealEvent
 from domain.state import DealState, fold
 from store import access_log, event_log, experiments, registry
 from store.db import StoreUnavailable, connect_pool
-from store.deals import DealRow, LinkedDeal, board, chain, list_deals, running_on
+from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
 from store.migrations import migrate
 from worker.connect import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
@@ -162,6 +162,7 @@ class DealflowClient:
         self.settings = settings
         self.access = access  # None: no access configuration, everything allowed
         self.retries = RetryCounts()  # requests sent again after a lost answer (client/retry.py)
+        self._definitions: dict[tuple[str, str], PinnedDefinition] = {}
 
     @classmethod
     async def connect(cls, settings: Settings | None = None) -> DealflowClient:
@@ -210,6 +211,10 @@ class DealflowClient:
             await access_log.record(self.pool, actor, known.role if known else None, permission, target, denied.message)
             raise Refused(denied.message, code="forbidden") from None
 
+    async def require(self, actor: str, permission: Permission, target: str | None = None) -> None:
+        """Refuse (`Refused`, code forbidden, and recorded) unless `actor`'s role allows `permission`."""
+        await self._claim(actor, permission, target)
+
     # --- definitions -----------------------------------------------------------------------
 
     async def deploy(self, path: str | Path, *, deployed_by: str) -> registry.Deployment:
@@ -229,8 +234,16 @@ class DealflowClient:
         return await registry.list_all(self.pool)
 
     async def definition(self, name: str, version: str | None = None) -> PinnedDefinition:
+        """A deployed version (the latest when `version` is None). Versions never change once
+        deployed, so each is read and parsed once per client, then kept."""
         try:
-            return await registry.get(self.pool, name, version)
+            if version is None:
+                version = await registry.latest_version(self.pool, name)
+            found = self._definitions.get((name, version))
+            if found is None:
+                found = await registry.get(self.pool, name, version)
+                self._definitions[(name, version)] = found
+            return found
         except registry.UnknownDefinition as exc:
             raise NotFound(str(exc), code="unknown_process") from None
 
@@ -662,9 +675,3 @@ class DealflowClient:
             limit=limit,
             offset=offset,
         )
-
-    async def board(
-        self, process: str, *, owner: str | None = None, team: str | None = None, version: str | None = None
-    ) -> list[DealRow]:
-        """The deals of a process's pipeline board (`store.deals.board`)."""
-        return await board(self.pool, process, owner=owner, team=team, version=version)

@@ -270,6 +270,17 @@ async def cmd_serve(args: argparse.Namespace) -> None:
     await serve(WebSettings.resolve(host=args.host, port=args.port), await _until_signalled())
 
 
+def serve_forever(args: argparse.Namespace) -> None:
+    """The web server's event loop is uvloop's where it is installed (uvicorn[standard]): it
+    parses and answers HTTP faster than the default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(args.run(args))
+        return
+    uvloop.run(args.run(args))
+
+
 def check_dev(args: argparse.Namespace) -> None:
     seen: dict[int, str] = {}
     for flag, value in [
@@ -435,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.run_sync(args)
         elif hasattr(args, "client_run"):
             asyncio.run(_with_client(lambda c: args.client_run(args, c)))
+        elif args.command == "serve":
+            serve_forever(args)
         else:
             asyncio.run(args.run(args))
     except UsageError as exc:

@@ -89,6 +89,15 @@ def load_upload(filename: str, text: str, templates: dict[str, str] | None = Non
             raise Refused(message, code="invalid_definition", details=problems) from None
 
 
+async def deploy_upload(
+    c: DealflowClient, filename: str, text: str, templates: dict[str, str] | None, *, deployed_by: str
+) -> registry.Deployment:
+    """Deploy a definition sent over the network; who may deploy is checked before the upload is
+    even read, so a refusal never depends on what was sent."""
+    await c.require(deployed_by, "deploy", filename)
+    return await c.deploy_pinned(load_upload(filename, text, templates), deployed_by=deployed_by, source=filename)
+
+
 async def latest(c: DealflowClient, name: str) -> PinnedDefinition | None:
     try:
         return await registry.get(c.pool, name)

@@ -265,6 +265,25 @@ class FollowOnFailed(EventBase):
     error: str
 
 
+AssignRule = Literal["fixed", "round-robin", "fewest-open"]
+
+
+class HandedOff(EventBase):
+    """The deal entered a stage another team owns, and passed to one of its members.
+
+    `stage` is the stage entered; `rule` is how the new owner was chosen (the team's assignment
+    rule), and `reason` says why in words, e.g. "stage prove belongs to team account-executives;
+    rita is not in it; round-robin chose kari".
+    """
+
+    type: Literal["HandedOff"] = "HandedOff"
+    from_owner: str
+    to_owner: str
+    team: str
+    rule: AssignRule
+    reason: str
+
+
 BuyerResponseKind = Literal["replied", "meeting_booked", "unsubscribed", "bounced"]
 
 
@@ -299,6 +318,7 @@ EventType = (
     | FollowOnScheduled
     | FollowOnStarted
     | FollowOnFailed
+    | HandedOff
 )
 
 

@@ -28,6 +28,7 @@ from domain.events import (
     FollowOnFailed,
     FollowOnScheduled,
     FollowOnStarted,
+    HandedOff,
     MigratedToVersion,
     MovedBack,
     ProposalFailed,
@@ -168,6 +169,8 @@ def apply(state: DealState, event: DealEvent) -> DealState:
             changes.update(reminders_fired=event.level + 1)
             if event.reassigned_to:
                 changes.update(owner=event.reassigned_to)
+        case HandedOff():
+            changes.update(owner=event.to_owner)
         case ProposalGenerated():
             changes.update(proposals={**state.proposals, event.template: event.content_hash})
         case ProposalFailed():

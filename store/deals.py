@@ -80,27 +80,71 @@ async def list_deals(
     return [DealRow(**dict(r)) for r in rows]
 
 
+class BoardCard(DealRow):
+    """A deal on the board, with its column's totals (every deal of the column, shown or not)."""
+
+    column_deals: int
+    column_weighted: float
+
+
+class BoardRows(BaseModel):
+    cards: list[BoardCard]
+    deals: int  # on the whole board
+    changed_at: datetime | None  # the latest change of any deal on it
+
+
 async def board(
     pool: asyncpg.Pool,
     process: str,
+    probabilities: dict[tuple[str, str], float],
     *,
     owner: str | None = None,
     team: str | None = None,
     version: str | None = None,
-) -> list[DealRow]:
+    stage: str | None = None,
+    per_stage: int = 50,
+) -> BoardRows:
     """The deals a pipeline board shows: every deal of the process still in a stage (open, or won
-    and in a post-sale stage), longest in its stage first."""
+    and in a post-sale stage), the `per_stage` longest in their stage of each column, with each
+    column's count and weighted value (value x `probabilities[(version, stage)]`) over all of
+    its deals. One query: the totals are window aggregates over the same rows."""
+    keys = list(probabilities)
     rows = await pool.fetch(
-        _ROW + " WHERE process = $1 AND stage IS NOT NULL AND status IN ('open', 'won')"
-        " AND ($2::text IS NULL OR owner = $2) AND ($3::text IS NULL OR team = $3)"
-        " AND ($4::text IS NULL OR version = $4)"
-        " ORDER BY stage_entered_at, deal_id",
+        """
+        WITH p(version, stage, probability) AS (SELECT * FROM unnest($6::text[], $7::text[], $8::float8[])),
+        d AS (
+            SELECT d.deal_id, d.process, d.version, d.owner, d.value, d.status, d.stage, d.stage_entered_at,
+                   d.started_at, d.ended_at, d.last_seq, d.touches, d.team, d.stage_sla_breaches,
+                   d.stage_escalation,
+                   row_number() OVER (PARTITION BY d.stage ORDER BY d.stage_entered_at, d.deal_id) AS n,
+                   count(*) OVER (PARTITION BY d.stage) AS column_deals,
+                   sum(coalesce(d.value, 0) * coalesce(p.probability, 0)) OVER (PARTITION BY d.stage)
+                       AS column_weighted,
+                   count(*) OVER () AS deals,
+                   max(d.updated_at) OVER () AS changed_at
+            FROM deals d LEFT JOIN p ON p.version = d.version AND p.stage = d.stage
+            WHERE d.process = $1 AND d.stage IS NOT NULL AND d.status IN ('open', 'won')
+              AND ($2::text IS NULL OR d.owner = $2) AND ($3::text IS NULL OR d.team = $3)
+              AND ($4::text IS NULL OR d.version = $4) AND ($5::text IS NULL OR d.stage = $5)
+        )
+        SELECT * FROM d WHERE n <= $9 ORDER BY stage, n
+        """,
         process,
         owner,
         team,
         version,
+        stage,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [probabilities[k] for k in keys],
+        per_stage,
     )
-    return [DealRow(**dict(r)) for r in rows]
+    cards = [BoardCard(**{k: v for k, v in dict(r).items() if k not in ("n", "deals", "changed_at")}) for r in rows]
+    return BoardRows(
+        cards=cards,
+        deals=rows[0]["deals"] if rows else 0,
+        changed_at=rows[0]["changed_at"] if rows else None,
+    )
 
 
 async def running_on(pool: asyncpg.Pool, process: str, version: str) -> list[DealRow]:

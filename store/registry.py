@@ -91,6 +91,16 @@ async def get(pool: asyncpg.Pool, name: str, version: str | None = None) -> Pinn
     )
 
 
+async def latest_version(pool: asyncpg.Pool, name: str) -> str:
+    """The version `get(pool, name)` would return, without reading its body."""
+    found = await pool.fetchval(
+        "SELECT version FROM definitions WHERE name = $1 ORDER BY deployed_at DESC LIMIT 1", name
+    )
+    if found is None:
+        await get(pool, name)  # raises UnknownDefinition, naming what is deployed
+    return str(found)
+
+
 async def list_all(pool: asyncpg.Pool) -> list[Deployment]:
     rows = await pool.fetch(
         "SELECT name, version, content_hash, jsonb_array_length(body->'stages') AS stages,"

@@ -26,9 +26,9 @@ def _compose() -> dict[str, Any]:
 
 def test_services_and_pinned_images() -> None:
     services = _compose()["services"]
-    assert set(services) == {"postgresql", "temporal", "temporal-setup", "temporal-ui", "worker"}
+    assert set(services) == {"postgresql", "temporal", "temporal-setup", "temporal-ui", "worker", "web"}
     for name, svc in services.items():
-        if "build" in svc:
+        if "build" in svc or svc.get("image") == services["worker"]["image"]:  # built here
             continue
         image = svc["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name} must pin its image, got {image}"
@@ -104,6 +104,19 @@ def test_setup_registers_every_search_attribute_the_workflow_sets() -> None:
     for name, kind in SEARCH_ATTRIBUTE_TYPES.items():
         assert name in command
         assert f"--type {kind}" in command
+
+
+def test_the_web_app_runs_on_the_worker_image_with_access_control_on() -> None:
+    from web.settings import PORT_ENV_VAR, SECRET_ENV_VAR
+
+    web = _compose()["services"]["web"]
+    assert web["image"] == _compose()["services"]["worker"]["image"]
+    assert web["command"] == ["dealflow", "serve", "--host", "0.0.0.0"]
+    env = web["environment"]
+    assert env["DEALFLOW_IDENTITIES"], "beyond loopback the server refuses to run with access control off"
+    assert {PORT_ENV_VAR, SECRET_ENV_VAR, *ENV_VARS} <= set(env)
+    assert web["ports"] == [f"{env[PORT_ENV_VAR]}:{env[PORT_ENV_VAR]}"]
+    assert web["depends_on"]["worker"]["condition"] == "service_healthy"
 
 
 def test_dockerfile_copies_every_package() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import httpx
 from fastapi import FastAPI
@@ -42,9 +43,13 @@ def settings(**changes: object) -> WebSettings:
     return WebSettings(**(base | changes))  # type: ignore[arg-type]
 
 
-def app_over(client: DealflowClient, access: AccessPolicy | None = None, **changes: object) -> FastAPI:
-    """The web app over the test servers, with its own client (same connections) and `access`."""
-    own = DealflowClient(client.temporal, client.pool, client.settings, access)
+def app_over(
+    client: DealflowClient, access: AccessPolicy | None = None, *, flush: float | None = None, **changes: object
+) -> FastAPI:
+    """The web app over the test servers, with its own client (same connections) and `access`;
+    deals it starts append to the log every `flush` seconds (None: the default window)."""
+    deal_settings = client.settings if flush is None else replace(client.settings, log_flush_seconds=flush)
+    own = DealflowClient(client.temporal, client.pool, deal_settings, access)
     return create_app(settings(**changes), own)
 
 

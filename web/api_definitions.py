@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from client import definition_service, experiment_service
+from client import board_service, definition_service, experiment_service
 from client.api import DealflowClient, DealflowError
+from client.board_service import Board
 from client.definition_service import DefinitionView, DeployPreview, VersionDiff
 from client.experiment_service import ExperimentView
 from client.migration import MigrationPlan
@@ -141,12 +142,15 @@ async def deploy(
     key: Key = None,
     dry_run: Annotated[bool, Query(description="validate and preview only (as /definitions/validate)")] = False,
 ) -> JSONResponse | DeployPreview:
-    pinned = definition_service.load_upload(body.filename, body.yaml, body.templates)
     if dry_run:
+        pinned = definition_service.load_upload(body.filename, body.yaml, body.templates)
         return await definition_service.preview(c, pinned, body.filename)
 
     async def run() -> Deployed:
-        return _deployed(await c.deploy_pinned(pinned, deployed_by=caller.name, source=body.filename))
+        deployment = await definition_service.deploy_upload(
+            c, body.filename, body.yaml, body.templates, deployed_by=caller.name
+        )
+        return _deployed(deployment)
 
     return await once(request, caller, key, run, status=201)
 
@@ -188,6 +192,21 @@ async def migrate(
         return _plan(plan, True, results)
 
     return await once(request, caller, key, run)
+
+
+@router.get("/processes/{process}/board", response_model=Board, tags=["deals"])
+async def process_board(
+    process: str,
+    c: Client,
+    caller: Who,
+    owner: str | None = None,
+    team: str | None = None,
+    version: str | None = None,
+    stage: str | None = None,
+) -> Board:
+    """The pipeline board: per stage its deals (the longest in the stage first, up to 50, or 1000
+    for one stage), their count and weighted value."""
+    return await board_service.board(c, process, owner=owner, team=team, version=version, stage=stage)
 
 
 @router.get("/experiments", response_model=list[ExperimentView], tags=["experiments"])

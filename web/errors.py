@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import DealflowError, NotFound, OutcomeUnknown, Unauthenticated, Unavailable
 
@@ -79,6 +81,17 @@ def invalid_request(exc: RequestValidationError) -> DealflowError:
 async def on_dealflow_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DealflowError)
     return error_response(exc)
+
+
+def outage(exc: Exception) -> Unavailable | None:
+    """A failure to reach PostgreSQL or Temporal, as the `Unavailable` it is; None for any other."""
+    if isinstance(exc, RPCError) and exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+        return Unavailable(f"Temporal cannot be reached: {exc.message}")
+    if isinstance(
+        exc, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.CannotConnectNowError
+    ):
+        return Unavailable(f"PostgreSQL cannot be reached: {exc}")
+    return None
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -47,13 +47,14 @@ async def board_page(
     owner: str | None = None,
     team: str | None = None,
     version: str | None = None,
+    stage: str | None = None,
     fragment: bool = False,
 ) -> Response:
     caller = await page_caller(request)
     c = client_of(request)
     processes = await _processes(c)
     process = _blank(process) or (processes[0] if processes else None)
-    filters = {"owner": _blank(owner), "team": _blank(team), "version": _blank(version)}
+    filters = {"owner": _blank(owner), "team": _blank(team), "version": _blank(version), "stage": _blank(stage)}
     if process is None:
         return render(request, "board.html", caller, processes=[], board=None, filters=filters)
     board = await board_service.board(c, process, **filters)
@@ -97,7 +98,7 @@ async def start_deal(
             return RedirectResponse(f"/deals/{started.deal_id}?started=1", status_code=303)
     processes = await _processes(c)
     board = await board_service.board(c, process) if process in processes else None
-    filters: dict[str, Any] = {"owner": None, "team": None, "version": None}
+    filters: dict[str, Any] = {"owner": None, "team": None, "version": None, "stage": None}
     return render(
         request,
         "board.html",
@@ -153,10 +154,15 @@ async def _act(request: Request, deal_id: str, csrf: str, what: str, call: Any, 
     return _done(deal_id, result, what)
 
 
+def _facts(form: Any) -> dict[str, Any]:
+    """The exit-criteria fields of the stage's form (`fact.NAME`), left out when left blank."""
+    return {k.removeprefix("fact."): str(v) for k, v in form.items() if k.startswith("fact.") and str(v) != ""}
+
+
 @router.post("/deals/{deal_id}/complete")
 async def complete(request: Request, deal_id: str) -> Response:
     form = await request.form()
-    facts = {k.removeprefix("fact."): str(v) for k, v in form.items() if k.startswith("fact.") and str(v) != ""}
+    facts = _facts(form)
     stage = str(form.get("stage", ""))
     c = client_of(request)
 
@@ -191,14 +197,17 @@ async def move(request: Request, deal_id: str) -> Response:
 @router.post("/deals/{deal_id}/win")
 async def win(request: Request, deal_id: str) -> Response:
     form = await request.form()
-    rebuy = [str(v) for v in form.getlist("rebuy")]
+    facts, rebuy = _facts(form), [str(v) for v in form.getlist("rebuy")]
     stage = str(form.get("stage", ""))
     c = client_of(request)
 
     async def call(caller: Caller) -> ActionResult:
-        return await c.win(deal_id, actor=caller.name, expected_stage=stage or None, rebuy=rebuy, request_id=_rid(form))
+        return await c.win(
+            deal_id, actor=caller.name, facts=facts, expected_stage=stage or None, rebuy=rebuy, request_id=_rid(form)
+        )
 
-    return await _act(request, deal_id, str(form.get("csrf_token", "")), "Won", call, {"rebuy": rebuy})
+    typed = {"facts": facts, "rebuy": rebuy}
+    return await _act(request, deal_id, str(form.get("csrf_token", "")), "Won", call, typed)
 
 
 @router.post("/deals/{deal_id}/lose")

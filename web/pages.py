@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from temporalio.service import RPCError
 
 from client.api import DealflowError
 from web import page_auth, page_deals, page_insights, page_ops
-from web.errors import error_response, status_of
+from web.errors import error_response, outage, status_of
 from web.views import SignInRequired, render
 
 
@@ -33,8 +35,18 @@ async def on_error(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", None, status_of(exc), error=exc.message, error_code=exc.code)
 
 
+async def on_outage(request: Request, exc: Exception) -> Response:
+    """A server that cannot be reached answers 503, naming which; anything else is a fault (500)."""
+    unavailable = outage(exc)
+    if unavailable is None:
+        raise exc
+    return await on_error(request, unavailable)
+
+
 def install(app: FastAPI) -> None:
     for router in (page_auth.router, page_deals.router, page_ops.router, page_insights.router):
         app.include_router(router)
     app.add_exception_handler(SignInRequired, on_sign_in_required)
     app.add_exception_handler(DealflowError, on_error)
+    for kind in (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, RPCError):
+        app.add_exception_handler(kind, on_outage)

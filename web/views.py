@@ -78,6 +78,13 @@ def changes(event: Any) -> str:
     return "; ".join(f"{k}: {v}" for k, v in data.items())
 
 
+def fact(value: Any) -> str:
+    """A fact as a rep wrote it: yes and no, not Python's True and False."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 def money(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
@@ -97,4 +104,5 @@ TEMPLATES.env.filters.update(
     pct=pct,
     urlpart=lambda s: quote(str(s), safe=""),
     changes=changes,
+    fact=fact,
 )
