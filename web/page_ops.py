@@ -21,7 +21,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
 from client import definition_service, experiment_service
-from client.access import AccessDenied, Permission
 from client.api import DealflowClient, DealflowError, NotFound, Refused
 from client.migration import MigrationPlan
 from store.registry import Deployment
@@ -46,17 +45,6 @@ def refusal(exc: DealflowError) -> dict[str, Any]:
         found = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         return {"error": f"{found} found, each listed below", "error_code": exc.code, "problems": problems}
     return {"error": exc.message, "error_code": exc.code, "problems": []}
-
-
-def _allowed(c: DealflowClient, caller: Caller, permission: Permission) -> None:
-    """The client's role rule, asked before a dry run: the client itself asks it only when a
-    change is sent, and a form a role is not offered must not answer a post either."""
-    if c.access is None:
-        return
-    try:
-        c.access.require(caller.name, permission)
-    except AccessDenied as denied:
-        raise Refused(denied.message, code="forbidden") from None
 
 
 def _grouped(deployments: list[Deployment]) -> dict[str, list[Deployment]]:
@@ -142,7 +130,8 @@ async def preview_upload(request: Request) -> HTMLResponse:
     check_csrf(request, str(form.get("csrf_token", "")))
     c = client_of(request)
     try:
-        _allowed(c, caller, "deploy")
+        # asked before the dry run too: a form a role is not offered answers no post either
+        await c.require(caller.name, "deploy", "an upload")
         filename, text, templates = await _read_upload(form)
         pinned = definition_service.load_upload(filename, text, templates)
         preview = await definition_service.preview(c, pinned, filename)
@@ -162,7 +151,7 @@ async def deploy_upload(request: Request) -> Response:
     c = client_of(request)
     filename, previewed = _plain_name(str(form.get("filename", ""))), str(form.get("version", ""))
     try:
-        _allowed(c, caller, "deploy")
+        await c.require(caller.name, "deploy", filename)
         text = _carried(form.get("yaml", ""))
         names = [str(n) for n in form.getlist("template_name")]
         templates = {n: _carried(t) for n, t in zip(names, form.getlist("template_text"), strict=False)}
@@ -267,7 +256,7 @@ async def migration_preview(request: Request, name: str) -> HTMLResponse:
     caller, _, typed = await _migration_form(request)
     c = client_of(request)
     try:
-        _allowed(c, caller, "migrate")
+        await c.require(caller.name, "migrate", name)
         plan = await _plan(c, name, typed)
     except (Refused, NotFound) as exc:
         return await _definition_page(request, caller, name, None, status_of(exc), typed=typed, **refusal(exc))
@@ -282,7 +271,7 @@ async def migration_apply(request: Request, name: str) -> HTMLResponse:
     caller, _, typed = await _migration_form(request)
     c = client_of(request)
     try:
-        _allowed(c, caller, "migrate")
+        await c.require(caller.name, "migrate", name)
         plan = await _plan(c, name, typed)
         results = await c.apply_migration(plan, actor=caller.name)
     except (Refused, NotFound) as exc:
