@@ -5,6 +5,7 @@ fields a page's form carries, and signing in to the pages with a token."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import httpx
@@ -35,6 +36,12 @@ outcomes:
   won: {{}}
   lost: {{reasons: [gone]}}
 """
+
+
+def quick(client: DealflowClient) -> DealflowClient:
+    """A client whose deals append to the log every 0.1 s rather than every 2: a test that reads a
+    deal's log (a migration plan, the dashboard, verify) waits that long for it."""
+    return DealflowClient(client.temporal, client.pool, replace(client.settings, log_flush_seconds=0.1), client.access)
 
 
 def process_name(prefix: str = "web") -> str:

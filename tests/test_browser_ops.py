@@ -13,7 +13,7 @@ from client import definition_service, token_service
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from tests.browser_support import axe_check
-from tests.ops_support import orders, process_name
+from tests.ops_support import orders, process_name, quick
 from tests.support import SEVEN_FACTS, new_deal_id
 from tests.web_support import app_over, policy, served
 
@@ -36,6 +36,7 @@ async def _sign_in(page: Page, base: str, client: DealflowClient, identity: str)
 async def test_ops_deploy_a_version_from_a_file_and_migrate_a_running_deal(
     client: DealflowClient, page: Page, tmp_path: Path
 ) -> None:
+    client = quick(client)
     name = process_name("browser")
     v1 = await _deploy(client, orders(1, name))
     deal_id = new_deal_id("browser")
@@ -74,6 +75,7 @@ async def test_ops_deploy_a_version_from_a_file_and_migrate_a_running_deal(
 
 
 async def test_a_manager_reads_the_funnels_and_a_comparison(client: DealflowClient, page: Page) -> None:
+    client = quick(client)
     name = process_name("dash")
     v1 = await _deploy(client, orders(1, name))
     for i in range(3):
@@ -113,6 +115,7 @@ async def test_a_manager_reads_the_funnels_and_a_comparison(client: DealflowClie
 async def test_an_auditor_sees_verify_name_a_tampered_row(
     client: DealflowClient, deployed: dict[str, PinnedDefinition], page: Page
 ) -> None:
+    client = quick(client)
     deal_id = new_deal_id("tamper")
     await client.start_deal("seven-stage", deal_id, "rita", fields={"customer": "Acme"})
     done = await client.complete_stage(deal_id, "prospecting", actor="rita", facts=SEVEN_FACTS["prospecting"])

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from client import experiment_service
+from client import audit_service, experiment_service
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import event_log, registry
-from tests.ops_support import HOSTILE, hidden_fields, orders, process_name, sign_in
+from tests.ops_support import HOSTILE, hidden_fields, orders, process_name, quick, sign_in
 from tests.support import SEVEN_FACTS, new_deal_id
 from tests.web_support import app_over, csrf_of, http, policy
 
@@ -154,6 +154,7 @@ async def _deal_at_demo(client: DealflowClient, process: str) -> str:
 
 async def test_a_migration_is_planned_then_applied(client: DealflowClient) -> None:
     name = process_name("migrate")
+    client = quick(client)
     async with http(app_over(client)) as api:
         assert (await _deploy(api, "orders.yaml", orders(1, name))).status_code == 303
         v1 = (await registry.get(client.pool, name)).version
@@ -265,6 +266,8 @@ async def test_with_access_on_a_rep_is_offered_no_change_and_refused_each(
         assert started.status_code == 403
     assert [d.version for d in await registry.list_all(client.pool) if d.name == name] == [v1, v2]
     assert name not in [e.experiment for e in await experiment_service.list_all(client)]
+    recorded = {(r.action, r.target) for r in await audit_service.refusals(client, limit=100) if r.actor == "rita"}
+    assert {("deploy", "an upload"), ("deploy", "orders.yaml"), ("migrate", name)} <= recorded
 
 
 async def test_markup_in_definitions_deals_and_filters_shows_as_text(
