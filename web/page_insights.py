@@ -92,7 +92,7 @@ async def dashboard_page(request: Request) -> HTMLResponse:
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of zones, on some systems
         raise Refused(
             f"time zone: {name!r} is not a zone name; write one such as UTC, Europe/Berlin or America/New_York",
             code="invalid_request",

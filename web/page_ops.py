@@ -131,7 +131,8 @@ async def preview_upload(request: Request) -> HTMLResponse:
     c = client_of(request)
     try:
         # asked before the dry run too: a form a role is not offered answers no post either
-        await c.require(caller.name, "deploy", "an upload")
+        named = form.get("definition")
+        await c.require(caller.name, "deploy", _plain_name(named.filename) if isinstance(named, UploadFile) else None)
         filename, text, templates = await _read_upload(form)
         pinned = definition_service.load_upload(filename, text, templates)
         preview = await definition_service.preview(c, pinned, filename)
