@@ -278,6 +278,18 @@ class FollowOnFailed(EventBase):
     error: str
 
 
+class DealImported(EventBase):
+    """The deal came from another system's export: where, and which row. The events that follow
+    it at the same or earlier instants retell the history the export gave."""
+
+    type: Literal["DealImported"] = "DealImported"
+    source: str
+    crm_id: str
+    file: str
+    sha256: str
+    row: int
+
+
 AssignRule = Literal["fixed", "round-robin", "fewest-open"]
 
 
@@ -332,6 +344,7 @@ EventType = (
     | FollowOnStarted
     | FollowOnFailed
     | HandedOff
+    | DealImported
 )
 
 
