@@ -44,7 +44,8 @@ class ImportPlan(BaseModel):
     process: str
     version: str
     deals: list[PlannedDeal]
-    problems: list[Problem]
+    problems: list[Problem]  # rows that cannot be taken; the others can
+    blocking: list[Problem]  # the mapping itself is wrong: nothing is taken until it is fixed
     rows: int
 
     @property
@@ -75,14 +76,14 @@ def deal_id_for(source: str, crm_id: str) -> str:
 def plan(parsed: Parsed, mapping: Mapping, pinned: PinnedDefinition, *, source: str, mapping_name: str) -> ImportPlan:
     d = pinned.definition
     problems = list(parsed.problems)
-    problems += [Problem(where=mapping_name, message=m) for m in mapping.check(d)]
+    blocking = [Problem(where=mapping_name, message=m) for m in mapping.check(d)]
     unmapped: dict[str, set[str]] = defaultdict(set)
     for deal in parsed.deals:
         for stage in {h.stage for h in deal.history} | ({deal.current_stage} if deal.current_stage else set()):
             if mapping.stage(stage) is None:
                 unmapped[stage].add(deal.crm_id)
     for stage, ids in sorted(unmapped.items()):
-        problems.append(
+        blocking.append(
             Problem(
                 where=mapping_name,
                 message=f"CRM stage {stage!r} is not mapped (used by {len(ids)} deal{'s' if len(ids) != 1 else ''}): "
@@ -97,7 +98,13 @@ def plan(parsed: Parsed, mapping: Mapping, pinned: PinnedDefinition, *, source: 
         if planned is not None:
             deals.append(planned)
     return ImportPlan(
-        source=source, process=d.name, version=pinned.version, deals=deals, problems=problems, rows=parsed.rows
+        source=source,
+        process=d.name,
+        version=pinned.version,
+        deals=deals,
+        problems=problems,
+        blocking=blocking,
+        rows=parsed.rows,
     )
 
 

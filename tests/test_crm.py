@@ -100,7 +100,7 @@ def test_salesforce_opportunities_and_their_history_become_open_and_closed_deals
     parsed = sources.salesforce(opps, history, UTC_ZONE)
     assert parsed.problems == [] and parsed.rows == 12
     result = plan(parsed, _map(tmp_path), SEVEN, source="salesforce", mapping_name="stages.yaml")
-    assert result.problems == []
+    assert result.problems == [] and result.blocking == []
     assert result.starts_per_stage() == {"closing": 1}
     assert result.outcomes() == {"won": 1, "lost": 1}
     open_deal = result.open[0]
@@ -136,7 +136,7 @@ def test_every_bad_row_is_named_with_its_file_and_line_and_its_deal_left_out(tmp
     )
     parsed = sources.salesforce(opps, history, UTC_ZONE)
     result = plan(parsed, _map(tmp_path), SEVEN, source="salesforce", mapping_name="stages.yaml")
-    said = [str(p) for p in result.problems]
+    said = [str(p) for p in result.problems + result.blocking]
     assert any(p.startswith("Opportunity.csv:3: CreatedDate: '05/01/2026' is not a date") for p in said), said
     assert any(p.startswith("Opportunity.csv:4: Amount: 'a lot' is not an amount") for p in said), said
     backwards = "OpportunityHistory.csv:2: deal 006D: entered 'Negotiation'"
