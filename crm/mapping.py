@@ -73,7 +73,10 @@ class Mapping(BaseModel):
 
 def identity(d: ProcessDefinition) -> Mapping:
     """The mapping of an export already in the process's own terms (the generic CSV)."""
-    return Mapping(stages={s.id: s.id for s in d.stages} | {"won": "won", "lost": "lost"})
+    reasons = d.outcomes.lost.reasons if d.outcomes.lost else []
+    return Mapping(
+        stages={s.id: s.id for s in d.stages} | {"won": "won", "lost": "lost"}, lost_reasons={r: r for r in reasons}
+    )
 
 
 def load(path: str | Path) -> Mapping:
