@@ -640,6 +640,8 @@ class DealflowClient:
 
     async def events(self, deal_id: str, *, min_seq: int = 0, within: float = 5.0) -> list[DealEvent]:
         """The deal's logged events, once the log holds event `min_seq` (see `logged_state`)."""
+        if min_seq and await event_log.last_seq(self.pool, deal_id) == 0:
+            raise NotFound(f"no deal {deal_id!r}", code="unknown_deal")  # nothing to wait for
         await self._until_logged(deal_id, min_seq, within)
         events = await event_log.read(self.pool, deal_id)
         if not events:

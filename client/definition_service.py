@@ -72,14 +72,17 @@ def load_upload(filename: str, text: str, templates: dict[str, str] | None = Non
     exactly the rules a file on disk is, template references included.
     """
     names = [filename, *(templates or {})]
-    unsafe = [n for n in names if not n or PurePath(n).name != n or n in {".", ".."}]
+    unsafe = [n for n in names if not n or not n.isprintable() or PurePath(n).name != n or n in {".", ".."}]
     if unsafe:
         raise Refused(
             f"file names must be plain names, not paths: {', '.join(map(repr, unsafe))}", code="invalid_request"
         )
     with tempfile.TemporaryDirectory(prefix="dealflow-upload-") as tmp:
         for name, content in {filename: text, **(templates or {})}.items():
-            (Path(tmp) / name).write_text(content, encoding="utf-8")
+            try:
+                (Path(tmp) / name).write_text(content, encoding="utf-8")
+            except UnicodeEncodeError as exc:
+                raise Refused(f"{name}: not valid text ({exc.reason})", code="invalid_definition") from None
         try:
             return load_file(Path(tmp) / filename)
         except DefinitionError as exc:

@@ -67,8 +67,21 @@ def upcast(cls: type[EventBase], payload: Any) -> Any:
     return payload
 
 
+def _schema_version_in_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a payload names the `schema_version` every payload carries."""
+    schema.setdefault("properties", {})["schema_version"] = {
+        "type": "integer",
+        "minimum": 1,
+        "description": "the version of this event type's payload shape",
+    }
+
+
 class EventBase(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra=_schema_version_in_schema,
+    )
 
     # the version of this type's payload shape (see the module's docstring)
     VERSION: ClassVar[int] = 1
