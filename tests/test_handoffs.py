@@ -78,6 +78,17 @@ async def handoffs_of(client: DealflowClient, deal: str, n: int = 1) -> list[Han
     return found
 
 
+async def chosen(pool: asyncpg.Pool, deal: str) -> str:
+    """The member chosen for the deal's first handoff, as soon as it is chosen (the log trails
+    the deal by its flush window)."""
+
+    async def made() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) = 1 FROM handoff_choices WHERE deal_id = $1", deal))
+
+    await wait_for(made)
+    return str(await pool.fetchval("SELECT to_owner FROM handoff_choices WHERE deal_id = $1", deal))
+
+
 async def logged(client: DealflowClient, deal: str, kind: str, n: int = 1) -> list[DealEvent]:
     found: list[DealEvent] = []
 
@@ -173,8 +184,9 @@ async def test_round_robin_rotates_across_deals(client: DealflowClient, pool: as
     for _ in range(5):
         deal = new_deal_id("rr")
         await client.start_deal(p.name, deal, "rita")
-        owners.append((await handoffs_of(client, deal))[0].to_owner)
+        owners.append(await chosen(pool, deal))
     assert owners == ["alice", "bob", "alice", "bob", "alice"]
+    assert (await handoffs_of(client, deal))[0].to_owner == "alice"  # what was chosen is what is recorded
 
 
 async def test_fewest_open_chooses_the_least_loaded_member(client: DealflowClient, pool: asyncpg.Pool) -> None:
@@ -186,18 +198,13 @@ async def test_fewest_open_chooses_the_least_loaded_member(client: DealflowClien
     lost = new_deal_id("load")
     await client.start_deal(p.name, lost, "erin")
     await client.lose(lost, "price", actor="erin")  # a closed deal is no load
-    chosen = []
+    owners = []
     for _ in range(3):
         deal = new_deal_id("few")
         await client.start_deal(p.name, deal, "rita")
-
-        async def chosen_yet(deal: str = deal) -> bool:  # the next deal starts before this one is logged
-            return bool(await pool.fetchval("SELECT count(*) = 1 FROM handoff_choices WHERE deal_id = $1", deal))
-
-        await wait_for(chosen_yet)
-        chosen.append(await pool.fetchval("SELECT to_owner FROM handoff_choices WHERE deal_id = $1", deal))
+        owners.append(await chosen(pool, deal))  # the next deal starts before this one's handoff is logged
     # carol 2, dave 1, erin 0 -> erin; then dave and erin tie at 1 and dave is listed first; then erin
-    assert chosen == ["erin", "dave", "erin"]
+    assert owners == ["erin", "dave", "erin"]
     handed = (await handoffs_of(client, deal))[0]
     assert handed.reason.endswith("fewest-open chose erin with 1 open deals (carol 2, dave 2)")
 
