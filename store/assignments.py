@@ -26,8 +26,9 @@ from definitions.model import AssignRule
 from domain import handoffs
 from domain.activity_io import OwnerChoice, OwnerRequest
 
-# a choice not yet in the deals projection after this long is left to the projection (the deal's
-# appends were held up: its events are on their way, and counting it twice would be worse)
+# how far back the choices the projection may lack are looked for: a deal's appends trail it by a
+# flush window (seconds), so this only bounds the scan; a deal whose appends were held up for
+# longer (the log down for an hour) counts for its previous owner until they arrive
 PENDING_WINDOW = "1 hour"
 
 _LAST_TURNS = """
