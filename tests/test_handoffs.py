@@ -28,7 +28,7 @@ from domain.activity_io import CHOOSE_OWNER, OwnerChoice, OwnerRequest
 from domain.events import DealEvent, Escalated, HandedOff, ReminderSent
 from store import assignments, registry
 from store.deals import board
-from tests.support import new_deal_id, wait_for
+from tests.support import dealflow, new_deal_id, wait_for
 from worker.run import build_worker
 from worker.settings import Settings
 
@@ -337,3 +337,11 @@ async def test_a_migration_that_drops_the_owner_from_the_team_hands_the_deal_ove
         "stage contact belongs to team openers; alice is not in it; round-robin chose nina, who had no deal from"
         " this team yet"
     )
+
+
+async def test_definitions_show_names_each_team_its_rule_and_its_stages(cli_env: dict[str, str]) -> None:
+    shown = await dealflow(cli_env, "definitions", "show", "sales-factory-teams")
+    assert shown.code == 0, shown.err
+    assert "team development (round-robin): alice, bob; owns suspect, qualifying\n" in shown.out
+    assert "team account-executives (fewest-open): carol, dave, erin; owns funnel-top, funnel-middle," in shown.out
+    assert "team customer-success (fixed: frank): frank, grace; owns customer\n" in shown.out
