@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RecordResponse,
         WinDeal,
     )
-    from domain.effects import Effect, MakeProposal, Notify, StartCadence, StopCadence
+    from domain.effects import Effect, HandOver, MakeProposal, Notify, StartCadence, StopCadence
     from domain.events import DealEvent
     from domain.reminders import Rung
     from domain.schedule import URGENT, Due, Schedule, schedule
@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.cadence import CadenceReport
     from workflows.cadence_lifecycle import CadenceLifecycle
     from workflows.follow_ons import start_follow_on
+    from workflows.handoffs import hand_over
     from workflows.ledger import Ledger
     from workflows.log_batcher import LogBatcher
     from workflows.outbound import Notifier, propose
@@ -269,6 +270,8 @@ class DealWorkflow:
 
     async def _run(self, effect: Effect) -> None:
         match effect:
+            case HandOver():
+                await hand_over(self._ledger, effect)
             case Notify():
                 self._notifier.send(effect)
             case MakeProposal():
