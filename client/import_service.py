@@ -9,8 +9,11 @@ nothing and a stopped one resumes where it stopped. A deal with any problem is n
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,6 +25,7 @@ from crm import sources
 from crm.plan import ImportPlan, PlannedDeal, plan
 from crm.table import ExportError
 from crm.table import read as read_table
+from definitions.loader import PinnedDefinition
 from domain.events import DealImported
 from domain.imports import history_events, outcome_events
 from store import event_log, history_load, imports
@@ -134,10 +138,8 @@ async def run(
         by=actor,
     )
     closed = [d for d in todo if d.outcome is not None]
-    for i in range(0, len(closed), CLOSED_BATCH):
-        report.recorded += await _record_closed(c, the_plan, closed[i : i + CLOSED_BATCH], import_id, report)
-        if progress:
-            progress("closed deals recorded", report.recorded, len(closed))
+    if closed:
+        await _record_all_closed(c, the_plan, closed, import_id, report, progress)
     opened = [d for d in todo if d.outcome is None]
     gate = asyncio.Semaphore(OPEN_AT_ONCE)
 
@@ -168,21 +170,11 @@ def _outcomes(deals: list[PlannedDeal]) -> dict[str, int]:
     return counts
 
 
-async def _record_closed(
-    c: DealflowClient, the_plan: ImportPlan, batch: list[PlannedDeal], import_id: str, report: ImportReport
-) -> int:
-    pinned = await c.definition(the_plan.process, the_plan.version)
-    taken = {
-        r["deal_id"]
-        for r in await c.pool.fetch(
-            "SELECT deal_id FROM deals WHERE deal_id = ANY($1::text[])", [d.deal_id for d in batch]
-        )
-    }
-    histories, marks = [], []
+def build_closed(pinned: PinnedDefinition, batch: list[PlannedDeal]) -> list[history_load.History]:
+    """The full histories of closed deals: pure and CPU-bound, so batches are built in worker
+    processes while the database writes the batch before."""
+    histories = []
     for deal in batch:
-        if deal.deal_id in taken:
-            report.problems.append(f"{deal.history.file}:{deal.history.row}: deal {deal.deal_id} already exists")
-            continue
         assert deal.outcome is not None
         told = history_events(
             pinned.definition,
@@ -196,11 +188,59 @@ async def _record_closed(
         )
         events = told + outcome_events(told, deal.history.visits[-1], deal.outcome)
         histories.append(history_load.History(deal.deal_id, pinned.name, pinned.version, events))
-        marks.append(_mark(the_plan, deal, import_id, "closed"))
+    return histories
+
+
+def _build_rows(pinned: PinnedDefinition, batch: list[PlannedDeal]) -> history_load.Rows:
+    return history_load.rows_of(build_closed(pinned, batch))
+
+
+async def _record_all_closed(
+    c: DealflowClient,
+    the_plan: ImportPlan,
+    closed: list[PlannedDeal],
+    import_id: str,
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
+    pinned = await c.definition(the_plan.process, the_plan.version)
+    batches = [closed[i : i + CLOSED_BATCH] for i in range(0, len(closed), CLOSED_BATCH)]
+    if len(batches) == 1:  # not worth starting processes for
+        report.recorded += await _record_closed(c, the_plan, closed, _build_rows(pinned, closed), import_id, report)
+        if progress:
+            progress("closed deals recorded", report.recorded, len(closed))
+        return
+    loop = asyncio.get_running_loop()
+    workers = min(len(batches), os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        built = [loop.run_in_executor(pool, _build_rows, pinned, batch) for batch in batches]
+        for batch, rows in zip(batches, built, strict=True):
+            report.recorded += await _record_closed(c, the_plan, batch, await rows, import_id, report)
+            if progress:
+                progress("closed deals recorded", report.recorded, len(closed))
+
+
+async def _record_closed(
+    c: DealflowClient,
+    the_plan: ImportPlan,
+    batch: list[PlannedDeal],
+    rows: history_load.Rows,
+    import_id: str,
+    report: ImportReport,
+) -> int:
+    """One batch in one transaction: its history, its projections and its import marks."""
+    ids = [d.deal_id for d in batch]
+    taken = {r["deal_id"] for r in await c.pool.fetch("SELECT deal_id FROM deals WHERE deal_id = ANY($1::text[])", ids)}
+    for deal in batch:
+        if deal.deal_id in taken:
+            report.problems.append(f"{deal.history.file}:{deal.history.row}: deal {deal.deal_id} already exists")
+    if taken:
+        rows = rows.without(taken)
+    marks = [_mark(the_plan, d, import_id, "closed") for d in batch if d.deal_id not in taken]
     async with c.pool.acquire() as conn, conn.transaction():
-        await history_load.load(conn, histories)
+        await history_load.load_rows(conn, rows)
         await imports.record(conn, marks)
-    return len(histories)
+    return len(marks)
 
 
 def _mark(

@@ -22,6 +22,13 @@ def parse_instant(text: str, zone: ZoneInfo) -> datetime:
     raw = text.strip()
     if not raw:
         raise BadInstant("empty date")
+    if len(raw) > 10 and raw[10] in "T ":  # ISO 8601 as Python reads it: the common case, first
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+        else:
+            return value if value.tzinfo else value.replace(tzinfo=zone)
     candidate = _OFFSET.sub(r"\1\2:\3", raw.replace(" ", "T", 1) if len(raw) > 10 else raw)
     try:
         if len(candidate) == 10:

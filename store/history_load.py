@@ -69,17 +69,36 @@ def rows(history: History) -> tuple[list[tuple[object, ...]], tuple[object, ...]
     return log, deal, visit_records(history.deal_id, history.process, advance(DealVisits(), events))
 
 
+@dataclass(frozen=True)
+class Rows:
+    """What histories write: the log's rows, the deals' rows and their visits' rows."""
+
+    log: list[tuple[object, ...]]
+    deals: list[tuple[object, ...]]
+    visits: list[tuple[object, ...]]
+
+    def without(self, deal_ids: set[str]) -> Rows:
+        return Rows(*([r for r in part if r[0] not in deal_ids] for part in (self.log, self.deals, self.visits)))
+
+
+def rows_of(histories: Sequence[History]) -> Rows:
+    out = Rows([], [], [])
+    for h in histories:
+        log, deal, visits = rows(h)
+        out.log.extend(log)
+        out.deals.append(deal)
+        out.visits.extend(visits)
+    return out
+
+
+async def load_rows(conn: Conn, written: Rows) -> int:
+    """COPY the rows into the log and the projections; returns the events written."""
+    await conn.copy_records_to_table("deal_events", records=written.log, columns=LOG_COLUMNS)
+    await conn.copy_records_to_table("deals", records=written.deals, columns=DEAL_COLUMNS)
+    await conn.copy_records_to_table("stage_visits", records=written.visits, columns=VISIT_COLUMNS)
+    return len(written.log)
+
+
 async def load(conn: Conn, histories: Sequence[History]) -> int:
     """COPY the histories into the log and the projections; returns the events written."""
-    log: list[tuple[object, ...]] = []
-    deals: list[tuple[object, ...]] = []
-    visits: list[tuple[object, ...]] = []
-    for h in histories:
-        a, b, c = rows(h)
-        log += a
-        deals.append(b)
-        visits += c
-    await conn.copy_records_to_table("deal_events", records=log, columns=LOG_COLUMNS)
-    await conn.copy_records_to_table("deals", records=deals, columns=DEAL_COLUMNS)
-    await conn.copy_records_to_table("stage_visits", records=visits, columns=VISIT_COLUMNS)
-    return len(log)
+    return await load_rows(conn, rows_of(histories))

@@ -113,21 +113,21 @@ async def test_an_import_stopped_half_way_resumes_where_it_stopped(
         client, "csv", [str(tmp_path / "closed.csv")], process="seven-stage", mapping_file=None
     )
     monkeypatch.setattr(import_service, "CLOSED_BATCH", 2)
-    real_load, calls = history_load.load, []
+    real_load, calls = history_load.load_rows, []
 
-    async def dies_on_the_second_batch(conn: object, histories: object) -> int:
+    async def dies_on_the_second_batch(conn: object, rows: object) -> int:
         calls.append(1)
         if len(calls) == 2:
             raise ConnectionResetError("the import was stopped")
-        return await real_load(conn, histories)  # type: ignore[arg-type]
+        return await real_load(conn, rows)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(history_load, "load", dies_on_the_second_batch)
+    monkeypatch.setattr(history_load, "load_rows", dies_on_the_second_batch)
     with pytest.raises(ConnectionResetError):
         await import_service.run(client, plan, files, actor="ops", dry_run=False)
     counted = [await event_log.last_seq(client.pool, f"csv-d{n}-{tag}") > 0 for n in range(5)]
     assert counted == [True, True, False, False, False], "the first batch is in, the stopped one left nothing"
 
-    monkeypatch.setattr(history_load, "load", real_load)
+    monkeypatch.setattr(history_load, "load_rows", real_load)
     resumed = await import_service.run(client, plan, files, actor="ops", dry_run=False)
     assert (resumed.already_imported, resumed.recorded) == (2, 3)
     assert all([await event_log.last_seq(client.pool, f"csv-d{n}-{tag}") == 5 for n in range(5)])
