@@ -139,7 +139,7 @@ async def compute(
     nxt = d.next_stage(stage)
     next_pos = d.index(nxt) + 1 if nxt else 1_000_000
     numeric = spec.type in NUMERIC
-    async with snapshot(pool, d, scope) as conn:
+    async with snapshot(pool, d, scope, owners=False) as conn:
         await conn.execute(scoped(_RECORDED, scope), scope.process, stage, spec.fact, scope.as_of)
         await conn.execute("ANALYZE i_recorded")  # few deals: their visits are read by deal
         await conn.execute(_PER_DEAL, scope.as_of, next_pos)

@@ -52,18 +52,15 @@ WHERE process = $1
   AND started_at <= coalesce($5::timestamptz, 'infinity')
 """
 
-# pre-sale stages only have a phase to convert out of; `phase_last_pos` is the position of the
-# last pre-sale stage of the stage's phase
 _STAGES = """
 CREATE TEMP TABLE i_stages ON COMMIT DROP AS
-SELECT s.stage, s.pos, p.phase, x.post_sale,
-       max(s.pos) FILTER (WHERE NOT x.post_sale) OVER (PARTITION BY p.phase) AS phase_last_pos
+SELECT s.stage, s.pos, p.phase, x.post_sale
 FROM unnest($1::text[]) WITH ORDINALITY AS s(stage, pos)
 JOIN unnest($2::text[]) WITH ORDINALITY AS p(phase, pos) USING (pos)
 JOIN unnest($3::bool[]) WITH ORDINALITY AS x(post_sale, pos) USING (pos)
 """
 
-# read through the partial index deal_events_owner_changes (its predicate, word for word)
+# the partial index deal_events_owner_changes has this predicate, word for word, so it can serve it
 _OWNERS = """
 CREATE TEMP TABLE i_owners ON COMMIT DROP AS
 SELECT e.deal_id, e.seq,
@@ -75,19 +72,19 @@ WHERE e.process = $1 AND e.occurred_at <= coalesce($2::timestamptz, 'infinity')
 
 
 def scoped(sql: str, scope: Scope, alias: str = "e") -> str:
-    """`sql` limited to the deals in scope, when the scope is narrower than the whole process (a
-    semi-join the whole process does not need: every deal of it started before it was logged)."""
+    """`sql` limited to the deals in scope. Without a version or a start window, every event read
+    (of the process, up to `as_of`) already belongs to a deal in scope: the semi-join is left out."""
     limit = f"AND {alias}.deal_id IN (SELECT deal_id FROM i_scope)" if scope.narrowed else ""
     return sql.replace("/*scope*/", limit)
 
 
-def owner_at(rows: str, seq: str, keys: tuple[str, ...]) -> str:
-    """SQL for `rows` (a query with a deal_id column, one row per `keys`) with the owner of the
-    deal at the event `seq` (a column of `rows`; NULL: as of the instant looked from) as `rep`."""
+def owner_at(table: str, seq: str, keys: tuple[str, ...]) -> str:
+    """SQL for the rows of `table` (with a deal_id column, one row per `keys`) and the owner of the
+    deal at the event `seq` (a column of it; NULL: as of the instant looked from) as `rep`."""
     key = ", ".join(f"r.{k}" for k in keys)
     return f"""
     SELECT DISTINCT ON ({key}) r.*, coalesce(o.owner, s.start_owner, '?') AS rep
-    FROM ({rows}) r
+    FROM {table} r
     JOIN i_scope s ON s.deal_id = r.deal_id
     LEFT JOIN i_owners o ON o.deal_id = r.deal_id AND o.seq < coalesce(r.{seq}, {NO_SEQ})
     ORDER BY {key}, o.seq DESC NULLS LAST
@@ -95,9 +92,12 @@ def owner_at(rows: str, seq: str, keys: tuple[str, ...]) -> str:
 
 
 @asynccontextmanager
-async def snapshot(pool: asyncpg.Pool, d: ProcessDefinition, scope: Scope) -> AsyncIterator[Any]:
-    """A connection inside one repeatable-read transaction, with `i_scope`, `i_stages` and
-    `i_owners` made: every query on it sees the same log."""
+async def snapshot(
+    pool: asyncpg.Pool, d: ProcessDefinition, scope: Scope, *, owners: bool = True
+) -> AsyncIterator[Any]:
+    """A connection inside one repeatable-read transaction, with `i_scope`, `i_stages` and (unless
+    `owners` is false) `i_owners` made: every query on it sees the same log. The owner changes are
+    read from each change's row, the costliest part, so an answer that credits no one skips them."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         # an analytical query: let its sorts and hashes stay in memory (this transaction only)
         await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
@@ -105,6 +105,7 @@ async def snapshot(pool: asyncpg.Pool, d: ProcessDefinition, scope: Scope) -> As
         await conn.execute(
             _STAGES, [s.id for s in d.stages], [s.phase for s in d.stages], [s.post_sale for s in d.stages]
         )
-        await conn.execute(scoped(_OWNERS, scope), scope.process, scope.as_of)
-        await conn.execute("ANALYZE i_scope, i_owners")
+        if owners:
+            await conn.execute(scoped(_OWNERS, scope), scope.process, scope.as_of)
+        await conn.execute("ANALYZE i_scope, i_owners" if owners else "ANALYZE i_scope")
         yield conn

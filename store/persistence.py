@@ -107,7 +107,7 @@ GROUP BY deal_id, end_seq
 """
 
 _COUNTS = f"""
-WITH credited AS ({owner_at("SELECT * FROM i_follow_ups", "end_seq", ("deal_id",))})
+WITH credited AS ({owner_at("i_follow_ups", "end_seq", ("deal_id",))})
 SELECT rep, outcome, touches, count(*) AS deals FROM credited GROUP BY rep, outcome, touches
 """
 

@@ -61,38 +61,58 @@ class RepStrength(BaseModel):
     verdicts: list[str]
 
 
-_PER_DEAL = """
-CREATE TEMP TABLE i_phase_deals ON COMMIT DROP AS
-WITH seen AS (
-    SELECT v.deal_id, v.seq, st.phase, st.pos, st.phase_last_pos, st.post_sale,
-           CASE WHEN v.exit_at <= a.t THEN v.exit_seq END AS exit_seq,
-           CASE WHEN v.exit_at <= a.t THEN v.exit_type END AS exit_type,
-           CASE WHEN v.exit_at <= a.t THEN extract(epoch FROM v.exit_at - v.entered_at) END AS seconds
-    FROM stage_visits v JOIN i_stages st ON st.stage = v.stage,
-         (SELECT coalesce($2::timestamptz, 'infinity') AS t) a
-    WHERE v.process = $1 AND v.entered_at <= a.t /*scope*/
-),
-reach AS (
-    SELECT *,
-           -- the furthest the deal gets after entering: a later visit's position, or "won"
-           greatest(max(pos) OVER later, CASE WHEN bool_or(exit_type = 'won') OVER since_entry THEN 1000000 END)
-               AS reach_after,
-           bool_or(exit_type IN ('won', 'lost')) OVER whole AS ended
-    FROM seen
-    -- newest first, so each frame only grows; one sort serves all three
-    WINDOW later AS (PARTITION BY deal_id ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-           since_entry AS (PARTITION BY deal_id ORDER BY seq DESC ROWS UNBOUNDED PRECEDING),
-           whole AS (PARTITION BY deal_id ORDER BY seq DESC ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-)
-SELECT deal_id, phase, bool_or(reach_after > phase_last_pos) AS converted, bool_or(ended) AS ended,
-       (array_agg(exit_seq ORDER BY seq DESC))[1] AS left_seq,
-       sum(seconds) AS seconds, bool_and(seconds IS NOT NULL) AS timed
-FROM reach WHERE NOT post_sale
-GROUP BY deal_id, phase
-"""
+def per_deal_sql(d: ProcessDefinition) -> str:
+    """One row per deal and phase it entered, from one hash aggregate per deal over its visits.
+
+    The phases are few and known from the definition, so each phase's figures are aggregates
+    filtered by phase (written out here, with the stage positions as literals) rather than a
+    window over each deal's visits in order, which needs every visit sorted first."""
+    phases = phases_of(d)
+    last = [max(d.index(s.id) + 1 for s in d.stages if s.phase == p and not s.post_sale) for p in phases]
+
+    def per_phase(template: str) -> str:
+        return "ARRAY[" + ", ".join(template.format(k=k, last=last[k - 1]) for k in range(1, len(phases) + 1)) + "]"
+
+    return f"""
+    CREATE TEMP TABLE i_phase_deals ON COMMIT DROP AS
+    WITH seen AS (
+        SELECT v.deal_id, v.seq, st.pos, CASE WHEN st.post_sale THEN 0 ELSE p.k END AS k,
+               CASE WHEN v.exit_at <= a.t THEN v.exit_seq END AS exit_seq,
+               CASE WHEN v.exit_at <= a.t THEN v.exit_type END AS exit_type,
+               CASE WHEN v.exit_at <= a.t THEN extract(epoch FROM v.exit_at - v.entered_at) END AS seconds
+        FROM stage_visits v
+        JOIN i_stages st ON st.stage = v.stage
+        LEFT JOIN unnest($3::text[]) WITH ORDINALITY AS p(phase, k) ON p.phase = st.phase,
+        (SELECT coalesce($2::timestamptz, 'infinity') AS t) a
+        WHERE v.process = $1 AND v.entered_at <= a.t /*scope*/
+    ),
+    deal AS (
+        SELECT deal_id,
+               bool_or(exit_type = 'won') AS won,
+               bool_or(exit_type IN ('won', 'lost')) AS ended,
+               {per_phase("min(seq) FILTER (WHERE k = {k})")} AS first_seq,
+               -- the last entry of a stage beyond the phase: a conversion if after the first entry
+               {per_phase("max(seq) FILTER (WHERE pos > {last})")} AS beyond_seq,
+               -- the exit of the last visit of the phase (0: still open), seq and exit_seq in one
+               -- bigint so that the largest seq carries its exit through max()
+               {per_phase("max((seq::bigint << 32) | coalesce(exit_seq, 0)) FILTER (WHERE k = {k})")} AS last_exit,
+               {per_phase("sum(seconds) FILTER (WHERE k = {k})")} AS seconds,
+               {per_phase("bool_and(seconds IS NOT NULL) FILTER (WHERE k = {k})")} AS timed
+        FROM seen GROUP BY deal_id
+    )
+    SELECT d.deal_id, p.phase,
+           d.won OR coalesce(d.beyond_seq[p.k] > d.first_seq[p.k], false) AS converted,
+           d.ended,
+           nullif(d.last_exit[p.k] & 4294967295, 0)::int AS left_seq,
+           d.seconds[p.k] AS seconds,
+           d.timed[p.k] AS timed
+    FROM deal d, unnest($3::text[]) WITH ORDINALITY AS p(phase, k)
+    WHERE d.first_seq[p.k] IS NOT NULL
+    """
+
 
 _PER_REP = f"""
-WITH credited AS MATERIALIZED ({owner_at("SELECT * FROM i_phase_deals", "left_seq", ("deal_id", "phase"))})
+WITH credited AS MATERIALIZED ({owner_at("i_phase_deals", "left_seq", ("deal_id", "phase"))})
 SELECT phase, rep, GROUPING(rep) = 1 AS team,
        count(*) AS entered,
        count(*) FILTER (WHERE converted) AS converted,
@@ -111,7 +131,7 @@ def phases_of(d: ProcessDefinition) -> list[str]:
 
 async def compute(pool: asyncpg.Pool, d: ProcessDefinition, scope: Scope) -> RepStrength:
     async with snapshot(pool, d, scope) as conn:
-        await conn.execute(scoped(_PER_DEAL, scope, "v"), scope.process, scope.as_of)
+        await conn.execute(scoped(per_deal_sql(d), scope, "v"), scope.process, scope.as_of, phases_of(d))
         await conn.execute("ANALYZE i_phase_deals")  # the owner join is planned on true row counts
         rows = await conn.fetch(_PER_REP)
     return assemble(d, scope, rows)
