@@ -183,6 +183,35 @@ async def board(
     return summary(web, ref, ("page", "query")) | {"open_deals": deals}
 
 
+async def dashboard(client: DealflowClient, http: httpx.AsyncClient, events: int, rounds: int) -> dict[str, Any]:
+    """The deals of one process, loaded into the log by COPY as the metrics bench does, then the
+    whole dashboard page against the calls it makes (`dashboard_service.dashboard`)."""
+    from bench.metrics_bench import load
+    from client import dashboard_service
+    from client.metrics_service import MetricsQuery
+    from definitions.loader import PinnedDefinition, content_hash
+    from store import registry
+
+    process, total, deals = await load(client.pool, events, seed=1)
+    seven = (await client.definition("seven-stage")).definition.model_copy(update={"name": process})
+    await registry.deploy(
+        client.pool,
+        PinnedDefinition(definition=seven, version="v1", content_hash=content_hash(seven), templates={}),
+        deployed_by="bench",
+    )
+
+    async def page() -> None:
+        (await http.get("/dashboard")).raise_for_status()
+
+    async def calls() -> None:
+        await dashboard_service.dashboard(client, MetricsQuery())
+
+    await page()  # warm both
+    await calls()
+    web, ref = await alternate(rounds, page, calls)
+    return summary(web, ref, ("page", "calls")) | {"events": total, "deals": deals}
+
+
 async def run(quick: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine()}
     async with bench_stack("webbench") as stack:
@@ -198,6 +227,8 @@ async def run(quick: bool) -> dict[str, Any]:
                 result["rep_action"] = await rep_action(client, http, 30 if quick else 200)
                 print("the board of 10,000 open deals against its query", flush=True)
                 result["board"] = await board(stack, client, http, 1000 if quick else 10_000, 10 if quick else 30)
+                print("the dashboard over the event log against the calls it makes", flush=True)
+                result["dashboard"] = await dashboard(client, http, 100_000 if quick else 1_000_000, 3 if quick else 5)
         finally:
             for proc in (web, worker):
                 proc.terminate()

@@ -142,6 +142,12 @@ def _coerce(spec: FactSpec, value: FactValue) -> FactValue:
     raise ValueError(f"unsupported fact type {t}")  # pragma: no cover - enum is closed
 
 
+def coerce_fact(spec: FactSpec, value: FactValue) -> FactValue:
+    """One fact in its declared type, as an exit criterion takes it; ValueError naming the
+    expectation otherwise (an import checks the facts an export brings by the same rule)."""
+    return _coerce(spec, value)
+
+
 def check_facts(
     d: ProcessDefinition, state: DealState, stage: str, supplied: dict[str, FactValue]
 ) -> dict[str, FactValue]:

@@ -20,6 +20,7 @@ from domain.events import (
     CadenceStopped,
     DealClosed,
     DealEvent,
+    DealImported,
     DealLost,
     DealStarted,
     DealWon,
@@ -171,6 +172,8 @@ def apply(state: DealState, event: DealEvent) -> DealState:
                 changes.update(owner=event.reassigned_to)
         case HandedOff():
             changes.update(owner=event.to_owner)
+        case DealImported():
+            pass  # provenance only: the events around it carry the history
         case ProposalGenerated():
             changes.update(proposals={**state.proposals, event.template: event.content_hash})
         case ProposalFailed():

@@ -61,6 +61,9 @@ def create_app(settings: WebSettings, client: DealflowClient | None = None) -> F
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # one schema per model: events serialize through a wrap serializer (which adds their
+        # schema_version), whose output schema pydantic cannot infer
+        separate_input_output_schemas=False,
     )
     app.state.web_settings = settings
     if client is not None:
