@@ -21,7 +21,10 @@ from tests.support import dealflow, wait_for
 
 def _csv(path: Path, tag: str) -> str:
     now = datetime.now(UTC).replace(microsecond=0)
-    ago = lambda days: (now - timedelta(days=days)).isoformat()  # noqa: E731
+
+    def ago(days: int) -> str:
+        return (now - timedelta(days=days)).isoformat()
+
     rows = [
         "deal_id,stage,entered_at,owner,value,lost_reason,budget",
         f"o1-{tag},prospecting,{ago(40)},rita,1000,,",
