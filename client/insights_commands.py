@@ -145,13 +145,14 @@ def print_by_fact(f: FactOutcomes) -> None:
     headers = ["value", "deals", "open"]
     if conv:
         headers += [f"conv. {conv} (95% CI)", "p adj."]
-    headers += ["won", "lost", "win rate (95% CI)", "p adj."]
+    headers += ["won", "lost", "share of wins", "win rate (95% CI)", "p adj."]
     rows = []
     for v in f.values:
         row: list[object] = [v.label, v.deals, v.open]
         if v.conversion is not None:
             row += [_ci(v.conversion), _p(v.conversion)]
-        row += [v.win_rate.successes, v.win_rate.n - v.win_rate.successes, _ci(v.win_rate), _p(v.win_rate)]
+        won, lost = v.win_rate.successes, v.win_rate.n - v.win_rate.successes
+        row += [won, lost, pct(v.won_share), _ci(v.win_rate), _p(v.win_rate)]
         rows.append(row)
     print_table(headers, rows)
     for name, overall in (("conversion", f.conversion_overall), ("win rate", f.win_rate_overall)):

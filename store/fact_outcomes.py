@@ -48,6 +48,7 @@ class ValueOutcome(BaseModel):
     high: float | None
     deals: int
     open: int  # neither went on from the next stage nor ended
+    won_share: float | None  # of all won deals with a value, this value's share
     conversion: Compared | None
     win_rate: Compared
 
@@ -213,6 +214,7 @@ def _assemble(
     tested = split_off(families, wording)
     found_conversion = tested[0] if nxt else None
     found_wins = tested[-1]
+    all_won = sum(g.successes for g in wins)
     values = [
         ValueOutcome(
             value=value,
@@ -221,6 +223,7 @@ def _assemble(
             high=high,
             deals=n(r, "deals"),
             open=n(r, "deals") - n(r, "settled"),
+            won_share=n(r, "won") / all_won if all_won else None,
             conversion=found_conversion[label] if found_conversion else None,
             win_rate=found_wins[label],
         )
@@ -233,11 +236,11 @@ def _assemble(
     notes = []
     if nxt is None:
         notes.append(f"completing {stage} wins the deal, so its facts have no next stage to convert to")
-        won, lost = sum(g.successes for g in wins), sum(g.n - g.successes for g in wins)
-        if won and not lost:
+        if all_won and not sum(g.n - g.successes for g in wins):
             notes.append(
                 f"every deal with a recorded {spec.fact} was won: the fact is recorded by the win itself, "
-                "so its values cannot be told apart by outcome"
+                "so its values cannot be told apart by outcome (each value's share of the wins is shown, "
+                "but a value used more often has more wins without working better)"
             )
     return FactOutcomes(
         filters=scope,

@@ -344,6 +344,8 @@ async def test_which_value_wins_matches(
         else:
             assert v.conversion is not None and (v.conversion.successes, v.conversion.n) == (t.converted, t.settled)
     assert sum(v.deals for v in got.values) == sum(t.deals for t in want.values()) > 100
+    won = sum(t.won for t in want.values())
+    assert [v.won_share for v in got.values] == [pytest.approx(want.get(key, ValueTally()).won / won) for key in keys]
     if stage == "closing":
         assert all(t.lost == 0 for t in want.values())  # the close is recorded by the win itself
         assert got.verdicts == [] and len(got.notes) == 2 and "recorded by the win itself" in got.notes[1]
