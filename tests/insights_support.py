@@ -31,10 +31,7 @@ from domain.events import (
 )
 from domain.reminders import Rung
 from domain.state import DealState, fold
-from store import event_log
-from store.deals import DEAL_COLUMNS
-from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
-from store.visits import VISIT_COLUMNS, DealVisits, advance, visit_records
+from store import event_log, history_load
 
 T0 = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
 REPS = tuple(f"rep-{i}" for i in range(1, 9))
@@ -234,51 +231,12 @@ async def append_all(pool: asyncpg.Pool, deals: list[list[DealEvent]]) -> None:
 
 
 async def copy_all(pool: asyncpg.Pool, d: ProcessDefinition, deals: list[list[DealEvent]]) -> None:
-    """Straight into the tables with COPY, as `bench.metrics_bench` loads: the same rows the append
-    writes (the log, the deal projection, the stage visits), many times faster."""
-    log, projections, visits = [], [], []
+    """In bulk, as imported history is (`store.history_load`): the same rows the append writes (the
+    log, the deal projection, the stage visits), many times faster."""
+    histories = []
     for events in deals:
         started = events[0]
         assert isinstance(started, DealStarted)
-        payloads = [canonical(e) for e in events]
-        for e, payload, (prev, digest) in zip(events, payloads, chained(GENESIS, payloads), strict=True):
-            log.append(
-                (
-                    started.deal_id,
-                    e.seq,
-                    e.type,
-                    e.at,
-                    e.actor,
-                    e.stage,
-                    e.request_id,
-                    d.name,
-                    "v1",
-                    payload,
-                    prev,
-                    digest,
-                )
-            )
-        visits += visit_records(started.deal_id, d.name, advance(DealVisits(), events))
-        s = DealSnapshot.of(fold(events))
-        projections.append(
-            (
-                s.deal_id,
-                s.process,
-                s.version,
-                s.owner,
-                s.value,
-                s.status,
-                s.stage,
-                s.stage_entered_at,
-                s.started_at,
-                s.ended_at,
-                s.last_seq,
-                s.touches,
-                started.owner,
-                started.version,
-            )
-        )
+        histories.append(history_load.History(started.deal_id, d.name, started.version, events))
     async with pool.acquire() as conn, conn.transaction():
-        await conn.copy_records_to_table("deal_events", records=log, columns=LOG_COLUMNS)
-        await conn.copy_records_to_table("deals", records=projections, columns=DEAL_COLUMNS)
-        await conn.copy_records_to_table("stage_visits", records=visits, columns=VISIT_COLUMNS)
+        await history_load.load(conn, histories)
