@@ -32,6 +32,8 @@ UNPROCESSABLE = {
     "missing_facts",
     "reason_required",
     "idempotency_key_reused",
+    "invalid_mapping",
+    "invalid_export",
 }
 
 

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from client.api import DealflowError
-from web import page_auth, page_deals, page_insights, page_ops
+from web import page_auth, page_deals, page_import, page_insights, page_ops
 from web.errors import error_response, on_http_error, outage, status_of, unstorable
 from web.views import SignInRequired, render
 
@@ -54,7 +54,7 @@ async def on_outage(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    for router in (page_auth.router, page_deals.router, page_ops.router, page_insights.router):
+    for router in (page_auth.router, page_deals.router, page_ops.router, page_insights.router, page_import.router):
         app.include_router(router)
     app.add_exception_handler(SignInRequired, on_sign_in_required)
     app.add_exception_handler(DealflowError, on_error)
