@@ -23,6 +23,7 @@ from client.audit_commands import add_parser as add_audit
 from client.definition_commands import add_parser as add_definitions
 from client.experiment_commands import add_parser as add_experiments
 from client.import_commands import add_parser as add_import
+from client.insights_commands import add_parsers as add_insights
 from client.metrics_commands import add_parsers as add_metrics
 from client.output import action_json, deal_row_json, emit, print_table, status_json
 from client.revision_commands import add_parser as add_revisions
@@ -431,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(client_run=cmd_list)
     add_audit(top)
     add_metrics(top)
+    add_insights(top)
     add_revisions(top)
     add_tokens(top)
     add_import(top)
