@@ -590,7 +590,9 @@ class DealflowClient:
         note: str | None = None,
         expected_stage: str | None = None,
         request_id: str | None = None,
+        facts: dict[str, Any] | None = None,
     ) -> ActionResult:
+        """Close as lost; `facts` are the current stage's facts known at the loss (none required)."""
         cmd = _build(
             LoseDeal,
             request_id=self._request_id(request_id),
@@ -599,6 +601,7 @@ class DealflowClient:
             reason=reason,
             note=note,
             expected_stage=expected_stage,
+            facts=facts or {},
         )
         return await self._update(deal_id, DealWorkflow.lose, cmd)
 

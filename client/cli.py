@@ -135,6 +135,7 @@ async def cmd_lose(args: argparse.Namespace, c: DealflowClient) -> None:
         note=args.note,
         expected_stage=args.expected_stage,
         request_id=args.request_id,
+        facts=args.fact,
     )
     _print_action(args, result)
 
@@ -397,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     lose.add_argument("--reason", required=True)
     lose.add_argument("--note")
     lose.add_argument("--expected-stage")
+    add_key_values(lose, "--fact", help="a fact of the current stage known at the loss (repeatable)")
     lose.set_defaults(client_run=cmd_lose)
 
     reply = deal.add_parser("reply", help="the buyer answered: stops the follow-up cadence at once")

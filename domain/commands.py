@@ -48,6 +48,7 @@ class WinDeal(Command):
 class LoseDeal(Command):
     reason: str = Field(min_length=1)
     note: str | None = None
+    facts: Facts = {}  # of the current stage, those known at the loss; none is required
 
 
 class RecordResponse(Command):

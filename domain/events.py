@@ -150,6 +150,7 @@ class DealLost(EventBase):
     type: Literal["DealLost"] = "DealLost"
     reason: str
     note: str | None = None
+    facts: Facts = {}  # the stage's facts known when it was lost (which close was tried, say)
 
 
 class DealClosed(EventBase):

@@ -132,5 +132,12 @@ def outcome_events(after: list[DealEvent], last: ImportedVisit, outcome: Importe
         rec(StageCompleted, outcome.at, stage=last.stage, facts=dict(last.facts))
         rec(DealWon, outcome.at, stage=last.stage)
     else:
-        rec(DealLost, outcome.at, stage=last.stage, reason=outcome.reason or "", note=IMPORT_REASON)
+        rec(
+            DealLost,
+            outcome.at,
+            stage=last.stage,
+            reason=outcome.reason or "",
+            note=IMPORT_REASON,
+            facts=dict(last.facts),
+        )
     return rec.events

@@ -160,6 +160,10 @@ def apply(state: DealState, event: DealEvent) -> DealState:
             changes.update(
                 status="lost", stage=None, stage_entered_at=None, ended_at=event.at, lost_reason=event.reason
             )
+            if event.facts and event.stage is not None:
+                facts = {k: dict(v) for k, v in state.facts.items()}
+                facts.setdefault(event.stage, {}).update(event.facts)
+                changes.update(facts=facts)
         case DealClosed():
             changes.update(stage=None, stage_entered_at=None, ended_at=event.at)
         case SlaBreached():

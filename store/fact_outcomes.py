@@ -2,7 +2,8 @@
 budget set aside or not (seed 004's approaches and closes, seed 001's competitors), per value.
 
 A stage's facts are recorded by the completion that leaves the stage: the same step enters the
-next stage (or, from the last pre-sale stage, wins the deal). So every deal with a value has
+next stage (or, from the last pre-sale stage, wins the deal); a deal lost at the stage may record
+what was known there with its loss. So every deal with a value has
 already "converted to the next stage" at the instant the value exists, and counting that would
 show 100% for every value. What a value can tell apart is what happened *after* it was recorded.
 
@@ -10,8 +11,10 @@ Definitions (docs/metrics.md repeats them; tests/test_insights.py checks each ag
 Python computation over the same events):
 
 - A deal's value is the one its last StageCompleted of the stage recorded for the fact (a deal
-  that came back and completed the stage again is counted under its newer answer), as of the
-  instant looked from. Deals that never recorded one are not counted.
+  that came back and completed the stage again is counted under its newer answer), or the one
+  its DealLost at that stage recorded (`deal lose --fact`: what was known when it was lost, such
+  as the close that was tried), as of the instant looked from. Deals that never recorded one are
+  not counted.
 - *Conversion to the next stage*: the share of a value's deals that went on out of the stage the
   completion led into (N): after the value was recorded, entered a stage beyond N or were won.
   Its denominator is the settled deals: those that did, or that ended (won or lost). For the last
@@ -78,12 +81,20 @@ class FactOutcomes(BaseModel):
 
 _RECORDED = """
 CREATE TEMP TABLE i_recorded ON COMMIT DROP AS
--- through the partial index deal_events_completions: one stage's completions
-SELECT DISTINCT ON (e.deal_id) e.deal_id, e.seq, e.payload->'facts'->$3 AS value
-FROM deal_events e
-WHERE e.process = $1 AND e.type = 'StageCompleted' AND e.stage = $2
-  AND e.occurred_at <= coalesce($4::timestamptz, 'infinity') AND e.payload->'facts' ? $3 /*scope*/
-ORDER BY e.deal_id, e.seq DESC
+SELECT DISTINCT ON (deal_id) deal_id, seq, value FROM (
+    -- through the partial index deal_events_completions: one stage's completions
+    SELECT e.deal_id, e.seq, e.payload->'facts'->$3 AS value
+    FROM deal_events e
+    WHERE e.process = $1 AND e.type = 'StageCompleted' AND e.stage = $2
+      AND e.occurred_at <= coalesce($4::timestamptz, 'infinity') AND e.payload->'facts' ? $3 /*scope*/
+    UNION ALL
+    -- deals lost at the stage, with what was known there when they were lost
+    SELECT e.deal_id, e.seq, e.payload->'facts'->$3
+    FROM deal_events e
+    WHERE e.process = $1 AND e.type = 'DealLost' AND e.stage = $2
+      AND e.occurred_at <= coalesce($4::timestamptz, 'infinity') AND e.payload->'facts' ? $3 /*scope*/
+) r
+ORDER BY deal_id, seq DESC
 """
 
 # $2: the position of the stage the completion leads into (1-based, as in i_stages)
@@ -240,7 +251,8 @@ def _assemble(
             notes.append(
                 f"every deal with a recorded {spec.fact} was won: the fact is recorded by the win itself, "
                 "so its values cannot be told apart by outcome (each value's share of the wins is shown, "
-                "but a value used more often has more wins without working better)"
+                "but a value used more often has more wins without working better); record it on the "
+                f"deals lost at {stage} too (deal lose --fact {spec.fact}=...) to compare win rates"
             )
     return FactOutcomes(
         filters=scope,

@@ -65,6 +65,7 @@ class LoseRequest(_Body):
     reason: str = Field(min_length=1)
     note: str | None = None
     expected_stage: str | None = None
+    facts: dict[str, FactValue] = Field(default={}, description="the current stage's facts known at the loss")
 
 
 class ReplyRequest(_Body):
@@ -192,7 +193,13 @@ async def lose(
 ) -> JSONResponse:
     async def run() -> ActionResult:
         return await c.lose(
-            deal_id, body.reason, actor=caller.name, note=body.note, expected_stage=body.expected_stage, request_id=key
+            deal_id,
+            body.reason,
+            actor=caller.name,
+            note=body.note,
+            expected_stage=body.expected_stage,
+            request_id=key,
+            facts=dict(body.facts),
         )
 
     return await once(request, caller, key, run)
