@@ -1,5 +1,6 @@
-"""/api/v1/metrics/reps, /metrics/by-fact, /metrics/persistence: the insights a manager reads,
-the same answers as `dealflow metrics reps|by-fact|persistence --json` (docs/metrics.md)."""
+"""/api/v1/metrics/reps, /metrics/by-fact, /metrics/persistence, /metrics/handoffs: the insights a
+manager reads, the same answers as `dealflow metrics reps|by-fact|persistence|handoffs --json`
+(docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from client import insights_service
+from client import handoff_service, insights_service
 from client.api import DealflowClient
 from client.insights_service import MAX_BUCKETS, InsightQuery
 from store.fact_outcomes import FactOutcomes
+from store.handoffs import HandoffMetrics
 from store.persistence import Persistence
 from store.rep_strength import RepStrength
 from web.errors import RESPONSES
@@ -56,3 +58,10 @@ async def by_fact(
 async def persistence(c: Client, caller: Who, process: str, by_rep: bool = False) -> Persistence:
     """Touches sent before a reply, a win or a loss, and the deals giving up early would have lost."""
     return await insights_service.follow_up(c, InsightQuery(process=process), by_rep=by_rep)
+
+
+@router.get("/metrics/handoffs", response_model=HandoffMetrics, tags=["metrics"])
+async def handoffs(c: Client, caller: Who, process: str | None = None) -> HandoffMetrics:
+    """Time lost at handoffs between teams: from each HandedOff to the new owner's first action,
+    per process, team and stage, with the stages whose handoffs are slow."""
+    return await handoff_service.handoff_metrics(c, process)
