@@ -11,9 +11,7 @@ Results go to bench/results/import.json; `make bench` runs it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
 import time
 import uuid
@@ -24,12 +22,11 @@ from typing import Any
 from temporalio.common import WorkflowIDConflictPolicy
 
 from bench.bare import BareWorkflow
-from bench.stack import bench_stack, machine
+from bench.stack import bench_main, bench_stack, machine
 from client import import_service
 from client.api import DealflowClient
 from store.event_log import LOG_COLUMNS
 
-RESULTS = Path(__file__).parent / "results"
 BARE_QUEUE = "import-bare"
 STAGES = ["prospecting", "preparation", "needs-assessment", "presentation", "objection-handling", "closing"]
 
@@ -145,15 +142,5 @@ async def run(quick: bool) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try-out")
-    args = parser.parse_args()
-    result = asyncio.run(run(args.quick))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / ("import-quick.json" if args.quick else "import.json")).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__ or "", "import", run)

@@ -13,9 +13,7 @@ bench/results/web.json; `make bench` runs it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import random
 import subprocess
@@ -24,18 +22,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.stack import BenchStack, bench_stack, machine
+from bench.stack import BenchStack, bench_main, bench_stack, machine
 from client.api import DealflowClient
 from client.demo import fact_value
 from store.deals import DEAL_COLUMNS
 from store.embedded import free_port
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -236,15 +231,5 @@ async def run(quick: bool) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try-out")
-    args = parser.parse_args()
-    result = asyncio.run(run(args.quick))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / ("web-quick.json" if args.quick else "web.json")).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__ or "", "web", run)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm.dates import BadInstant, parse_amount, parse_instant
-from crm.model import CrmDeal, Origin, Parsed, Problem, StageChange
+from crm.model import CrmDeal, Origin, Parsed, Problem, Source, StageChange
 from crm.table import Row, read
 
 TRUE = {"true", "1", "yes"}
@@ -43,6 +44,20 @@ class _RowProblems:
     def add(self, message: str) -> None:
         self.count += 1
         self.problems.append(Problem(where=str(self.origin), message=message))
+
+
+def _deal(source: Source, row: Row, col: dict[str, str | None], **fields: Any) -> CrmDeal:
+    """A deal from its export row: the columns every source has (id, name, owner, lost reason)
+    read the same way, the rest as given."""
+    return CrmDeal(
+        source=source,
+        crm_id=row.get(col["id"]),
+        name=row.get(col["name"]) or None,
+        owner=row.get(col["owner"]) or None,
+        lost_reason=row.get(col["reason"]) or None,
+        origin=row.origin,
+        **fields,
+    )
 
 
 def _check_order(deal: CrmDeal, problems: list[Problem]) -> bool:
@@ -142,19 +157,16 @@ def salesforce(opportunities: str, history_csv: str, zone: ZoneInfo) -> Parsed:
             closing = [h for h in history if h.stage == row.get(col["stage"])]
             closed_at = closing[-1].entered_at if closing else close_date
         deals.append(
-            CrmDeal(
-                source="salesforce",
-                crm_id=crm_id,
-                name=row.get(col["name"]) or None,
-                owner=row.get(col["owner"]) or None,
+            _deal(
+                "salesforce",
+                row,
+                col,
                 value=amount,
                 created_at=created,
                 status=status,
                 closed_at=closed_at,
-                lost_reason=row.get(col["reason"]) or None,
                 current_stage=row.get(col["stage"]),
                 history=history,
-                origin=row.origin,
             )
         )
     return _finish(deals, problems, len(opp.rows) + len(hist.rows))
@@ -198,19 +210,16 @@ def hubspot(deals_csv: str, pipeline: str, zone: ZoneInfo) -> Parsed:
             continue
         history.sort(key=lambda h: h.entered_at)
         deals.append(
-            CrmDeal(
-                source="hubspot",
-                crm_id=row.get(col["id"]),
-                name=row.get(col["name"]) or None,
-                owner=row.get(col["owner"]) or None,
+            _deal(
+                "hubspot",
+                row,
+                col,
                 value=amount,
                 created_at=created,
                 status=None,
                 closed_at=close,
-                lost_reason=row.get(col["reason"]) or None,
                 current_stage=row.get(col["stage"]),
                 history=history,
-                origin=row.origin,
             )
         )
     if not deals and not problems and table.rows:
@@ -260,19 +269,16 @@ def pipedrive(deals_csv: str, zone: ZoneInfo) -> Parsed:
         stage = row.get(col["stage"])
         history = [StageChange(stage=stage, entered_at=changed or created, origin=row.origin)] if stage else []
         deals.append(
-            CrmDeal(
-                source="pipedrive",
-                crm_id=row.get(col["id"]),
-                name=row.get(col["name"]) or None,
-                owner=row.get(col["owner"]) or None,
+            _deal(
+                "pipedrive",
+                row,
+                col,
                 value=amount,
                 created_at=created,
                 status=status,
                 closed_at=closed_at,
-                lost_reason=row.get(col["reason"]) or None,
                 current_stage=stage,
                 history=history,
-                origin=row.origin,
             )
         )
     return _finish(deals, problems, len(table.rows))
