@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     top = parser.add_subparsers(dest="command", required=True)
 
-    dev = top.add_parser("dev", help="run Temporal, PostgreSQL and a worker in the foreground")
+    dev = top.add_parser("dev", help="run Temporal, PostgreSQL, a worker and the web app in the foreground")
     dev.add_argument("--temporal-port", type=port, default=7233)
     dev.add_argument("--ui-port", type=port, default=8233)
     dev.add_argument("--postgres-port", type=port, default=None)
