@@ -12,6 +12,7 @@ COPY store ./store
 COPY audit ./audit
 COPY bench ./bench
 COPY web ./web
+COPY crm ./crm
 RUN pip install --no-cache-dir .
 USER nobody
 CMD ["dealflow", "worker"]

@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.system_bench
 	$(BIN)/python -m bench.metrics_bench
 	$(BIN)/python -m bench.web_bench
+	$(BIN)/python -m bench.import_bench
 
 # thirty minutes at a steady deal rate, reporting throughput, memory and errors minute by minute
 soak: $(STAMP)

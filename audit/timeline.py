@@ -13,6 +13,7 @@ from typing import Any
 from temporalio.client import WorkflowHistory
 
 from audit.history import events_in, rep_actions, workflow_type
+from domain.events import DealEvent
 
 _ENGINE = {
     "SlaBreached": "reminder",
@@ -57,6 +58,26 @@ class Entry:
         }
 
 
+def _entry(event: DealEvent) -> Entry:
+    details = {k: v for k, v in event.model_dump(mode="json").items() if k not in _SKIP}
+    return Entry(
+        event.at,
+        _ENGINE.get(event.type, "event"),
+        event.type,
+        event.actor,
+        event.request_id,
+        event.stage,
+        details,
+        event.seq,
+    )
+
+
+def logged_timeline(events: list[DealEvent]) -> list[Entry]:
+    """The timeline of a deal no workflow ever ran (a closed deal imported from a CRM): its events
+    as the log holds them, which is all there is of it."""
+    return sorted((_entry(e) for e in events), key=lambda e: (e.at, e.seq or 0))
+
+
 def timeline(histories: list[WorkflowHistory]) -> list[Entry]:
     entries: list[Entry] = []
     seen: set[int] = set()
@@ -79,19 +100,7 @@ def timeline(histories: list[WorkflowHistory]) -> list[Entry]:
             if event.seq in seen:
                 continue
             seen.add(event.seq)
-            details = {k: v for k, v in event.model_dump(mode="json").items() if k not in _SKIP}
-            entries.append(
-                Entry(
-                    event.at,
-                    _ENGINE.get(event.type, "event"),
-                    event.type,
-                    event.actor,
-                    event.request_id,
-                    event.stage,
-                    details,
-                    event.seq,
-                )
-            )
+            entries.append(_entry(event))
     # requests before the events they caused; events by sequence
     entries.sort(key=lambda e: (e.at, 0 if e.kind == "request" else 1, e.seq or 0))
     return entries

@@ -43,6 +43,7 @@ class Verdict:
     log_events: int
     history_events: int
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the reader should know, not problems
 
     @property
     def ok(self) -> bool:

@@ -4,15 +4,19 @@ directory of their own, the shipped processes deployed, and workers in processes
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -128,3 +132,18 @@ async def bench_stack(prefix: str) -> AsyncIterator[BenchStack]:
     finally:
         server.stop()
         pg.stop()
+
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def bench_main(doc: str, name: str, run: Callable[[bool], Coroutine[Any, Any, dict[str, Any]]]) -> None:
+    """A benchmark's command line: `--quick` for a try-out; the results printed and written to
+    bench/results/NAME.json (NAME-quick.json for a try-out)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try-out")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.quick))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}{'-quick' if args.quick else ''}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))

@@ -13,9 +13,7 @@ bench/results/web.json; `make bench` runs it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import random
 import subprocess
@@ -24,18 +22,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.stack import BenchStack, bench_stack, machine
+from bench.stack import BenchStack, bench_main, bench_stack, machine
 from client.api import DealflowClient
 from client.demo import fact_value
 from store.deals import DEAL_COLUMNS
 from store.embedded import free_port
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -183,6 +178,35 @@ async def board(
     return summary(web, ref, ("page", "query")) | {"open_deals": deals}
 
 
+async def dashboard(client: DealflowClient, http: httpx.AsyncClient, events: int, rounds: int) -> dict[str, Any]:
+    """The deals of one process, loaded into the log by COPY as the metrics bench does, then the
+    whole dashboard page against the calls it makes (`dashboard_service.dashboard`)."""
+    from bench.metrics_bench import load
+    from client import dashboard_service
+    from client.metrics_service import MetricsQuery
+    from definitions.loader import PinnedDefinition, content_hash
+    from store import registry
+
+    process, total, deals = await load(client.pool, events, seed=1)
+    seven = (await client.definition("seven-stage")).definition.model_copy(update={"name": process})
+    await registry.deploy(
+        client.pool,
+        PinnedDefinition(definition=seven, version="v1", content_hash=content_hash(seven), templates={}),
+        deployed_by="bench",
+    )
+
+    async def page() -> None:
+        (await http.get("/dashboard")).raise_for_status()
+
+    async def calls() -> None:
+        await dashboard_service.dashboard(client, MetricsQuery())
+
+    await page()  # warm both
+    await calls()
+    web, ref = await alternate(rounds, page, calls)
+    return summary(web, ref, ("page", "calls")) | {"events": total, "deals": deals}
+
+
 async def run(quick: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine()}
     async with bench_stack("webbench") as stack:
@@ -198,6 +222,8 @@ async def run(quick: bool) -> dict[str, Any]:
                 result["rep_action"] = await rep_action(client, http, 30 if quick else 200)
                 print("the board of 10,000 open deals against its query", flush=True)
                 result["board"] = await board(stack, client, http, 1000 if quick else 10_000, 10 if quick else 30)
+                print("the dashboard over the event log against the calls it makes", flush=True)
+                result["dashboard"] = await dashboard(client, http, 100_000 if quick else 1_000_000, 3 if quick else 5)
         finally:
             for proc in (web, worker):
                 proc.terminate()
@@ -205,15 +231,5 @@ async def run(quick: bool) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try-out")
-    args = parser.parse_args()
-    result = asyncio.run(run(args.quick))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / ("web-quick.json" if args.quick else "web.json")).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__ or "", "web", run)

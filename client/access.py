@@ -27,14 +27,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from domain.access import ROLES, Claim, Role
 from worker.settings import SettingsError, home
 
-Permission = Literal["deploy", "migrate", "experiment", "start", "act", "read"]
+Permission = Literal["deploy", "migrate", "experiment", "import", "start", "act", "read"]
 
 # What each role may do, checked before anything is sent; ownership of a deal is checked by the
 # deal itself (workflows/access.py), which knows its owner and team.
 ALLOWED: dict[Role, set[Permission]] = {
     "rep": {"start", "act", "read"},
     "manager": {"start", "act", "read"},
-    "ops": {"deploy", "migrate", "experiment", "read"},
+    "ops": {"deploy", "migrate", "experiment", "import", "read"},
     "auditor": {"read"},
 }
 

@@ -53,6 +53,7 @@ from domain.commands import (
     workflow_id,
 )
 from domain.events import DealEvent
+from domain.imports import ImportedHistory
 from domain.state import DealState, fold
 from store import access_log, event_log, experiments, registry
 from store.db import StoreUnavailable, connect_pool
@@ -330,14 +331,18 @@ class DealflowClient:
         fields: dict[str, str] | None = None,
         version: str | None = None,
         time_scale: float = 1.0,
+        imported: ImportedHistory | None = None,
+        permission: Permission = "start",
     ) -> StartedDeal:
         """Start a deal on `version`, or else on the version a running experiment assigns it, or
         else on the latest deployed version of `process`.
 
         `time_scale` below 1 compresses reminder and cadence waits, for simulations only.
+        `imported` starts a deal brought over from a CRM at the stage it reached there (an
+        import asks for the `import` permission instead of `start`).
         """
         actor = actor or owner
-        claim = await self._claim(actor, "start", deal_id)
+        claim = await self._claim(actor, permission, deal_id)
         team = None
         if self.access is not None and claim is not None:
             team = self.access.team_of(owner)
@@ -347,7 +352,14 @@ class DealflowClient:
                 why = f"{actor} manages team {claim.team}; {owner} is not in it"
                 await self._refuse(actor, claim, "start", deal_id, why)
         start = _build(
-            StartDeal, deal_id=deal_id, owner=owner, actor=actor, value=value, fields=fields or {}, team=team
+            StartDeal,
+            deal_id=deal_id,
+            owner=owner,
+            actor=actor,
+            value=value,
+            fields=fields or {},
+            team=team,
+            imported=imported,
         )
         if version is None:
             running = await experiments.running_on(self.pool, process)
@@ -355,7 +367,9 @@ class DealflowClient:
                 version = assign(running, deal_id)
                 start = start.model_copy(update={"experiment": running.name})
         pinned = await self.definition(process, version)
-        first = pinned.definition.stages[0].id
+        first = imported.visits[-1].stage if imported else pinned.definition.stages[0].id
+        if imported and not pinned.definition.has_stage(first):
+            raise Refused(f"{pinned.ref} has no stage {first!r}", code="unknown_stage")
         # indexed from the first instant, so `temporal workflow list` finds the deal at once
         preview = DealState(deal_id=deal_id, process=pinned.name, version=pinned.version, owner=owner, stage=first)
         deal_input = DealInput(
@@ -576,7 +590,9 @@ class DealflowClient:
         note: str | None = None,
         expected_stage: str | None = None,
         request_id: str | None = None,
+        facts: dict[str, Any] | None = None,
     ) -> ActionResult:
+        """Close as lost; `facts` are the current stage's facts known at the loss (none required)."""
         cmd = _build(
             LoseDeal,
             request_id=self._request_id(request_id),
@@ -585,6 +601,7 @@ class DealflowClient:
             reason=reason,
             note=note,
             expected_stage=expected_stage,
+            facts=facts or {},
         )
         return await self._update(deal_id, DealWorkflow.lose, cmd)
 
@@ -640,6 +657,8 @@ class DealflowClient:
 
     async def events(self, deal_id: str, *, min_seq: int = 0, within: float = 5.0) -> list[DealEvent]:
         """The deal's logged events, once the log holds event `min_seq` (see `logged_state`)."""
+        if min_seq and await event_log.last_seq(self.pool, deal_id) == 0:
+            raise NotFound(f"no deal {deal_id!r}", code="unknown_deal")  # nothing to wait for
         await self._until_logged(deal_id, min_seq, within)
         events = await event_log.read(self.pool, deal_id)
         if not events:

@@ -137,6 +137,7 @@ async def run_verify(args: argparse.Namespace) -> None:
                     "log_events": v.log_events,
                     "history_events": v.history_events,
                     "problems": v.problems,
+                    "notes": v.notes,
                 }
                 for v in verdicts
             ]
@@ -149,6 +150,8 @@ async def run_verify(args: argparse.Namespace) -> None:
             )
             for p in v.problems:
                 print(f"         {p}")
+            for n in v.notes:
+                print(f"         note: {n}")
     bad = [v for v in verdicts if not v.ok]
     if bad:
         raise AuditFailed(f"{len(bad)} of {len(verdicts)} deals do not verify: " + ", ".join(v.deal_id for v in bad))

@@ -15,11 +15,11 @@ from temporalio.client import WorkflowHistory
 
 from audit import bundle as bundles
 from audit.history import AuditError, deal_events, fetch_deal, in_flight
-from audit.timeline import Entry, timeline
-from audit.verify import LogRow, Verdict, verify
+from audit.timeline import Entry, logged_timeline, timeline
+from audit.verify import LogRow, Verdict, check_chain, verify
 from client.api import DealflowClient, DealflowError, NotFound
 from domain.state import DealState, as_of
-from store import access_log
+from store import access_log, imports
 from store.access_log import Refusal
 
 
@@ -38,8 +38,22 @@ async def log_rows(c: DealflowClient, deal_id: str) -> list[LogRow]:
     return [LogRow.of(r) for r in rows]
 
 
+async def _imported_closed(c: DealflowClient, deal_id: str) -> dict[str, Any] | None:
+    """Where a deal that never ran here came from (a closed deal imported from a CRM), or None."""
+    found = await imports.provenance(c.pool, deal_id)
+    return found if found is not None and found["kind"] == "closed" else None
+
+
 async def deal_timeline(c: DealflowClient, deal_id: str) -> list[Entry]:
-    return timeline(await histories(c, deal_id))
+    """From Temporal's history; for a closed deal imported from a CRM (no workflow ever ran it),
+    from the log, which holds all of it, its provenance first."""
+    try:
+        return timeline(await histories(c, deal_id))
+    except NotFound:
+        if await _imported_closed(c, deal_id) is None:
+            raise
+    events = [e for e in (r.event() for r in await log_rows(c, deal_id)) if e is not None]
+    return logged_timeline(events)
 
 
 async def state_as_of(c: DealflowClient, deal_id: str, at: datetime) -> DealState:
@@ -56,7 +70,19 @@ async def verify_running(c: DealflowClient, deal_id: str) -> Verdict:
     """Verify a deal that may be running: the log is read before and after its history, so that
     what is appended meanwhile is neither missed nor taken for a forgery."""
     earlier = await log_rows(c, deal_id)
-    found = await histories(c, deal_id)
+    try:
+        found = await histories(c, deal_id)
+    except NotFound:
+        origin = await _imported_closed(c, deal_id)
+        if origin is None:
+            raise
+        # no workflow ever ran it: its chain is all there is to verify, and where it came from
+        verdict = Verdict(deal_id, len(earlier), 0, check_chain(earlier))
+        verdict.notes.append(
+            f"imported closed deal: no Temporal history; from {origin['source']} file {origin['file']} "
+            f"(SHA-256 {origin['sha256']}), row {origin['row_number']}, by {origin['started_by']}"
+        )
+        return verdict
     rows = await log_rows(c, deal_id)
     return verify(deal_id, rows, deal_events(found), in_flight=in_flight(found), earlier=earlier)
 

@@ -22,6 +22,8 @@ from client.arguments import UsageError, add_key_values, number, port, positive_
 from client.audit_commands import add_parser as add_audit
 from client.definition_commands import add_parser as add_definitions
 from client.experiment_commands import add_parser as add_experiments
+from client.import_commands import add_parser as add_import
+from client.insights_commands import add_parsers as add_insights
 from client.metrics_commands import add_parsers as add_metrics
 from client.output import action_json, deal_row_json, emit, print_table, status_json
 from client.revision_commands import add_parser as add_revisions
@@ -133,6 +135,7 @@ async def cmd_lose(args: argparse.Namespace, c: DealflowClient) -> None:
         note=args.note,
         expected_stage=args.expected_stage,
         request_id=args.request_id,
+        facts=args.fact,
     )
     _print_action(args, result)
 
@@ -327,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     top = parser.add_subparsers(dest="command", required=True)
 
-    dev = top.add_parser("dev", help="run Temporal, PostgreSQL and a worker in the foreground")
+    dev = top.add_parser("dev", help="run Temporal, PostgreSQL, a worker and the web app in the foreground")
     dev.add_argument("--temporal-port", type=port, default=7233)
     dev.add_argument("--ui-port", type=port, default=8233)
     dev.add_argument("--postgres-port", type=port, default=None)
@@ -395,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     lose.add_argument("--reason", required=True)
     lose.add_argument("--note")
     lose.add_argument("--expected-stage")
+    add_key_values(lose, "--fact", help="a fact of the current stage known at the loss (repeatable)")
     lose.set_defaults(client_run=cmd_lose)
 
     reply = deal.add_parser("reply", help="the buyer answered: stops the follow-up cadence at once")
@@ -430,8 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(client_run=cmd_list)
     add_audit(top)
     add_metrics(top)
+    add_insights(top)
     add_revisions(top)
     add_tokens(top)
+    add_import(top)
     return parser
 
 

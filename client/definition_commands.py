@@ -107,6 +107,10 @@ async def cmd_show(args: argparse.Namespace, c: DealflowClient) -> None:
     )
     for cadence in d.cadences:
         print(f"cadence {cadence.id}: {len(cadence.touches)} touches, stops on {', '.join(cadence.stop_on)}")
+    for team in d.teams:
+        rule = f"{team.assign.value}: {team.person}" if team.person else team.assign.value
+        owns = [s.id for s in d.stages if (t := d.team_of(s.id)) is not None and t.id == team.id]
+        print(f"team {team.id} ({rule}): {', '.join(team.members)}; owns {', '.join(owns) or 'no stage'}")
     if d.outcomes.lost:
         print(f"lost reasons: {', '.join(d.outcomes.lost.reasons)}; won from: {', '.join(d.won_from())}")
     for r in d.rebuy:

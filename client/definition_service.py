@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import tempfile
 from datetime import datetime
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PurePosixPath
 
+import yaml
 from pydantic import BaseModel
 
 from client.api import DealflowClient, Refused
@@ -65,21 +66,47 @@ def load(path: str | Path) -> PinnedDefinition:
         raise Refused(str(exc), code="invalid_definition", details=[str(p) for p in exc.problems]) from None
 
 
+def _named_templates(text: str) -> dict[str, str]:
+    """Where the definition expects each template file, by the file's own name: a browser sends
+    `proposal.md`, the definition says `templates/proposal.md`."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}  # the loader reports the YAML's problem with its line
+    entries = data.get("proposal_templates") if isinstance(data, dict) else None
+    places: dict[str, str] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        where = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(where, str):
+            named = PurePosixPath(where)
+            if not named.is_absolute() and ".." not in named.parts:
+                places[named.name] = named.as_posix()
+    return places
+
+
 def load_upload(filename: str, text: str, templates: dict[str, str] | None = None) -> PinnedDefinition:
     """A definition sent over the network, with the template files it names beside it.
 
-    The files are written to a fresh directory and loaded from there, so an upload is checked by
-    exactly the rules a file on disk is, template references included.
+    The files are written to a fresh directory (each template where the definition looks for a
+    file of its name) and loaded from there, so an upload is checked by exactly the rules a file
+    on disk is, template references included.
     """
     names = [filename, *(templates or {})]
-    unsafe = [n for n in names if not n or PurePath(n).name != n or n in {".", ".."}]
+    unsafe = [n for n in names if not n or not n.isprintable() or PurePath(n).name != n or n in {".", ".."}]
     if unsafe:
         raise Refused(
             f"file names must be plain names, not paths: {', '.join(map(repr, unsafe))}", code="invalid_request"
         )
+    places = _named_templates(text)
     with tempfile.TemporaryDirectory(prefix="dealflow-upload-") as tmp:
-        for name, content in {filename: text, **(templates or {})}.items():
-            (Path(tmp) / name).write_text(content, encoding="utf-8")
+        files = {filename: text} | {places.get(name, name): content for name, content in (templates or {}).items()}
+        for name, content in files.items():
+            target = Path(tmp) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target.write_text(content, encoding="utf-8")
+            except UnicodeEncodeError as exc:
+                raise Refused(f"{name}: not valid text ({exc.reason})", code="invalid_definition") from None
         try:
             return load_file(Path(tmp) / filename)
         except DefinitionError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 from client import metrics_service
 from client.api import DealflowClient
 from client.arguments import UsageError, instant, process_ref
+from client.handoff_commands import add_parser as add_handoffs
 from client.metrics_service import MetricsQuery
 from client.output import duration_text, emit, pct, print_table
 from definitions.loader import PinnedDefinition
@@ -333,6 +334,7 @@ def add_parsers(top: Any) -> None:
     cu = sub.add_parser("customers", help="per customer, across deals and their rebuy follow-ons")
     cu.add_argument("--process", default=argparse.SUPPRESS, help="customers with at least one deal of this process")
     cu.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    add_handoffs(sub)
     r = top.add_parser("report", help="an HTML report with charts")
     r.add_argument("--out", required=True, metavar="DIR")
     r.set_defaults(run=run_report)

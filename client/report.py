@@ -17,11 +17,17 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from client import insights_service
 from client.api import DealflowClient
+from client.insights_service import InsightQuery
 from client.output import duration_text
 from client.output import pct as _pct
 from definitions.loader import PinnedDefinition
+from store.fact_outcomes import FactOutcomes
 from store.metrics import Filters, Metrics, compute
+from store.persistence import Persistence
+from store.rep_strength import RepStrength
+from store.verdicts import Compared
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#1d2433}
@@ -183,7 +189,7 @@ async def write_report(c: DealflowClient, out: Path, *, deal_prefix: str | None 
             vm = await compute(c.pool, pinned.definition, Filters(process=name, version=version))
             if vm.deals.deals:
                 by_version.append((version, vm))
-        sections.append(section(pinned, overall, by_version))
+        sections.append(section(pinned, overall, by_version) + await insights_section(c, pinned))
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>dealflow report</title>"
@@ -195,3 +201,79 @@ async def write_report(c: DealflowClient, out: Path, *, deal_prefix: str | None 
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+# --- insights: phase strength per rep, which value of a fact wins, follow-up persistence ---------
+
+
+def _rate(t: Compared) -> str:
+    if t.rate is None or t.interval is None:
+        return "-"
+    return f"{t.rate:.0%} ({t.interval[0]:.0%}-{t.interval[1]:.0%})"
+
+
+def _verdict_list(verdicts: list[str], alpha: float) -> str:
+    if not verdicts:
+        return f"<p class='muted'>No significant differences (family-wise alpha {alpha:g}, Holm).</p>"
+    return "<ul class='verdicts'>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>"
+
+
+def reps_html(r: RepStrength) -> str:
+    tables = ""
+    for ph in r.phases:
+        rows: list[list[object]] = [
+            [x.rep, x.entered, _rate(x.conversion), duration_text(x.median_seconds), x.conversion.verdict]
+            for x in ph.reps
+        ]
+        tables += f"<h4>{html.escape(ph.phase)}</h4>" + _table(
+            ["rep", "entered", "conversion (95% CI)", "median time", "against the rest of the team"], rows
+        )
+    return "<h3>Phase strength per rep</h3>" + _verdict_list(r.verdicts, r.alpha) + tables
+
+
+def by_fact_html(f: FactOutcomes) -> str:
+    headers = ["value", "deals"]
+    if f.next_stage:
+        headers.append(f"conversion out of {f.next_stage} (95% CI)")
+    headers += ["win rate (95% CI)"]
+    rows: list[list[object]] = []
+    for v in f.values:
+        row: list[object] = [v.label, v.deals]
+        if v.conversion is not None:
+            row.append(_rate(v.conversion))
+        rows.append([*row, _rate(v.win_rate)])
+    notes = "".join(f"<p class='muted'>{html.escape(n)}</p>" for n in f.notes)
+    title = f"{f.stage}.{f.fact} ({f.type})"
+    return f"<h4>{html.escape(title)}</h4>{_table(headers, rows)}{notes}" + (
+        _verdict_list(f.verdicts, f.alpha) if f.verdicts else ""
+    )
+
+
+def persistence_html(p: Persistence) -> str:
+    g = p.overall
+    if not g.deals:
+        return ""
+    o = g.outcomes
+    rows: list[list[object]] = [[r.touches, r.reply, r.won, r.lost, r.opted_out, r.open] for r in g.distribution]
+    giving_up = ", ".join(f"after {x.after}: {_pct(x.share)}" for x in g.lost_by_giving_up)
+    return (
+        "<h3>Follow-up persistence</h3>"
+        f"<p>{g.deals} deals with a follow-up cadence: {o['reply']} replied, {o['won']} won, {o['lost']} lost, "
+        f"{o['opted_out']} opted out, {o['open']} open. Of the {g.answered} answered (a reply or a win), "
+        f"{_pct(g.share_five_or_more)} came after five or more touches; giving up would have lost "
+        f"{html.escape(giving_up)} of them.</p>"
+        + _table(["touches before", "replied", "won", "lost", "opted out", "open"], rows)
+    )
+
+
+async def insights_section(c: DealflowClient, pinned: PinnedDefinition) -> str:
+    """The process's insights, for its section of the report (one query per answer)."""
+    query = InsightQuery(process=pinned.name)
+    facts = ""
+    for stage, spec in insights_service.comparable_facts(pinned):
+        found = await insights_service.by_fact(c, query, f"{stage}.{spec.fact}")
+        if any(v.deals for v in found.values):
+            facts += by_fact_html(found)
+    which = f"<h3>Which value of a fact wins</h3>{facts}" if facts else ""
+    reps = reps_html(await insights_service.reps(c, query))
+    return f"<div class='insights'>{reps}{which}{persistence_html(await insights_service.follow_up(c, query))}</div>"

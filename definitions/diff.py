@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from definitions.loader import PinnedDefinition
-from definitions.model import Cadence, Holidays, ProcessDefinition, Stage
+from definitions.model import Cadence, Holidays, ProcessDefinition, Stage, Team
 
 
 @dataclass(frozen=True)
 class Change:
-    part: str  # "stage", "cadence", "outcome", "phase", "template", "process"
+    part: str  # "stage", "cadence", "outcome", "phase", "team", "template", "process"
     subject: str  # the stage, cadence, ... it is about ("" for the whole process)
     kind: str  # "added", "removed", "renamed", "changed", "moved"
     text: str
@@ -63,7 +63,7 @@ def _stage_changes(a: Stage, b: Stage, label: str) -> list[Change]:
     def say(text: str) -> None:
         out.append(Change("stage", b.id, "changed", f"stage {label}: {text}"))
 
-    for field in ("title", "phase", "probability", "proposal_template", "cadence", "post_sale"):
+    for field in ("title", "phase", "probability", "proposal_template", "cadence", "post_sale", "team"):
         before, after = getattr(a, field), getattr(b, field)
         if before != after:
             say(f"{field.replace('_', ' ')} {_plain(before)} -> {_plain(after)}")
@@ -126,6 +126,39 @@ def _cadence_changes(a: Cadence, b: Cadence) -> list[Change]:
         say(f"minimum touches {a.min_touches} -> {b.min_touches}")
     if a.stop_on != b.stop_on:
         say(f"stops on {_plain(b.stop_on)} (was {_plain(a.stop_on)})")
+    return out
+
+
+def _rule(t: Team) -> str:
+    return f"{t.assign.value} ({t.person})" if t.person else t.assign.value
+
+
+def _team_changes(a: ProcessDefinition, b: ProcessDefinition) -> list[Change]:
+    """Teams added, removed, their members and rules; and which team owns each phase."""
+    out: list[Change] = []
+    old, new = {t.id: t for t in a.teams}, {t.id: t for t in b.teams}
+    for tid in sorted(new.keys() - old.keys()):
+        t = new[tid]
+        out.append(Change("team", tid, "added", f"team {tid} added: {_plain(t.members)}, {_rule(t)}"))
+    for tid in sorted(old.keys() - new.keys()):
+        out.append(Change("team", tid, "removed", f"team {tid} removed"))
+    for tid in sorted(old.keys() & new.keys()):
+        t, u = old[tid], new[tid]
+        joined = [m for m in u.members if m not in t.members]
+        left = [m for m in t.members if m not in u.members]
+        if joined or left:
+            words = [f"+{m}" for m in joined] + [f"-{m}" for m in left]
+            out.append(Change("team", tid, "changed", f"team {tid}: members " + " ".join(words)))
+        if _rule(t) != _rule(u):
+            out.append(Change("team", tid, "changed", f"team {tid}: assigns {_rule(t)} -> {_rule(u)}"))
+        if t.title != u.title:
+            out.append(Change("team", tid, "changed", f"team {tid}: title {_plain(t.title)} -> {_plain(u.title)}"))
+    old_phases = {p.id: p.team for p in a.phases}
+    for p in b.phases:
+        if p.id in old_phases and old_phases[p.id] != p.team:
+            out.append(
+                Change("phase", p.id, "changed", f"phase {p.id}: team {_plain(old_phases[p.id])} -> {_plain(p.team)}")
+            )
     return out
 
 
@@ -208,6 +241,7 @@ def diff(old: PinnedDefinition, new: PinnedDefinition) -> list[Change]:
     old_phases, new_phases = [p.id for p in a.phases], [p.id for p in b.phases]
     if old_phases != new_phases:
         out.append(Change("phase", "", "changed", f"phases {_plain(old_phases)} -> {_plain(new_phases)}"))
+    out.extend(_team_changes(a, b))
     if a.rebuy != b.rebuy:
         kinds = [f"{r.kind.value} -> {r.process} after {r.delay}" for r in b.rebuy]
         out.append(Change("process", "rebuy", "changed", f"rebuy follow-ons now: {_plain(kinds)}"))

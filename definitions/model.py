@@ -85,6 +85,16 @@ class Reminder(StrictModel):
     escalations: list[Escalation] = Field(default_factory=list)
 
 
+def _without_team(model: BaseModel, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    """A part that names no team serialises exactly as before teams existed, so the versions of
+    definitions without teams (hashes of this form) and the payloads of deals running them do
+    not change."""
+    data: dict[str, Any] = handler(model)
+    if data.get("team", "") is None:
+        data.pop("team")
+    return data
+
+
 class Stage(StrictModel):
     id: Identifier
     title: str = Field(min_length=1)
@@ -97,11 +107,44 @@ class Stage(StrictModel):
     cadence: Identifier | None = None
     post_sale: bool = False
     description: str = ""
+    team: Identifier | None = Field(default=None, description="the team that owns this stage (wins over its phase's)")
+
+    @model_serializer(mode="wrap")
+    def _no_team_key_when_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_team(self, handler)
 
 
 class Phase(StrictModel):
     id: Identifier
     title: str = Field(min_length=1)
+    team: Identifier | None = Field(default=None, description="the team that owns the phase's stages")
+
+    @model_serializer(mode="wrap")
+    def _no_team_key_when_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_team(self, handler)
+
+
+class AssignRule(StrEnum):
+    """How a deal entering a team's stage is given to one of its members."""
+
+    fixed = "fixed"  # always the team's `person`
+    round_robin = "round-robin"  # each member in turn, across the deals of the process
+    fewest_open = "fewest-open"  # the member with the fewest open deals of the process
+
+
+Person = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Team(StrictModel):
+    """People who own some stages of the process. A deal entering one of those stages whose owner
+    is not a member is handed over to a member, chosen by `assign`."""
+
+    id: Identifier
+    title: str = ""
+    # an empty list is refused by `definitions.rules`, at its line, with a message that says why
+    members: list[Person] = Field(default_factory=list, description="the people deals are handed to (owner names)")
+    assign: AssignRule = Field(default=AssignRule.round_robin, description="fixed, round-robin or fewest-open")
+    person: Person | None = Field(default=None, description="with assign: fixed, the member who gets every deal")
 
 
 class WonOutcome(StrictModel):
@@ -225,6 +268,7 @@ class ProcessDefinition(StrictModel):
     cadences: list[Cadence] = Field(default_factory=list)
     proposal_templates: list[ProposalTemplate] = Field(default_factory=list)
     rebuy: list[Rebuy] = Field(default_factory=list)
+    teams: list[Team] = Field(default_factory=list, description="who owns which phases and stages (handoffs)")
     deal_fields: list[Identifier] = Field(
         default_factory=lambda: ["customer", "title", "contact"],
         description="free-form fields a deal carries (--field K=V); proposal templates may use them",
@@ -238,12 +282,14 @@ class ProcessDefinition(StrictModel):
         return sorted(days)
 
     @model_serializer(mode="wrap")
-    def _no_holidays_key_when_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A process without holidays serialises exactly as before they existed, so its version
-        (a hash of this form) and the payloads of deals already running do not change."""
+    def _no_holidays_or_teams_key_when_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A process without holidays or teams serialises exactly as before they existed, so its
+        version (a hash of this form) and the payloads of deals already running do not change."""
         data: dict[str, Any] = handler(self)
         if self.holidays is None:
             data.pop("holidays", None)
+        if not self.teams:
+            data.pop("teams", None)
         return data
 
     # --- derived views used by the engine; pure functions of the definition ---
@@ -264,6 +310,18 @@ class ProcessDefinition(StrictModel):
             if cadence.id == cadence_id:
                 return cadence
         raise KeyError(cadence_id)
+
+    def team(self, team_id: str) -> Team:
+        for team in self.teams:
+            if team.id == team_id:
+                return team
+        raise KeyError(team_id)
+
+    def team_of(self, stage_id: str) -> Team | None:
+        """The team that owns a stage: its own, else its phase's, else none."""
+        stage = self.stage(stage_id)
+        team_id = stage.team or next((p.team for p in self.phases if p.id == stage.phase), None)
+        return None if team_id is None else self.team(team_id)
 
     def has_stage(self, stage_id: str) -> bool:
         return any(s.id == stage_id for s in self.stages)

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from definitions.model import FactType, ProcessDefinition, template_names
+from definitions.model import AssignRule, FactType, ProcessDefinition, template_names
 from definitions.templates import check as check_template
 
 Path = tuple[str | int, ...]
@@ -27,6 +27,7 @@ def check(d: ProcessDefinition) -> list[Problem]:
         _facts,
         _cadences,
         _timezone,
+        _teams,
     ):
         problems.extend(rule(d))
     if not problems:  # reachability is only meaningful on a well-formed graph
@@ -45,6 +46,7 @@ def _unique_ids(d: ProcessDefinition) -> Iterator[Problem]:
         ("stages", [s.id for s in d.stages]),
         ("cadences", [c.id for c in d.cadences]),
         ("proposal_templates", [t.id for t in d.proposal_templates]),
+        ("teams", [t.id for t in d.teams]),
     ):
         dups = _duplicates(items)
         for i, item in enumerate(items):
@@ -160,6 +162,43 @@ def _touch_templates(d: ProcessDefinition) -> Iterator[Problem]:
                 continue
             for problem in check_template(touch.template, known):
                 yield path, problem.message
+
+
+def _teams(d: ProcessDefinition) -> Iterator[Problem]:
+    """A team must be able to take every deal handed to it: someone to hand it to, and for a
+    fixed rule, a person who is one of its members; every team named must be declared."""
+    for i, t in enumerate(d.teams):
+        path: Path = ("teams", i)
+        if not t.members:
+            yield (*path, "members"), f"team {t.id!r} has no members: a deal handed to it would have no one to go to"
+        dups = _duplicates(t.members)
+        for j, member in enumerate(t.members):
+            if member != member.strip():
+                yield (*path, "members", j), f"member {member!r} of team {t.id!r} has spaces around the name"
+            elif member in dups and t.members.index(member) != j:
+                yield (*path, "members", j), f"member {member!r} is listed twice in team {t.id!r}"
+        if t.assign is AssignRule.fixed:
+            if t.person is None:
+                yield (*path, "person"), f"team {t.id!r} assigns to a fixed person but names none (person: NAME)"
+            elif t.members and t.person not in t.members:
+                yield (
+                    (*path, "person"),
+                    f"team {t.id!r}: the fixed person {t.person!r} is not one of its members ({', '.join(t.members)})",
+                )
+        elif t.person is not None:
+            yield (
+                (*path, "person"),
+                f"team {t.id!r} assigns {t.assign.value}: a fixed person ({t.person!r}) needs assign: fixed",
+            )
+    known = sorted({t.id for t in d.teams})
+    named = [("phases", i, p.id, p.team) for i, p in enumerate(d.phases)]
+    named += [("stages", i, s.id, s.team) for i, s in enumerate(d.stages)]
+    for key, i, part, team in named:
+        if team is not None and team not in known:
+            yield (
+                (key, i, "team"),
+                f"{key[:-1]} {part!r} refers to unknown team {team!r} (known: {known or 'none declared'})",
+            )
 
 
 def _timezone(d: ProcessDefinition) -> Iterator[Problem]:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from definitions.loader import PinnedDefinition
+from definitions.model import Team
 from domain.events import DealEvent
 from domain.state import DealState, Status
 
@@ -159,3 +160,32 @@ class PreparedFollowOn(BaseModel):
 
     pinned: PinnedDefinition
     experiment: str | None = None
+
+
+CHOOSE_OWNER = "choose_owner"
+CHOOSE_TIMEOUT = timedelta(seconds=10)
+
+
+class OwnerRequest(BaseModel):
+    """Which member of `team` a deal entering `stage` is handed to.
+
+    `(deal_id, entry_seq)` names the stage visit: the store keeps the choice made for it, so a
+    retried or repeated request gets the same member, and the rotation moves once per visit.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    deal_id: str
+    entry_seq: int
+    process: str
+    stage: str
+    team: Team
+    from_owner: str
+
+
+class OwnerChoice(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    owner: str
+    how: str  # how the rule chose, in words (the end of the HandedOff's reason)
+    repeated: bool = False  # the choice made earlier for this visit, returned again

@@ -15,6 +15,7 @@ from definitions.loader import PinnedDefinition
 from definitions.model import Cadence
 from domain.access import Claim
 from domain.events import BuyerResponseKind, DealEvent, Facts
+from domain.imports import ImportedHistory
 from domain.state import DealState, Status
 
 
@@ -47,6 +48,7 @@ class WinDeal(Command):
 class LoseDeal(Command):
     reason: str = Field(min_length=1)
     note: str | None = None
+    facts: Facts = {}  # of the current stage, those known at the loss; none is required
 
 
 class RecordResponse(Command):
@@ -108,6 +110,8 @@ class StartDeal(_Payload):
     follows: str | None = None
     follow_kind: str | None = None
     team: str | None = None
+    # a deal brought over from a CRM export, started at the stage it had reached there
+    imported: ImportedHistory | None = None
 
 
 # How long a deal gathers events before one append to the event log, by default: long enough to

@@ -142,10 +142,15 @@ def _coerce(spec: FactSpec, value: FactValue) -> FactValue:
     raise ValueError(f"unsupported fact type {t}")  # pragma: no cover - enum is closed
 
 
-def check_facts(
-    d: ProcessDefinition, state: DealState, stage: str, supplied: dict[str, FactValue]
-) -> dict[str, FactValue]:
-    """The supplied facts coerced to their types, or a refusal naming every problem."""
+def coerce_fact(spec: FactSpec, value: FactValue) -> FactValue:
+    """One fact in its declared type, as an exit criterion takes it; ValueError naming the
+    expectation otherwise (an import checks the facts an export brings by the same rule)."""
+    return _coerce(spec, value)
+
+
+def typed_facts(d: ProcessDefinition, stage: str, supplied: dict[str, FactValue]) -> dict[str, FactValue]:
+    """The supplied facts of a stage coerced to their types, or a refusal naming every unknown or
+    invalid one (whether the stage has all it needs is `check_facts`'s question)."""
     specs = {f.fact: f for f in d.stage(stage).exit_criteria}
     unknown = sorted(set(supplied) - set(specs))
     if unknown:
@@ -168,6 +173,14 @@ def check_facts(
             "invalid facts: " + "; ".join(f"{k}: {v}" for k, v in invalid.items()),
             {"invalid": invalid},
         )
+    return coerced
+
+
+def check_facts(
+    d: ProcessDefinition, state: DealState, stage: str, supplied: dict[str, FactValue]
+) -> dict[str, FactValue]:
+    """The supplied facts coerced to their types, or a refusal naming every problem."""
+    coerced = typed_facts(d, stage, supplied)
     known = state.facts.get(stage, {})
     missing = [f for f in d.stage(stage).exit_criteria if f.fact not in coerced and f.fact not in known]
     if missing:
@@ -352,8 +365,9 @@ def lose(state: DealState, d: ProcessDefinition, cmd: LoseDeal, at: datetime) ->
             f"deal {state.deal_id!r} has had {state.touches} follow-up touches; the process asks for "
             f"{lost.min_touches_before_lost} before a deal may be closed as lost",
         )
+    facts = typed_facts(d, current, cmd.facts)  # what the stage had learnt, e.g. the close tried
     rec = _Recorder(state, at, cmd.actor, cmd.request_id)
-    rec(DealLost, stage=current, reason=cmd.reason, note=(cmd.note or "").strip() or None)
+    rec(DealLost, stage=current, reason=cmd.reason, note=(cmd.note or "").strip() or None, facts=facts)
     return rec.events
 
 

@@ -1,7 +1,9 @@
 """What the outside world must see happen because of an event: pure, so replay agrees.
 
 The deal workflow records an event, asks `effects_of` what it calls for, and runs those effects
-(notifications, proposals, starting and stopping the follow-up cadence) in its main loop.
+(handoffs, notifications, proposals, starting and stopping the follow-up cadence) in its main
+loop. A definition without teams never calls for a handoff, so its deals send Temporal exactly
+the commands they sent before teams existed.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from domain.events import (
     DealLost,
     DealWon,
     Escalated,
+    HandedOff,
     MigratedToVersion,
     ReminderSent,
     StageEntered,
 )
-from domain.notifications import escalation_text, reminder_text
+from domain.handoffs import team_to_hand_to
+from domain.notifications import escalation_text, handoff_text, reminder_text
 from domain.state import DealState
 
 
@@ -28,6 +32,15 @@ class Notify(BaseModel):
     to: str
     subject: str
     body: str
+
+
+class HandOver(BaseModel):
+    """Hand the deal to a member of `team`: it entered `stage` (by event `entry_seq`), which the
+    team owns, and its owner is not a member."""
+
+    entry_seq: int
+    stage: str
+    team: str
 
 
 class MakeProposal(BaseModel):
@@ -42,7 +55,7 @@ class StopCadence(BaseModel):
     reason: str
 
 
-Effect = Notify | MakeProposal | StartCadence | StopCadence
+Effect = HandOver | Notify | MakeProposal | StartCadence | StopCadence
 
 
 def effects_of(definition: ProcessDefinition, state: DealState, event: DealEvent) -> list[Effect]:
@@ -51,7 +64,8 @@ def effects_of(definition: ProcessDefinition, state: DealState, event: DealEvent
     match event:
         case StageEntered(stage=str(stage_id)):
             stage = definition.stage(stage_id)
-            out: list[Effect] = []
+            # the handoff first: the proposal and the cadence then speak for the new owner
+            out: list[Effect] = _hand_over(definition, state, event.seq, stage_id)
             if stage.proposal_template:
                 out.append(MakeProposal(template=stage.proposal_template))
             if stage.cadence and running is None:
@@ -64,13 +78,24 @@ def effects_of(definition: ProcessDefinition, state: DealState, event: DealEvent
             text = escalation_text(state, event)
             return [Notify(seq=event.seq, to=event.to, subject=text.subject, body=text.body)]
         case MigratedToVersion(stage=str(stage_id)):
+            # a new version may give the stage to a team (or change its members): the deal
+            # goes to it as if it had just entered the stage
+            migrated: list[Effect] = _hand_over(definition, state, event.seq, stage_id)
             cadence = definition.stage(stage_id).cadence
-            return [StartCadence(cadence=cadence)] if cadence and running is None else []
+            return migrated + ([StartCadence(cadence=cadence)] if cadence and running is None else [])
+        case HandedOff():
+            text = handoff_text(state, event)
+            return [Notify(seq=event.seq, to=event.to_owner, subject=text.subject, body=text.body)]
         case BuyerResponded(kind=kind) if running and kind in stop_on(definition, state):
             return [StopCadence(reason=kind)]
         case DealWon() | DealLost() if running and StopCondition.deal_ended in stop_on(definition, state):
             return [StopCadence(reason=StopCondition.deal_ended.value)]
     return []
+
+
+def _hand_over(definition: ProcessDefinition, state: DealState, seq: int, stage: str) -> list[Effect]:
+    team = team_to_hand_to(definition, state, stage)
+    return [] if team is None else [HandOver(entry_seq=seq, stage=stage, team=team.id)]
 
 
 def stop_on(definition: ProcessDefinition, state: DealState) -> list[str]:

@@ -67,8 +67,21 @@ def upcast(cls: type[EventBase], payload: Any) -> Any:
     return payload
 
 
+def _schema_version_in_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a payload names the `schema_version` every payload carries."""
+    schema.setdefault("properties", {})["schema_version"] = {
+        "type": "integer",
+        "minimum": 1,
+        "description": "the version of this event type's payload shape",
+    }
+
+
 class EventBase(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra=_schema_version_in_schema,
+    )
 
     # the version of this type's payload shape (see the module's docstring)
     VERSION: ClassVar[int] = 1
@@ -137,6 +150,7 @@ class DealLost(EventBase):
     type: Literal["DealLost"] = "DealLost"
     reason: str
     note: str | None = None
+    facts: Facts = {}  # the stage's facts known when it was lost (which close was tried, say)
 
 
 class DealClosed(EventBase):
@@ -265,6 +279,18 @@ class FollowOnFailed(EventBase):
     error: str
 
 
+class DealImported(EventBase):
+    """The deal came from another system's export: where, and which row. The events that follow
+    it at the same or earlier instants retell the history the export gave."""
+
+    type: Literal["DealImported"] = "DealImported"
+    source: str
+    crm_id: str
+    file: str
+    sha256: str
+    row: int
+
+
 AssignRule = Literal["fixed", "round-robin", "fewest-open"]
 
 
@@ -319,6 +345,7 @@ EventType = (
     | FollowOnStarted
     | FollowOnFailed
     | HandedOff
+    | DealImported
 )
 
 

@@ -1,5 +1,6 @@
 """What the deal's owner or manager is told when a stage's deadline passes and when the deal is
-escalated: fixed texts in the template language, filled from the deal's state.
+escalated, and what its new owner is told when it is handed over to them: fixed texts in the
+template language, filled from the deal's state.
 
 The deal workflow renders them in workflow code, where an exception would fail the workflow task,
 so they must always render: every name they use (`NAMES`) gets a value here, with a fallback where
@@ -11,11 +12,11 @@ the loader would check them against `NAMES` like any other template.
 from __future__ import annotations
 
 from definitions.templates import MessageTemplate, MessageText
-from domain.events import Escalated
+from domain.events import Escalated, HandedOff
 from domain.state import DealState
 
 # every name the templates below may use, and `subject` and `sentence` in bodies
-NAMES = ("deal_id", "customer", "process", "stage", "owner", "level", "reassigned_to")
+NAMES = ("deal_id", "customer", "process", "stage", "owner", "level", "reassigned_to", "team", "from_owner", "reason")
 
 _BODY = "{sentence}\n\nOwner: {owner}\nStage: {stage}\n"
 _DEAL = "deal {deal_id} ({customer}) at {stage}"
@@ -23,6 +24,10 @@ _DEAL = "deal {deal_id} ({customer}) at {stage}"
 REMINDER = MessageTemplate(subject=f"Reminder: {_DEAL} is overdue", body=_BODY)
 ESCALATION = MessageTemplate(subject=f"Escalation {{level}}: {_DEAL} escalated", body=_BODY)
 REASSIGNMENT = MessageTemplate(subject=f"Escalation {{level}}: {_DEAL} reassigned to {{reassigned_to}}", body=_BODY)
+HANDOFF = MessageTemplate(
+    subject=f"Handed over to you: {_DEAL}",
+    body="{sentence}\n\nFrom: {from_owner}\nTeam: {team}\nWhy: {reason}\n\nOwner: {owner}\nStage: {stage}\n",
+)
 
 
 def _first(*candidates: str | None) -> str:
@@ -53,3 +58,15 @@ def escalation_text(state: DealState, event: Escalated) -> MessageText:
     if event.reassigned_to:
         return REASSIGNMENT.render({**values, "reassigned_to": event.reassigned_to})
     return ESCALATION.render(values)
+
+
+def handoff_text(state: DealState, event: HandedOff) -> MessageText:
+    """The message to the deal's new owner; `state` is the deal after `event` (the new owner is
+    already its owner)."""
+    values = {
+        **deal_values(state),
+        "team": _first(event.team),
+        "from_owner": _first(event.from_owner),
+        "reason": _first(event.reason),
+    }
+    return HANDOFF.render(values)

@@ -20,6 +20,7 @@ from domain.events import (
     CadenceStopped,
     DealClosed,
     DealEvent,
+    DealImported,
     DealLost,
     DealStarted,
     DealWon,
@@ -159,6 +160,10 @@ def apply(state: DealState, event: DealEvent) -> DealState:
             changes.update(
                 status="lost", stage=None, stage_entered_at=None, ended_at=event.at, lost_reason=event.reason
             )
+            if event.facts and event.stage is not None:
+                facts = {k: dict(v) for k, v in state.facts.items()}
+                facts.setdefault(event.stage, {}).update(event.facts)
+                changes.update(facts=facts)
         case DealClosed():
             changes.update(stage=None, stage_entered_at=None, ended_at=event.at)
         case SlaBreached():
@@ -171,6 +176,8 @@ def apply(state: DealState, event: DealEvent) -> DealState:
                 changes.update(owner=event.reassigned_to)
         case HandedOff():
             changes.update(owner=event.to_owner)
+        case DealImported():
+            pass  # provenance only: the events around it carry the history
         case ProposalGenerated():
             changes.update(proposals={**state.proposals, event.template: event.content_hash})
         case ProposalFailed():

@@ -4,6 +4,11 @@
   and Wilson score intervals for each proportion.
 - Durations: the Mann-Whitney U test with the normal approximation (tie-corrected), which needs
   no assumption about the shape of sales-cycle times.
+- Tables of counts (rep against the rest of the team, one value of a fact against the others):
+  Pearson's chi-square, whose p-value needs the chi-square distribution's tail (the regularised
+  incomplete gamma function); for a 2x2 table with an expected count below 5, where the
+  approximation fails, Fisher's exact test instead (`two_by_two`). Fisher's sum costs a term
+  per possible table, too slow for the tens of thousands of deals the chi-square handles well.
 """
 
 from __future__ import annotations
@@ -80,3 +85,93 @@ def mann_whitney(xs: Sequence[float], ys: Sequence[float]) -> MannWhitney | None
     z = (u1 - mean) / math.sqrt(variance)
     p = math.erfc(abs(z) / math.sqrt(2))
     return MannWhitney(u1, z, p)
+
+
+def _gamma_q(a: float, x: float) -> float:
+    """The regularised upper incomplete gamma function Q(a, x): a series below a + 1, a continued
+    fraction (modified Lentz) above it, each converging fast where it is used."""
+    if x <= 0:
+        return 1.0
+    log_front = -x + a * math.log(x) - math.lgamma(a)
+    if x < a + 1:
+        term = total = 1.0 / a
+        denominator = a
+        while abs(term) > abs(total) * 1e-15:
+            denominator += 1
+            term *= x / denominator
+            total += term
+        return max(0.0, 1.0 - total * math.exp(log_front))
+    tiny = 1e-300
+    b = x + 1 - a
+    c = 1 / tiny
+    d = 1 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        step = d * c
+        h *= step
+        if abs(step - 1) < 1e-15:
+            break
+    return min(1.0, math.exp(log_front) * h)
+
+
+def chi_square_sf(statistic: float, df: int) -> float:
+    """P(X >= statistic) for X chi-square distributed with `df` degrees of freedom."""
+    if df < 1:
+        raise ValueError("a chi-square distribution has at least one degree of freedom")
+    return _gamma_q(df / 2, statistic / 2)
+
+
+@dataclass(frozen=True)
+class ChiSquare:
+    statistic: float
+    df: int
+    p: float
+    min_expected: float
+
+
+def chi_square(table: Sequence[Sequence[int]]) -> ChiSquare | None:
+    """Pearson's test of independence for a table of counts (no continuity correction); rows or
+    columns that are all zero are left out. None when fewer than two rows and two columns remain."""
+    rows = [list(r) for r in table if sum(r)]
+    if len(rows) < 2:
+        return None
+    keep = [j for j in range(len(rows[0])) if sum(r[j] for r in rows)]
+    if len(keep) < 2:
+        return None
+    rows = [[r[j] for j in keep] for r in rows]
+    n = sum(map(sum, rows))
+    row_sums = [sum(r) for r in rows]
+    col_sums = [sum(r[j] for r in rows) for j in range(len(keep))]
+    statistic = 0.0
+    smallest = math.inf
+    for i, r in enumerate(rows):
+        for j, observed in enumerate(r):
+            expected = row_sums[i] * col_sums[j] / n
+            smallest = min(smallest, expected)
+            statistic += (observed - expected) ** 2 / expected
+    df = (len(rows) - 1) * (len(keep) - 1)
+    return ChiSquare(statistic, df, chi_square_sf(statistic, df), smallest)
+
+
+@dataclass(frozen=True)
+class TwoByTwo:
+    test: str  # "fisher" or "chi-square"
+    p: float
+
+
+def two_by_two(a: int, b: int, c: int, d: int) -> TwoByTwo:
+    """Two-sided p for [[a, b], [c, d]]: Fisher's exact test when an expected count is below 5,
+    Pearson's chi-square otherwise (Cochran's rule)."""
+    result = chi_square([[a, b], [c, d]])
+    if result is None:
+        return TwoByTwo("fisher", 1.0)
+    if result.min_expected < 5:
+        return TwoByTwo("fisher", fisher_exact(a, b, c, d))
+    return TwoByTwo("chi-square", result.p)

@@ -75,7 +75,7 @@ class DealVisits:
 
 def advance(known: DealVisits, events: Iterable[DealEvent]) -> list[Visit]:
     """Apply new events (in order); return the visits that were changed or begun."""
-    before = {v.seq: _values(v) for v in known.visits}
+    before = {v.seq: _fields(v) for v in known.visits}
     for e in events:
         current = known.open_visit
         if isinstance(e, StageEntered) and e.stage is not None:
@@ -98,13 +98,14 @@ def advance(known: DealVisits, events: Iterable[DealEvent]) -> list[Visit]:
                 current.lost_reason = e.reason
             _close(current, kind, e)
     _derive(known.visits)
-    return [v for v in known.visits if before.get(v.seq) != _values(v)]
+    return [v for v in known.visits if before.get(v.seq) != _fields(v)]
 
 
-def _values(v: Visit) -> tuple[object, ...]:
-    """A visit's fields as they are now (no field is changed in place: a list is replaced whole),
-    without dataclasses.astuple's deep copy, which costs more than the rest of an append."""
-    return tuple(vars(v).values())
+def _fields(visit: Visit) -> tuple[object, ...]:
+    """A visit's values, to tell later whether it changed. Shallow: `advance` replaces a visit's
+    `skipped` list rather than changing it in place (dataclasses.astuple deep-copies every value,
+    which costs more than the rest of `advance` together)."""
+    return tuple(vars(visit).values())
 
 
 def _derive(visits: list[Visit]) -> None:

@@ -67,12 +67,20 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "38-unknown-holiday-country": (4, "holidays.country", "unknown country 'XX'"),
     "39-unknown-holiday-subdivision": (6, "holidays.subdivision", "unknown subdivision 'XY' of DE (known: BB, BE"),
     "40-unquoted-norway": (5, "holidays.country", "YAML read an unquoted NO as false: write country: 'NO'"),
+    "41-unknown-team": (8, "stages[1].team", "stage 'b' refers to unknown team 'closer' (known: ['closers'])"),
+    "42-team-without-members": (4, "teams[0].members", "team 'closers' has no members"),
+    "43-fixed-person-not-a-member": (6, "teams[0].person", "the fixed person 'heidi' is not one of its members"),
+    "44-fixed-without-person": (3, "teams[0].person", "assigns to a fixed person but names none"),
+    "45-duplicate-member": (7, "teams[0].members[2]", "member 'alice' is listed twice in team 'openers'"),
+    "46-unknown-assign-rule": (5, "teams[0].assign", "'fixed', 'round-robin' or 'fewest-open'"),
+    "47-duplicate-team": (4, "teams[1].id", "duplicate team id 'openers'"),
+    "48-person-without-fixed-rule": (3, "teams[0].person", "a fixed person ('alice') needs assign: fixed"),
 }
 
 
 def test_every_file_has_an_expectation() -> None:
     assert sorted(p.stem for p in BROKEN.glob("*.yaml")) == sorted(EXPECTED)
-    assert len(EXPECTED) == 40
+    assert len(EXPECTED) == 48
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -127,3 +127,18 @@ async def test_a_rep_loses_a_deal_with_a_reason_from_the_select(
         await expect(page.get_by_role("button", name="Complete stage")).to_have_count(0)
     state = await client.logged_state(deal_id)
     assert (state.status, state.lost_reason) == ("lost", "chose-competitor")
+
+
+async def test_the_board_shows_new_deals_without_a_reload(
+    page: Page, client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    deal_id, owner = new_deal_id("live"), new_deal_id("rep")  # an owner of its own: a short column
+    async with served(app_over(client, flush=0.1)) as base:
+        await page.goto(f"{base}/board?process=seven-stage&owner={owner}")
+        column = page.locator("section.column", has=page.get_by_role("heading", name="Prospecting", exact=True))
+        await expect(column.locator("[data-count]")).to_have_text("0")
+        marker = await page.evaluate("() => { window.notReloaded = true; return true; }")
+        await client.start_deal("seven-stage", deal_id, owner, value=700)
+        await expect(page.locator(f'li.card[data-deal="{deal_id}"]')).to_be_visible(timeout=15_000)
+        await expect(column.locator("[data-count]")).to_have_text("1")
+        assert marker and await page.evaluate("() => window.notReloaded === true"), "the page was not reloaded"

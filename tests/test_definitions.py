@@ -58,7 +58,7 @@ def test_shipped_definitions_load_with_distinct_stage_counts() -> None:
     for path in shipped():
         pinned = load_file(path)
         names[pinned.name] = len(pinned.definition.stages)
-    assert names == {"seven-stage": 7, "three-phase": 4, "sales-factory": 6}
+    assert names == {"seven-stage": 7, "three-phase": 4, "sales-factory": 6, "sales-factory-teams": 6}
 
 
 def test_seven_stage_uses_buyer_aligned_questions_as_exit_criteria() -> None:

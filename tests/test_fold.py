@@ -273,3 +273,21 @@ def test_out_of_order_event_is_rejected() -> None:
     started = DealStarted(seq=1, at=T0, actor="a", deal_id="d", process="p", version="v", content_hash="h", owner="o")
     with pytest.raises(ValueError, match="does not follow"):
         apply(fold([started]), StageEntered(seq=3, at=T0, actor="a", stage="x", via="next"))
+
+
+def test_a_loss_may_record_what_the_stage_had_learnt() -> None:
+    """A deal lost at closing can say which close was tried, so that closes compare by win rate."""
+    deal = Deal()
+    for stage in ("prospecting", "preparation", "needs-assessment", "presentation", "objection-handling"):
+        deal.complete(**SEVEN_FACTS[stage])
+    assert deal.state.stage == "closing"
+    for facts, code in [({"budget": 3}, "unknown_fact"), ({"close_technique": "charm"}, "invalid_fact")]:
+        with pytest.raises(decide.Refusal) as refused:
+            deal.run(decide.lose, LoseDeal(request_id="x", actor="alice", reason="timing", facts=facts))
+        assert refused.value.code == code
+    [lost] = deal.run(
+        decide.lose, LoseDeal(request_id="l", actor="alice", reason="timing", facts={"close_technique": "urgency"})
+    )
+    assert isinstance(lost, DealLost) and lost.facts == {"close_technique": "urgency"}, "no other fact is required"
+    assert deal.state.facts["closing"] == {"close_technique": "urgency"}
+    assert deal.state.status == "lost"

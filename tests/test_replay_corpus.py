@@ -40,6 +40,7 @@ BEHAVIOURS = {
     "migration",
     "follow-ons",
     "holidays",
+    "handoffs",
 }
 # the scenarios that recorded a FollowUpCadence child too (the deal launches one only once its
 # first touch is due)

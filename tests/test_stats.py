@@ -1,10 +1,12 @@
-"""The statistics against values computed independently (SciPy's, recorded here)."""
+"""The statistics against values computed independently (SciPy's, recorded here, and closed forms)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from store.stats import fisher_exact, mann_whitney, wilson
+from store.stats import chi_square, chi_square_sf, fisher_exact, mann_whitney, two_by_two, wilson
 
 pytestmark = pytest.mark.unit
 
@@ -32,3 +34,36 @@ def test_mann_whitney_normal_approximation() -> None:
     same = mann_whitney([1, 2, 3], [1, 2, 3])
     assert same is not None and same.p == pytest.approx(1.0)
     assert mann_whitney([], [1.0]) is None
+
+
+def test_chi_square_tail_matches_closed_forms() -> None:
+    """Even degrees of freedom have a closed form (a Poisson sum), 1 and 3 one through erfc."""
+    for x in (0.1, 1.0, 3.841459, 10.0, 40.0):
+        assert chi_square_sf(x, 2) == pytest.approx(math.exp(-x / 2), rel=1e-9)
+        assert chi_square_sf(x, 4) == pytest.approx(math.exp(-x / 2) * (1 + x / 2), rel=1e-9)
+        assert chi_square_sf(x, 6) == pytest.approx(math.exp(-x / 2) * (1 + x / 2 + x * x / 8), rel=1e-9)
+        assert chi_square_sf(x, 1) == pytest.approx(math.erfc(math.sqrt(x / 2)), rel=1e-9)
+        three = math.erfc(math.sqrt(x / 2)) + math.sqrt(2 * x / math.pi) * math.exp(-x / 2)
+        assert chi_square_sf(x, 3) == pytest.approx(three, rel=1e-9)
+    assert chi_square_sf(3.841458820694124, 1) == pytest.approx(0.05, abs=1e-12)  # the textbook critical value
+    assert chi_square_sf(0.0, 5) == 1.0
+
+
+def test_chi_square_test_of_independence() -> None:
+    # [[10, 20], [30, 40]]: expected 12, 18, 28, 42; statistic 1/3 + 2/9 + 1/7 + 2/21
+    result = chi_square([[10, 20], [30, 40]])
+    assert result is not None
+    assert result.statistic == pytest.approx(1 / 3 + 2 / 9 + 1 / 7 + 2 / 21)
+    assert (result.df, result.min_expected) == (1, 12.0)
+    assert result.p == pytest.approx(math.erfc(math.sqrt(result.statistic / 2)))
+    three = chi_square([[10, 10], [20, 0], [5, 15], [0, 0]])  # an empty row is left out
+    assert three is not None and three.df == 2 and three.p < 0.001
+    assert chi_square([[3, 0], [4, 0]]) is None  # one column: nothing to compare
+
+
+def test_two_by_two_takes_fisher_when_an_expected_count_is_small() -> None:
+    small = two_by_two(8, 2, 1, 5)
+    assert small.test == "fisher" and small.p == pytest.approx(fisher_exact(8, 2, 1, 5))
+    large = two_by_two(300, 700, 400, 600)
+    assert large.test == "chi-square" and large.p < 1e-5
+    assert two_by_two(0, 0, 0, 0).p == 1.0

@@ -3,12 +3,13 @@ Idempotency-Key, and OpenAPI."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from client.api import DealflowClient
-from definitions.loader import PinnedDefinition
+from definitions.loader import PinnedDefinition, load_file
 from store import event_log
 from tests.support import new_deal_id
 from tests.web_support import app_over, http
@@ -118,6 +119,25 @@ async def test_an_idempotency_key_returns_the_first_answer_and_records_nothing_m
 
         other = await api.post(f"/api/v1/deals/{deal_id}/complete", json={"stage": "preparation"}, headers=key)
         assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+
+
+async def test_an_uploaded_definition_brings_the_template_files_it_names(client: DealflowClient) -> None:
+    from definitions.loader import shipped
+
+    seven = next(p for p in shipped() if p.name == "seven-stage.yaml")
+    named = {t.file for t in load_file(seven).definition.proposal_templates}
+    assert any("/" in f for f in named), "the shipped definition keeps its templates in a folder"
+    templates = {Path(f).name: (seven.parent / f).read_text(encoding="utf-8") for f in named}
+    body = {"filename": seven.name, "yaml": seven.read_text(encoding="utf-8"), "templates": templates}
+    async with http(app_over(client)) as api:
+        checked = await api.post("/api/v1/definitions/validate", json=body)
+        without = await api.post("/api/v1/definitions/validate", json=body | {"templates": {}})
+        sneaky = await api.post("/api/v1/definitions/validate", json=body | {"templates": {"../x.md": "x"}})
+    assert checked.status_code == 200, checked.text
+    assert checked.json()["name"] == "seven-stage"
+    assert (without.status_code, without.json()["code"]) == (422, "invalid_definition")
+    assert "cannot read template" in without.json()["message"]
+    assert (sneaky.status_code, sneaky.json()["code"]) == (422, "invalid_request")
 
 
 async def test_the_openapi_document_describes_every_surface(client: DealflowClient) -> None:

@@ -86,7 +86,7 @@ async def test_each_role_is_refused_what_it_may_not_do_over_the_api(
         complete = {"stage": "prospecting", "facts": PROSPECTING}
         for name, why in [
             ("ada", "ada is auditor: may read, not act"),
-            ("olga", "olga is ops: may deploy, experiment, migrate, read, not act"),
+            ("olga", "olga is ops: may deploy, experiment, import, migrate, read, not act"),
             ("bob", "owned by rita"),
         ]:
             refused = await api[name].post(f"/api/v1/deals/{deal_id}/complete", json=complete)

@@ -45,12 +45,12 @@ class StartRequest(_Body):
 
 
 class CompleteRequest(_Body):
-    stage: str = Field(description="the stage the caller believes the deal is at")
+    stage: str = Field(min_length=1, description="the stage the caller believes the deal is at")
     facts: dict[str, FactValue] = {}
 
 
 class MoveRequest(_Body):
-    to: str
+    to: str = Field(min_length=1)
     reason: str | None = None
     expected_stage: str | None = None
 
@@ -62,9 +62,10 @@ class WinRequest(_Body):
 
 
 class LoseRequest(_Body):
-    reason: str
+    reason: str = Field(min_length=1)
     note: str | None = None
     expected_stage: str | None = None
+    facts: dict[str, FactValue] = Field(default={}, description="the current stage's facts known at the loss")
 
 
 class ReplyRequest(_Body):
@@ -106,7 +107,7 @@ async def list_deals(
     version: str | None = None,
     status: Literal["open", "won", "lost"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> DealPage:
     rows = await c.list_deals(
         process=process,
@@ -127,14 +128,16 @@ async def deal_status(
     deal_id: str,
     c: Client,
     caller: Who,
-    min_seq: Annotated[int, Query(ge=0, description="wait (5 s at most) until the log holds this event")] = 0,
+    min_seq: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="wait (5 s at most) until the log holds this event")
+    ] = 0,
 ) -> DealStatus:
     return await c.status(deal_id, min_seq=min_seq)
 
 
 @router.get("/{deal_id}/events", response_model=list[DealEvent])
 async def deal_events(
-    deal_id: str, c: Client, caller: Who, min_seq: Annotated[int, Query(ge=0)] = 0
+    deal_id: str, c: Client, caller: Who, min_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0
 ) -> list[DealEvent]:
     return await c.events(deal_id, min_seq=min_seq)
 
@@ -190,7 +193,13 @@ async def lose(
 ) -> JSONResponse:
     async def run() -> ActionResult:
         return await c.lose(
-            deal_id, body.reason, actor=caller.name, note=body.note, expected_stage=body.expected_stage, request_id=key
+            deal_id,
+            body.reason,
+            actor=caller.name,
+            note=body.note,
+            expected_stage=body.expected_stage,
+            request_id=key,
+            facts=dict(body.facts),
         )
 
     return await once(request, caller, key, run)

@@ -31,8 +31,8 @@ class _Body(BaseModel):
 
 
 class DefinitionUpload(_Body):
-    filename: str = Field(default="process.yaml", description="the file's name, as errors will cite it")
-    yaml: str = Field(description="the definition's YAML text")
+    filename: str = Field(default="process.yaml", min_length=1, description="the file's name, as errors will cite it")
+    yaml: str = Field(min_length=1, description="the definition's YAML text")
     templates: dict[str, str] = Field(default={}, description="template files it names, by file name")
 
 
@@ -48,8 +48,8 @@ class Deployed(BaseModel):
 
 
 class MigrationRequest(_Body):
-    from_version: str
-    to_version: str
+    from_version: str = Field(min_length=1)
+    to_version: str = Field(min_length=1)
     stage_map: dict[str, str] = Field(default={}, description="where deals at an old stage go, old id -> new id")
     dry_run: bool = True
 
@@ -86,7 +86,7 @@ class MigrationAnswer(BaseModel):
 
 
 class ExperimentUpload(_Body):
-    yaml: str = Field(description="the experiment's YAML: experiment, process, arms")
+    yaml: str = Field(min_length=1, description="the experiment's YAML: experiment, process, arms")
 
 
 def _deployed(d: Any) -> Deployed:

@@ -50,6 +50,7 @@ class VerifyResult(BaseModel):
     log_events: int
     history_events: int
     problems: list[str]
+    notes: list[str] = []
 
 
 def _ref(text: str, name: str) -> tuple[str, str]:
@@ -120,7 +121,12 @@ async def verify(deal_id: str, c: Client, caller: Who) -> VerifyResult:
     """The log against Temporal's history, and the log's hash chain."""
     v = await audit_service.verify_running(c, deal_id)
     return VerifyResult(
-        deal_id=v.deal_id, ok=v.ok, log_events=v.log_events, history_events=v.history_events, problems=v.problems
+        deal_id=v.deal_id,
+        ok=v.ok,
+        log_events=v.log_events,
+        history_events=v.history_events,
+        problems=v.problems,
+        notes=v.notes,
     )
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.middleware.sessions import SessionMiddleware
 
 from client.api import DealflowClient, DealflowError
-from web import api_deals, api_definitions, api_insights, pages
+from web import api_analysis, api_deals, api_definitions, api_imports, api_insights, pages
 from web.errors import on_dealflow_error, on_validation_error
 from web.identity import Caller, api_caller
 from web.settings import WebSettings
@@ -61,6 +61,9 @@ def create_app(settings: WebSettings, client: DealflowClient | None = None) -> F
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # one schema per model: events serialize through a wrap serializer (which adds their
+        # schema_version), whose output schema pydantic cannot infer
+        separate_input_output_schemas=False,
     )
     app.state.web_settings = settings
     if client is not None:
@@ -75,8 +78,9 @@ def create_app(settings: WebSettings, client: DealflowClient | None = None) -> F
     )
     app.add_exception_handler(DealflowError, on_dealflow_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
-    for router in (api_deals.router, api_definitions.router, api_insights.router):
+    for router in (api_deals.router, api_definitions.router, api_insights.router, api_imports.router):
         app.include_router(router, prefix="/api/v1")
+    app.include_router(api_analysis.router, prefix="/api/v1")
     app.add_api_route("/api/v1/me", whoami, methods=["GET"], tags=["identity"], response_model=Identity)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/api/docs-static", StaticFiles(directory=SWAGGER_STATIC), name="docs-static")

@@ -13,6 +13,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import DealflowError, NotFound, OutcomeUnknown, Unauthenticated, Unavailable
@@ -31,6 +32,8 @@ UNPROCESSABLE = {
     "missing_facts",
     "reason_required",
     "idempotency_key_reused",
+    "invalid_mapping",
+    "invalid_export",
 }
 
 
@@ -92,6 +95,26 @@ def outage(exc: Exception) -> Unavailable | None:
     ):
         return Unavailable(f"PostgreSQL cannot be reached: {exc}")
     return None
+
+
+def unstorable(exc: Exception) -> DealflowError | None:
+    """Text PostgreSQL cannot store (a NUL character, a lone surrogate) or a number out of its
+    range, as the request's fault: 422, not a server error."""
+    if isinstance(exc, asyncpg.DataError | UnicodeEncodeError | OverflowError):
+        return DealflowError(
+            f"the request holds a value the store cannot take ({type(exc).__name__}: {exc})", code="invalid_request"
+        )
+    return None
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own refusals (an unknown path, a wrong method, a body that is not JSON) in the
+    API's error shape; a body that cannot be read at all is invalid like any other (422)."""
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+    status = 422 if exc.status_code == 400 else exc.status_code
+    body = ErrorBody(code=codes.get(exc.status_code, "error"), message=str(exc.detail)).model_dump(mode="json")
+    return JSONResponse(body, status_code=status, headers=getattr(exc, "headers", None))
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,7 @@ from client.api import DealflowClient, NotFound, Refused
 from client.output import duration_text
 from domain.commands import ActionResult
 from domain.events import ProposalGenerated
+from web.errors import status_of
 from web.identity import Caller, check_csrf, client_of
 from web.views import page_caller, render
 from worker.settings import proposals_dir
@@ -147,7 +148,7 @@ async def _act(request: Request, deal_id: str, csrf: str, what: str, call: Any, 
     try:
         result: ActionResult = await call(caller)
     except Refused as exc:
-        status = 403 if exc.code == "forbidden" else 409
+        status = status_of(exc)
         return await _deal_page(
             request, caller, deal_id, status=status, error=exc.message, error_code=exc.code, typed=typed
         )

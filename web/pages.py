@@ -8,11 +8,12 @@ from urllib.parse import urlencode
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
 from client.api import DealflowError
-from web import page_auth, page_deals
-from web.errors import error_response, outage, status_of
+from web import page_auth, page_deals, page_import, page_insights, page_ops
+from web.errors import error_response, on_http_error, outage, status_of, unstorable
 from web.views import SignInRequired, render
 
 
@@ -35,18 +36,36 @@ async def on_error(request: Request, exc: Exception) -> Response:
     return render(request, "error.html", None, status_of(exc), error=exc.message, error_code=exc.code)
 
 
+async def on_http(request: Request, exc: Exception) -> Response:
+    """An unknown page or a wrong method: JSON for the API, the error page for a browser."""
+    assert isinstance(exc, StarletteHTTPException)
+    if _is_api(request):
+        return await on_http_error(request, exc)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+    return render(request, "error.html", None, exc.status_code, error=str(exc.detail), error_code=code)
+
+
 async def on_outage(request: Request, exc: Exception) -> Response:
     """A server that cannot be reached answers 503, naming which; anything else is a fault (500)."""
-    unavailable = outage(exc)
-    if unavailable is None:
+    named = outage(exc) or unstorable(exc)
+    if named is None:
         raise exc
-    return await on_error(request, unavailable)
+    return await on_error(request, named)
 
 
 def install(app: FastAPI) -> None:
-    for router in (page_auth.router, page_deals.router):
+    for router in (page_auth.router, page_deals.router, page_ops.router, page_insights.router, page_import.router):
         app.include_router(router)
     app.add_exception_handler(SignInRequired, on_sign_in_required)
     app.add_exception_handler(DealflowError, on_error)
-    for kind in (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, RPCError):
+    for kind in (
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        RPCError,
+        asyncpg.DataError,
+        UnicodeEncodeError,
+        OverflowError,
+    ):
         app.add_exception_handler(kind, on_outage)
+    app.add_exception_handler(StarletteHTTPException, on_http)

@@ -17,6 +17,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.channels.config import ChannelRegistry, load_channels
 from activities.event_log import EventLogActivities
 from activities.follow_ons import FollowOnActivities
+from activities.handoffs import HandoffActivities
 from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from store.db import connect_pool
@@ -54,6 +55,7 @@ def build_worker(
     channels: ChannelRegistry | None = None,
     proposals: Path | None = None,
     event_log: EventLogActivities | None = None,
+    handoffs: HandoffActivities | None = None,
     interceptors: Sequence[Interceptor] = (),
     slots: WorkerSlots | None = None,
 ) -> Worker:
@@ -67,6 +69,7 @@ def build_worker(
     messages = MessageActivities(pool, channels or load_channels(home()))
     documents = ProposalActivities(proposals or proposals_dir())
     follow_ons = FollowOnActivities(pool)
+    handoffs = handoffs or HandoffActivities(pool)
     slots = slots or WorkerSlots()
     return Worker(
         client,
@@ -83,6 +86,7 @@ def build_worker(
             messages.send_message,
             documents.generate_proposal,
             follow_ons.prepare_follow_on,
+            handoffs.choose_owner,
         ],
         interceptors=interceptors,
         max_concurrent_workflow_tasks=slots.workflow_tasks,

@@ -33,6 +33,15 @@ FOLLOW_ON_RETRY = RetryPolicy(
     non_retryable_error_types=["UnknownProcess"],
 )
 
+# a choice that cannot be made within about a minute is made without the shared state (from the
+# deal's id), so a deal is never held at a handoff by a database that is down
+HANDOFF_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=6,
+)
+
 # how an activity's failure reaches the workflow: wrapped in ActivityError, or for a local
 # activity, as the activity's own error (or its timeout) unwrapped
 ACTIVITY_FAILURES = (ActivityError, ApplicationError, ActivityTimeoutError)

@@ -20,7 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from definitions.model import ProcessDefinition
-    from domain import access, decide, reminders
+    from domain import access, decide, imports, reminders
     from domain.commands import (
         REVISION,
         ActionResult,
@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         RecordResponse,
         WinDeal,
     )
-    from domain.effects import Effect, MakeProposal, Notify, StartCadence, StopCadence
+    from domain.effects import Effect, HandOver, MakeProposal, Notify, StartCadence, StopCadence
     from domain.events import DealEvent
     from domain.reminders import Rung
     from domain.schedule import URGENT, Due, Schedule, schedule
@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.cadence import CadenceReport
     from workflows.cadence_lifecycle import CadenceLifecycle
     from workflows.follow_ons import start_follow_on
+    from workflows.handoffs import hand_over
     from workflows.ledger import Ledger
     from workflows.log_batcher import LogBatcher
     from workflows.outbound import Notifier, propose
@@ -78,7 +79,26 @@ class DealWorkflow:
             # recorded here, not in run(): an update may arrive in the very first workflow task,
             # and its validator runs before run() does
             p = input.pinned
-            self._ledger.record(decide.start(input.start, p.definition, p.version, p.content_hash, workflow.now()))
+            if input.start.imported is None:
+                self._ledger.record(decide.start(input.start, p.definition, p.version, p.content_hash, workflow.now()))
+            else:
+                # a deal from a CRM export: its history is told, and only entering the stage it
+                # is at calls for anything (its cadence, its proposal); its reminder counts from
+                # when it really entered that stage
+                start = input.start
+                told = imports.history_events(
+                    p.definition,
+                    input.start.imported,
+                    deal_id=start.deal_id,
+                    version=p.version,
+                    content_hash=p.content_hash,
+                    owner=start.owner,
+                    value=start.value,
+                    fields=start.fields,
+                    team=start.team,
+                )
+                self._ledger.record(told[:-1], effects=False)
+                self._ledger.record(told[-1:])
 
     @workflow.run
     async def run(self, input: DealInput) -> DealState:
@@ -250,6 +270,8 @@ class DealWorkflow:
 
     async def _run(self, effect: Effect) -> None:
         match effect:
+            case HandOver():
+                await hand_over(self._ledger, effect)
             case Notify():
                 self._notifier.send(effect)
             case MakeProposal():

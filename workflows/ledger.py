@@ -27,11 +27,13 @@ class Ledger:
         self.state: DealState = fold(events)
         self.effects: list[Effect] = []
 
-    def record(self, events: list[DealEvent]) -> None:
+    def record(self, events: list[DealEvent], *, effects: bool = True) -> None:
+        """Apply and keep `events`; with `effects` off they call for nothing (a history retold)."""
         for event in events:
             self.state = apply(self.state, event)
             self.events.append(event)
-            self.effects.extend(effects_of(self.pinned.definition, self.state, event))
+            if effects:
+                self.effects.extend(effects_of(self.pinned.definition, self.state, event))
 
     def note(self, cls: type[Any], at: datetime | None = None, **fields: Any) -> None:
         """Record an event of the engine's own, at the deal's current stage unless told otherwise,

@@ -33,6 +33,7 @@ from temporalio.worker import Worker
 from activities.channels.config import ChannelRegistry, ChannelsConfig
 from activities.event_log import EventLogActivities
 from activities.follow_ons import FollowOnActivities
+from activities.handoffs import HandoffActivities
 from activities.messages import MessageActivities
 from activities.proposals import ProposalActivities
 from audit.history import fetch_deal, to_json
@@ -161,6 +162,26 @@ async def public_holidays(c: DealflowClient, skip: Callable[[timedelta], Awaitab
     return "rec-holidays"
 
 
+async def handoffs(c: DealflowClient, skip: Callable[[timedelta], Awaitable[None]]) -> str:
+    """sales-factory-teams: rita starts the deal on a business developers' stage, so it is handed
+    over at once (round-robin, an activity); qualifying's reminder goes to the new owner; the
+    funnel goes to an account executive (fewest-open, an activity) and the customer to customer
+    success's fixed person (no activity). Each new owner is notified."""
+    deal = "rec-handoff"
+    await c.start_deal("sales-factory-teams", deal, "rita", value=4000, fields=FIELDS)
+    await skip(timedelta(hours=1))
+    await c.complete_stage(deal, "suspect", actor="alice", facts={"source": "inbound"})
+    await skip(timedelta(days=5))  # past qualifying's deadline of 3 business days: alice is reminded
+    await c.complete_stage(deal, "qualifying", actor="alice", facts={"active_need": "yes", "shortlisted": "yes"})
+    await skip(timedelta(hours=2))
+    await c.complete_stage(deal, "funnel-top", actor="carol", facts={"expected_close": "2027-03-01"})
+    await c.complete_stage(deal, "funnel-middle", actor="carol", facts={"proposal_value": "4000"})
+    await c.complete_stage(deal, "funnel-bottom", actor="carol", facts={"signed": "yes"})
+    await skip(timedelta(hours=2))
+    await c.complete_stage(deal, "customer", actor="frank", facts={"rebuy_intent": "none"})
+    return deal
+
+
 TIME_SKIPPING: dict[str, Scenario] = {
     "normal-path": normal_path,
     "skips": skips,
@@ -171,6 +192,7 @@ TIME_SKIPPING: dict[str, Scenario] = {
     "migration": migration,
     "follow-ons": follow_ons,
     "holidays": public_holidays,
+    "handoffs": handoffs,
 }
 
 
@@ -193,6 +215,7 @@ async def _record(
             MessageActivities(pool, registry_).send_message,
             ProposalActivities(tmp / "proposals").generate_proposal,
             FollowOnActivities(pool).prepare_follow_on,
+            HandoffActivities(pool).choose_owner,
         ],
     )
     client = DealflowClient(env.client, pool, Settings(database_url=url, task_queue=queue))

@@ -1,0 +1,11 @@
+"""The handoff figures a manager reads: time lost between teams. The CLI asks here, and so can
+the web app and the report."""
+
+from __future__ import annotations
+
+from client.api import DealflowClient
+from store.handoffs import HandoffMetrics, handoffs
+
+
+async def handoff_metrics(c: DealflowClient, process: str | None = None) -> HandoffMetrics:
+    return await handoffs(c.pool, process)

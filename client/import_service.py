@@ -1,0 +1,286 @@
+"""Bringing a CRM's deals over: read the export, plan, then start the open deals as workflows at
+the stage they reached and write the closed ones to the log as history.
+
+Safe to run twice and safe to stop: every deal brought over is recorded under its source and CRM
+id (`imported_deals`), a closed deal in the same transaction as its history, so a second run adds
+nothing and a stopped one resumes where it stopped. A deal with any problem is not taken at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel
+
+from client.api import DealflowClient, Refused
+from crm import mapping as mappings
+from crm import sources
+from crm.plan import ImportPlan, PlannedDeal, plan
+from crm.table import ExportError
+from crm.table import read as read_table
+from definitions.loader import PinnedDefinition
+from domain.events import DealImported
+from domain.imports import history_events, outcome_events
+from store import event_log, history_load, imports
+
+CLOSED_BATCH = 2000  # closed deals per transaction: a stop loses at most one batch's work
+OPEN_AT_ONCE = 16  # open deals started concurrently
+
+Progress = Callable[[str, int, int], None]  # what, done, of
+
+
+class ImportReport(BaseModel):
+    import_id: str | None
+    dry_run: bool
+    source: str
+    process: str
+    version: str
+    rows: int
+    starts_per_stage: dict[str, int]
+    closed: dict[str, int]  # won, lost
+    already_imported: int
+    started: int
+    recorded: int
+    problems: list[str]
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Refused(f"{name!r} is not a time zone (e.g. UTC, Europe/Oslo)", code="invalid_request") from None
+
+
+async def read(
+    c: DealflowClient,
+    source: str,
+    files: list[str],
+    *,
+    process: str,
+    mapping_file: str | None,
+    time_zone: str = "UTC",
+    pipeline: str | None = None,
+) -> tuple[ImportPlan, list[dict[str, str]]]:
+    """The plan of an import, and the files it reads (name and SHA-256)."""
+    pinned = await c.definition(process)
+    tz = zone(time_zone)
+    try:
+        if mapping_file is None:
+            if source != "csv":
+                raise Refused(f"a {source} import needs --map: its stage names are the CRM's", code="invalid_request")
+            mapping, mapping_name = mappings.identity(pinned.definition), "(the process's own stage ids)"
+        else:
+            mapping, mapping_name = mappings.load(mapping_file), Path(mapping_file).name
+        if source == "salesforce":
+            parsed = sources.salesforce(files[0], files[1], tz)
+        elif source == "hubspot":
+            parsed = sources.hubspot(files[0], pipeline or "", tz)
+        elif source == "pipedrive":
+            parsed = sources.pipedrive(files[0], tz)
+        else:
+            parsed = sources.generic(files[0], tz)
+    except (ExportError, mappings.MappingError) as exc:
+        raise Refused(str(exc), code="invalid_export") from None
+    described = [{"file": Path(f).name, "sha256": read_table(f).sha256} for f in files]
+    return plan(parsed, mapping, pinned, source=source, mapping_name=mapping_name), described
+
+
+async def run(
+    c: DealflowClient,
+    the_plan: ImportPlan,
+    files: list[dict[str, str]],
+    *,
+    actor: str,
+    dry_run: bool,
+    progress: Progress | None = None,
+) -> ImportReport:
+    await c.require(actor, "import", the_plan.process)
+    if the_plan.blocking and not dry_run:
+        raise Refused(
+            "the mapping must be fixed first; nothing was imported:\n" + "\n".join(str(p) for p in the_plan.blocking),
+            code="invalid_mapping",
+            details=[str(p) for p in the_plan.blocking],
+        )
+    done = await imports.already(c.pool, the_plan.source, [d.crm_id for d in the_plan.deals])
+    todo = [d for d in the_plan.deals if d.crm_id not in done]
+    report = ImportReport(
+        import_id=None,
+        dry_run=dry_run,
+        source=the_plan.source,
+        process=the_plan.process,
+        version=the_plan.version,
+        rows=the_plan.rows,
+        starts_per_stage=_per_stage([d for d in todo if d.outcome is None]),
+        closed=_outcomes([d for d in todo if d.outcome is not None]),
+        already_imported=len(done),
+        started=0,
+        recorded=0,
+        problems=[str(p) for p in the_plan.blocking + the_plan.problems],
+    )
+    if dry_run or not todo:
+        return report
+    import_id = str(uuid.uuid4())
+    report.import_id = import_id
+    await imports.begin(
+        c.pool,
+        import_id,
+        source=the_plan.source,
+        process=the_plan.process,
+        version=the_plan.version,
+        files=files,
+        by=actor,
+    )
+    closed = [d for d in todo if d.outcome is not None]
+    if closed:
+        await _record_all_closed(c, the_plan, closed, import_id, report, progress)
+    opened = [d for d in todo if d.outcome is None]
+    gate = asyncio.Semaphore(OPEN_AT_ONCE)
+
+    async def start(deal: PlannedDeal) -> None:
+        async with gate:
+            if await _start_open(c, the_plan, deal, import_id, actor, report):
+                report.started += 1
+                if progress:
+                    progress("open deals started", report.started, len(opened))
+
+    await asyncio.gather(*(start(d) for d in opened))
+    await imports.finish(c.pool, import_id, report.model_dump(include={"started", "recorded", "already_imported"}))
+    return report
+
+
+def _per_stage(deals: list[PlannedDeal]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for d in deals:
+        counts[d.stage] = counts.get(d.stage, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _outcomes(deals: list[PlannedDeal]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for d in deals:
+        assert d.outcome is not None
+        counts[d.outcome.status] = counts.get(d.outcome.status, 0) + 1
+    return counts
+
+
+def build_closed(pinned: PinnedDefinition, batch: list[PlannedDeal]) -> list[history_load.History]:
+    """The full histories of closed deals: pure and CPU-bound, so batches are built in worker
+    processes while the database writes the batch before."""
+    histories = []
+    for deal in batch:
+        assert deal.outcome is not None
+        told = history_events(
+            pinned.definition,
+            deal.history,
+            deal_id=deal.deal_id,
+            version=pinned.version,
+            content_hash=pinned.content_hash,
+            owner=deal.owner,
+            value=deal.value,
+            fields=deal.fields,
+        )
+        events = told + outcome_events(told, deal.history.visits[-1], deal.outcome)
+        histories.append(history_load.History(deal.deal_id, pinned.name, pinned.version, events))
+    return histories
+
+
+def _build_rows(pinned: PinnedDefinition, batch: list[PlannedDeal]) -> history_load.Rows:
+    return history_load.rows_of(build_closed(pinned, batch))
+
+
+async def _record_all_closed(
+    c: DealflowClient,
+    the_plan: ImportPlan,
+    closed: list[PlannedDeal],
+    import_id: str,
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
+    pinned = await c.definition(the_plan.process, the_plan.version)
+    batches = [closed[i : i + CLOSED_BATCH] for i in range(0, len(closed), CLOSED_BATCH)]
+    if len(batches) == 1:  # not worth starting processes for
+        report.recorded += await _record_closed(c, the_plan, closed, _build_rows(pinned, closed), import_id, report)
+        if progress:
+            progress("closed deals recorded", report.recorded, len(closed))
+        return
+    loop = asyncio.get_running_loop()
+    workers = min(len(batches), os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        built = [loop.run_in_executor(pool, _build_rows, pinned, batch) for batch in batches]
+        for batch, rows in zip(batches, built, strict=True):
+            report.recorded += await _record_closed(c, the_plan, batch, await rows, import_id, report)
+            if progress:
+                progress("closed deals recorded", report.recorded, len(closed))
+
+
+async def _record_closed(
+    c: DealflowClient,
+    the_plan: ImportPlan,
+    batch: list[PlannedDeal],
+    rows: history_load.Rows,
+    import_id: str,
+    report: ImportReport,
+) -> int:
+    """One batch in one transaction: its history, its projections and its import marks."""
+    ids = [d.deal_id for d in batch]
+    taken = {r["deal_id"] for r in await c.pool.fetch("SELECT deal_id FROM deals WHERE deal_id = ANY($1::text[])", ids)}
+    for deal in batch:
+        if deal.deal_id in taken:
+            report.problems.append(f"{deal.history.file}:{deal.history.row}: deal {deal.deal_id} already exists")
+    if taken:
+        rows = rows.without(taken)
+    marks = [_mark(the_plan, d, import_id, "closed") for d in batch if d.deal_id not in taken]
+    async with c.pool.acquire() as conn, conn.transaction():
+        await history_load.load_rows(conn, rows)
+        await imports.record(conn, marks)
+    return len(marks)
+
+
+def _mark(
+    the_plan: ImportPlan, deal: PlannedDeal, import_id: str, kind: str
+) -> tuple[str, str, str, str, str, str, str, int]:
+    h = deal.history
+    return (the_plan.source, deal.crm_id, deal.deal_id, import_id, kind, h.file, h.sha256, h.row)
+
+
+async def _start_open(
+    c: DealflowClient, the_plan: ImportPlan, deal: PlannedDeal, import_id: str, actor: str, report: ImportReport
+) -> bool:
+    try:
+        await c.start_deal(
+            the_plan.process,
+            deal.deal_id,
+            deal.owner,
+            actor=actor,
+            value=deal.value,
+            fields=deal.fields,
+            version=the_plan.version,
+            imported=deal.history,
+            permission="import",
+        )
+    except Refused as exc:
+        if exc.code != "deal_exists" or not await _ours(c, deal):
+            report.problems.append(f"{deal.history.file}:{deal.history.row}: deal {deal.deal_id}: {exc.message}")
+            return False
+        # an earlier run started it and stopped before recording it: record it now
+    async with c.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO imported_deals (source, crm_id, deal_id, import_id, kind, file, sha256, row_number)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, crm_id) DO NOTHING",
+            *_mark(the_plan, deal, import_id, "open"),
+        )
+    return True
+
+
+async def _ours(c: DealflowClient, deal: PlannedDeal) -> bool:
+    """Whether the deal that exists under this id is this CRM deal, started by an earlier run."""
+    events = await event_log.read(c.pool, deal.deal_id)
+    marker = next((e for e in events if isinstance(e, DealImported)), None)
+    return marker is not None and (marker.source, marker.crm_id) == (deal.history.source, deal.crm_id)

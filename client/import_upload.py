@@ -1,0 +1,51 @@
+"""An import whose files came over the network: written to a fresh directory, then read exactly
+as files on disk are (`import_service.read`)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path, PurePath
+
+from client import import_service
+from client.api import DealflowClient, Refused
+from client.import_service import ImportReport
+
+SOURCES = ("salesforce", "hubspot", "pipedrive", "csv")
+
+
+async def import_files(
+    c: DealflowClient,
+    source: str,
+    files: dict[str, bytes],
+    *,
+    process: str,
+    mapping: bytes | None,
+    actor: str,
+    dry_run: bool,
+    pipeline: str | None = None,
+    time_zone: str = "UTC",
+) -> ImportReport:
+    """`files` by name: the export's (Salesforce: the opportunities first, then the history)."""
+    if source not in SOURCES:
+        raise Refused(f"source {source!r}: expected one of {', '.join(SOURCES)}", code="invalid_request")
+    need = 2 if source == "salesforce" else 1
+    if len(files) != need:
+        what = "the opportunities and the opportunity history" if need == 2 else "one export file"
+        raise Refused(f"a {source} import takes {what}; got {len(files)} file(s)", code="invalid_request")
+    await c.require(actor, "import", process)
+    bad = [n for n in files if not n or not n.isprintable() or PurePath(n).name != n]
+    if bad:
+        raise Refused(f"file names must be plain names: {', '.join(map(repr, bad))}", code="invalid_request")
+    with tempfile.TemporaryDirectory(prefix="dealflow-import-") as tmp:
+        paths = []
+        for name, content in files.items():
+            (Path(tmp) / name).write_bytes(content)
+            paths.append(str(Path(tmp) / name))
+        mapping_path = None
+        if mapping is not None:
+            mapping_path = str(Path(tmp) / "mapping.yaml")
+            Path(mapping_path).write_bytes(mapping)
+        the_plan, described = await import_service.read(
+            c, source, paths, process=process, mapping_file=mapping_path, time_zone=time_zone, pipeline=pipeline
+        )
+        return await import_service.run(c, the_plan, described, actor=actor, dry_run=dry_run)

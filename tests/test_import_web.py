@@ -1,0 +1,158 @@
+"""Imports over HTTP and from the definitions page: each CRM's export shape, the funnel of the
+imported deals checked against a computation over the original CSV, and the import offered only
+to those who may import."""
+
+from __future__ import annotations
+
+import uuid
+
+from client import metrics_service
+from client.api import DealflowClient
+from client.metrics_service import MetricsQuery
+from definitions.loader import PinnedDefinition
+from tests.web_support import app_over, csrf_of, http, policy
+
+MAP = """
+stages:
+  Prospecting: prospecting
+  Discovery: needs-assessment
+  Demo: presentation
+  Negotiation: closing
+  Closed Won: won
+  Closed Lost: lost
+lost_reasons:
+  Price: no-budget
+  "*": no-decision
+owners:
+  "*": sam
+"""
+
+
+def _salesforce(tag: str) -> tuple[str, str, dict[str, int]]:
+    """Opportunities and their history, and per stage how many deals entered it (the CSV's own
+    count, which the imported funnel must match)."""
+    opp = ["Id,Name,StageName,Amount,OwnerId,CreatedDate,CloseDate,IsClosed,IsWon,Loss_Reason__c"]
+    hist = ["OpportunityId,StageName,Amount,Probability,CloseDate,CreatedDate,CreatedById"]
+    paths = {
+        "won": ["Prospecting", "Discovery", "Demo", "Negotiation", "Closed Won"],
+        "lost": ["Prospecting", "Discovery", "Closed Lost"],
+        "open": ["Prospecting", "Discovery", "Demo"],
+    }
+    entered: dict[str, int] = {}
+    ours = {"Prospecting": "prospecting", "Discovery": "needs-assessment", "Demo": "presentation"}
+    ours["Negotiation"] = "closing"
+    for n in range(12):
+        kind = ("won", "lost", "open")[n % 3]
+        crm_id = f"{tag}{n:03d}"
+        stages = paths[kind]
+        last = stages[-1]
+        closed = kind != "open"
+        opp.append(
+            f"{crm_id},Deal {n},{last},{1000 + n},005X,2026-03-01T09:00:00.000+0000,2026-06-30,"
+            f"{str(closed).lower()},{str(kind == 'won').lower()},{'Price' if kind == 'lost' else ''}"
+        )
+        for day, stage in enumerate(stages, start=1):
+            hist.append(f"{crm_id},{stage},{1000 + n},50,2026-06-30,2026-03-{day:02d}T10:00:00.000+0000,005X")
+            if stage in ours:
+                entered[ours[stage]] = entered.get(ours[stage], 0) + 1
+    return "\n".join(opp) + "\n", "\n".join(hist) + "\n", entered
+
+
+async def test_a_salesforce_export_over_the_api_and_its_funnel(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    opportunities, history, entered = _salesforce(tag)
+    body = {
+        "source": "salesforce",
+        "process": "seven-stage",
+        "files": {"Opportunity.csv": opportunities, "OpportunityHistory.csv": history},
+        "map": MAP,
+    }
+    async with http(app_over(client)) as api:
+        dry = (await api.post("/api/v1/imports", json=body)).json()
+        assert dry["dry_run"] and dry["starts_per_stage"] == {"presentation": 4}
+        assert dry["closed"] == {"won": 4, "lost": 4} and dry["problems"] == []
+        done = await api.post("/api/v1/imports", json=body | {"dry_run": False})
+        assert done.status_code == 200, done.text
+        assert (done.json()["started"], done.json()["recorded"]) == (4, 8)
+        unmapped = await api.post(
+            "/api/v1/imports", json=body | {"dry_run": False, "map": "stages: {Prospecting: prospecting}\n"}
+        )
+        assert (unmapped.status_code, unmapped.json()["code"]) == (422, "invalid_mapping")
+        assert "CRM stage 'Discovery' is not mapped (used by 12 deals)" in unmapped.json()["message"]
+    [(_, m)] = await metrics_service.metrics(client, MetricsQuery(process="seven-stage", owner="sam"))
+    imported = {s.stage: s.entered for s in m.stages if s.entered}
+    for stage, n in entered.items():
+        assert imported.get(stage, 0) >= n, (stage, imported)
+    lost = next(s for s in m.stages if s.stage == "needs-assessment")
+    assert lost.lost_reasons.get("no-budget", 0) >= 4
+
+
+async def test_hubspot_and_pipedrive_exports_over_the_api(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    hubspot = (
+        "Record ID,Deal Name,Deal Stage,Pipeline,Deal owner,Amount,Create Date,Close Date,Closed Lost Reason,"
+        '"Date entered ""Demo (Sales)""","Date exited ""Demo (Sales)"""\n'
+        f"{tag}1,A,Demo,Sales,Kim,100,2026-04-01 09:00,,,2026-04-02 09:00,\n"
+        f"{tag}2,B,Closed Lost,Sales,Kim,100,2026-04-01 09:00,2026-04-09 09:00,Price,"
+        "2026-04-02 09:00,2026-04-09 09:00\n"
+    )
+    pipedrive = (
+        "Deal - ID,Deal - Title,Deal - Stage,Deal - Status,Deal - Deal created,Deal - Won time,Deal - Lost time,"
+        "Deal - Lost reason,Deal - Owner,Deal - Value\n"
+        f"{tag}3,C,Demo,open,2026-04-01 09:00:00,,,,Kim,50\n"
+        f"{tag}4,D,Negotiation,won,2026-04-01 09:00:00,2026-04-20 09:00:00,,,Kim,70\n"
+    )
+    async with http(app_over(client)) as api:
+        hs = await api.post(
+            "/api/v1/imports",
+            json={"source": "hubspot", "process": "seven-stage", "files": {"deals.csv": hubspot}, "map": MAP}
+            | {"pipeline": "Sales", "dry_run": False},
+        )
+        pd = await api.post(
+            "/api/v1/imports",
+            json={"source": "pipedrive", "process": "seven-stage", "files": {"deals.csv": pipedrive}, "map": MAP}
+            | {"dry_run": False},
+        )
+    assert hs.status_code == 200 and (hs.json()["started"], hs.json()["closed"]) == (1, {"lost": 1}), hs.text
+    assert pd.status_code == 200 and (pd.json()["started"], pd.json()["closed"]) == (1, {"won": 1}), pd.text
+    state = await client.logged_state(f"hubspot-{tag}1")
+    assert (state.stage, state.owner) == ("presentation", "sam")
+
+
+async def test_the_definitions_page_imports_for_ops_only(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    from client import token_service
+
+    tag = uuid.uuid4().hex[:6]
+    export = f"deal_id,stage,entered_at,owner\n{tag},prospecting,2026-05-01T09:00:00Z,rita\n"
+    app = app_over(client, policy())
+    scoped = DealflowClient(client.temporal, client.pool, client.settings, policy())
+    sessions = {}
+    for name in ("olga", "rita"):
+        token, _ = await token_service.create(scoped, name, created_by="tests")
+        browser = http(app)
+        form = await browser.get("/signin")
+        await browser.post("/signin", data={"csrf_token": csrf_of(form.text), "token": token, "next": "/definitions"})
+        sessions[name] = browser
+    try:
+        ops_page = (await sessions["olga"].get("/definitions")).text
+        assert "Import deals from a CRM" in ops_page
+        assert "Import deals from a CRM" not in (await sessions["rita"].get("/definitions")).text
+        fields = {"csrf_token": csrf_of(ops_page), "source": "csv", "process": "seven-stage", "dry_run": "1"}
+        files = {"files": ("changes.csv", export.encode(), "text/csv")}
+        preview = await sessions["olga"].post("/imports", data=fields, files=files)
+        assert preview.status_code == 200 and "Import preview" in preview.text and "prospecting" in preview.text
+        refused = await sessions["rita"].post(
+            "/imports",
+            data=fields | {"csrf_token": csrf_of((await sessions["rita"].get("/definitions")).text)},
+            files=files,
+        )
+        assert refused.status_code == 403 and "not import" in refused.text
+    finally:
+        for browser in sessions.values():
+            await browser.aclose()

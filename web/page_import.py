@@ -1,0 +1,50 @@
+"""The import form of the definitions page: a CRM export in, the report (or its dry run) out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from starlette.datastructures import UploadFile
+
+from client.api import DealflowError
+from client.import_upload import import_files
+from web.errors import status_of
+from web.identity import check_csrf, client_of
+from web.views import page_caller, render
+
+router = APIRouter(include_in_schema=False)
+
+MAX_EXPORT = 200 * 1024 * 1024  # bytes per file: a CRM's whole history fits
+
+
+async def _bytes(upload: UploadFile) -> bytes:
+    data = await upload.read(MAX_EXPORT + 1)
+    if len(data) > MAX_EXPORT:
+        raise DealflowError(f"{upload.filename} is larger than {MAX_EXPORT:,} bytes", code="invalid_request")
+    return data
+
+
+@router.post("/imports", response_class=HTMLResponse)
+async def import_page(request: Request) -> HTMLResponse:
+    caller = await page_caller(request)
+    form = await request.form()
+    check_csrf(request, str(form.get("csrf_token", "")))
+    exports = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
+    mapping = form.get("map")
+    try:
+        report = await import_files(
+            client_of(request),
+            str(form.get("source", "")),
+            {(f.filename or "").replace("\\", "/").rsplit("/", 1)[-1]: await _bytes(f) for f in exports},
+            process=str(form.get("process", "")),
+            mapping=await _bytes(mapping) if isinstance(mapping, UploadFile) and mapping.filename else None,
+            actor=caller.name,
+            dry_run=form.get("dry_run") is not None,
+            pipeline=str(form.get("pipeline", "")).strip() or None,
+            time_zone=str(form.get("time_zone", "UTC")).strip() or "UTC",
+        )
+    except DealflowError as exc:
+        return render(
+            request, "import.html", caller, status_of(exc), report=None, error=exc.message, error_code=exc.code
+        )
+    return render(request, "import.html", caller, report=report)
