@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
+
+import asyncpg
 
 from definitions.model import ProcessDefinition
 from domain.events import (
@@ -678,28 +680,31 @@ async def project(
 
 class Backfill:
     """Deals' rows from scratch, for deals the aggregates do not hold yet: the migration that adds
-    the tables, and the benchmark loader.
+    the tables, histories written to the log in bulk (`store.history_load`), and the benchmark
+    loader.
 
-    Deals are added one at a time. Their day steps go to a temporary table in chunks, and are summed
-    into the aggregates at the end with the totals (few rows, summed here).
+    Deals are added one at a time, by a pure function of their events. Their day steps and states
+    go to temporary tables in chunks and are summed into the aggregates at the end, with the
+    totals (few rows, summed here). A group not seen before gets a negative id here, and its real
+    id when the rows are written (a live append may be adding the same group meanwhile).
     """
 
     CHUNK = 200_000
 
     def __init__(self, layouts: dict[tuple[str, str], Layout], groups: dict[Group, tuple[int, int | None]]):
         self.layouts = layouts
-        self.groups = dict(groups)  # group: (gid, rollup gid)
-        self.known = {gid for gid, _ in groups.values()}
+        self.groups = dict(groups)  # group: (gid, rollup's gid)
         self.states: list[tuple[object, ...]] = []
         self.rows = Rows()
         self.staged = False
 
     @classmethod
     async def start(cls, conn: Conn) -> Backfill:
-        layouts = {
-            (r["name"], r["version"]): Layout.of(ProcessDefinition.model_validate_json(r["body"]))
-            for r in await conn.fetch("SELECT name, version, body FROM definitions")
-        }
+        layouts = {}
+        for r in await conn.fetch("SELECT name, version, content_hash FROM definitions"):
+            layout = await layout_of(conn, r["name"], r["version"])
+            if layout is not None:
+                layouts[(r["name"], r["version"])] = layout
         groups = {
             Group(*(r[c] for c in _GROUP_COLUMNS)): (r["gid"], r["rollup"])
             for r in await conn.fetch(f"SELECT gid, rollup, {', '.join(_GROUP_COLUMNS)} FROM metric_groups")
@@ -710,7 +715,7 @@ class Backfill:
         if g not in self.groups:
             r = g.rollup()
             rollup = None if r is None else self._ids(r)[0]
-            self.groups[g] = (max((gid for gid, _ in self.groups.values()), default=0) + 1, rollup)
+            self.groups[g] = (-1 - sum(gid < 0 for gid, _ in self.groups.values()), rollup)
         return self.groups[g]
 
     def add(self, deal_id: str, process: str, version: str, events: Sequence[DealEvent]) -> None:
@@ -743,45 +748,51 @@ class Backfill:
         if not self.staged:
             await conn.execute(
                 "CREATE TEMP TABLE metric_buckets_load (LIKE metric_buckets);"
-                " CREATE TEMP TABLE metric_totals_load (LIKE metric_totals)"
+                " CREATE TEMP TABLE metric_totals_load (LIKE metric_totals);"
+                " CREATE TEMP TABLE deal_metric_state_load (LIKE deal_metric_state)"
             )
             self.staged = True
         await conn.copy_records_to_table(
             "metric_buckets_load", records=self.rows.step_records(), columns=_BUCKET_COLUMNS
         )
-        await conn.copy_records_to_table("deal_metric_state", records=self.states, columns=_STATE_COLUMNS)
+        await conn.copy_records_to_table("deal_metric_state_load", records=self.states, columns=_STATE_COLUMNS)
         self.rows.steps.clear()
         self.states = []
 
     async def finish(self, conn: Conn) -> None:
-        """Add the new groups, the totals and the staged steps to the aggregates."""
-        await conn.copy_records_to_table(
-            "metric_groups",
-            records=[
-                (gid, rollup, *(getattr(g, c) for c in _GROUP_COLUMNS))
-                for g, (gid, rollup) in self.groups.items()
-                if gid not in self.known
-            ],
-            columns=("gid", "rollup", *_GROUP_COLUMNS),
-        )
-        await conn.execute(
-            "SELECT setval(pg_get_serial_sequence('metric_groups', 'gid'),"
-            " greatest((SELECT max(gid) FROM metric_groups), 1))"
-        )
+        """Add the new groups, then the totals, the staged steps and the deals' states."""
+        real: dict[int, int] = {}
+        for g, (gid, rollup) in sorted(self.groups.items(), key=lambda item: -item[1][0]):  # rollups first
+            if gid < 0:
+                real[gid] = await _group_id(conn, g, real.get(rollup, rollup) if rollup is not None else None)
+                self.groups[g] = (real[gid], real.get(rollup, rollup) if rollup is not None else None)
         await self.flush(conn, final=True)
         await conn.copy_records_to_table(
             "metric_totals_load", records=self.rows.total_records(), columns=_TOTAL_COLUMNS
         )
-        for table, columns in (("metric_totals", _TOTAL_COLUMNS), ("metric_buckets", _BUCKET_COLUMNS)):
-            key = ", ".join(columns[:-2])
+        mapping = [list(real), list(real.values())]
+        for table, columns in (
+            ("metric_totals", _TOTAL_COLUMNS),
+            ("metric_buckets", _BUCKET_COLUMNS),
+            ("deal_metric_state", _STATE_COLUMNS),
+        ):
+            if table == "deal_metric_state":
+                rest = ", ".join(columns[2:])
+                values, conflict = f"l.deal_id, coalesce(m.real, l.gid), {rest} FROM {table}_load l", ""
+            else:
+                key = ", ".join(columns[1:-2])
+                values = f"coalesce(m.real, l.gid), {key}, sum(n), sum(s) FROM {table}_load l"
+                conflict = (
+                    f" GROUP BY 1, {key} HAVING sum(n) <> 0 OR sum(s) <> 0"
+                    f" ON CONFLICT (gid, {key}) DO UPDATE SET n = t.n + EXCLUDED.n, s = t.s + EXCLUDED.s"
+                )
             await conn.execute(
-                f"INSERT INTO {table} AS m ({key}, n, s) SELECT {key}, sum(n), sum(s) FROM {table}_load"
-                f" GROUP BY {key} HAVING sum(n) <> 0 OR sum(s) <> 0"
-                f" ON CONFLICT ({key}) DO UPDATE SET n = m.n + EXCLUDED.n, s = m.s + EXCLUDED.s;"
-                f" DROP TABLE {table}_load"
+                f"INSERT INTO {table} AS t ({', '.join(columns)}) SELECT {values}"
+                " LEFT JOIN unnest($1::int[], $2::int[]) AS m(local, real) ON m.local = l.gid" + conflict,
+                *mapping,
             )
+            await conn.execute(f"DROP TABLE {table}_load")
         self.staged = False
-        self.known = {gid for gid, _ in self.groups.values()}
         self.rows.totals.clear()
 
 
@@ -790,13 +801,11 @@ _BUCKET_COLUMNS = ("gid", "sb", "eb", "kind", "stage", "detail", "x", "n", "s")
 _STATE_COLUMNS = ("deal_id", "gid", "started_at", "value", "touches", "cadence", "last_at")
 
 
-async def rebuild(conn: Conn) -> int:
-    """Recompute the aggregates from the log (the migration that adds them); return the deals."""
-    await conn.execute("TRUNCATE metric_totals, metric_buckets, deal_metric_state, metric_groups RESTART IDENTITY")
-    fill = await Backfill.start(conn)
+async def _add_logged(conn: Conn, fill: Backfill, rows: AsyncIterator[asyncpg.Record]) -> None:
+    """Add the deals whose events `rows` holds (deal_id, process, version, payload; by deal, in order)."""
     deal: tuple[str, str, str] | None = None
     events: list[DealEvent] = []
-    async for r in conn.cursor("SELECT deal_id, process, version, payload FROM deal_events ORDER BY deal_id, seq"):
+    async for r in rows:
         if deal is None or r["deal_id"] != deal[0]:
             if deal is not None:
                 fill.add(*deal, events)
@@ -807,4 +816,25 @@ async def rebuild(conn: Conn) -> int:
     if deal is not None:
         fill.add(*deal, events)
     await fill.finish(conn)
+
+
+async def rebuild(conn: Conn) -> int:
+    """Recompute the aggregates from the log (the migration that adds them); return the deals."""
+    await conn.execute("TRUNCATE metric_totals, metric_buckets, deal_metric_state, metric_groups RESTART IDENTITY")
+    rows = conn.cursor("SELECT deal_id, process, version, payload FROM deal_events ORDER BY deal_id, seq")
+    await _add_logged(conn, await Backfill.start(conn), rows.__aiter__())
     return int(await conn.fetchval("SELECT count(*) FROM deal_metric_state"))
+
+
+async def add_logged(conn: Conn, deal_ids: Sequence[str]) -> None:
+    """Add deals whose whole histories were just written to the log in bulk (in this transaction)."""
+
+    async def rows() -> AsyncIterator[asyncpg.Record]:
+        for r in await conn.fetch(
+            "SELECT deal_id, process, version, payload FROM deal_events WHERE deal_id = ANY($1::text[])"
+            " ORDER BY deal_id, seq",
+            list(deal_ids),
+        ):
+            yield r
+
+    await _add_logged(conn, await Backfill.start(conn), rows())

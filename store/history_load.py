@@ -1,5 +1,6 @@
 """Whole deal histories written to the log in bulk: hash-chained rows and the projections they
-imply (the deal's row, its stage visits), by COPY in the caller's transaction.
+imply (the deal's row, its stage visits, the metric aggregates), by COPY in the caller's
+transaction.
 
 For deals whose every event is already known and that no workflow runs: closed deals brought
 over from a CRM, and the benchmarks' generated deals. Each deal's chain starts at genesis, as any
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from domain.activity_io import DealSnapshot
 from domain.events import DealEvent, DealStarted
 from domain.state import fold
+from store import aggregates
 from store.deals import DEAL_COLUMNS
 from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
 from store.visits import VISIT_COLUMNS, Conn, DealVisits, advance, visit_records
@@ -96,6 +98,8 @@ async def load_rows(conn: Conn, written: Rows) -> int:
     await conn.copy_records_to_table("deal_events", records=written.log, columns=LOG_COLUMNS)
     await conn.copy_records_to_table("deals", records=written.deals, columns=DEAL_COLUMNS)
     await conn.copy_records_to_table("stage_visits", records=written.visits, columns=VISIT_COLUMNS)
+    # and the metric aggregates, from the rows just written, as the migration that adds them does
+    await aggregates.add_logged(conn, [str(d[0]) for d in written.deals])
     return len(written.log)
 
 
