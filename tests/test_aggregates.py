@@ -18,7 +18,7 @@ from definitions.model import ProcessDefinition
 from domain.activity_io import AppendEvents, DealSnapshot
 from domain.events import DealEvent, DealStarted, MigratedToVersion, TouchSent
 from domain.state import fold
-from store import event_log
+from store import event_log, history_load
 from store.aggregates import (
     COARSE,
     HISTOGRAMS,
@@ -33,6 +33,7 @@ from store.aggregates import (
     notices,
     step,
 )
+from store.history_load import History
 from store.visits import DealVisits, advance
 
 
@@ -213,3 +214,26 @@ async def test_appends_in_pieces_with_retries_hold_what_a_rebuild_computes(
         f"{d.name}-%",
     )
     assert sorted(tuple(r) for r in states) == sorted((s[0], *s[2:]) for s in fill.states)
+
+
+async def test_histories_written_in_bulk_add_their_aggregates(
+    pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition]
+) -> None:
+    """Imported closed deals go to the log by COPY (`store.history_load`), not through the append:
+    their aggregates are added in the same transaction, as a rebuild computes them."""
+    d = _seven(f"bulk-{uuid.uuid4().hex[:6]}")
+    await _deploy(pool, d, "v1")
+    rng = random.Random(17)
+    deals = [simulate(d, "v1", f"{d.name}-{i:03d}", rng) for i in range(120)]
+    async with pool.acquire() as conn, conn.transaction():
+        await history_load.load(conn, [History(str(fold(e).deal_id), d.name, "v1", e) for e in deals[:60]])
+    async with pool.acquire() as conn, conn.transaction():
+        await history_load.load(conn, [History(str(fold(e).deal_id), d.name, "v1", e) for e in deals[60:]])
+    fill = Backfill({(d.name, "v1"): Layout.of(d)}, {})
+    for events in deals:
+        fill.add(str(fold(events).deal_id), d.name, "v1", events)
+    for table in ("metric_totals", "metric_buckets"):
+        held, expected = await _held(pool, d.name, table), _expected(fill, table)
+        assert held.keys() == expected.keys(), table
+        assert all(held[k][0] == expected[k][0] and abs(held[k][1] - expected[k][1]) < 1e-6 for k in held), table
+    assert await pool.fetchval("SELECT count(*) FROM deal_metric_state WHERE deal_id LIKE $1", f"{d.name}-%") == 120
