@@ -17,7 +17,6 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from client import board_service, deal_view
 from client.api import DealflowClient, NotFound, Refused
-from client.output import duration_text
 from domain.commands import ActionResult
 from domain.events import ProposalGenerated
 from web.errors import status_of
@@ -121,9 +120,7 @@ async def _deal_page(
     view = await deal_view.view(c, deal_id, actor=caller.name, claim=caller.claim, min_seq=min_seq)
     # one id for the page's forms: a form sent twice (a double click, a resent POST) is one request
     request_id = str(uuid.uuid4())
-    return render(
-        request, "deal.html", caller, status, view=view, duration=duration_text, request_id=request_id, **context
-    )
+    return render(request, "deal.html", caller, status, view=view, request_id=request_id, **context)
 
 
 @router.get("/deals/{deal_id}", response_class=HTMLResponse)

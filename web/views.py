@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from client.access import ALLOWED, Permission
+from client.api import Unauthenticated
 from web.identity import Caller, csrf_token, identify
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -30,8 +31,6 @@ class SignInRequired(Exception):
 
 
 async def page_caller(request: Request) -> Caller:
-    from client.api import Unauthenticated
-
     try:
         return await identify(request)
     except Unauthenticated as exc:
