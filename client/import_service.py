@@ -12,8 +12,9 @@ import asyncio
 import multiprocessing
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,7 +25,6 @@ from crm import mapping as mappings
 from crm import sources
 from crm.plan import ImportPlan, PlannedDeal, plan
 from crm.table import ExportError
-from crm.table import read as read_table
 from definitions.loader import PinnedDefinition
 from domain.events import DealImported
 from domain.imports import history_events, outcome_events
@@ -88,8 +88,7 @@ async def read(
             parsed = sources.generic(files[0], tz)
     except (ExportError, mappings.MappingError) as exc:
         raise Refused(str(exc), code="invalid_export") from None
-    described = [{"file": Path(f).name, "sha256": read_table(f).sha256} for f in files]
-    return plan(parsed, mapping, pinned, source=source, mapping_name=mapping_name), described
+    return plan(parsed, mapping, pinned, source=source, mapping_name=mapping_name), parsed.files
 
 
 async def run(
@@ -110,6 +109,7 @@ async def run(
         )
     done = await imports.already(c.pool, the_plan.source, [d.crm_id for d in the_plan.deals])
     todo = [d for d in the_plan.deals if d.crm_id not in done]
+    remaining = the_plan.model_copy(update={"deals": todo})
     report = ImportReport(
         import_id=None,
         dry_run=dry_run,
@@ -117,8 +117,8 @@ async def run(
         process=the_plan.process,
         version=the_plan.version,
         rows=the_plan.rows,
-        starts_per_stage=_per_stage([d for d in todo if d.outcome is None]),
-        closed=_outcomes([d for d in todo if d.outcome is not None]),
+        starts_per_stage=remaining.starts_per_stage(),
+        closed=remaining.outcomes(),
         already_imported=len(done),
         started=0,
         recorded=0,
@@ -137,10 +137,10 @@ async def run(
         files=files,
         by=actor,
     )
-    closed = [d for d in todo if d.outcome is not None]
+    closed = remaining.closed
     if closed:
         await _record_all_closed(c, the_plan, closed, import_id, report, progress)
-    opened = [d for d in todo if d.outcome is None]
+    opened = remaining.open
     gate = asyncio.Semaphore(OPEN_AT_ONCE)
 
     async def start(deal: PlannedDeal) -> None:
@@ -153,21 +153,6 @@ async def run(
     await asyncio.gather(*(start(d) for d in opened))
     await imports.finish(c.pool, import_id, report.model_dump(include={"started", "recorded", "already_imported"}))
     return report
-
-
-def _per_stage(deals: list[PlannedDeal]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for d in deals:
-        counts[d.stage] = counts.get(d.stage, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def _outcomes(deals: list[PlannedDeal]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for d in deals:
-        assert d.outcome is not None
-        counts[d.outcome.status] = counts.get(d.outcome.status, 0) + 1
-    return counts
 
 
 def build_closed(pinned: PinnedDefinition, batch: list[PlannedDeal]) -> list[history_load.History]:
@@ -205,19 +190,25 @@ async def _record_all_closed(
 ) -> None:
     pinned = await c.definition(the_plan.process, the_plan.version)
     batches = [closed[i : i + CLOSED_BATCH] for i in range(0, len(closed), CLOSED_BATCH)]
-    if len(batches) == 1:  # not worth starting processes for
-        report.recorded += await _record_closed(c, the_plan, closed, _build_rows(pinned, closed), import_id, report)
-        if progress:
-            progress("closed deals recorded", report.recorded, len(closed))
-        return
-    loop = asyncio.get_running_loop()
-    workers = min(len(batches), os.cpu_count() or 1)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        built = [loop.run_in_executor(pool, _build_rows, pinned, batch) for batch in batches]
+    with ExitStack() as stack:
+        if len(batches) > 1:  # one batch is not worth starting processes for
+            workers = min(len(batches), os.cpu_count() or 1)
+            context = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=context))
+            loop = asyncio.get_running_loop()
+            built: list[Awaitable[history_load.Rows]] = [
+                loop.run_in_executor(pool, _build_rows, pinned, batch) for batch in batches
+            ]
+        else:
+            built = [_built_here(pinned, closed)]
         for batch, rows in zip(batches, built, strict=True):
             report.recorded += await _record_closed(c, the_plan, batch, await rows, import_id, report)
             if progress:
                 progress("closed deals recorded", report.recorded, len(closed))
+
+
+async def _built_here(pinned: PinnedDefinition, batch: list[PlannedDeal]) -> history_load.Rows:
+    return _build_rows(pinned, batch)
 
 
 async def _record_closed(

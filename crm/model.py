@@ -66,3 +66,4 @@ class Parsed(BaseModel):
     deals: list[CrmDeal]
     problems: list[Problem]
     rows: int  # data rows read, headers not counted
+    files: list[dict[str, str]]  # each file read: its name and the SHA-256 of its bytes

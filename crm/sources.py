@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from crm.dates import BadInstant, parse_amount, parse_instant
 from crm.model import CrmDeal, Origin, Parsed, Problem, Source, StageChange
-from crm.table import Row, read
+from crm.table import Row, Table, read
 
 TRUE = {"true", "1", "yes"}
 
@@ -95,9 +96,10 @@ def _check_order(deal: CrmDeal, problems: list[Problem]) -> bool:
     return True
 
 
-def _finish(deals: list[CrmDeal], problems: list[Problem], rows: int) -> Parsed:
+def _finish(deals: list[CrmDeal], problems: list[Problem], *tables: Table) -> Parsed:
     kept = [d for d in deals if _check_order(d, problems)]
-    return Parsed(deals=kept, problems=problems, rows=rows)
+    files = [{"file": Path(t.path).name, "sha256": t.sha256} for t in tables]
+    return Parsed(deals=kept, problems=problems, rows=sum(len(t.rows) for t in tables), files=files)
 
 
 def salesforce(opportunities: str, history_csv: str, zone: ZoneInfo) -> Parsed:
@@ -169,7 +171,7 @@ def salesforce(opportunities: str, history_csv: str, zone: ZoneInfo) -> Parsed:
                 history=history,
             )
         )
-    return _finish(deals, problems, len(opp.rows) + len(hist.rows))
+    return _finish(deals, problems, opp, hist)
 
 
 def hubspot(deals_csv: str, pipeline: str, zone: ZoneInfo) -> Parsed:
@@ -227,7 +229,7 @@ def hubspot(deals_csv: str, pipeline: str, zone: ZoneInfo) -> Parsed:
         problems.append(
             Problem(where=table.path, message=f"no deal of pipeline {pipeline!r} (it has: {', '.join(pipelines)})")
         )
-    return _finish(deals, problems, len(table.rows))
+    return _finish(deals, problems, table)
 
 
 def pipedrive(deals_csv: str, zone: ZoneInfo) -> Parsed:
@@ -281,7 +283,7 @@ def pipedrive(deals_csv: str, zone: ZoneInfo) -> Parsed:
                 history=history,
             )
         )
-    return _finish(deals, problems, len(table.rows))
+    return _finish(deals, problems, table)
 
 
 GENERIC_COLUMNS = {"deal_id", "stage", "entered_at", "owner", "value", "name", "lost_reason"}
@@ -359,7 +361,7 @@ def generic(stage_changes: str, zone: ZoneInfo) -> Parsed:
                 origin=rows[0].origin,
             )
         )
-    return _finish(deals, problems, len(table.rows))
+    return _finish(deals, problems, table)
 
 
 READERS: dict[str, Callable[..., Parsed]] = {
