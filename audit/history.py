@@ -91,29 +91,54 @@ def append_receipt(event: HistoryEvent) -> AppendReceipt | None:
     return _with_events(marker.details["result"].payloads, AppendReceipt, "events")
 
 
-def in_flight(histories: list[WorkflowHistory]) -> set[int]:
-    """The events of appends Temporal has scheduled but not yet seen complete: the log may or
-    may not hold them yet (an append commits before its activity reports back)."""
-    pending: set[int] = set()
-    for history in histories:
-        if workflow_type(history) != "Deal":
+CLOSED = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+}
+
+
+def own_runs(histories: list[WorkflowHistory]) -> list[WorkflowHistory]:
+    """The runs of the deal itself. `fetch_deal` lists them first, then its children; a rebuy
+    follow-on is a child Deal workflow, a deal of its own with a log of its own, so its events
+    are never taken for the parent's."""
+    deals = [h for h in histories if workflow_type(h) == "Deal"]
+    return [h for h in deals if h.workflow_id == deals[0].workflow_id] if deals else []
+
+
+def pending_appends(histories: list[WorkflowHistory]) -> dict[str, list[int]]:
+    """The appends Temporal has scheduled but not yet seen complete, by activity id, with their
+    events: the log may or may not hold them yet (an append commits before its activity reports
+    back). Only a run still open has any: a closed run's unfinished append never will finish."""
+    pending: dict[str, list[int]] = {}
+    for history in own_runs(histories):
+        if history.events and history.events[-1].event_type in CLOSED:
             continue
-        scheduled: dict[int, list[int]] = {}
+        scheduled: dict[int, tuple[str, list[int]]] = {}
         for e in history.events:
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 attrs = e.activity_task_scheduled_event_attributes
                 if attrs.activity_type.name == APPEND_EVENTS:
                     batch = _with_events(attrs.input.payloads, AppendEvents, "events")
-                    scheduled[e.event_id] = [ev.seq for ev in batch.events]
+                    scheduled[e.event_id] = (attrs.activity_id, [ev.seq for ev in batch.events])
             elif e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
                 scheduled.pop(e.activity_task_completed_event_attributes.scheduled_event_id, None)
-        pending.update(seq for seqs in scheduled.values() for seq in seqs)
+        pending.update(scheduled.values())
     return pending
 
 
+def in_flight(histories: list[WorkflowHistory]) -> set[int]:
+    """The events of the appends `pending_appends` finds."""
+    return {seq for seqs in pending_appends(histories).values() for seq in seqs}
+
+
 def deal_events(histories: list[WorkflowHistory]) -> list[DealEvent]:
-    """The deal's events as Temporal recorded them, over all of its runs (cadences left out)."""
-    found = {e.seq: e for h in histories if workflow_type(h) == "Deal" for e in events_in(h)}
+    """The deal's events as Temporal recorded them, over all of its runs (cadences and follow-on
+    deals left out)."""
+    found = {e.seq: e for h in own_runs(histories) for e in events_in(h)}
     return [found[s] for s in sorted(found)]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -55,9 +55,10 @@ from domain.commands import (
 from domain.events import DealEvent
 from domain.imports import ImportedHistory
 from domain.state import DealState, fold
-from store import access_log, event_log, experiments, registry
+from store import access_log, event_log, experiments, log_failures, registry
 from store.db import StoreUnavailable, connect_pool
 from store.deals import DealRow, LinkedDeal, chain, list_deals, running_on
+from store.log_failures import AppendFailure
 from store.migrations import migrate
 from worker.connect import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
@@ -116,11 +117,20 @@ class OutcomeUnknown(DealflowError):
         self.request_id = request_id
 
 
+class LogLagging(Unavailable):
+    """Temporal holds a deal whose log does not: its appends keep failing (store.log_failures)."""
+
+    code = "log_lagging"
+
+
 class DealStatus(BaseModel):
     state: DealState
     missing_facts: list[MissingFact]
     process_ref: str
     running: bool
+    log_failure: AppendFailure | None = Field(
+        default=None, description="set while the deal's later events are missing from the log: their append fails"
+    )
 
 
 class StartedDeal(BaseModel):
@@ -653,6 +663,7 @@ class DealflowClient:
             missing_facts=decide.missing_facts(pinned.definition, state),
             process_ref=pinned.ref,
             running=not state.may_end,
+            log_failure=await log_failures.of_deal(self.pool, deal_id),
         )
 
     async def events(self, deal_id: str, *, min_seq: int = 0, within: float = 5.0) -> list[DealEvent]:
@@ -662,6 +673,9 @@ class DealflowClient:
         await self._until_logged(deal_id, min_seq, within)
         events = await event_log.read(self.pool, deal_id)
         if not events:
+            failure = await log_failures.of_deal(self.pool, deal_id)
+            if failure is not None:
+                raise LogLagging(f"deal {deal_id!r} is in Temporal's history but not in the log: {failure.describe()}")
             raise NotFound(f"no deal {deal_id!r}", code="unknown_deal")
         return events
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import WorkflowHistory
 
 from audit import bundle as bundles
 from audit.history import AuditError, deal_events, in_flight, load_json
@@ -35,23 +35,19 @@ def _files(paths: list[str] | None) -> list[tuple[list[WorkflowHistory], dict[st
         raise DealflowError(str(exc), code="unreadable") from None
 
 
-async def _deal_ids(temporal: Client, args: argparse.Namespace) -> list[str]:
+async def _deal_ids(c: DealflowClient, args: argparse.Namespace, *, log_too: bool) -> list[str]:
+    """The deals named, or with --all those Temporal lists, and with `log_too` the log's as well."""
     if not args.all:
         return list(args.deal_ids)
-    query = 'WorkflowType = "Deal"'
-    if args.process:
-        query += f' AND ProcessName = "{args.process}"'
-    if args.since:
-        query += f' AND StartTime >= "{args.since.isoformat()}"'
-    ids = {w.id.removeprefix("deal-") async for w in temporal.list_workflows(query)}
-    return sorted(ids)
+    choose = audit_service.deals_to_verify if log_too else audit_service.deals_in_temporal
+    return await choose(c, process=args.process, since=args.since)
 
 
 async def run_replay(args: argparse.Namespace) -> None:
     histories = [h for hs, _ in _files(args.from_json) for h in hs]
     if args.deal_ids or args.all:
         async with await DealflowClient.connect() as c:
-            for deal in await _deal_ids(c.temporal, args):
+            for deal in await _deal_ids(c, args, log_too=False):
                 histories += await audit_service.histories(c, deal)
     if not histories:
         raise DealflowError("nothing to replay: no deal matched and no file held a history", code="not_found")
@@ -124,7 +120,7 @@ async def run_verify(args: argparse.Namespace) -> None:
         )
     if args.deal_ids or args.all:
         async with await DealflowClient.connect() as c:
-            for deal in await _deal_ids(c.temporal, args):
+            for deal in await _deal_ids(c, args, log_too=True):
                 verdicts.append(await audit_service.verify_running(c, deal))
     if not verdicts:
         raise DealflowError("nothing to verify: no deal matched", code="not_found")
@@ -137,6 +133,7 @@ async def run_verify(args: argparse.Namespace) -> None:
                     "log_events": v.log_events,
                     "history_events": v.history_events,
                     "problems": v.problems,
+                    "findings": [f.as_dict() for f in v.findings],
                     "notes": v.notes,
                 }
                 for v in verdicts

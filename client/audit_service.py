@@ -14,12 +14,14 @@ from typing import Any
 from temporalio.client import WorkflowHistory
 
 from audit import bundle as bundles
-from audit.history import AuditError, deal_events, fetch_deal, in_flight
+from audit.history import AuditError, deal_events, fetch_deal, pending_appends
 from audit.timeline import Entry, logged_timeline, timeline
-from audit.verify import LogRow, Verdict, check_chain, verify
+from audit.verify import Finding, LogRow, Verdict, check_chain, verify
 from client.api import DealflowClient, DealflowError, NotFound
+from domain.commands import workflow_id
+from domain.events import DealImported
 from domain.state import DealState, as_of
-from store import access_log, imports
+from store import access_log, event_log, imports
 from store.access_log import Refusal
 
 
@@ -68,23 +70,103 @@ async def state_as_of(c: DealflowClient, deal_id: str, at: datetime) -> DealStat
 
 async def verify_running(c: DealflowClient, deal_id: str) -> Verdict:
     """Verify a deal that may be running: the log is read before and after its history, so that
-    what is appended meanwhile is neither missed nor taken for a forgery."""
+    what is appended meanwhile is neither missed nor taken for a forgery.
+
+    An append Temporal has scheduled and not seen complete counts as in flight only while its
+    first attempt runs: one that has failed before is why the log lacks those events, and they
+    are reported as missing, with the append's last failure.
+    """
     earlier = await log_rows(c, deal_id)
     try:
         found = await histories(c, deal_id)
     except NotFound:
-        origin = await _imported_closed(c, deal_id)
-        if origin is None:
+        if not earlier and await _imported_closed(c, deal_id) is None:
             raise
-        # no workflow ever ran it: its chain is all there is to verify, and where it came from
-        verdict = Verdict(deal_id, len(earlier), 0, check_chain(earlier))
-        verdict.notes.append(
-            f"imported closed deal: no Temporal history; from {origin['source']} file {origin['file']} "
-            f"(SHA-256 {origin['sha256']}), row {origin['row_number']}, by {origin['started_by']}"
-        )
-        return verdict
+        return await _verify_unrun(c, deal_id, earlier)
     rows = await log_rows(c, deal_id)
-    return verify(deal_id, rows, deal_events(found), in_flight=in_flight(found), earlier=earlier)
+    pending = pending_appends(found)
+    failing = await _failing_appends(c, deal_id, set(pending)) if pending else {}
+    moving = {seq for aid, seqs in pending.items() if aid not in failing for seq in seqs}
+    verdict = verify(deal_id, rows, deal_events(found), in_flight=moving, earlier=earlier)
+    for aid, why in failing.items():
+        verdict.notes.append(f"the append of seqs {min(pending[aid])}..{max(pending[aid])} is failing: {why}")
+    if moving:
+        verdict.notes.append(f"{len(moving)} events are being appended now (the append's first attempt)")
+    return verdict
+
+
+async def _failing_appends(c: DealflowClient, deal_id: str, activity_ids: set[str]) -> dict[str, str]:
+    """Of the deal's pending appends, those that have failed at least once, with their last failure."""
+    described = await c.temporal.get_workflow_handle(workflow_id(deal_id)).describe()
+    out = {}
+    for pending in described.raw_description.pending_activities:
+        if pending.activity_id in activity_ids and pending.attempt > 1:
+            failure = pending.last_failure.message if pending.HasField("last_failure") else "no failure recorded"
+            out[pending.activity_id] = f"attempt {pending.attempt}, last failure: {failure}"
+    return out
+
+
+async def _verify_unrun(c: DealflowClient, deal_id: str, rows: list[LogRow]) -> Verdict:
+    """A deal the log holds and Temporal does not: a closed deal imported from a CRM is checked
+    against its chain and the import's record of it; any other is a finding."""
+    origin = await _imported_closed(c, deal_id)
+    verdict = Verdict(deal_id, len(rows), 0, check_chain(rows))
+    if origin is None:
+        why = f"the log holds {len(rows)} events of this deal, but Temporal has no history of it and no import made it"
+        verdict.findings.append(Finding("no_history", why, tuple(r.seq for r in rows)))
+        return verdict
+    verdict.findings += imported_findings(rows, origin)
+    verdict.notes.append(
+        f"imported closed deal: no Temporal history; from {origin['source']} file {origin['file']} "
+        f"(SHA-256 {origin['sha256']}), row {origin['row_number']}, by {origin['started_by']}"
+    )
+    return verdict
+
+
+def imported_findings(rows: list[LogRow], origin: dict[str, Any]) -> list[Finding]:
+    """Where the log of an imported closed deal departs from what the import recorded: the
+    source row its DealImported event names, and the length and last hash of the chain it wrote."""
+    out = []
+    marker = next((e for e in (r.event() for r in rows) if isinstance(e, DealImported)), None)
+    told = (origin["source"], origin["crm_id"], origin["file"], origin["sha256"], origin["row_number"])
+    if marker is None:
+        out.append(Finding("import_record", "no DealImported event in the log, though an import recorded this deal"))
+    elif (marker.source, marker.crm_id, marker.file, marker.sha256, marker.row) != told:
+        why = (
+            f"seq {marker.seq}: DealImported names {marker.source} {marker.crm_id} in {marker.file} row {marker.row}, "
+            f"the import recorded {told[0]} {told[1]} in {told[2]} row {told[4]}"
+        )
+        out.append(Finding("import_record", why, (marker.seq,)))
+    if origin.get("head_hash") is not None:
+        last = max(rows, key=lambda r: r.seq, default=None)
+        head = (last.seq, last.hash) if last else (0, None)
+        if head != (origin["events"], origin["head_hash"]):
+            why = (
+                f"the import wrote {origin['events']} events ending in hash {origin['head_hash'][:12]}; "
+                f"the log holds {head[0]} ending in {(head[1] or '-')[:12]} (rewritten?)"
+            )
+            out.append(Finding("import_record", why, (head[0],)))
+    return out
+
+
+async def deals_in_temporal(
+    c: DealflowClient, *, process: str | None = None, since: datetime | None = None
+) -> list[str]:
+    """The deals whose workflows Temporal lists (of a process, started since an instant)."""
+    query = 'WorkflowType = "Deal"'
+    if process:
+        query += f' AND ProcessName = "{process}"'
+    if since:
+        query += f' AND StartTime >= "{since.isoformat()}"'
+    return sorted({w.id.removeprefix("deal-") async for w in c.temporal.list_workflows(query)})
+
+
+async def deals_to_verify(c: DealflowClient, *, process: str | None = None, since: datetime | None = None) -> list[str]:
+    """Every deal Temporal or the log knows, open or closed, imported or not: a deal missing
+    from either side is one verify must see."""
+    ids = set(await deals_in_temporal(c, process=process, since=since))
+    ids.update(await event_log.deal_ids(c.pool, process=process, since=since))
+    return sorted(ids)
 
 
 async def export(c: DealflowClient, deal_id: str) -> dict[str, Any]:

@@ -164,6 +164,8 @@ async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
             print(f"  --fact {f.fact}=<{f.type}>{options}  {f.question}")
     for stage, facts in s.facts.items():
         print(f"facts from {stage}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+    if status.log_failure is not None:
+        print(f"WARNING: {status.log_failure.describe()}")
     if status.running:
         window = c.log_flush_seconds
         print(f"as of event {s.last_seq} in the log (a running deal's log trails it by up to {window:g} s)")

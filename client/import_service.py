@@ -227,7 +227,8 @@ async def _record_closed(
             report.problems.append(f"{deal.history.file}:{deal.history.row}: deal {deal.deal_id} already exists")
     if taken:
         rows = rows.without(taken)
-    marks = [_mark(the_plan, d, import_id, "closed") for d in batch if d.deal_id not in taken]
+    heads = rows.heads()
+    marks = [_mark(the_plan, d, import_id, "closed", heads[d.deal_id]) for d in batch if d.deal_id not in taken]
     async with c.pool.acquire() as conn, conn.transaction():
         await history_load.load_rows(conn, rows)
         await imports.record(conn, marks)
@@ -235,10 +236,13 @@ async def _record_closed(
 
 
 def _mark(
-    the_plan: ImportPlan, deal: PlannedDeal, import_id: str, kind: str
-) -> tuple[str, str, str, str, str, str, str, int]:
+    the_plan: ImportPlan, deal: PlannedDeal, import_id: str, kind: str, head: tuple[int, str] | None = None
+) -> imports.Mark:
+    """The import's record of a deal; for a closed one, the length and last hash of the chain
+    it wrote, which `audit verify` checks the log against."""
     h = deal.history
-    return (the_plan.source, deal.crm_id, deal.deal_id, import_id, kind, h.file, h.sha256, h.row)
+    events, head_hash = head if head is not None else (None, None)
+    return (the_plan.source, deal.crm_id, deal.deal_id, import_id, kind, h.file, h.sha256, h.row, events, head_hash)
 
 
 async def _start_open(
@@ -263,8 +267,8 @@ async def _start_open(
         # an earlier run started it and stopped before recording it: record it now
     async with c.pool.acquire() as conn:
         await conn.execute(
-            "INSERT INTO imported_deals (source, crm_id, deal_id, import_id, kind, file, sha256, row_number)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, crm_id) DO NOTHING",
+            "INSERT INTO imported_deals (source, crm_id, deal_id, import_id, kind, file, sha256, row_number, events,"
+            " head_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (source, crm_id) DO NOTHING",
             *_mark(the_plan, deal, import_id, "open"),
         )
     return True

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from definitions.loader import PinnedDefinition
 from definitions.model import Cadence
 from domain.access import Claim
-from domain.events import BuyerResponseKind, DealEvent, Facts
+from domain.events import BuyerResponseKind, DealEvent
 from domain.imports import ImportedHistory
+from domain.limits import FactsInput, FieldsInput, Kinds, Name, Note
 from domain.state import DealState, Status
 
 
@@ -24,36 +25,36 @@ class _Payload(BaseModel):
 
 
 class Command(_Payload):
-    request_id: str = Field(min_length=1, max_length=200)
-    actor: str = Field(min_length=1, max_length=200)
-    expected_stage: str | None = None
+    request_id: Name
+    actor: Name
+    expected_stage: Name | None = None
     claim: Claim | None = None  # the actor's role and team, when access control is configured
 
 
 class CompleteStage(Command):
-    stage: str = Field(min_length=1)
-    facts: Facts = {}
+    stage: Name
+    facts: FactsInput = {}
 
 
 class MoveStage(Command):
-    to: str = Field(min_length=1)
-    reason: str | None = None
+    to: Name
+    reason: Note | None = None
 
 
 class WinDeal(Command):
-    facts: Facts = {}
-    rebuy: list[str] = Field(default=[], description="follow-on kinds to schedule (the definition's rebuy)")
+    facts: FactsInput = {}
+    rebuy: Kinds = Field(default=[], description="follow-on kinds to schedule (the definition's rebuy)")
 
 
 class LoseDeal(Command):
-    reason: str = Field(min_length=1)
-    note: str | None = None
-    facts: Facts = {}  # of the current stage, those known at the loss; none is required
+    reason: Name
+    note: Note | None = None
+    facts: FactsInput = {}  # of the current stage, those known at the loss; none is required
 
 
 class RecordResponse(Command):
     kind: BuyerResponseKind = "replied"
-    note: str | None = None
+    note: Note | None = None
 
 
 class MigrateDeal(Command):
@@ -64,9 +65,9 @@ class MigrateDeal(Command):
     against one version is never applied to a deal that has since moved on.
     """
 
-    from_version: str = Field(min_length=1)
+    from_version: Name
     to: PinnedDefinition
-    stage_map: dict[str, str] = {}
+    stage_map: dict[Name, Name] = {}
 
 
 class ActionResult(_Payload):
@@ -102,14 +103,14 @@ def workflow_id(deal_id: str) -> str:
 
 class StartDeal(_Payload):
     deal_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-    owner: str = Field(min_length=1, max_length=200)
-    actor: str = Field(min_length=1, max_length=200)
-    value: float | None = Field(default=None, ge=0)
-    fields: dict[str, str] = {}
-    experiment: str | None = None
-    follows: str | None = None
-    follow_kind: str | None = None
-    team: str | None = None
+    owner: Name
+    actor: Name
+    value: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    fields: FieldsInput = {}
+    experiment: Name | None = None
+    follows: Name | None = None
+    follow_kind: Name | None = None
+    team: Name | None = None
     # a deal brought over from a CRM export, started at the stage it had reached there
     imported: ImportedHistory | None = None
 

@@ -21,12 +21,12 @@ from domain.events import (
     DealLost,
     DealStarted,
     DealWon,
-    Facts,
     MovedBack,
     StageCompleted,
     StageEntered,
     StageSkipped,
 )
+from domain.limits import FactsInput, Name, Text
 
 IMPORT_ACTOR = "import"
 IMPORT_REASON = "as recorded in the imported history"
@@ -35,18 +35,18 @@ IMPORT_REASON = "as recorded in the imported history"
 class ImportedVisit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    stage: str
+    stage: Name
     entered_at: datetime
-    facts: Facts = {}  # recorded when the stage was completed
+    facts: FactsInput = {}  # recorded when the stage was completed
 
 
 class ImportedHistory(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: str
-    crm_id: str
-    file: str
-    sha256: str
+    source: Name
+    crm_id: Name
+    file: Text
+    sha256: Name
     row: int
     created_at: datetime
     visits: list[ImportedVisit] = Field(min_length=1)
@@ -57,7 +57,7 @@ class ImportedOutcome(BaseModel):
 
     status: Literal["won", "lost"]
     at: datetime
-    reason: str | None = None  # a lost deal's, one of the definition's reasons
+    reason: Name | None = None  # a lost deal's, one of the definition's reasons
 
 
 class _Seq:

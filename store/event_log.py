@@ -246,3 +246,30 @@ async def last_seq(pool: asyncpg.Pool, deal_id: str) -> int:
 async def count(pool: asyncpg.Pool, deal_id: str | None = None) -> int:
     value = await pool.fetchval("SELECT count(*) FROM deal_events WHERE $1::text IS NULL OR deal_id = $1", deal_id)
     return int(value)
+
+
+# every deal id in the log, by walking the primary key from one deal to the next: one index probe
+# per deal rather than a scan of every event
+_ALL_DEALS = """
+WITH RECURSIVE ids AS (
+    (SELECT deal_id FROM deal_events ORDER BY deal_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.deal_id FROM deal_events e WHERE e.deal_id > ids.deal_id ORDER BY e.deal_id LIMIT 1)
+    FROM ids WHERE ids.deal_id IS NOT NULL
+)
+SELECT deal_id FROM ids WHERE deal_id IS NOT NULL
+"""
+_SOME_DEALS = """
+SELECT DISTINCT deal_id FROM deal_events
+WHERE ($1::text IS NULL OR process = $1)
+  AND ($2::timestamptz IS NULL OR deal_id IN (SELECT deal_id FROM deal_events WHERE seq = 1 AND occurred_at >= $2))
+"""
+
+
+async def deal_ids(pool: asyncpg.Pool, *, process: str | None = None, since: datetime | None = None) -> list[str]:
+    """The deals the log holds any event of (of a process; whose first event is since an instant)."""
+    if process is None and since is None:
+        rows = await pool.fetch(_ALL_DEALS)
+    else:
+        rows = await pool.fetch(_SOME_DEALS, process, since)
+    return [r["deal_id"] for r in rows]

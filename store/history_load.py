@@ -82,6 +82,14 @@ class Rows:
     def without(self, deal_ids: set[str]) -> Rows:
         return Rows(*([r for r in part if r[0] not in deal_ids] for part in (self.log, self.deals, self.visits)))
 
+    def heads(self) -> dict[str, tuple[int, str]]:
+        """Each deal's number of events and the hash that ends its chain (rows are in seq order)."""
+        out: dict[str, tuple[int, str]] = {}
+        for row in self.log:
+            deal_id, seq, digest = str(row[0]), int(row[1]), str(row[-1])  # type: ignore[call-overload]
+            out[deal_id] = (seq, digest)
+        return out
+
 
 def rows_of(histories: Sequence[History]) -> Rows:
     out = Rows([], [], [])

@@ -38,10 +38,22 @@ async def already(pool: asyncpg.Pool, source: str, crm_ids: list[str]) -> dict[s
     return {r["crm_id"]: r["deal_id"] for r in rows}
 
 
-IMPORTED_COLUMNS = ["source", "crm_id", "deal_id", "import_id", "kind", "file", "sha256", "row_number"]
+IMPORTED_COLUMNS = [
+    "source",
+    "crm_id",
+    "deal_id",
+    "import_id",
+    "kind",
+    "file",
+    "sha256",
+    "row_number",
+    "events",
+    "head_hash",
+]
+Mark = tuple[str, str, str, str, str, str, str, int, int | None, str | None]
 
 
-async def record(conn: Conn, rows: list[tuple[str, str, str, str, str, str, str, int]]) -> None:
+async def record(conn: Conn, rows: list[Mark]) -> None:
     """Mark deals as imported, in the transaction that wrote them (closed deals) or right after
     their workflow started (open ones)."""
     await conn.copy_records_to_table("imported_deals", records=rows, columns=IMPORTED_COLUMNS)
@@ -49,7 +61,8 @@ async def record(conn: Conn, rows: list[tuple[str, str, str, str, str, str, str,
 
 async def provenance(pool: asyncpg.Pool, deal_id: str) -> dict[str, Any] | None:
     row = await pool.fetchrow(
-        "SELECT d.source, d.crm_id, d.kind, d.file, d.sha256, d.row_number, d.at, i.import_id, i.started_by"
+        "SELECT d.source, d.crm_id, d.kind, d.file, d.sha256, d.row_number, d.events, d.head_hash, d.at,"
+        " i.import_id, i.started_by"
         " FROM imported_deals d JOIN imports i USING (import_id) WHERE d.deal_id = $1",
         deal_id,
     )

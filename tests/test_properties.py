@@ -109,16 +109,29 @@ def test_any_text_as_a_definition_file_is_refused_cleanly(text: str) -> None:
 
 D = parse(copy.deepcopy(VALID))
 STAGES = [s.id for s in D.stages]
-stage_names = st.one_of(st.sampled_from(STAGES), st.text(min_size=1, max_size=10))
+# any text the log can hold (domain.limits; tests/test_limits.py tries the text it cannot)
+storable = st.characters(blacklist_characters="\x00")
+stage_names = st.one_of(st.sampled_from(STAGES), st.text(storable, min_size=1, max_size=10))
 fact_maps = st.dictionaries(
-    st.one_of(st.sampled_from([f.fact for s in D.stages for f in s.exit_criteria]), st.text(max_size=8)),
-    st.one_of(st.text(max_size=10), st.integers(), st.floats(allow_nan=False), st.booleans()),
+    st.one_of(
+        st.sampled_from([f.fact for s in D.stages for f in s.exit_criteria]), st.text(storable, min_size=1, max_size=8)
+    ),
+    st.one_of(
+        st.text(storable, max_size=10),
+        st.integers(min_value=-(2**53), max_value=2**53),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.booleans(),
+    ),
     max_size=5,
 )
 commands = st.one_of(
     st.builds(CompleteStage, request_id=st.uuids().map(str), actor=st.just("rep"), stage=stage_names, facts=fact_maps),
     st.builds(
-        MoveStage, request_id=st.uuids().map(str), actor=st.just("rep"), to=stage_names, reason=st.none() | st.text()
+        MoveStage,
+        request_id=st.uuids().map(str),
+        actor=st.just("rep"),
+        to=stage_names,
+        reason=st.none() | st.text(storable),
     ),
     st.builds(WinDeal, request_id=st.uuids().map(str), actor=st.just("rep"), facts=fact_maps),
     st.builds(

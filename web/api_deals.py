@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from client.api import DealflowClient, DealStatus, StartedDeal
 from domain.commands import ActionResult
 from domain.events import DealEvent
+from domain.limits import FactsInput, FieldsInput, Kinds, Name, Note
 from store.deals import DealRow, LinkedDeal
 from web.errors import RESPONSES
 from web.idempotency import HEADER, once
@@ -28,7 +29,6 @@ Key = Annotated[
     str | None,
     Header(alias=HEADER, description="any unique string: a repeat of the request returns the first answer"),
 ]
-FactValue = str | int | float | bool
 
 
 class _Body(BaseModel):
@@ -36,41 +36,41 @@ class _Body(BaseModel):
 
 
 class StartRequest(_Body):
-    process: str = Field(min_length=1)
-    version: str | None = Field(default=None, description="default: an experiment's arm, else the latest")
-    deal_id: str = Field(min_length=1, max_length=200)
-    owner: str | None = Field(default=None, description="default: the caller")
-    value: float | None = None
-    fields: dict[str, str] = {}
+    process: Name
+    version: Name | None = Field(default=None, description="default: an experiment's arm, else the latest")
+    deal_id: Name
+    owner: Name | None = Field(default=None, description="default: the caller")
+    value: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    fields: FieldsInput = {}
 
 
 class CompleteRequest(_Body):
-    stage: str = Field(min_length=1, description="the stage the caller believes the deal is at")
-    facts: dict[str, FactValue] = {}
+    stage: Name = Field(description="the stage the caller believes the deal is at")
+    facts: FactsInput = {}
 
 
 class MoveRequest(_Body):
-    to: str = Field(min_length=1)
-    reason: str | None = None
-    expected_stage: str | None = None
+    to: Name
+    reason: Note | None = None
+    expected_stage: Name | None = None
 
 
 class WinRequest(_Body):
-    facts: dict[str, FactValue] = {}
-    expected_stage: str | None = None
-    rebuy: list[str] = Field(default=[], description="follow-on deals to start after their delays")
+    facts: FactsInput = {}
+    expected_stage: Name | None = None
+    rebuy: Kinds = Field(default=[], description="follow-on deals to start after their delays")
 
 
 class LoseRequest(_Body):
-    reason: str = Field(min_length=1)
-    note: str | None = None
-    expected_stage: str | None = None
-    facts: dict[str, FactValue] = Field(default={}, description="the current stage's facts known at the loss")
+    reason: Name
+    note: Note | None = None
+    expected_stage: Name | None = None
+    facts: FactsInput = Field(default={}, description="the current stage's facts known at the loss")
 
 
 class ReplyRequest(_Body):
     kind: Literal["replied", "meeting_booked", "unsubscribed", "bounced"] = "replied"
-    note: str | None = None
+    note: Note | None = None
 
 
 class DealPage(BaseModel):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from client import audit_service, metrics_service
 from client.api import DealflowClient, Refused
@@ -44,12 +44,19 @@ class TimelineEntry(BaseModel):
     details: dict[str, Any]
 
 
+class VerifyFinding(BaseModel):
+    code: str = Field(description="stable: missing_from_log, differs, not_in_history, hash_mismatch, ...")
+    message: str
+    seqs: list[int]
+
+
 class VerifyResult(BaseModel):
     deal_id: str
     ok: bool
     log_events: int
     history_events: int
     problems: list[str]
+    findings: list[VerifyFinding] = []
     notes: list[str] = []
 
 
@@ -126,6 +133,7 @@ async def verify(deal_id: str, c: Client, caller: Who) -> VerifyResult:
         log_events=v.log_events,
         history_events=v.history_events,
         problems=v.problems,
+        findings=[VerifyFinding(**f.as_dict()) for f in v.findings],
         notes=v.notes,
     )
 

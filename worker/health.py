@@ -1,5 +1,6 @@
-"""Whether a worker can do its work: PostgreSQL answers, and the worker polls a Temporal that
-answers. What `/readyz` reports (worker.endpoint); `/livez` only needs the process to answer."""
+"""Whether a worker can do its work: PostgreSQL answers, the worker polls a Temporal that
+answers, and no deal's appends to the event log have been failing for long. What `/readyz`
+reports (worker.endpoint); `/livez` only needs the process to answer."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import asyncpg
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from store import log_failures
+
 # each check gives up after this long: a probe must answer within its own timeout
 CHECK_TIMEOUT = 2.0
+# an append may fail for this long (a restart, a failover) before the log counts as lagging
+LOG_FAILURE_GRACE = 60.0
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class Readiness:
         self._worker = worker
 
     async def checks(self) -> list[Check]:
-        return list(await asyncio.gather(self.postgresql(), self.temporal()))
+        return list(await asyncio.gather(self.postgresql(), self.temporal(), log_appends(self._pool)))
 
     async def postgresql(self) -> Check:
         try:
@@ -57,3 +62,22 @@ class Readiness:
         if not serving:
             return Check("temporal", False, f"{where} answers but does not serve workflows")
         return Check("temporal", True, f"the worker polls task queue {queue!r} on {where}")
+
+
+async def log_appends(pool: asyncpg.Pool, grace: float = LOG_FAILURE_GRACE) -> Check:
+    """Fails while some deal's log lacks events whose append has failed for over `grace` seconds
+    (the web app's /readyz runs it too)."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            failing, oldest = await log_failures.count(pool)
+    except TimeoutError:
+        return Check("event-log", False, f"no answer within {CHECK_TIMEOUT:g} s")
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return Check("event-log", False, f"cannot query: {type(exc).__name__}: {exc}")
+    if failing and oldest > grace:
+        return Check(
+            "event-log",
+            False,
+            f"{failing} deals' appends are failing, the oldest for {oldest:.0f} s: see 'dealflow audit verify --all'",
+        )
+    return Check("event-log", True, "appends go through" if not failing else f"{failing} appends retrying")

@@ -7,7 +7,8 @@ dealflow's own live in a registry of the worker's:
   append attempts (by error) and retried ones, and refusals of rep requests (by action and
   code), counted where the deal's update validator (or, after a race, its handler) refuses;
 - read from PostgreSQL at each scrape: open deals by process and stage (the `deals`
-  projection), and outbox messages not sent (by status) with the age of the oldest.
+  projection), outbox messages not sent (by status) with the age of the oldest, and deals whose
+  appends to the log keep failing (store.log_failures) with how long the oldest has.
 
 The SDK's runtime metrics (task latencies, slots, pollers, sticky cache, requests) come from
 its own Prometheus exporter (`PrometheusConfig`), bound to a loopback port of its own; the
@@ -52,6 +53,7 @@ from temporalio.worker import (
 
 from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt
 from domain.events import SlaBreached
+from store import log_failures
 from store.embedded import free_port
 
 log = logging.getLogger("dealflow.telemetry")
@@ -76,24 +78,30 @@ class StoreGauges(Collector):
         self._pool = pool
         self._open: list[asyncpg.Record] | None = None
         self._outbox: list[asyncpg.Record] | None = None
+        self._failing: tuple[int, float] | None = None
 
     async def refresh(self) -> None:
         try:
             async with asyncio.timeout(STORE_TIMEOUT):
                 self._open = await self._pool.fetch(_OPEN_DEALS)
                 self._outbox = await self._pool.fetch(_OUTBOX)
+                self._failing = await log_failures.count(self._pool)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning("metrics: cannot read deals and outbox from PostgreSQL: %s", exc)
-            self._open = self._outbox = None
+            self._open = self._outbox = self._failing = None
 
     def describe(self) -> Iterable[Metric]:
-        return self._families(None, None)
+        return self._families(None, None, None)
 
     def collect(self) -> Iterable[Metric]:
-        return self._families(self._open, self._outbox)
+        return self._families(self._open, self._outbox, self._failing)
 
     @staticmethod
-    def _families(open_deals: Sequence[asyncpg.Record] | None, outbox: Sequence[asyncpg.Record] | None) -> list[Metric]:
+    def _families(
+        open_deals: Sequence[asyncpg.Record] | None,
+        outbox: Sequence[asyncpg.Record] | None,
+        failing: tuple[int, float] | None,
+    ) -> list[Metric]:
         deals = GaugeMetricFamily(
             "dealflow_deals_open",
             "Open deals by process and current stage (the deals projection)",
@@ -111,7 +119,17 @@ class StoreGauges(Collector):
             for status in ("pending", "retrying", "failed"):
                 unsent.add_metric([status], sum(r["n"] for r in outbox if r["status"] == status))
             oldest.add_metric([], max((r["oldest"] for r in outbox), default=0.0))
-        return [deals, unsent, oldest]
+        behind = GaugeMetricFamily(
+            "dealflow_log_appends_failing",
+            "Deals whose log lacks events because their append keeps failing (store.log_failures)",
+        )
+        behind_for = GaugeMetricFamily(
+            "dealflow_log_appends_failing_oldest_seconds", "How long the longest-failing append has been failing"
+        )
+        if failing is not None:
+            behind.add_metric([], failing[0])
+            behind_for.add_metric([], failing[1])
+        return [deals, unsent, oldest, behind, behind_for]
 
 
 class DealflowMetrics:
