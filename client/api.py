@@ -643,7 +643,14 @@ class DealflowClient:
         `last_seq` of the action's result as `min_seq`: the read waits up to `within` seconds
         for the log to reach it.
         """
-        return fold(await self.events(deal_id, min_seq=min_seq, within=within))
+        events = await self.events(deal_id, min_seq=min_seq, within=within)
+        try:
+            return fold(events)
+        except ValueError as exc:  # rows altered or deleted behind the log's back
+            raise DealflowError(
+                f"the log of deal {deal_id!r} does not fold ({exc}): 'dealflow audit verify {deal_id}' says where",
+                code="log_broken",
+            ) from None
 
     async def _until_logged(self, deal_id: str, min_seq: int, within: float) -> None:
         """Wait, `within` seconds at most, until the log holds the deal's event `min_seq`."""

@@ -38,9 +38,9 @@ def storable(text: str) -> str:
     return text
 
 
-Name = Annotated[str, AfterValidator(storable), Field(min_length=1, max_length=MAX_NAME)]
-Text = Annotated[str, AfterValidator(storable), Field(max_length=MAX_TEXT)]
-Note = Annotated[str, AfterValidator(storable), Field(max_length=MAX_NOTE)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(storable)]
+Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(storable)]
+Note = Annotated[str, Field(max_length=MAX_NOTE), AfterValidator(storable)]
 
 WholeFact = Annotated[StrictInt, Field(ge=-MAX_WHOLE, le=MAX_WHOLE)]
 NumberFact = Annotated[StrictFloat, Field(allow_inf_nan=False)]

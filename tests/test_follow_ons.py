@@ -78,6 +78,13 @@ async def test_a_won_deal_starts_its_follow_ons_after_their_delays(
         return bool(n == 3)
 
     await wait_for(projected)
+
+    # each deal of the chain verifies against its own history: the follow-ons are child workflows
+    # of the won deal, and their events are never taken for the parent's
+    family = [deal_id, f"{deal_id}.up-selling", f"{deal_id}.cross-selling"]
+    verified = await dealflow(cli_env, "audit", "verify", *family, "--json")
+    assert verified.code == 0, verified.out + verified.err
+    assert [(v["deal_id"], v["ok"], v["findings"]) for v in verified.json()] == [(d, True, []) for d in family]
     chain = json.loads((await dealflow(cli_env, "deal", "chain", f"{deal_id}.up-selling", "--json")).out)
     # the up-sell came due first (2 hours after onboarding, against 4 after the win)
     assert [(d["deal_id"], d["depth"], d["follows"]) for d in chain] == [
