@@ -7,6 +7,7 @@ import logging
 import asyncpg
 from temporalio import activity
 
+from audit import repair
 from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt
 from store import event_log, log_failures
 
@@ -29,7 +30,7 @@ class EventLogActivities:
         """
         attempt = activity.info().attempt
         try:
-            inserted = await event_log.append(self._pool, batch)
+            inserted = await self._append(batch)
         except Exception as exc:
             await self._failed(batch, exc, attempt)
             raise
@@ -37,6 +38,16 @@ class EventLogActivities:
             await self._caught_up(batch)
         activity.logger.debug("deal %s: %d of %d events new", batch.deal_id, inserted, len(batch.events))
         return AppendReceipt(new=inserted)
+
+    async def _append(self, batch: AppendEvents) -> int:
+        """The batch appended; when the log lacks the events before it (an earlier batch lost with
+        a crash of the database), those first, from what Temporal recorded of them."""
+        try:
+            return await event_log.append(self._pool, batch)
+        except event_log.LogGap as gap:
+            filled = await repair.fill(activity.client(), self._pool, batch.deal_id, before=gap.first_seq)
+            log.warning("deal %s: the log lacked %d events before this batch; appended them again", gap.deal_id, filled)
+            return await event_log.append(self._pool, batch)
 
     async def _failed(self, batch: AppendEvents, exc: Exception, attempt: int) -> None:
         seqs = [e.seq for e in batch.events] or [0]

@@ -172,9 +172,14 @@ def workflow_type(history: WorkflowHistory) -> str:
     return str(first.workflow_execution_started_event_attributes.workflow_type.name)
 
 
+async def deal_runs(client: Client, deal_id: str) -> list[WorkflowHistory]:
+    """Every run of the deal itself, oldest first (none: Temporal does not know it)."""
+    return await _runs(client, workflow_id(deal_id))
+
+
 async def fetch_deal(client: Client, deal_id: str) -> list[WorkflowHistory]:
     """Every run of the deal (oldest first) and every run of its cadences."""
-    histories = await _runs(client, workflow_id(deal_id))
+    histories = await deal_runs(client, deal_id)
     if not histories:
         raise AuditError(f"Temporal has no history for deal {deal_id!r} (workflow {workflow_id(deal_id)})")
     children: list[str] = []

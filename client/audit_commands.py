@@ -154,6 +154,21 @@ async def run_verify(args: argparse.Namespace) -> None:
         raise AuditFailed(f"{len(bad)} of {len(verdicts)} deals do not verify: " + ", ".join(v.deal_id for v in bad))
 
 
+async def run_repair(args: argparse.Namespace) -> None:
+    """For every deal chosen, the events its log lacks after its last, from Temporal's history."""
+    filled: dict[str, int] = {}
+    async with await DealflowClient.connect() as c:
+        for deal in await _deal_ids(c, args, log_too=False):
+            filled[deal] = await audit_service.repair(c, deal)
+    if args.json:
+        emit([{"deal_id": d, "appended": n} for d, n in filled.items()])
+        return
+    for deal, n in filled.items():
+        if n:
+            print(f"repaired deal {deal}: {n} events appended from Temporal's history")
+    print(f"{sum(1 for n in filled.values() if n)} of {len(filled)} deals repaired, {sum(filled.values())} events")
+
+
 async def run_export(args: argparse.Namespace) -> None:
     async with await DealflowClient.connect() as c:
         data = await audit_service.export(c, args.deal_id)
@@ -189,6 +204,12 @@ def _check_selection(args: argparse.Namespace) -> None:
         raise UsageError(f"{what}: nothing to {args.sub}: name deals, --all, or --from-json FILE")
 
 
+def _check_repair(args: argparse.Namespace) -> None:
+    if args.from_json:
+        raise UsageError("audit repair: --from-json has no log to repair; name deals or give --all")
+    _check_selection(args)
+
+
 async def run_access(args: argparse.Namespace) -> None:
     async with await DealflowClient.connect() as c:
         rows = await audit_service.refusals(c, since=args.since, limit=args.limit)
@@ -221,6 +242,11 @@ def add_parser(top: Any) -> None:
         audit.add_parser("verify", help="event log against Temporal's history, and its hash chain"), "BUNDLE"
     )
     vf.set_defaults(run=run_verify)
+    rr = _deal_selection(
+        audit.add_parser("repair", help="append what a deal's log lacks after its last event, from Temporal's history"),
+        "FILE",
+    )
+    rr.set_defaults(run=run_repair, check=_check_repair)
     ex = audit.add_parser("export", help="a self-contained bundle for offline replay and verify")
     ex.add_argument("deal_id", metavar="DEAL_ID")
     ex.add_argument("--out", required=True, metavar="FILE")

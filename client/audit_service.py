@@ -14,6 +14,7 @@ from typing import Any
 from temporalio.client import WorkflowHistory
 
 from audit import bundle as bundles
+from audit import repair as repairs
 from audit.history import AuditError, deal_events, fetch_deal, pending_appends
 from audit.timeline import Entry, logged_timeline, timeline
 from audit.verify import Finding, LogRow, Verdict, check_chain, verify
@@ -167,6 +168,15 @@ async def deals_to_verify(c: DealflowClient, *, process: str | None = None, sinc
     ids = set(await deals_in_temporal(c, process=process, since=since))
     ids.update(await event_log.deal_ids(c.pool, process=process, since=since))
     return sorted(ids)
+
+
+async def repair(c: DealflowClient, deal_id: str) -> int:
+    """Append what the deal's log lacks after its last event, from Temporal's history
+    (audit.repair); returns how many events were appended."""
+    try:
+        return await repairs.fill(c.temporal, c.pool, deal_id)
+    except repairs.RepairError as exc:
+        raise DealflowError(str(exc), code="cannot_repair") from None
 
 
 async def export(c: DealflowClient, deal_id: str) -> dict[str, Any]:

