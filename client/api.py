@@ -131,6 +131,9 @@ class DealStatus(BaseModel):
     log_failure: AppendFailure | None = Field(
         default=None, description="set while the deal's later events are missing from the log: their append fails"
     )
+    stale: bool = Field(
+        default=False, description="the log had not reached the min_seq asked for within the wait: an older state"
+    )
 
 
 class StartedDeal(BaseModel):
@@ -138,6 +141,11 @@ class StartedDeal(BaseModel):
     workflow_id: str
     process_ref: str
     stage: str
+    readable: bool = Field(
+        default=True,
+        description="whether reads find the deal yet: false while its first events are still on their way "
+        "to the log (no worker has run it yet, or the database is slow)",
+    )
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -343,13 +351,16 @@ class DealflowClient:
         time_scale: float = 1.0,
         imported: ImportedHistory | None = None,
         permission: Permission = "start",
+        request_id: str | None = None,
     ) -> StartedDeal:
         """Start a deal on `version`, or else on the version a running experiment assigns it, or
         else on the latest deployed version of `process`.
 
         `time_scale` below 1 compresses reminder and cadence waits, for simulations only.
         `imported` starts a deal brought over from a CRM at the stage it reached there (an
-        import asks for the `import` permission instead of `start`).
+        import asks for the `import` permission instead of `start`). A start repeated under its
+        `request_id` (the API's Idempotency-Key) is answered as the first was, not refused as a
+        deal that exists.
         """
         actor = actor or owner
         claim = await self._claim(actor, permission, deal_id)
@@ -370,6 +381,7 @@ class DealflowClient:
             fields=fields or {},
             team=team,
             imported=imported,
+            request_id=request_id,
         )
         if version is None:
             running = await experiments.running_on(self.pool, process)
@@ -403,8 +415,10 @@ class DealflowClient:
                     rpc_timeout=self._rpc_timeout,
                 )
             except WorkflowAlreadyStartedError as exc:
-                # after a lost answer, the deal found may be the one an earlier attempt started
-                if attempt > 0 and await self._started_by(deal_input, exc.first_run_id or exc.run_id):
+                # after a lost answer, or a repeat under the same request id, the deal found may be
+                # the one an earlier attempt started
+                repeat = attempt > 0 or start.request_id is not None
+                if repeat and await self._started_by(deal_input, exc.first_run_id or exc.run_id):
                     return
                 raise Refused(f"deal {deal_id!r} already exists", code="deal_exists") from None
 
@@ -418,8 +432,11 @@ class DealflowClient:
                 details={"attempts": exc.attempts},
             ) from None
         # the deal's start is flushed at once: once it is in the log, every read finds the deal
-        await self._until_logged(deal_id, min_seq=1, within=START_LOG_WAIT)
-        return StartedDeal(deal_id=deal_id, workflow_id=workflow_id(deal_id), process_ref=pinned.ref, stage=first)
+        within = min(START_LOG_WAIT, self.settings.request_deadline_seconds / 2)
+        readable = await self._until_logged(deal_id, min_seq=1, within=within)
+        return StartedDeal(
+            deal_id=deal_id, workflow_id=workflow_id(deal_id), process_ref=pinned.ref, stage=first, readable=readable
+        )
 
     @property
     def _rpc_timeout(self) -> timedelta | None:
@@ -652,17 +669,19 @@ class DealflowClient:
                 code="log_broken",
             ) from None
 
-    async def _until_logged(self, deal_id: str, min_seq: int, within: float) -> None:
-        """Wait, `within` seconds at most, until the log holds the deal's event `min_seq`."""
+    async def _until_logged(self, deal_id: str, min_seq: int, within: float) -> bool:
+        """Wait, `within` seconds at most, until the log holds the deal's event `min_seq`; whether it does."""
         deadline = asyncio.get_running_loop().time() + within
         pause = 0.02
         while await event_log.last_seq(self.pool, deal_id) < min_seq:
             if asyncio.get_running_loop().time() + pause > deadline:
-                return
+                return False
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.25)
+        return True
 
     async def status(self, deal_id: str, *, min_seq: int = 0) -> DealStatus:
+        """The deal as its log tells it; `stale` when the log had not reached `min_seq` in time."""
         state = await self.logged_state(deal_id, min_seq=min_seq)
         pinned = await self.definition(state.process, state.version)
         return DealStatus(
@@ -671,6 +690,7 @@ class DealflowClient:
             process_ref=pinned.ref,
             running=not state.may_end,
             log_failure=await log_failures.of_deal(self.pool, deal_id),
+            stale=state.last_seq < min_seq,
         )
 
     async def events(self, deal_id: str, *, min_seq: int = 0, within: float = 5.0) -> list[DealEvent]:

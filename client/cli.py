@@ -63,6 +63,11 @@ async def cmd_start(args: argparse.Namespace, c: DealflowClient) -> None:
         emit(started.model_dump())
     else:
         print(f"started deal {started.deal_id} on {started.process_ref}, at stage {started.stage}")
+        if not started.readable:
+            print(
+                f"note: reads do not find it yet (no worker has run it, or the log is slow); "
+                f"'dealflow deal status {started.deal_id}' tells once they do"
+            )
 
 
 def _print_action(args: argparse.Namespace, result: Any) -> None:
@@ -166,6 +171,8 @@ async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
         print(f"facts from {stage}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
     if status.log_failure is not None:
         print(f"WARNING: {status.log_failure.describe()}")
+    if status.stale:
+        print(f"WARNING: the log had not reached event {args.min_seq} within the wait: this is an older state")
     if status.running:
         window = c.log_flush_seconds
         print(f"as of event {s.last_seq} in the log (a running deal's log trails it by up to {window:g} s)")
@@ -226,7 +233,7 @@ async def _until_signalled() -> asyncio.Event:
 
 
 async def cmd_dev(args: argparse.Namespace) -> None:
-    from web.serve import serve
+    from web.serve import serve, web_client_settings
     from web.settings import WebSettings
     from worker.endpoint import dev_endpoint, url
     from worker.run import run_worker
@@ -242,7 +249,7 @@ async def cmd_dev(args: argparse.Namespace) -> None:
         if endpoint:
             print(f"Metrics:    {url(endpoint)}/metrics (health: /livez, /readyz)")
         stop = await _until_signalled()
-        client = await DealflowClient.connect(settings)
+        client = await DealflowClient.connect(web_client_settings(settings))
         try:
             web = asyncio.create_task(serve(web_settings, stop, client=client))
             print("worker running; Ctrl-C stops worker, web app, Temporal and PostgreSQL", flush=True)

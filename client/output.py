@@ -61,6 +61,7 @@ def status_json(s: DealStatus) -> dict[str, Any]:
         "running": s.running,
         "missing_facts": [m.model_dump() for m in s.missing_facts],
         "log_failure": None if s.log_failure is None else s.log_failure.model_dump(mode="json"),
+        "stale": s.stale,
     }
 
 

@@ -113,6 +113,8 @@ class StartDeal(_Payload):
     team: Name | None = None
     # a deal brought over from a CRM export, started at the stage it had reached there
     imported: ImportedHistory | None = None
+    # the start's request id (the API's Idempotency-Key): a repeat under it is answered, not refused
+    request_id: Name | None = None
 
 
 # How long a deal gathers events before one append to the event log, by default: long enough to

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,7 @@ from web.idempotency import HEADER, once
 from web.identity import Caller, api_caller, client_of
 
 router = APIRouter(prefix="/deals", tags=["deals"], responses=RESPONSES)
+STALE_HEADER = "Dealflow-Stale"
 
 Client = Annotated[DealflowClient, Depends(client_of)]
 Who = Annotated[Caller, Depends(api_caller)]
@@ -80,8 +81,21 @@ class DealPage(BaseModel):
     next_offset: int | None = Field(description="the offset of the next page; null on the last")
 
 
-@router.post("", status_code=201, response_model=StartedDeal)
+@router.post(
+    "",
+    status_code=201,
+    response_model=StartedDeal,
+    responses={
+        202: {
+            "model": StartedDeal,
+            "description": "started, but reads do not find the deal yet (readable: false): follow the Location",
+        }
+    },
+)
 async def start_deal(body: StartRequest, request: Request, c: Client, caller: Who, key: Key = None) -> JSONResponse:
+    """201 once reads find the deal; 202 when it is started but its first events have not reached
+    the log within the wait (no worker ran it yet): `GET` the `Location` until it answers."""
+
     async def run() -> StartedDeal:
         return await c.start_deal(
             body.process,
@@ -91,9 +105,13 @@ async def start_deal(body: StartRequest, request: Request, c: Client, caller: Wh
             value=body.value,
             fields=body.fields,
             version=body.version,
+            request_id=key,
         )
 
-    return await once(request, caller, key, run, status=201)
+    answer = await once(request, caller, key, run, status=lambda started: 201 if started.readable else 202)
+    if answer.status_code in (201, 202):
+        answer.headers["Location"] = f"/api/v1/deals/{body.deal_id}"
+    return answer
 
 
 @router.get("", response_model=DealPage)
@@ -128,11 +146,17 @@ async def deal_status(
     deal_id: str,
     c: Client,
     caller: Who,
+    response: Response,
     min_seq: Annotated[
         int, Query(ge=0, le=2**31 - 1, description="wait (5 s at most) until the log holds this event")
     ] = 0,
 ) -> DealStatus:
-    return await c.status(deal_id, min_seq=min_seq)
+    """With `min_seq`, the state once the log holds that event; if it did not within the wait,
+    an older state, marked `stale` in the body and the `Dealflow-Stale` header."""
+    status = await c.status(deal_id, min_seq=min_seq)
+    if status.stale:
+        response.headers[STALE_HEADER] = f"last_seq={status.state.last_seq}; min_seq={min_seq}"
+    return status
 
 
 @router.get("/{deal_id}/events", response_model=list[DealEvent])

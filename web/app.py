@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.middleware.sessions import SessionMiddleware
 
 from client.api import DealflowClient, DealflowError
-from web import api_analysis, api_deals, api_definitions, api_imports, api_insights, pages
+from web import api_analysis, api_deals, api_definitions, api_imports, api_insights, health, pages
 from web.errors import on_dealflow_error, on_validation_error
 from web.identity import Caller, api_caller
 from web.settings import WebSettings
@@ -81,6 +81,7 @@ def create_app(settings: WebSettings, client: DealflowClient | None = None) -> F
     for router in (api_deals.router, api_definitions.router, api_insights.router, api_imports.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(api_analysis.router, prefix="/api/v1")
+    app.include_router(health.router)
     app.add_api_route("/api/v1/me", whoami, methods=["GET"], tags=["identity"], response_model=Identity)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/api/docs-static", StaticFiles(directory=SWAGGER_STATIC), name="docs-static")

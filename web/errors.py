@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import DealflowError, NotFound, OutcomeUnknown, Unauthenticated, Unavailable
+from store.db import StoreUnavailable
 
 UNPROCESSABLE = {
     "invalid_request",
@@ -50,6 +51,8 @@ def status_of(exc: DealflowError) -> int:
         return 403
     if isinstance(exc, NotFound) or exc.code in {"unknown_deal", "unknown_process", "not_found"}:
         return 404
+    if exc.code == "overloaded":
+        return 429
     if isinstance(exc, Unavailable | OutcomeUnknown):
         return 503
     if exc.code in UNPROCESSABLE:
@@ -64,9 +67,17 @@ def body_of(exc: DealflowError) -> dict[str, Any]:
     return ErrorBody(code=exc.code, message=exc.message, details=details).model_dump(mode="json")
 
 
+# how soon to repeat a request refused for overload or an outage (the repeat of a write under its
+# Idempotency-Key is safe)
+RETRY_AFTER = {429: "1", 503: "2"}
+
+
 def error_response(exc: DealflowError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
-    return JSONResponse(body_of(exc), status_code=status_of(exc), headers=headers)
+    status = status_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else {}
+    if status in RETRY_AFTER:
+        headers["Retry-After"] = RETRY_AFTER[status]
+    return JSONResponse(body_of(exc), status_code=status, headers=headers)
 
 
 def invalid_request(exc: RequestValidationError) -> DealflowError:
@@ -86,14 +97,27 @@ async def on_dealflow_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
+# what asyncpg raises when the database is down, going down, restarting or out of connections:
+# the connection fails or drops (OSError, 08xxx, InterfaceError), the server is shutting down or
+# starting (57xxx), it refuses more connections (53xxx), or the protocol breaks mid-answer
+# (InternalClientError, as when the server dies between two messages)
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.InternalClientError,
+    StoreUnavailable,
+)
+
+
 def outage(exc: Exception) -> Unavailable | None:
     """A failure to reach PostgreSQL or Temporal, as the `Unavailable` it is; None for any other."""
     if isinstance(exc, RPCError) and exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
         return Unavailable(f"Temporal cannot be reached: {exc.message}")
-    if isinstance(
-        exc, OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.CannotConnectNowError
-    ):
-        return Unavailable(f"PostgreSQL cannot be reached: {exc}")
+    if isinstance(exc, DATABASE_OUTAGES):
+        return Unavailable(f"PostgreSQL cannot be reached: {type(exc).__name__}: {exc}")
     return None
 
 
@@ -131,6 +155,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "no such deal, process, experiment or token"),
         (409, "refused by the deal's present state; nothing changed"),
         (422, "the request is invalid; nothing changed"),
+        (429, "too many writes in flight: repeat after Retry-After seconds, with the same Idempotency-Key"),
         (503, "Temporal or PostgreSQL cannot be reached, or the outcome is unknown (repeat with the same key)"),
     ]
 }

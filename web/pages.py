@@ -13,7 +13,7 @@ from temporalio.service import RPCError
 
 from client.api import DealflowError
 from web import page_auth, page_deals, page_import, page_insights, page_ops
-from web.errors import error_response, on_http_error, outage, status_of, unstorable
+from web.errors import DATABASE_OUTAGES, error_response, on_http_error, outage, status_of, unstorable
 from web.views import SignInRequired, render
 
 
@@ -59,9 +59,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(SignInRequired, on_sign_in_required)
     app.add_exception_handler(DealflowError, on_error)
     for kind in (
-        OSError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.InterfaceError,
+        *DATABASE_OUTAGES,
         RPCError,
         asyncpg.DataError,
         UnicodeEncodeError,

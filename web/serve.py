@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import uvicorn
 
 from client.api import DealflowClient
 from web.app import create_app
 from web.settings import WebSettings
-from worker.settings import SettingsError
+from worker.settings import REQUEST_DEADLINE_ENV_VAR, Settings, SettingsError
 
 LOOPBACK = "127.0.0.1"
+# how long the web app lets one write take, every attempt included, unless
+# DEALFLOW_REQUEST_DEADLINE_SECONDS says otherwise: past it the caller gets 503 with Retry-After
+# (repeat under the same Idempotency-Key) instead of waiting on a worker or a Temporal that is gone
+WEB_REQUEST_DEADLINE_SECONDS = 10.0
+
+
+def web_client_settings(settings: Settings | None = None) -> Settings:
+    """The client settings the web app runs with: the CLI's, with the web's shorter deadline."""
+    settings = settings or Settings.resolve()
+    if REQUEST_DEADLINE_ENV_VAR in os.environ:
+        return settings
+    return replace(settings, request_deadline_seconds=WEB_REQUEST_DEADLINE_SECONDS)
 
 
 def listen_host(settings: WebSettings, access_on: bool) -> str:
@@ -55,7 +69,7 @@ def base_url(host: str, port: int) -> str:
 async def serve(settings: WebSettings, stop: asyncio.Event, *, client: DealflowClient | None = None) -> None:
     """Serve until `stop` is set; prints the address once listening."""
     own = client is None
-    client = client or await DealflowClient.connect()
+    client = client or await DealflowClient.connect(web_client_settings())
     try:
         access_on = client.access is not None
         host = listen_host(settings, access_on)

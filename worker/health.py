@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
+from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -39,29 +40,41 @@ class Readiness:
         return list(await asyncio.gather(self.postgresql(), self.temporal(), log_appends(self._pool)))
 
     async def postgresql(self) -> Check:
-        try:
-            async with asyncio.timeout(CHECK_TIMEOUT):
-                await self._pool.fetchval("SELECT 1")
-        except TimeoutError:
-            return Check("postgresql", False, f"no answer within {CHECK_TIMEOUT:g} s")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            return Check("postgresql", False, f"cannot query: {type(exc).__name__}: {exc}")
-        return Check("postgresql", True, "answers")
+        return await postgresql(self._pool)
 
     async def temporal(self) -> Check:
         worker = self._worker
         queue = worker.task_queue
         if not worker.is_running or worker.is_shutdown:
             return Check("temporal", False, f"the worker is not polling task queue {queue!r}")
-        service = worker.client.service_client
-        where = service.config.target_host
-        try:
-            serving = await service.check_health(timeout=timedelta(seconds=CHECK_TIMEOUT))
-        except (RPCError, RuntimeError) as exc:
-            return Check("temporal", False, f"{where} does not answer: {exc}")
-        if not serving:
-            return Check("temporal", False, f"{where} answers but does not serve workflows")
-        return Check("temporal", True, f"the worker polls task queue {queue!r} on {where}")
+        found = await temporal(worker.client)
+        if not found.ok:
+            return found
+        return Check("temporal", True, f"the worker polls task queue {queue!r} on {found.detail}")
+
+
+async def postgresql(pool: asyncpg.Pool) -> Check:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await pool.fetchval("SELECT 1")
+    except TimeoutError:
+        return Check("postgresql", False, f"no answer within {CHECK_TIMEOUT:g} s")
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+        return Check("postgresql", False, f"cannot query: {type(exc).__name__}: {exc}")
+    return Check("postgresql", True, "answers")
+
+
+async def temporal(client: Client) -> Check:
+    """Whether the Temporal server answers and serves workflows (its detail: where, when it does)."""
+    service = client.service_client
+    where = service.config.target_host
+    try:
+        serving = await service.check_health(timeout=timedelta(seconds=CHECK_TIMEOUT))
+    except (RPCError, RuntimeError) as exc:
+        return Check("temporal", False, f"{where} does not answer: {exc}")
+    if not serving:
+        return Check("temporal", False, f"{where} answers but does not serve workflows")
+    return Check("temporal", True, where)
 
 
 async def log_appends(pool: asyncpg.Pool, grace: float = LOG_FAILURE_GRACE) -> Check:
