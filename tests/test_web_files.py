@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from client.access import AccessDenied, AccessPolicy
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from domain.activity_io import AppendEvents, DealSnapshot
@@ -46,7 +47,8 @@ def _hostile(name: str, named: str) -> tuple[str, int]:
 
 
 def _no_server_path(text: str) -> None:
-    for path in {str(ROOT), str(home()), str(proposals_dir().resolve()), "/tmp/", "dealflow-upload-"}:
+    shown_nowhere = {str(ROOT), str(home()), str(proposals_dir().resolve()), "/tmp/"}
+    for path in shown_nowhere | {"dealflow-upload-", "dealflow-import-"}:
         assert path not in text, f"{path} is shown"
 
 
@@ -238,3 +240,22 @@ def test_the_session_key_file_is_readable_by_its_owner_only(tmp_path: Path, monk
     os.chmod(key, 0o644)  # copied in by hand, say
     assert WebSettings.resolve().secret_key == made
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+async def test_an_uploaded_export_is_named_by_its_own_name_in_a_refusal(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    body = {"source": "csv", "process": "seven-stage", "files": {"changes.csv": "deal,when\nd1,2026-01-05\n"}}
+    async with http(app_over(client)) as api:
+        answer = await api.post("/api/v1/imports", json=body)
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid_export"), answer.text
+    assert answer.json()["message"].startswith("changes.csv: no column 'deal_id'")
+    _no_server_path(answer.text)
+
+
+@pytest.mark.unit
+def test_an_unknown_identity_is_told_the_access_files_name_not_its_path() -> None:
+    policy = AccessPolicy({}, "/srv/dealflow/home/access.yaml + DEALFLOW_IDENTITIES")
+    with pytest.raises(AccessDenied) as denied:
+        policy.require("zed", "deploy")
+    assert denied.value.message == "'zed' is not a known identity (access.yaml + DEALFLOW_IDENTITIES)"
