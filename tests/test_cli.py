@@ -273,7 +273,7 @@ async def test_broken_definition_deploy_names_file_line_and_problem(cli_env: dic
     assert run.code == 1
     assert f"{broken}:{line}: stages[2].phase: stage 'presentasjon' refers to unknown phase 'tvile'" in run.err
     listed = await dealflow(cli_env, "definitions", "list", "--json")
-    assert all(d["source"] != str(broken) for d in listed.json())
+    assert all(d["source"] != broken.name for d in listed.json())
 
 
 async def test_schema_and_validate_need_no_server(tmp_path: Path) -> None:

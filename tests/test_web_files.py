@@ -12,6 +12,7 @@ import stat
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from client.access import AccessDenied, AccessPolicy
@@ -24,6 +25,7 @@ from store import event_log, registry
 from tests.ops_support import orders, process_name
 from tests.support import ROOT, SEVEN_FACTS, new_deal_id, wait_for
 from tests.web_support import app_over, csrf_of, http
+from web.errors import outage
 from web.settings import WebSettings
 from worker.settings import home, proposals_dir
 
@@ -259,3 +261,21 @@ def test_an_unknown_identity_is_told_the_access_files_name_not_its_path() -> Non
     with pytest.raises(AccessDenied) as denied:
         policy.require("zed", "deploy")
     assert denied.value.message == "'zed' is not a known identity (access.yaml + DEALFLOW_IDENTITIES)"
+
+
+async def test_a_file_error_is_a_fault_that_names_no_path_not_an_outage(client: DealflowClient) -> None:
+    app = app_over(client)
+
+    async def unreadable() -> None:
+        raise PermissionError(13, "Permission denied", str(home() / "web-secret"))
+
+    app.add_api_route("/api/v1/unreadable", unreadable)
+    app.add_api_route("/unreadable", unreadable)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as api:
+        answers = [await api.get("/api/v1/unreadable"), await api.get("/unreadable")]
+    for answer in answers:
+        assert answer.status_code == 500, answer.text
+        assert "web-secret" not in answer.text and "PostgreSQL" not in answer.text
+        _no_server_path(answer.text)
+    assert outage(ConnectionRefusedError(111, "Connection refused")) is not None, "a refused connection is one"
