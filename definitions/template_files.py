@@ -40,7 +40,10 @@ def locate(base: Path, named: str) -> Path:
     if refused:
         raise TemplateFileError(refused)
     root = base.resolve()
-    real = (root / named).resolve()
+    try:
+        real = (root / named).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a loop of symbolic links, before Python 3.13
+        raise TemplateFileError(f"template file {named!r} cannot be followed (a loop of symbolic links)") from None
     if not real.is_relative_to(root):
         raise TemplateFileError(
             f"template file {named!r} leads outside the definition's directory (a symbolic link): "

@@ -291,6 +291,7 @@ def _beside(tmp_path: Path, named: str) -> tuple[Path, int]:
     (defs / "escape.md").symlink_to("../outside/secret.txt")
     (defs / "linked").symlink_to("../outside", target_is_directory=True)
     (defs / "inside.md").symlink_to("offer.md")
+    (defs / "loop.md").symlink_to("loop.md")
     (defs / "latin1.md").write_bytes("# Offre pour {customer}, été\n".encode("latin-1"))
     named_yaml = f"proposal_templates:\n  - id: offer\n    file: {json.dumps(named)}\n"
     text = yaml.safe_dump(BASE, sort_keys=False) + named_yaml
@@ -311,6 +312,7 @@ def _beside(tmp_path: Path, named: str) -> tuple[Path, int]:
         ("linked/secret.txt", "template file 'linked/secret.txt' leads outside the definition's directory"),
         ("absent.md", "template file 'absent.md' not found in the definition's directory"),
         ("templates", "template file 'templates' is not a file"),
+        ("loop.md", "template file 'loop.md' cannot be followed (a loop of symbolic links)"),
         ("latin1.md", "template file 'latin1.md' is not UTF-8 text (byte 25)"),
         ("templates\\offer.md", "write '/' between folders"),
     ],
