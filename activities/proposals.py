@@ -1,8 +1,10 @@
 """Proposal documents, rendered from the deal's facts into Markdown and HTML.
 
-Files are named by deal, template and definition version, and rewritten only when their content
-changes, so generating again for the same deal and version is idempotent. The template is filled
-by the one template language (`definitions.templates`): a placeholder with no value is a named,
+Files are named by deal, template and definition version (`<deal>/<template>-<version>.md` and
+`.html` inside the proposals directory, the paths the deal records), and rewritten only when
+their content changes, so generating again for the same deal and version is idempotent. The
+template is the text pinned in the definition, never a file read here, and is filled by the one
+template language (`definitions.templates`): a placeholder with no value is a named,
 non-retryable failure, and the deal records `ProposalFailed` and goes on.
 """
 
@@ -62,13 +64,14 @@ class ProposalActivities:
     @activity.defn(name=GENERATE_PROPOSAL)
     async def generate_proposal(self, req: ProposalRequest) -> ProposalDocument:
         markdown, html = render(req)
-        base = self._directory / _safe(req.deal_id) / f"{_safe(req.template_id)}-{_safe(req.version)}"
-        md_path, html_path = base.with_suffix(".md"), base.with_suffix(".html")
+        name = Path(_safe(req.deal_id)) / f"{_safe(req.template_id)}-{_safe(req.version)}"
+        md_name, html_name = name.with_suffix(".md"), name.with_suffix(".html")
 
         def write() -> None:
-            _write_if_changed(md_path, markdown)
-            _write_if_changed(html_path, html)
+            _write_if_changed(self._directory / md_name, markdown)
+            _write_if_changed(self._directory / html_name, html)
 
         await asyncio.to_thread(write)
         digest = hashlib.sha256(markdown.encode("utf-8")).hexdigest()
-        return ProposalDocument(path=str(md_path), html_path=str(html_path), content_hash=digest)
+        # recorded relative to the proposals directory: the deal's events carry no server path
+        return ProposalDocument(path=md_name.as_posix(), html_path=html_name.as_posix(), content_hash=digest)

@@ -13,6 +13,7 @@ from typing import Any
 from temporalio.client import WorkflowHistory
 
 from audit.history import events_in, rep_actions, workflow_type
+from domain import proposal_files
 from domain.events import DealEvent
 
 _ENGINE = {
@@ -59,7 +60,8 @@ class Entry:
 
 
 def _entry(event: DealEvent) -> Entry:
-    details = {k: v for k, v in event.model_dump(mode="json").items() if k not in _SKIP}
+    # a proposal's files by their place in the proposals directory, as every reader is shown them
+    details = {k: v for k, v in proposal_files.readable(event).model_dump(mode="json").items() if k not in _SKIP}
     return Entry(
         event.at,
         _ENGINE.get(event.type, "event"),

@@ -72,7 +72,9 @@ class AccessPolicy:
     def identity(self, actor: str, permission: Permission) -> Identity:
         found = self.identities.get(actor)
         if found is None:
-            raise AccessDenied(actor, permission, f"{actor!r} is not a known identity ({self.source})")
+            # the access file by its name: a refusal can reach a page, and a page shows no server path
+            named = " + ".join(Path(part).name for part in self.source.split(" + "))
+            raise AccessDenied(actor, permission, f"{actor!r} is not a known identity ({named})")
         return found
 
     def require(self, actor: str, permission: Permission) -> Claim:

@@ -237,7 +237,7 @@ class DealflowClient:
     # --- definitions -----------------------------------------------------------------------
 
     async def deploy(self, path: str | Path, *, deployed_by: str) -> registry.Deployment:
-        await self._claim(deployed_by, "deploy", str(path))
+        await self._claim(deployed_by, "deploy", Path(path).name)  # a refusal's page shows no server path
         try:
             pinned = load_file(path)
         except DefinitionError as exc:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from client.api import DealflowClient, DealStatus
 from definitions.model import ProcessDefinition
-from domain import decide
+from domain import decide, proposal_files
 from domain.access import Claim, Forbidden, check
 from domain.commands import LoseDeal, MoveStage, WinDeal
 from domain.decide import Refusal
@@ -123,7 +123,7 @@ async def view(c: DealflowClient, deal_id: str, *, actor: str, claim: Claim | No
     state = status.state
     pinned = await c.definition(state.process, state.version)
     d = pinned.definition
-    events = await c.events(deal_id)
+    events = [proposal_files.readable(e) for e in await c.events(deal_id)]
     chain = await c.chain(deal_id) if state.last_seq else []
     why_not = None
     try:

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from client.api import DealflowClient, Refused
 from definitions.diff import Change, diff
-from definitions.loader import DefinitionError, PinnedDefinition, load_file
+from definitions.loader import DefinitionError, PinnedDefinition, load_file, load_text
 from definitions.model import ProcessDefinition
 from store import registry
 
@@ -87,9 +87,10 @@ def _named_templates(text: str) -> dict[str, str]:
 def load_upload(filename: str, text: str, templates: dict[str, str] | None = None) -> PinnedDefinition:
     """A definition sent over the network, with the template files it names beside it.
 
-    The files are written to a fresh directory (each template where the definition looks for a
-    file of its name) and loaded from there, so an upload is checked by exactly the rules a file
-    on disk is, template references included.
+    The template files are written to a fresh directory (each where the definition looks for a
+    file of its name) and the definition is loaded as if it lived there, so an upload is checked
+    by exactly the rules a file on disk is: its templates come from the files uploaded with it
+    and from nowhere else on the server. Errors cite the upload's own names.
     """
     names = [filename, *(templates or {})]
     unsafe = [n for n in names if not n or not n.isprintable() or PurePath(n).name != n or n in {".", ".."}]
@@ -99,21 +100,17 @@ def load_upload(filename: str, text: str, templates: dict[str, str] | None = Non
         )
     places = _named_templates(text)
     with tempfile.TemporaryDirectory(prefix="dealflow-upload-") as tmp:
-        files = {filename: text} | {places.get(name, name): content for name, content in (templates or {}).items()}
-        for name, content in files.items():
-            target = Path(tmp) / name
+        for name, content in (templates or {}).items():
+            target = Path(tmp) / places.get(name, name)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 target.write_text(content, encoding="utf-8")
             except UnicodeEncodeError as exc:
                 raise Refused(f"{name}: not valid text ({exc.reason})", code="invalid_definition") from None
         try:
-            return load_file(Path(tmp) / filename)
+            return load_text(text, source=filename, base=Path(tmp))
         except DefinitionError as exc:
-            # name the upload, not the temporary directory it was checked in
-            message = str(exc).replace(str(Path(tmp)) + "/", "")
-            problems = [str(p).replace(str(Path(tmp)) + "/", "") for p in exc.problems]
-            raise Refused(message, code="invalid_definition", details=problems) from None
+            raise Refused(str(exc), code="invalid_definition", details=[str(p) for p in exc.problems]) from None
 
 
 async def deploy_upload(

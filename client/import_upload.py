@@ -45,7 +45,12 @@ async def import_files(
         if mapping is not None:
             mapping_path = str(Path(tmp) / "mapping.yaml")
             Path(mapping_path).write_bytes(mapping)
-        the_plan, described = await import_service.read(
-            c, source, paths, process=process, mapping_file=mapping_path, time_zone=time_zone, pipeline=pipeline
-        )
-        return await import_service.run(c, the_plan, described, actor=actor, dry_run=dry_run)
+        here = tmp + "/"  # the answer names the files as they were sent, never where they were checked
+        try:
+            the_plan, described = await import_service.read(
+                c, source, paths, process=process, mapping_file=mapping_path, time_zone=time_zone, pipeline=pipeline
+            )
+        except Refused as exc:
+            raise Refused(exc.message.replace(here, ""), code=exc.code, details=exc.details) from None
+        report = await import_service.run(c, the_plan, described, actor=actor, dry_run=dry_run)
+        return report.model_copy(update={"problems": [p.replace(here, "") for p in report.problems]})

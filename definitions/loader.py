@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from definitions import rules
+from definitions import rules, template_files
 from definitions.model import ProcessDefinition, template_names
+from definitions.template_files import TemplateFileError
 from definitions.templates import check as check_template
 
 PROCESSES_DIR = Path(__file__).parent / "processes"
@@ -149,22 +150,21 @@ def _validate(data: Any, source: str, root: yaml.Node | None) -> tuple[ProcessDe
 
 
 def _read_templates(
-    definition: ProcessDefinition, base: Path, source: str, root: yaml.Node | None = None
+    definition: ProcessDefinition, base: Path | None, source: str, root: yaml.Node | None = None
 ) -> tuple[dict[str, str], list[DefinitionProblem]]:
-    """The text of each proposal template, checked like the touches: every problem is reported
-    at the definition's line naming the file, with the line inside the template file."""
+    """The text of each proposal template, from the definition's own directory only
+    (`definitions.template_files`), checked like the touches: every problem is reported at the
+    definition's line naming the file, with the line inside the template file."""
     templates: dict[str, str] = {}
     problems: list[DefinitionProblem] = []
     known = template_names(definition)
     for i, t in enumerate(definition.proposal_templates):
-        path = (base / t.file).resolve()
         where: tuple[str | int, ...] = ("proposal_templates", i, "file")
         line = line_of(root, where)
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            message = f"cannot read template {t.file!r}: {exc}"
-            problems.append(DefinitionProblem(source, format_path(where), message, line))
+            text = template_files.read(base, t.file)
+        except TemplateFileError as exc:
+            problems.append(DefinitionProblem(source, format_path(where), str(exc), line))
             continue
         found = check_template(text, known)
         problems.extend(
@@ -178,6 +178,8 @@ def _read_templates(
 def load_text(
     text: str, *, source: str = "<definition>", base: Path | None = None, today: date | None = None
 ) -> PinnedDefinition:
+    """A definition from its text; `base` is the directory it lives in, the only place its
+    template files are read from (without one, a definition naming a file is refused)."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -187,7 +189,7 @@ def load_text(
         problem = getattr(exc, "problem", None) or str(exc)
         raise DefinitionError([DefinitionProblem(source, "", f"not valid YAML: {problem}", line)]) from None
     definition, problems = _validate(data, source, root)
-    templates, unreadable = _read_templates(definition, base or Path.cwd(), source, root)
+    templates, unreadable = _read_templates(definition, base, source, root)
     if problems or unreadable:  # every problem at once: the parts' and the template files'
         raise DefinitionError(problems + unreadable)
     return pin(definition, templates, today=today)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePath
 
 import asyncpg
 
@@ -28,6 +29,12 @@ class Deployment:
     created: bool  # False when this exact content was already deployed
 
 
+def _file_name(source: str | None) -> str | None:
+    """The name of the file a version was deployed from. Versions deployed before only names
+    were kept hold the path the deploying machine gave, a server path no page may show."""
+    return PurePath(source).name if source else source
+
+
 async def deploy(
     pool: asyncpg.Pool, pinned: PinnedDefinition, *, deployed_by: str, source: str | None = None
 ) -> Deployment:
@@ -43,7 +50,7 @@ async def deploy(
             pinned.content_hash,
             body,
             json.dumps(pinned.templates, sort_keys=True),
-            source,
+            _file_name(source),
             deployed_by,
         )
         created = row is not None
@@ -61,7 +68,7 @@ async def deploy(
         len(pinned.definition.stages),
         row["deployed_by"],
         row["deployed_at"],
-        source,
+        _file_name(source),
         created,
     )
 
@@ -114,7 +121,7 @@ async def list_all(pool: asyncpg.Pool) -> list[Deployment]:
             r["stages"],
             r["deployed_by"],
             r["deployed_at"],
-            r["source"],
+            _file_name(r["source"]),
             False,
         )
         for r in rows
@@ -132,5 +139,12 @@ async def find(pool: asyncpg.Pool, name: str, version: str) -> Deployment | None
     if r is None:
         return None
     return Deployment(
-        r["name"], r["version"], r["content_hash"], r["stages"], r["deployed_by"], r["deployed_at"], r["source"], False
+        r["name"],
+        r["version"],
+        r["content_hash"],
+        r["stages"],
+        r["deployed_by"],
+        r["deployed_at"],
+        _file_name(r["source"]),
+        False,
     )

@@ -39,14 +39,16 @@ async def test_proposal_is_markdown_and_html_with_a_hash(tmp_path: Path) -> None
     env = ActivityEnvironment()
     acts = ProposalActivities(tmp_path)
     doc = await env.run(acts.generate_proposal, _request(customer="Acme <AS>", owner="alice", budget="50 000"))
-    md, html = Path(doc.path).read_text(), Path(doc.html_path).read_text()
+    # recorded relative to the proposals directory: the deal's events name no server path
+    assert (doc.path, doc.html_path) == ("d-1/offer-abc123.md", "d-1/offer-abc123.html")
+    md, html = (tmp_path / doc.path).read_text(), (tmp_path / doc.html_path).read_text()
     assert md.startswith("# Offer for Acme <AS>") and "- Budget: 50 000" in md
     assert "<h1>Offer for Acme &lt;AS&gt;</h1>" in html and "<strong>alice</strong>" in html
     assert "<li>Budget: 50 000</li>" in html
     assert len(doc.content_hash) == 64
-    mtime = Path(doc.path).stat().st_mtime_ns
+    mtime = (tmp_path / doc.path).stat().st_mtime_ns
     again = await env.run(acts.generate_proposal, _request(customer="Acme <AS>", owner="alice", budget="50 000"))
-    assert again == doc and Path(doc.path).stat().st_mtime_ns == mtime  # idempotent: not even rewritten
+    assert again == doc and (tmp_path / doc.path).stat().st_mtime_ns == mtime  # idempotent: not even rewritten
     changed = await env.run(acts.generate_proposal, _request(customer="Acme <AS>", owner="alice", budget="60 000"))
     assert changed.path == doc.path and changed.content_hash != doc.content_hash
 
@@ -92,7 +94,7 @@ async def test_proposal_html_is_commonmark_lists_links_code_and_tables(tmp_path:
         values={"customer": "Acme", "owner": "alice", "budget": "50 000", "need": "A *faster* CRM"},
     )
     doc = await ActivityEnvironment().run(ProposalActivities(tmp_path).generate_proposal, request)
-    html = Path(doc.html_path).read_text()
+    html = (tmp_path / doc.html_path).read_text()
     assert "<title>Offer for Acme</title>" in html
     assert "<ol>\n<li>Discovery with <code>alice</code></li>\n<li>Pilot</li>\n<li>Roll-out</li>\n</ol>" in html
     assert '<a href="https://example.com/terms?a=1&amp;b=2">our terms</a>' in html
@@ -115,7 +117,7 @@ async def test_raw_html_in_a_template_or_a_value_is_shown_as_text(tmp_path: Path
         },
     )
     doc = await ActivityEnvironment().run(ProposalActivities(tmp_path).generate_proposal, request)
-    html = Path(doc.html_path).read_text()
+    html = (tmp_path / doc.html_path).read_text()
     assert "<script>alert" not in html and "<img" not in html and "<b>Acme" not in html
     assert "&lt;script&gt;alert(&quot;template&quot;)&lt;/script&gt;" in html
     assert "&lt;script&gt;alert(&quot;value&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html

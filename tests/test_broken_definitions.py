@@ -75,12 +75,34 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "46-unknown-assign-rule": (5, "teams[0].assign", "'fixed', 'round-robin' or 'fewest-open'"),
     "47-duplicate-team": (4, "teams[1].id", "duplicate team id 'openers'"),
     "48-person-without-fixed-rule": (3, "teams[0].person", "a fixed person ('alice') needs assign: fixed"),
+    # a definition reads files from its own directory only (definitions/template_files.py)
+    "49-absolute-template-path": (16, "proposal_templates[0].file", "template file '/etc/passwd' is an absolute path"),
+    "50-template-path-climbs-out": (
+        16,
+        "proposal_templates[0].file",
+        "template file '../../../../etc/passwd' steps out of the definition's directory ('..')",
+    ),
+    "51-template-path-to-web-secret": (
+        16,
+        "proposal_templates[0].file",
+        "template file 'templates/../../.dealflow/web-secret' steps out of the definition's directory ('..')",
+    ),
+    "52-missing-template-file": (
+        16,
+        "proposal_templates[0].file",
+        "template file 'templates/absent.md' not found in the definition's directory",
+    ),
+    "53-template-symlink-out": (  # templates/outside.md links to the shipped proposal template
+        16,
+        "proposal_templates[0].file",
+        "template file 'templates/outside.md' leads outside the definition's directory (a symbolic link)",
+    ),
 }
 
 
 def test_every_file_has_an_expectation() -> None:
     assert sorted(p.stem for p in BROKEN.glob("*.yaml")) == sorted(EXPECTED)
-    assert len(EXPECTED) == 48
+    assert len(EXPECTED) == 53
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -94,3 +116,13 @@ def test_broken_definition_gets_its_error(name: str) -> None:
     problem = matching[0]
     assert (problem.file, problem.line) == (str(path), line)
     assert str(problem).startswith(f"{path}:{line}: {where}: ")
+
+
+def test_a_refused_template_file_is_named_as_written_never_by_the_servers_path() -> None:
+    for name in ("49-absolute-template-path", "50-template-path-climbs-out", "52-missing-template-file"):
+        with pytest.raises(DefinitionError) as err:
+            load_file(BROKEN / f"{name}.yaml")
+        assert all(str(BROKEN) not in p.message for p in err.value.problems), name
+    with pytest.raises(DefinitionError) as err:
+        load_file(BROKEN / "53-template-symlink-out.yaml")
+    assert "definitions/processes" not in str(err.value)  # where the link leads is not told either

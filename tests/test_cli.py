@@ -273,7 +273,7 @@ async def test_broken_definition_deploy_names_file_line_and_problem(cli_env: dic
     assert run.code == 1
     assert f"{broken}:{line}: stages[2].phase: stage 'presentasjon' refers to unknown phase 'tvile'" in run.err
     listed = await dealflow(cli_env, "definitions", "list", "--json")
-    assert all(d["source"] != str(broken) for d in listed.json())
+    assert all(d["source"] != broken.name for d in listed.json())
 
 
 async def test_schema_and_validate_need_no_server(tmp_path: Path) -> None:
@@ -311,3 +311,48 @@ async def test_reply_through_the_cli(cli_env: dict[str, str], deployed: object) 
     assert [(e["type"], e["kind"], e["note"]) for e in events if e["type"] == "BuyerResponded"] == [
         ("BuyerResponded", "replied", "asked for a call")
     ]
+
+
+@pytest.mark.parametrize(
+    ("named", "words"),
+    [
+        ("/etc/passwd", "template file '/etc/passwd' is an absolute path"),
+        ("../home/web-secret", "template file '../home/web-secret' steps out of the definition's directory"),
+        ("secret.md", "template file 'secret.md' leads outside the definition's directory (a symbolic link)"),
+        ("absent.md", "template file 'absent.md' not found in the definition's directory"),
+    ],
+)
+async def test_validate_and_deploy_refuse_a_template_file_from_outside_the_definitions_directory(
+    cli_env: dict[str, str], tmp_path: Path, named: str, words: str
+) -> None:
+    home = Path(cli_env["DEALFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "web-secret").write_text("the-session-signing-key")
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "secret.md").symlink_to(home / "web-secret")
+    name = new_deal_id("outside")
+    text = (HERE / "processes" / "fem-trinn.yaml").read_text().replace("name: fem-trinn", f"name: {name}")
+    text += f"proposal_templates:\n  - {{id: tilbud, file: {named!r}}}\n"
+    path = defs / "salg.yaml"
+    path.write_text(text)
+    line = len(text.splitlines())
+    expected = f"{path}:{line}: proposal_templates[0].file: {words}"
+    for command in ("validate", "deploy"):
+        run = await dealflow(cli_env, "definitions", command, str(path))
+        assert run.code == 1 and expected in run.err, run.err
+        assert "the-session-signing-key" not in run.out + run.err and "root:" not in run.out + run.err
+    listed = await dealflow(cli_env, "definitions", "list", "--json")
+    assert all(d["name"] != name for d in listed.json()), "nothing was deployed"
+
+
+async def test_a_deployed_definitions_source_is_its_file_name_not_a_server_path(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    name = new_deal_id("named")
+    path = tmp_path / "deep" / "down" / "salg.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text((HERE / "processes" / "fem-trinn.yaml").read_text().replace("name: fem-trinn", f"name: {name}"))
+    assert (await dealflow(cli_env, "definitions", "deploy", str(path))).code == 0
+    listed = await dealflow(cli_env, "definitions", "list", "--json")
+    assert [d["source"] for d in listed.json() if d["name"] == name] == ["salg.yaml"]

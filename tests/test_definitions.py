@@ -276,13 +276,82 @@ def test_unsafe_yaml_tags_are_refused() -> None:
         load_text("name: !!python/object/apply:os.system ['true']\n", source="evil.yaml")
 
 
-def test_missing_template_file_is_named(tmp_path: Path) -> None:
-    data = copy.deepcopy(BASE)
-    data["proposal_templates"] = [{"id": "p", "file": "nope.md"}]
-    path = tmp_path / "d.yaml"
-    path.write_text(yaml.safe_dump(data))
-    with pytest.raises(DefinitionError, match=r"proposal_templates\[0\]\.file: cannot read template 'nope.md'"):
+SECRET = "the server's own secret"
+
+
+def _beside(tmp_path: Path, named: str) -> tuple[Path, int]:
+    """A definition in `defs/` naming the template file `named`, beside a directory it must not
+    read (`outside/`, holding a secret); the definition's path and the line naming the file."""
+    defs, outside = tmp_path / "defs", tmp_path / "outside"
+    (defs / "templates").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text(SECRET)
+    (defs / "offer.md").write_text("# Offer for {customer}\n")
+    (defs / "templates" / "offer.md").write_text("# Offer for {customer}\n")
+    (defs / "escape.md").symlink_to("../outside/secret.txt")
+    (defs / "linked").symlink_to("../outside", target_is_directory=True)
+    (defs / "inside.md").symlink_to("offer.md")
+    (defs / "loop.md").symlink_to("loop.md")
+    (defs / "latin1.md").write_bytes("# Offre pour {customer}, été\n".encode("latin-1"))
+    named_yaml = f"proposal_templates:\n  - id: offer\n    file: {json.dumps(named)}\n"
+    text = yaml.safe_dump(BASE, sort_keys=False) + named_yaml
+    path = defs / "d.yaml"
+    path.write_text(text)
+    return path, len(text.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("named", "message"),
+    [
+        ("/etc/passwd", "template file '/etc/passwd' is an absolute path: name it relative to the definition's"),
+        ("C:/Windows/win.ini", "template file 'C:/Windows/win.ini' is an absolute path"),
+        ("../outside/secret.txt", "template file '../outside/secret.txt' steps out of the definition's directory"),
+        ("templates/../offer.md", "template file 'templates/../offer.md' steps out of the definition's directory"),
+        ("../../.dealflow/web-secret", "template file '../../.dealflow/web-secret' steps out of the definition's"),
+        ("escape.md", "template file 'escape.md' leads outside the definition's directory (a symbolic link)"),
+        ("linked/secret.txt", "template file 'linked/secret.txt' leads outside the definition's directory"),
+        ("absent.md", "template file 'absent.md' not found in the definition's directory"),
+        ("templates", "template file 'templates' is not a file"),
+        ("loop.md", "template file 'loop.md' cannot be followed (a loop of symbolic links)"),
+        ("latin1.md", "template file 'latin1.md' is not UTF-8 text (byte 25)"),
+        ("templates\\offer.md", "write '/' between folders"),
+    ],
+)
+def test_a_template_file_is_read_only_from_inside_the_definitions_directory(
+    tmp_path: Path, named: str, message: str
+) -> None:
+    path, line = _beside(tmp_path, named)
+    with pytest.raises(DefinitionError) as caught:
         load_file(path)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line, problem.path) == (str(path), line, "proposal_templates[0].file")
+    assert message in problem.message
+    assert SECRET not in str(caught.value)
+    assert str(tmp_path) not in problem.message, "named as written, never by the server's path"
+
+
+def test_an_absolute_path_is_refused_even_to_a_file_inside_the_directory(tmp_path: Path) -> None:
+    path, line = _beside(tmp_path, str(tmp_path / "defs" / "offer.md"))
+    with pytest.raises(DefinitionError, match="is an absolute path") as caught:
+        load_file(path)
+    assert [p.line for p in caught.value.problems] == [line]
+
+
+@pytest.mark.parametrize("named", ["offer.md", "templates/offer.md", "./offer.md", "inside.md"])
+def test_a_template_file_inside_the_directory_is_pinned(tmp_path: Path, named: str) -> None:
+    path, _ = _beside(tmp_path, named)
+    pinned = load_file(path)
+    assert pinned.templates == {"offer": "# Offer for {customer}\n"}
+
+
+def test_a_definition_given_as_text_alone_reads_no_file(tmp_path: Path) -> None:
+    path, line = _beside(tmp_path, "offer.md")
+    with pytest.raises(DefinitionError) as caught:
+        load_text(path.read_text(), source="pasted.yaml")  # the process's working directory is no base
+    assert [str(p) for p in caught.value.problems] == [
+        f"pasted.yaml:{line}: proposal_templates[0].file: template file 'offer.md': "
+        "the definition came without a directory to read it from"
+    ]
 
 
 def test_unreadable_file_is_named(tmp_path: Path) -> None:

@@ -283,9 +283,11 @@ async def test_proposal_is_generated_on_entering_the_stage(rig: Rig) -> None:
         generated = await rig.events(deal, "ProposalGenerated")
     assert len(generated) == 1
     doc = generated[0]
-    md = Path(doc.path).read_text()  # type: ignore[union-attr]
+    # recorded inside the proposals directory, not by the server's path
+    assert Path(doc.html_path).parent == Path(deal) and doc.html_path.endswith(".html")  # type: ignore[union-attr]
+    md = (rig.proposals / doc.path).read_text()  # type: ignore[union-attr]
     assert md.startswith("# Offer for Fjord AS") and f"deal {deal}" in md and "Value: 1,200.00" in md
-    assert Path(doc.html_path).read_text().count("<li>") == 2  # type: ignore[union-attr]
+    assert (rig.proposals / doc.html_path).read_text().count("<li>") == 2  # type: ignore[union-attr]
     import hashlib
 
     assert doc.content_hash == hashlib.sha256(md.encode()).hexdigest()  # type: ignore[union-attr]

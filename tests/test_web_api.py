@@ -136,7 +136,7 @@ async def test_an_uploaded_definition_brings_the_template_files_it_names(client:
     assert checked.status_code == 200, checked.text
     assert checked.json()["name"] == "seven-stage"
     assert (without.status_code, without.json()["code"]) == (422, "invalid_definition")
-    assert "cannot read template" in without.json()["message"]
+    assert "template file 'templates/proposal.md' not found in the definition's directory" in without.json()["message"]
     assert (sneaky.status_code, sneaky.json()["code"]) == (422, "invalid_request")
 
 

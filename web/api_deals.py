@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from client.api import DealflowClient, DealStatus, StartedDeal
+from domain import proposal_files
 from domain.commands import ActionResult
 from domain.events import DealEvent
 from domain.limits import FactsInput, FieldsInput, Kinds, Name, Note
@@ -163,7 +164,9 @@ async def deal_status(
 async def deal_events(
     deal_id: str, c: Client, caller: Who, min_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0
 ) -> list[DealEvent]:
-    return await c.events(deal_id, min_seq=min_seq)
+    """The deal's events as logged, but for a proposal's files, named inside the proposals
+    directory (`domain.proposal_files`) and never by the server's path."""
+    return [proposal_files.readable(e) for e in await c.events(deal_id, min_seq=min_seq)]
 
 
 @router.get("/{deal_id}/chain", response_model=list[LinkedDeal])

@@ -133,7 +133,7 @@ async def validate(body: DefinitionUpload, c: Client, caller: Who) -> DeployPrev
     return await definition_service.preview(c, pinned, body.filename)
 
 
-@router.post("/definitions", status_code=201, response_model=Deployed)
+@router.post("/definitions", status_code=201, response_model=Deployed | DeployPreview)
 async def deploy(
     body: DefinitionUpload,
     request: Request,

@@ -116,6 +116,8 @@ def outage(exc: Exception) -> Unavailable | None:
     """A failure to reach PostgreSQL or Temporal, as the `Unavailable` it is; None for any other."""
     if isinstance(exc, RPCError) and exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
         return Unavailable(f"Temporal cannot be reached: {exc.message}")
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return None  # a file of the server's, not a connection: a fault, and its path is not told
     if isinstance(exc, DATABASE_OUTAGES):
         return Unavailable(f"PostgreSQL cannot be reached: {type(exc).__name__}: {exc}")
     return None

@@ -8,7 +8,6 @@ read from the log at least up to the action's last event, so the rep sees their 
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -17,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from client import board_service, deal_view
 from client.api import DealflowClient, NotFound, Refused
+from domain import proposal_files
 from domain.commands import ActionResult
 from domain.events import ProposalGenerated
 from web.errors import status_of
@@ -237,16 +237,18 @@ async def reply(request: Request, deal_id: str) -> Response:
 
 @router.get("/deals/{deal_id}/proposals/{seq}")
 async def proposal(request: Request, deal_id: str, seq: int) -> Response:
-    """A generated proposal, as HTML. Only a file the deal's log names, inside the proposals
-    directory, is ever served."""
+    """A generated proposal, as HTML. Only a file the deal's log names is ever served, found by its
+    place inside the proposals directory (`domain.proposal_files`) and only while it resolves
+    to an HTML file there, so no event, link or symbolic link reaches any other file."""
     await page_caller(request)
     events = await client_of(request).events(deal_id)
     found = next((e for e in events if e.seq == seq and isinstance(e, ProposalGenerated)), None)
     if found is None:
         raise NotFound(f"deal {deal_id!r} has no proposal at event {seq}", code="not_found")
     root = proposals_dir().resolve()
-    path = Path(found.html_path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise NotFound(f"the proposal file of event {seq} is not on this server ({root})", code="not_found")
+    named = proposal_files.relative(found.html_path)
+    path = (root / named).resolve()
+    if not path.is_relative_to(root) or path.suffix != ".html" or not path.is_file():
+        raise NotFound(f"the proposal file {named} of event {seq} is not on this server", code="not_found")
     # sandboxed: whatever the document holds runs no script with this site's cookies
     return FileResponse(path, media_type="text/html", headers={"Content-Security-Policy": "sandbox"})

@@ -74,6 +74,8 @@ def _stored_secret() -> str:
     outlive a restart; set DEALFLOW_SECRET_KEY when several servers must share it."""
     path = home() / "web-secret"
     try:
+        if path.stat().st_mode & 0o077:  # made by hand, or copied, readable by others: owner only
+            path.chmod(0o600)
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
