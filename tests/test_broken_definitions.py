@@ -75,12 +75,25 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "46-unknown-assign-rule": (5, "teams[0].assign", "'fixed', 'round-robin' or 'fewest-open'"),
     "47-duplicate-team": (4, "teams[1].id", "duplicate team id 'openers'"),
     "48-person-without-fixed-rule": (3, "teams[0].person", "a fixed person ('alice') needs assign: fixed"),
+    "49-touch-minimum-beyond-every-cadence": (
+        12,
+        "outcomes.lost.min_touches_before_lost",
+        "min_touches_before_lost is 8 but no cadence makes that many touches (the longest, 'six', makes 6)",
+    ),
+    "50-lost-before-any-cadence": (
+        13,
+        "outcomes.lost.from_stages[0]",
+        "a deal at 'a' could never be lost: min_touches_before_lost is 3 and no cadence has started by then",
+    ),
+    "51-interleaved-phases": (9, "stages[2].phase", "stage 'c' goes back to phase 'get-in' after phase 'close'"),
+    "52-phases-out-of-order": (8, "stages[1].phase", "puts phase 'get-in' after phase 'close', but phases lists"),
+    "53-remove-unknown-holiday": (6, "holidays.remove[1]", "NL has no holiday named 'Boxing Day' in"),
 }
 
 
 def test_every_file_has_an_expectation() -> None:
     assert sorted(p.stem for p in BROKEN.glob("*.yaml")) == sorted(EXPECTED)
-    assert len(EXPECTED) == 48
+    assert len(EXPECTED) == 53
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
