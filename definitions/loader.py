@@ -260,7 +260,8 @@ def check_text(
     if definition.holidays is not None:
         from definitions import public_holidays  # not at the top: see `pin`
 
-        warned = [DefinitionProblem(source, format_path(p), m, line_of(root, p)) for p, m in public_holidays.warnings(definition)]
+        found = public_holidays.warnings(definition)
+        warned = [DefinitionProblem(source, format_path(p), m, line_of(root, p)) for p, m in found]
     return Checked(pinned, warned)
 
 

@@ -51,7 +51,7 @@ def problems(d: ProcessDefinition, today: date | None = None) -> Iterator[Proble
         )
         return
     today = today or date.today()
-    names = {name.casefold(): name for calendar in _calendars(d, today) for names in calendar.values() for name in _split(names)}
+    names = {n.casefold(): n for calendar in _calendars(d, today) for day in calendar.values() for n in _split(day)}
     window = _window(d, today)
     for i, name in enumerate(spec.remove):
         if name.strip().casefold() not in names:
@@ -105,16 +105,23 @@ def _window(d: ProcessDefinition, today: date) -> range:
 
 
 def _calendars(d: ProcessDefinition, today: date) -> list[holidays.HolidayBase]:
-    """The country's holidays in the window, in the package's own language and, when `remove`
-    names any and the package has one, in English: `remove` may name a holiday in either. The
-    dates are the same in both."""
+    """The country's holidays in the window; when `remove` names any, also in the country's own
+    language and in English (the names the package gives without a language depend on its
+    release and the locale): `remove` may name a holiday in any of them. The dates are the same
+    in all."""
     spec = d.holidays
     assert spec is not None and spec.country is not None
     years = _window(d, today)
     own = holidays.country_holidays(spec.country, subdiv=spec.subdivision, years=years)
-    if not spec.remove or "en_US" not in getattr(own, "supported_languages", ()):
-        return [own]  # without `remove`, only the dates matter
-    return [own, holidays.country_holidays(spec.country, subdiv=spec.subdivision, years=years, language="en_US")]
+    if not spec.remove:
+        return [own]  # only the dates matter
+    languages = [getattr(own, "default_language", None), "en_US"]
+    known = getattr(own, "supported_languages", ())
+    return [own] + [
+        holidays.country_holidays(spec.country, subdiv=spec.subdivision, years=years, language=language)
+        for language in dict.fromkeys(languages)
+        if language and language in known
+    ]
 
 
 def _split(names: str) -> list[str]:

@@ -175,12 +175,14 @@ def _touch_minimum(d: ProcessDefinition) -> Iterator[Problem]:
     first = min((pre.index(s.id) for s in d.pre_sale if s.cadence in named), default=len(pre))
     early = [sid for sid in d.lost_from() if sid in pre and pre.index(sid) < first]
     if early:
-        where: Path = ("outcomes", "lost", "from_stages", lost.from_stages.index(early[0])) if lost.from_stages else path
-        fix = "leave them out of from_stages" if lost.from_stages else "list the others in outcomes.lost.from_stages"
+        listed = lost.from_stages
+        where: Path = ("outcomes", "lost", "from_stages", listed.index(early[0])) if listed else path
+        fix = "leave them out of from_stages" if listed else "list the others in outcomes.lost.from_stages"
         yield (
             where,
             f"a deal at {', '.join(repr(s) for s in early)} could never be lost: min_touches_before_lost is {need} "
-            f"and no cadence has started by then (the first starts at {pre[first]!r}); {fix}, or start a cadence sooner",
+            f"and no cadence has started by then (the first starts at {pre[first]!r}); {fix}, "
+            "or start a cadence sooner",
         )
 
 
