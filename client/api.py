@@ -31,9 +31,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.access import AccessDenied, AccessPolicy, Permission, load_policy
 from client.migration import MigrationPlan, PlanError, plan
-from client.retry import Deadline, NoAnswer, RetryCounts, until_answered
+from client.retry import Deadline, NoAnswer, RetryCounts, too_large, until_answered
 from definitions.experiment import Experiment, assign
-from definitions.loader import DefinitionError, PinnedDefinition, load_file
+from definitions.loader import MAX_PINNED_BYTES, DefinitionError, PinnedDefinition, load_file, pinned_size, size_text
 from domain import decide
 from domain.access import Claim
 from domain.commands import (
@@ -367,6 +367,14 @@ class DealflowClient:
                 version = assign(running, deal_id)
                 start = start.model_copy(update={"experiment": running.name})
         pinned = await self.definition(process, version)
+        size = pinned_size(pinned)
+        if size > MAX_PINNED_BYTES:  # a version deployed before the loader refused such sizes
+            raise Refused(
+                f"{pinned.ref} is {size_text(size)} ({size:,} bytes) pinned, and a deal carries its definition "
+                f"whole: dealflow starts deals on at most {size_text(MAX_PINNED_BYTES)} (Temporal refuses a start "
+                "above 2 MiB); deploy a smaller version and start the deal on it",
+                code="definition_too_large",
+            )
         first = imported.visits[-1].stage if imported else pinned.definition.stages[0].id
         if imported and not pinned.definition.has_stage(first):
             raise Refused(f"{pinned.ref} has no stage {first!r}", code="unknown_stage")
@@ -397,6 +405,15 @@ class DealflowClient:
                 if attempt > 0 and await self._started_by(deal_input, exc.first_run_id or exc.run_id):
                     return
                 raise Refused(f"deal {deal_id!r} already exists", code="deal_exists") from None
+            except RPCError as exc:
+                if too_large(exc):  # it would be refused again however often it were sent
+                    carried = len(deal_input.model_dump_json().encode("utf-8"))
+                    raise Refused(
+                        f"deal {deal_id!r} was not started: its start is {size_text(carried)} ({carried:,} bytes), "
+                        f"more than Temporal takes ({exc.message}); nothing was started",
+                        code="start_too_large",
+                    ) from None
+                raise
 
         try:
             deadline = Deadline(self.settings.request_deadline_seconds)
