@@ -17,6 +17,7 @@ import holidays
 import pytest
 import yaml
 
+from client.api import DealflowClient
 from definitions.durations import Duration
 from definitions.loader import (
     DefinitionError,
@@ -34,6 +35,7 @@ from domain.calendar import BusinessCalendar
 from domain.commands import StartDeal
 from domain.state import fold
 from tests.support import dealflow
+from tests.web_support import app_over, http
 from workflows.cadence import CadenceInput, touch_due
 
 AMSTERDAM, OSLO = ZoneInfo("Europe/Amsterdam"), ZoneInfo("Europe/Oslo")
@@ -403,3 +405,25 @@ def test_a_country_not_of_the_time_zone_is_warned_not_refused(tmp_path: Path) ->
     )
     assert done.returncode == 0 and f"{path}: ok, dutch@" in done.stdout
     assert f"warning: {path}:4: holidays.country: country 'NE' (Niger)" in done.stderr
+
+
+async def test_deploy_tells_the_warning_in_the_cli_and_the_api(
+    cli_env: dict[str, str], client: DealflowClient, tmp_path: Path
+) -> None:
+    name = f"niger-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "niger.yaml"
+    path.write_text(yaml.safe_dump(_with(name=name, holidays={"country": "NE"}), sort_keys=False))
+    said = "holidays.country: country 'NE' (Niger) is not a country of the process's time zone Europe/Amsterdam"
+    dry = await dealflow(cli_env, "definitions", "deploy", "--dry-run", str(path))
+    assert dry.code == 0 and f"warning: {path}:4: {said}" in dry.err, dry.err
+    done = await dealflow(cli_env, "definitions", "deploy", "--json", str(path))
+    assert done.code == 0, done.err
+    [deployed] = done.json()
+    assert deployed["created"] and deployed["warnings"] == [f"{path}:4: {said} (NL (Netherlands)): did you mean 'NL'?"]
+    async with http(app_over(client), **{"X-Dealflow-User": "ops"}) as api:
+        body = {"filename": "niger.yaml", "yaml": path.read_text()}
+        preview = await api.post("/api/v1/definitions/validate", json=body)
+        again = await api.post("/api/v1/definitions", json=body)
+    whole = f"niger.yaml:4: {said} (NL (Netherlands)): did you mean 'NL'?"
+    assert preview.status_code == 200 and preview.json()["warnings"] == [whole]
+    assert again.status_code == 201 and again.json()["warnings"] == preview.json()["warnings"]
