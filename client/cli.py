@@ -476,7 +476,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if exc.code == "bad_settings" else EXIT_REFUSED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     return 0
+
+
+EXIT_READER_GONE = 141  # what a shell reports of a command killed by SIGPIPE (128 + 13)
+
+
+def _reader_gone() -> int:
+    """The reader of the output went away (`dealflow metrics ... | head`): stop quietly, as a
+    Unix tool does. What is still buffered for stdout goes nowhere, so the final flush cannot
+    fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_READER_GONE
 
 
 def entry() -> None:
@@ -484,7 +499,10 @@ def entry() -> None:
     crash while Temporal's native runtime threads (a Replayer's, a worker's) are still alive."""
     code = main()
     tracing.flush()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _reader_gone()
     sys.stderr.flush()
     os._exit(code)
 
