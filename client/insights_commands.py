@@ -93,7 +93,8 @@ def _short(t: Compared) -> str:
     """The table's verdict column: what was found, briefly; the full words are printed below."""
     if t.significant:
         return "better" if (t.rate or 0) > (t.rest_rate or 0) else "worse"
-    return "-" if t.test else "too few deals"
+    needs = f"; ~{t.needed:,} needed" if t.needed else ""
+    return ("can't tell" if t.test else "too few deals") + needs
 
 
 def _scope(found: RepStrength | FactOutcomes | Persistence) -> str:
@@ -106,7 +107,10 @@ def _scope(found: RepStrength | FactOutcomes | Persistence) -> str:
 
 def _verdicts(verdicts: list[str], alpha: float) -> None:
     if not verdicts:
-        print(f"\nno significant differences (family-wise alpha {alpha:g}, Holm)")
+        print(
+            f"\nno verdicts: not enough data to tell any of them from the rest (family-wise alpha {alpha:g}, Holm); "
+            "--json says what each would need"
+        )
         return
     print("\nverdicts:")
     for v in verdicts:

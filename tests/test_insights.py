@@ -409,7 +409,7 @@ async def test_the_planted_effects_are_named_and_nothing_else(planted: EventSet,
 async def test_no_effect_no_verdict(null: EventSet, cli_env: dict[str, str]) -> None:
     assert await _verdicts(cli_env, null.name) == []
     table = await dealflow(cli_env, "metrics", "by-fact", null.name, "closing.close_technique")
-    assert "no significant differences (family-wise alpha 0.01, Holm)" in table.out
+    assert "no verdicts: not enough data to tell any of them from the rest (family-wise alpha 0.01, Holm)" in table.out
 
 
 # --- (c) the CLI: usage errors and refusals --------------------------------------------------
