@@ -44,9 +44,14 @@ def fisher_exact(a: int, b: int, c: int, d: int) -> float:
 
 @dataclass(frozen=True)
 class MannWhitney:
-    u: float
-    z: float
-    p: float
+    u: float  # of the first group: how many (x, y) pairs have x > y, ties counting half
+    z: float  # positive when the first group's values tend to be larger
+    p: float  # two-sided
+
+    @property
+    def p_greater(self) -> float:
+        """One-sided: that the first group's values tend to be larger (a small p says they do)."""
+        return 0.5 * math.erfc(self.z / math.sqrt(2))
 
 
 def mann_whitney(xs: Sequence[float], ys: Sequence[float]) -> MannWhitney | None:

@@ -101,3 +101,22 @@ def test_two_by_two_takes_fisher_when_an_expected_count_is_small() -> None:
     large = two_by_two(300, 700, 400, 600)
     assert large.test == "chi-square" and large.p < 1e-5
     assert two_by_two(0, 0, 0, 0).p == 1.0
+
+
+def test_mann_whitney_equals_scipy_both_ways() -> None:
+    """Two-sided and one-sided ("the first tends larger"), tie-corrected, no continuity correction,
+    against scipy.stats.mannwhitneyu on samples with many ties."""
+    import random
+
+    from scipy.stats import mannwhitneyu
+
+    rng = random.Random(7)
+    for _ in range(20):
+        xs = [float(rng.randrange(0, 30)) for _ in range(rng.randrange(5, 80))]
+        ys = [float(rng.randrange(3, 35)) for _ in range(rng.randrange(5, 80))]
+        ours = mann_whitney(xs, ys)
+        assert ours is not None
+        for alternative, p in (("two-sided", ours.p), ("greater", ours.p_greater)):
+            theirs = mannwhitneyu(xs, ys, alternative=alternative, method="asymptotic", use_continuity=False)
+            assert p == pytest.approx(float(theirs.pvalue), rel=1e-9, abs=1e-15)
+        assert ours.u == float(mannwhitneyu(xs, ys).statistic)

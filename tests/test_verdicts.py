@@ -139,3 +139,16 @@ def test_the_family_wise_error_holds_with_one_strong_rep_too_thin_to_name() -> N
         strong_named += any(v.startswith("0:rep-0 better") for v in verdicts)
     assert false_alarms / answers <= ALPHA
     assert strong_named / answers > 0.5  # and the strong rep is still named more often than not
+
+
+def test_a_comparison_of_versions_without_a_verdict_says_what_it_would_take() -> None:
+    from store.compare import ALPHA as COMPARE_ALPHA
+    from store.compare import cannot_tell
+
+    each = deals_needed_each(0.30, 0.33, COMPARE_ALPHA)
+    assert each is not None and 3000 < each < 4000
+    assert cannot_tell("win rate", 0.30, 0.33, 0.4) == (
+        "not enough data to tell a difference in win rate: 30% vs 33% (Fisher p = 0.40); "
+        f"about {each:,} deals on each side would tell a difference this size"
+    )
+    assert cannot_tell("conversion", 0.5, 0.5, 1.0).endswith("(Fisher p = 1.00), no difference so far")
