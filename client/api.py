@@ -54,6 +54,7 @@ from domain.commands import (
 )
 from domain.events import DealEvent
 from domain.imports import ImportedHistory
+from domain.pending import Pending, pending
 from domain.state import DealState, fold
 from store import access_log, event_log, experiments, registry
 from store.db import StoreUnavailable, connect_pool
@@ -121,6 +122,8 @@ class DealStatus(BaseModel):
     missing_facts: list[MissingFact]
     process_ref: str
     running: bool
+    # what the deal will do by itself next, soonest first: reminder rungs, escalations, touches
+    pending: list[Pending] = []
 
 
 class StartedDeal(BaseModel):
@@ -663,13 +666,15 @@ class DealflowClient:
             pause = min(pause * 2, 0.25)
 
     async def status(self, deal_id: str, *, min_seq: int = 0) -> DealStatus:
-        state = await self.logged_state(deal_id, min_seq=min_seq)
+        events = await self.events(deal_id, min_seq=min_seq)
+        state = fold(events)
         pinned = await self.definition(state.process, state.version)
         return DealStatus(
             state=state,
             missing_facts=decide.missing_facts(pinned.definition, state),
             process_ref=pinned.ref,
             running=not state.may_end,
+            pending=pending(pinned.definition, state, events),
         )
 
     async def events(self, deal_id: str, *, min_seq: int = 0, within: float = 5.0) -> list[DealEvent]:

@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from client.api import DealflowClient, DealflowError, NotFound, OutcomeUnknown, Refused, Unavailable
 from client.arguments import UsageError, add_key_values, number, port, positive_int, process_ref, time_scale
@@ -164,6 +165,11 @@ async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
             print(f"  --fact {f.fact}=<{f.type}>{options}  {f.question}")
     for stage, facts in s.facts.items():
         print(f"facts from {stage}: " + ", ".join(f"{k}={v}" for k, v in facts.items()))
+    if status.pending:
+        zone = ZoneInfo((await c.definition(s.process, s.version)).definition.timezone)
+        print("next, unless something changes first:")
+        for p in status.pending:
+            print(f"  {p.due_at.astimezone(zone):%Y-%m-%d %H:%M %Z}  {p.text}")
     if status.running:
         window = c.log_flush_seconds
         print(f"as of event {s.last_seq} in the log (a running deal's log trails it by up to {window:g} s)")

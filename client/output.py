@@ -60,6 +60,7 @@ def status_json(s: DealStatus) -> dict[str, Any]:
         ],
         "running": s.running,
         "missing_facts": [m.model_dump() for m in s.missing_facts],
+        "pending": [p.model_dump(mode="json") for p in s.pending],
     }
 
 
