@@ -31,9 +31,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.access import AccessDenied, AccessPolicy, Permission, load_policy
 from client.migration import MigrationPlan, PlanError, plan
-from client.retry import Deadline, NoAnswer, RetryCounts, until_answered
+from client.retry import Deadline, NoAnswer, RetryCounts, too_large, until_answered
 from definitions.experiment import Experiment, assign
-from definitions.loader import DefinitionError, PinnedDefinition, load_file
+from definitions.loader import MAX_PINNED_BYTES, DefinitionError, PinnedDefinition, load_file, pinned_size, size_text
 from domain import decide
 from domain.access import Claim
 from domain.commands import (
@@ -54,6 +54,7 @@ from domain.commands import (
 )
 from domain.events import DealEvent
 from domain.imports import ImportedHistory
+from domain.pending import Pending, pending
 from domain.state import DealState, fold
 from store import access_log, event_log, experiments, log_failures, registry
 from store.db import StoreUnavailable, connect_pool
@@ -134,6 +135,8 @@ class DealStatus(BaseModel):
     stale: bool = Field(
         default=False, description="the log had not reached the min_seq asked for within the wait: an older state"
     )
+    # what the deal will do by itself next, soonest first: reminder rungs, escalations, touches
+    pending: list[Pending] = []
 
 
 class StartedDeal(BaseModel):
@@ -161,6 +164,18 @@ def _build(model: type[C], **fields: Any) -> C:
         return model(**fields)
     except ValidationError as exc:
         raise Refused(f"invalid request: {_validation_message(exc)}", code="invalid_request") from None
+
+
+def _folded(deal_id: str, events: list[DealEvent]) -> DealState:
+    """The deal's state from its logged events; a log that does not fold has had rows altered or
+    deleted behind its back, and says so rather than failing as a server error."""
+    try:
+        return fold(events)
+    except ValueError as exc:
+        raise DealflowError(
+            f"the log of deal {deal_id!r} does not fold ({exc}): 'dealflow audit verify {deal_id}' says where",
+            code="log_broken",
+        ) from None
 
 
 @contextmanager
@@ -389,6 +404,14 @@ class DealflowClient:
                 version = assign(running, deal_id)
                 start = start.model_copy(update={"experiment": running.name})
         pinned = await self.definition(process, version)
+        size = pinned_size(pinned)
+        if size > MAX_PINNED_BYTES:  # a version deployed before the loader refused such sizes
+            raise Refused(
+                f"{pinned.ref} is {size_text(size)} ({size:,} bytes) pinned, and a deal carries its definition "
+                f"whole: dealflow starts deals on at most {size_text(MAX_PINNED_BYTES)} (Temporal refuses a start "
+                "above 2 MiB); deploy a smaller version and start the deal on it",
+                code="definition_too_large",
+            )
         first = imported.visits[-1].stage if imported else pinned.definition.stages[0].id
         if imported and not pinned.definition.has_stage(first):
             raise Refused(f"{pinned.ref} has no stage {first!r}", code="unknown_stage")
@@ -421,6 +444,15 @@ class DealflowClient:
                 if repeat and await self._started_by(deal_input, exc.first_run_id or exc.run_id):
                     return
                 raise Refused(f"deal {deal_id!r} already exists", code="deal_exists") from None
+            except RPCError as exc:
+                if too_large(exc):  # it would be refused again however often it were sent
+                    carried = len(deal_input.model_dump_json().encode("utf-8"))
+                    raise Refused(
+                        f"deal {deal_id!r} was not started: its start is {size_text(carried)} ({carried:,} bytes), "
+                        f"more than Temporal takes ({exc.message}); nothing was started",
+                        code="start_too_large",
+                    ) from None
+                raise
 
         try:
             deadline = Deadline(self.settings.request_deadline_seconds)
@@ -660,14 +692,7 @@ class DealflowClient:
         `last_seq` of the action's result as `min_seq`: the read waits up to `within` seconds
         for the log to reach it.
         """
-        events = await self.events(deal_id, min_seq=min_seq, within=within)
-        try:
-            return fold(events)
-        except ValueError as exc:  # rows altered or deleted behind the log's back
-            raise DealflowError(
-                f"the log of deal {deal_id!r} does not fold ({exc}): 'dealflow audit verify {deal_id}' says where",
-                code="log_broken",
-            ) from None
+        return _folded(deal_id, await self.events(deal_id, min_seq=min_seq, within=within))
 
     async def _until_logged(self, deal_id: str, min_seq: int, within: float) -> bool:
         """Wait, `within` seconds at most, until the log holds the deal's event `min_seq`; whether it does."""
@@ -682,7 +707,8 @@ class DealflowClient:
 
     async def status(self, deal_id: str, *, min_seq: int = 0) -> DealStatus:
         """The deal as its log tells it; `stale` when the log had not reached `min_seq` in time."""
-        state = await self.logged_state(deal_id, min_seq=min_seq)
+        events = await self.events(deal_id, min_seq=min_seq)
+        state = _folded(deal_id, events)
         pinned = await self.definition(state.process, state.version)
         return DealStatus(
             state=state,
@@ -691,6 +717,7 @@ class DealflowClient:
             running=not state.may_end,
             log_failure=await log_failures.of_deal(self.pool, deal_id),
             stale=state.last_seq < min_seq,
+            pending=pending(pinned.definition, state, events),
         )
 
     async def events(self, deal_id: str, *, min_seq: int = 0, within: float = 5.0) -> list[DealEvent]:

@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from client.api import DealflowClient, DealflowError, NotFound, OutcomeUnknown, Refused, Unavailable
 from client.arguments import UsageError, add_key_values, number, port, positive_int, process_ref, time_scale
@@ -173,6 +174,11 @@ async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
         print(f"WARNING: {status.log_failure.describe()}")
     if status.stale:
         print(f"WARNING: the log had not reached event {args.min_seq} within the wait: this is an older state")
+    if status.pending:
+        zone = ZoneInfo((await c.definition(s.process, s.version)).definition.timezone)
+        print("next, unless something changes first:")
+        for p in status.pending:
+            print(f"  {p.due_at.astimezone(zone):%Y-%m-%d %H:%M %Z}  {p.text}")
     if status.running:
         window = c.log_flush_seconds
         print(f"as of event {s.last_seq} in the log (a running deal's log trails it by up to {window:g} s)")
@@ -485,7 +491,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if exc.code == "bad_settings" else EXIT_REFUSED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     return 0
+
+
+EXIT_READER_GONE = 141  # what a shell reports of a command killed by SIGPIPE (128 + 13)
+
+
+def _reader_gone() -> int:
+    """The reader of the output went away (`dealflow metrics ... | head`): stop quietly, as a
+    Unix tool does. What is still buffered for stdout goes nowhere, so the final flush cannot
+    fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_READER_GONE
 
 
 def entry() -> None:
@@ -493,7 +514,10 @@ def entry() -> None:
     crash while Temporal's native runtime threads (a Replayer's, a worker's) are still alive."""
     code = main()
     tracing.flush()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _reader_gone()
     sys.stderr.flush()
     os._exit(code)
 

@@ -11,21 +11,33 @@ from client.api import DealflowClient, DealflowError, Refused
 from client.arguments import UsageError, add_key_values, process_ref
 from client.migration import MigrationPlan
 from client.output import action_json, deployment_json, emit, print_table
-from definitions.loader import DefinitionError, load_file
+from definitions.loader import Checked, DefinitionError, check_file
 from definitions.model import json_schema
 
 EXIT_REFUSED = 1
+
+
+def _warn(checked: Checked) -> list[str]:
+    """Print a definition's warnings (to stderr: the answer stays on stdout) and return them."""
+    for w in checked.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return [str(w) for w in checked.warnings]
 
 
 async def cmd_deploy(args: argparse.Namespace, c: DealflowClient) -> None:
     if args.dry_run:
         await _dry_run(args, c)
         return
-    results = [await c.deploy(path, deployed_by=args.actor) for path in args.files]
+    results = []
+    for path in args.files:
+        await c.require(args.actor, "deploy", str(path))  # before the file is read, as an upload's
+        checked = definition_service.check(path)
+        warnings = _warn(checked)
+        results.append((await c.deploy_pinned(checked.pinned, deployed_by=args.actor, source=str(path)), warnings))
     if args.json:
-        emit([deployment_json(d) for d in results])
+        emit([deployment_json(d) | {"warnings": w} for d, w in results])
         return
-    for d in results:
+    for d, _ in results:
         verb = "deployed" if d.created else "already deployed (no change)"
         print(
             f"{d.name}@{d.version} {verb}: {d.stages} stages, by {d.deployed_by} at {d.deployed_at:%Y-%m-%d %H:%M:%S}"
@@ -34,7 +46,10 @@ async def cmd_deploy(args: argparse.Namespace, c: DealflowClient) -> None:
 
 async def _dry_run(args: argparse.Namespace, c: DealflowClient) -> None:
     """Validate and compare with what is deployed; write nothing."""
-    previews = [await definition_service.preview(c, definition_service.load(path), str(path)) for path in args.files]
+    previews = []
+    for path in args.files:
+        checked = definition_service.check(path)
+        previews.append(await definition_service.preview(c, checked.pinned, str(path), _warn(checked)))
     if args.json:
         emit([p.model_dump(mode="json", exclude={"deployed_by"}) for p in previews])
         return
@@ -208,8 +223,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
     failed = False
     for path in args.files:
         try:
-            pinned = load_file(path)
+            checked = check_file(path)
+            pinned = checked.pinned
             print(f"{path}: ok, {pinned.ref}, {len(pinned.definition.stages)} stages")
+            _warn(checked)
         except DefinitionError as exc:
             failed = True
             print(str(exc), file=sys.stderr)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from client.api import DealflowClient, Refused
 from definitions.diff import Change, diff
-from definitions.loader import DefinitionError, PinnedDefinition, load_file, load_text
+from definitions.loader import Checked, DefinitionError, PinnedDefinition, check_file, check_text
 from definitions.model import ProcessDefinition
 from store import registry
 
@@ -41,6 +41,7 @@ class DeployPreview(BaseModel):
     deployed_by: str | None  # who deployed this exact content, when it is already deployed
     latest: str | None
     changes: list[ChangeView]
+    warnings: list[str] = []  # what deploying it should still tell (file:line: path: what), refusing nothing
 
 
 class DefinitionView(BaseModel):
@@ -60,8 +61,13 @@ class VersionDiff(BaseModel):
 
 
 def load(path: str | Path) -> PinnedDefinition:
+    return check(path).pinned
+
+
+def check(path: str | Path) -> Checked:
+    """A definition file, pinned, with its warnings; refused naming every problem."""
     try:
-        return load_file(path)
+        return check_file(path)
     except DefinitionError as exc:
         raise Refused(str(exc), code="invalid_definition", details=[str(p) for p in exc.problems]) from None
 
@@ -85,6 +91,10 @@ def _named_templates(text: str) -> dict[str, str]:
 
 
 def load_upload(filename: str, text: str, templates: dict[str, str] | None = None) -> PinnedDefinition:
+    return check_upload(filename, text, templates).pinned
+
+
+def check_upload(filename: str, text: str, templates: dict[str, str] | None = None) -> Checked:
     """A definition sent over the network, with the template files it names beside it.
 
     The template files are written to a fresh directory (each where the definition looks for a
@@ -108,18 +118,20 @@ def load_upload(filename: str, text: str, templates: dict[str, str] | None = Non
             except UnicodeEncodeError as exc:
                 raise Refused(f"{name}: not valid text ({exc.reason})", code="invalid_definition") from None
         try:
-            return load_text(text, source=filename, base=Path(tmp))
+            return check_text(text, source=filename, base=Path(tmp))
         except DefinitionError as exc:
             raise Refused(str(exc), code="invalid_definition", details=[str(p) for p in exc.problems]) from None
 
 
 async def deploy_upload(
     c: DealflowClient, filename: str, text: str, templates: dict[str, str] | None, *, deployed_by: str
-) -> registry.Deployment:
-    """Deploy a definition sent over the network; who may deploy is checked before the upload is
-    even read, so a refusal never depends on what was sent."""
+) -> tuple[registry.Deployment, list[str]]:
+    """Deploy a definition sent over the network, and say its warnings; who may deploy is checked
+    before the upload is even read, so a refusal never depends on what was sent."""
     await c.require(deployed_by, "deploy", filename)
-    return await c.deploy_pinned(load_upload(filename, text, templates), deployed_by=deployed_by, source=filename)
+    checked = check_upload(filename, text, templates)
+    deployment = await c.deploy_pinned(checked.pinned, deployed_by=deployed_by, source=filename)
+    return deployment, [str(w) for w in checked.warnings]
 
 
 async def latest(c: DealflowClient, name: str) -> PinnedDefinition | None:
@@ -129,7 +141,9 @@ async def latest(c: DealflowClient, name: str) -> PinnedDefinition | None:
         return None
 
 
-async def preview(c: DealflowClient, pinned: PinnedDefinition, source: str) -> DeployPreview:
+async def preview(
+    c: DealflowClient, pinned: PinnedDefinition, source: str, warnings: list[str] | None = None
+) -> DeployPreview:
     """Compare a loaded definition with what is deployed; write nothing."""
     existing = await registry.find(c.pool, pinned.name, pinned.version)
     newest = await latest(c, pinned.name)
@@ -143,6 +157,7 @@ async def preview(c: DealflowClient, pinned: PinnedDefinition, source: str) -> D
         deployed_by=existing.deployed_by if existing else None,
         latest=newest.version if newest else None,
         changes=[ChangeView.of(ch) for ch in changes],
+        warnings=warnings or [],
     )
 
 

@@ -12,7 +12,7 @@ from client.arguments import UsageError, instant
 from client.insights_service import MAX_BUCKETS, InsightQuery, fact_ref
 from client.output import duration_text, emit, pct, print_table
 from store.fact_outcomes import FactOutcomes
-from store.persistence import Figures, Persistence
+from store.persistence import GIVE_UP_AFTER, AnswersAfter, Figures, Persistence
 from store.rep_strength import RepStrength
 from store.verdicts import Compared, p_text
 
@@ -68,7 +68,8 @@ async def run(args: argparse.Namespace) -> None:
             ref = ".".join(args.fact)
             found = await insights_service.by_fact(c, _query(args), ref, buckets=args.buckets)
         else:
-            found = await insights_service.follow_up(c, _query(args), by_rep=args.by_rep)
+            # the text always shows each rep's giving up beside the estimate; JSON only when asked
+            found = await insights_service.follow_up(c, _query(args), by_rep=args.by_rep or not args.json)
     if args.json:
         emit(found.model_dump(mode="json"))
     elif isinstance(found, RepStrength):
@@ -76,7 +77,7 @@ async def run(args: argparse.Namespace) -> None:
     elif isinstance(found, FactOutcomes):
         print_by_fact(found)
     else:
-        print_persistence(found)
+        print_persistence(found, by_rep=args.by_rep)
 
 
 def _ci(t: Compared) -> str:
@@ -93,7 +94,8 @@ def _short(t: Compared) -> str:
     """The table's verdict column: what was found, briefly; the full words are printed below."""
     if t.significant:
         return "better" if (t.rate or 0) > (t.rest_rate or 0) else "worse"
-    return "-" if t.test else "too few deals"
+    needs = f"; ~{t.needed:,} needed" if t.needed else ""
+    return ("can't tell" if t.test else "too few deals") + needs
 
 
 def _scope(found: RepStrength | FactOutcomes | Persistence) -> str:
@@ -106,7 +108,10 @@ def _scope(found: RepStrength | FactOutcomes | Persistence) -> str:
 
 def _verdicts(verdicts: list[str], alpha: float) -> None:
     if not verdicts:
-        print(f"\nno significant differences (family-wise alpha {alpha:g}, Holm)")
+        print(
+            f"\nno verdicts: not enough data to tell any of them from the rest (family-wise alpha {alpha:g}, Holm); "
+            "--json says what each would need"
+        )
         return
     print("\nverdicts:")
     for v in verdicts:
@@ -171,7 +176,7 @@ def _figures_line(g: Figures) -> str:
     )
 
 
-def print_persistence(p: Persistence) -> None:
+def print_persistence(p: Persistence, *, by_rep: bool = False) -> None:
     g = p.overall
     print(f"follow-up persistence: {p.filters.process} ({_scope(p)})")
     print(_figures_line(g))
@@ -180,18 +185,35 @@ def print_persistence(p: Persistence) -> None:
         ["touches", "replied", "won", "lost", "opted out", "open (so far)"],
         [[r.touches, r.reply, r.won, r.lost, r.opted_out, r.open] for r in g.distribution],
     )
-    print(f"\nanswered (replied or won): {g.answered}; {pct(g.share_five_or_more)} of them after five or more touches")
-    lost = [f"{x.after} touch{'es' if x.after > 1 else ''}: {pct(x.share)} ({x.deals})" for x in g.lost_by_giving_up]
-    print("would have been lost by giving up after " + ", ".join(lost))
-    if p.by_rep is not None:
-        print()
-        print_table(
-            ["rep", "deals", "answered", "5+ touches", *[f"lost after {k}" for k in (1, 2, 3, 4)]],
-            [
-                [r.rep, r.deals, r.answered, pct(r.share_five_or_more), *[pct(x.share) for x in r.lost_by_giving_up]]
-                for r in p.by_rep
-            ],
+    print(
+        "\nhow many touches buyers take to answer (Kaplan-Meier over touches: each deal counts while it was "
+        "followed up; 95% intervals):"
+    )
+    for x in g.answers_after:
+        five = " (five or more)" if x.after == 4 else ""
+        print(f"  after {x.after}{five}: {x.words}")
+    if g.horizon is not None and g.not_answered_by_horizon is not None:
+        print(
+            f"a seller who gives up after k touches loses that share of the answers; "
+            f"{pct(g.not_answered_by_horizon)} of the buyers had not answered after {g.horizon} touches"
         )
+    keys = list(g.gave_up.after)
+    print("\ngiven up (lost with no answer), by touches sent:")
+    rows = [["all reps", g.deals, g.gave_up.deals, *[pct(g.gave_up.shares[k]) for k in keys]]]
+    rows += [[r.rep, r.deals, r.gave_up.deals, *[pct(r.gave_up.shares[k]) for k in keys]] for r in p.by_rep or []]
+    print_table(["rep", "followed up", "gave up", *[f"after {k}" for k in keys]], rows)
+    if by_rep and p.by_rep is not None:
+        print("\nanswers after k touches, per rep (of the answers within each rep's own horizon):")
+        print_table(
+            ["rep", "answered", *[f"after {k}" for k in GIVE_UP_AFTER]],
+            [[r.rep, r.answered, *[_share(x) for x in r.answers_after]] for r in p.by_rep],
+        )
+
+
+def _share(x: AnswersAfter) -> str:
+    if x.share is None or x.interval is None:
+        return f"can't say ({x.went_past} past)"
+    return f"{x.share:.0%} ({x.interval[0]:.0%}-{x.interval[1]:.0%})"
 
 
 def add_parsers(top: Any) -> None:
@@ -208,7 +230,9 @@ def add_parsers(top: Any) -> None:
     bf.add_argument("target", metavar="PROCESS")
     bf.add_argument("fact", metavar="STAGE.FACT", type=_stage_fact)
     bf.add_argument("--buckets", type=_buckets, default=4, metavar="N", help="number facts: N buckets (default 4)")
-    pe = sub.add_parser("persistence", help="touches before a reply, a win or a loss; deals lost by giving up early")
+    pe = sub.add_parser(
+        "persistence", help="touches before a reply, a win or a loss; answers after k touches; when reps gave up"
+    )
     pe.add_argument("target", metavar="PROCESS")
     pe.add_argument("--by-rep", action="store_true", help="the figures per rep as well")
     for p in (reps, bf, pe):

@@ -62,6 +62,7 @@ def status_json(s: DealStatus) -> dict[str, Any]:
         "missing_facts": [m.model_dump() for m in s.missing_facts],
         "log_failure": None if s.log_failure is None else s.log_failure.model_dump(mode="json"),
         "stale": s.stale,
+        "pending": [p.model_dump(mode="json") for p in s.pending],
     }
 
 

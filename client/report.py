@@ -255,14 +255,19 @@ def persistence_html(p: Persistence) -> str:
         return ""
     o = g.outcomes
     rows: list[list[object]] = [[r.touches, r.reply, r.won, r.lost, r.opted_out, r.open] for r in g.distribution]
-    giving_up = ", ".join(f"after {x.after}: {_pct(x.share)}" for x in g.lost_by_giving_up)
+    after = "".join(f"<li>after {x.after}: {html.escape(x.words)}</li>" for x in g.answers_after)
+    keys = list(g.gave_up.after)
+    gave_up = [["all reps", g.gave_up.deals, *[_pct(g.gave_up.shares[k]) for k in keys]]]
+    gave_up += [[r.rep, r.gave_up.deals, *[_pct(r.gave_up.shares[k]) for k in keys]] for r in p.by_rep or []]
     return (
         "<h3>Follow-up persistence</h3>"
         f"<p>{g.deals} deals with a follow-up cadence: {o['reply']} replied, {o['won']} won, {o['lost']} lost, "
-        f"{o['opted_out']} opted out, {o['open']} open. Of the {g.answered} answered (a reply or a win), "
-        f"{_pct(g.share_five_or_more)} came after five or more touches; giving up would have lost "
-        f"{html.escape(giving_up)} of them.</p>"
+        f"{o['opted_out']} opted out, {o['open']} open.</p>"
         + _table(["touches before", "replied", "won", "lost", "opted out", "open"], rows)
+        + "<p>How many touches buyers take to answer (Kaplan-Meier over touches: each deal counts while it was "
+        "followed up; 95% intervals): a seller who gives up after k touches loses that share of the answers.</p>"
+        f"<ul>{after}</ul><p>Given up (lost with no answer), by touches sent:</p>"
+        + _table(["rep", "gave up", *[f"after {k}" for k in keys]], gave_up)
     )
 
 
@@ -276,4 +281,5 @@ async def insights_section(c: DealflowClient, pinned: PinnedDefinition) -> str:
             facts += by_fact_html(found)
     which = f"<h3>Which value of a fact wins</h3>{facts}" if facts else ""
     reps = reps_html(await insights_service.reps(c, query))
-    return f"<div class='insights'>{reps}{which}{persistence_html(await insights_service.follow_up(c, query))}</div>"
+    follow_up = persistence_html(await insights_service.follow_up(c, query, by_rep=True))
+    return f"<div class='insights'>{reps}{which}{follow_up}</div>"

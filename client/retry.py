@@ -41,6 +41,15 @@ _rng = random.Random()
 LostAnswer = Literal["rpc_timeout", "connection", "overloaded"]
 # what the core client reports, with status UNKNOWN, when the connection itself failed
 _DROPPED = ("transport error", "connection reset", "broken pipe", "connection refused", "connection closed")
+# what Temporal says of a request too large to take, measured on the dev server: above its blob
+# limit (2 MiB per payload, INVALID_ARGUMENT) and above gRPC's message limit (4 MiB,
+# RESOURCE_EXHAUSTED). Neither will ever get through: both are answers, not lost ones.
+_TOO_LARGE = ("blob data size exceeds limit", "larger than max")
+
+
+def too_large(exc: BaseException) -> bool:
+    """Whether Temporal refused the request for its size."""
+    return isinstance(exc, RPCError) and any(m in exc.message.lower() for m in _TOO_LARGE)
 
 
 def lost_answer(exc: BaseException) -> LostAnswer | None:
@@ -56,7 +65,7 @@ def lost_answer(exc: BaseException) -> LostAnswer | None:
             return "rpc_timeout"
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.CANCELLED):
             return "connection"
-        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED and not too_large(exc):
             return "overloaded"  # (too many updates in flight on one deal, a rate limit): nothing taken
         if exc.status == RPCStatusCode.UNKNOWN and any(m in exc.message.lower() for m in _DROPPED):
             return "connection"

@@ -27,6 +27,14 @@ from definitions.templates import check as check_template
 
 PROCESSES_DIR = Path(__file__).parent / "processes"
 
+# What a workflow start can carry, measured on the Temporal dev server (CLI 1.9.1, server 1.32.0;
+# tests/test_definition_size.py measures it again): the SDK warns of a payload above 512 KiB, the
+# server refuses one above 2 MiB ("Blob data size exceeds limit", INVALID_ARGUMENT) and gRPC a
+# message above 4 MiB (RESOURCE_EXHAUSTED). A deal's start carries its pinned definition whole, and
+# so do a migration to it and every continue-as-new (with the deal's events beside it), so a
+# definition may take an eighth of the server's limit and stays below the SDK's warning.
+MAX_PINNED_BYTES = 256 * 1024
+
 
 @dataclass(frozen=True)
 class DefinitionProblem:
@@ -65,6 +73,51 @@ class PinnedDefinition(BaseModel):
     @property
     def ref(self) -> str:
         return f"{self.definition.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A definition that passed, with what deploying it should still tell (a country code that
+    is valid but not one of the process's time zone): warnings refuse nothing."""
+
+    pinned: PinnedDefinition
+    warnings: list[DefinitionProblem]
+
+
+def pinned_size(pinned: PinnedDefinition) -> int:
+    """The bytes of the pinned definition as a workflow's input carries it (JSON, as the
+    pydantic data converter writes it)."""
+    return len(pinned.model_dump_json().encode("utf-8"))
+
+
+def size_text(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KiB"
+
+
+def _size_problems(pinned: PinnedDefinition, source: str, root: yaml.Node | None) -> list[DefinitionProblem]:
+    """Refuse a definition a deal could not carry, at the line of its largest part."""
+    size = pinned_size(pinned)
+    if size <= MAX_PINNED_BYTES:
+        return []
+    d = pinned.definition
+
+    def encoded(value: Any) -> int:
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+    parts: list[tuple[int, tuple[str | int, ...], str]] = [
+        (encoded(value), (key,), key) for key, value in d.model_dump(mode="json").items()
+    ]
+    parts += [
+        (encoded(pinned.templates.get(t.id, "")), ("proposal_templates", i, "file"), f"template {t.file}")
+        for i, t in enumerate(d.proposal_templates)
+    ]
+    largest, path, what = max(parts, key=lambda part: part[0])
+    message = (
+        f"the pinned definition is {size_text(size)} ({size:,} bytes): a deal's start carries it whole, and "
+        f"dealflow takes at most {size_text(MAX_PINNED_BYTES)} (Temporal refuses a start above 2 MiB); "
+        f"the largest part is {what} ({size_text(largest)})"
+    )
+    return [DefinitionProblem(source, format_path(path), message, line_of(root, path))]
 
 
 def format_path(path: Iterable[str | int]) -> str:
@@ -124,7 +177,9 @@ def parse(data: Any, *, source: str = "<definition>", root: yaml.Node | None = N
     return definition
 
 
-def _validate(data: Any, source: str, root: yaml.Node | None) -> tuple[ProcessDefinition, list[DefinitionProblem]]:
+def _validate(
+    data: Any, source: str, root: yaml.Node | None, today: date | None = None
+) -> tuple[ProcessDefinition, list[DefinitionProblem]]:
     """The definition and the problems of the rules across its parts; `DefinitionError` when
     the data does not even have the definition's shape."""
     if not isinstance(data, dict):
@@ -145,7 +200,7 @@ def _validate(data: Any, source: str, root: yaml.Node | None) -> tuple[ProcessDe
     if definition.holidays is not None:
         from definitions import public_holidays  # not at the top: see `pin`
 
-        found.extend(public_holidays.problems(definition))
+        found.extend(public_holidays.problems(definition, today))
     return definition, [DefinitionProblem(source, format_path(p), m, line_of(root, p)) for p, m in found]
 
 
@@ -180,6 +235,13 @@ def load_text(
 ) -> PinnedDefinition:
     """A definition from its text; `base` is the directory it lives in, the only place its
     template files are read from (without one, a definition naming a file is refused)."""
+    return check_text(text, source=source, base=base, today=today).pinned
+
+
+def check_text(
+    text: str, *, source: str = "<definition>", base: Path | None = None, today: date | None = None
+) -> Checked:
+    """The pinned definition and its warnings; `DefinitionError` naming every problem."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -188,20 +250,34 @@ def load_text(
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise DefinitionError([DefinitionProblem(source, "", f"not valid YAML: {problem}", line)]) from None
-    definition, problems = _validate(data, source, root)
+    definition, problems = _validate(data, source, root, today)
     templates, unreadable = _read_templates(definition, base, source, root)
     if problems or unreadable:  # every problem at once: the parts' and the template files'
         raise DefinitionError(problems + unreadable)
-    return pin(definition, templates, today=today)
+    pinned = pin(definition, templates, today=today)
+    too_large = _size_problems(pinned, source, root)
+    if too_large:
+        raise DefinitionError(too_large)
+    warned = []
+    if definition.holidays is not None:
+        from definitions import public_holidays  # not at the top: see `pin`
+
+        found = public_holidays.warnings(definition)
+        warned = [DefinitionProblem(source, format_path(p), m, line_of(root, p)) for p, m in found]
+    return Checked(pinned, warned)
 
 
 def load_file(path: str | Path, *, today: date | None = None) -> PinnedDefinition:
+    return check_file(path, today=today).pinned
+
+
+def check_file(path: str | Path, *, today: date | None = None) -> Checked:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionError([DefinitionProblem(str(p), "", f"cannot read file: {exc}")]) from None
-    return load_text(text, source=str(p), base=p.parent, today=today)
+    return check_text(text, source=str(p), base=p.parent, today=today)
 
 
 def shipped() -> list[Path]:

@@ -217,9 +217,10 @@ class Holidays(StrictModel):
     Operations write `country` (and `subdivision`); deploying fills in `first_year` and `dates`
     (`definitions.public_holidays`), so a pinned definition carries every date and a running deal
     never consults the `holidays` package, whose data changes from release to release. Dates
-    written by hand are days off of the company's own, added to the country's; because pinning
-    only ever adds the country's dates to those already listed, a pinned definition pins again
-    to itself.
+    written by hand are days off of the company's own, added to the country's; `remove` names
+    holidays of the country the company works on (Good Friday in the Netherlands), whose dates
+    pinning leaves out. Because pinning only ever adds the country's dates, less the removed
+    ones, to those already listed, a pinned definition pins again to itself.
     """
 
     country: str | None = Field(
@@ -232,6 +233,10 @@ class Holidays(StrictModel):
     )
     dates: list[date] = Field(
         default_factory=list, description="further days off (2026-12-24); once deployed, every day skipped"
+    )
+    remove: list[str] = Field(
+        default_factory=list,
+        description="holidays of the country that are working days here, by name: [Good Friday]",
     )
 
     @field_validator("country", mode="before")
@@ -247,6 +252,24 @@ class Holidays(StrictModel):
         if len(set(dates)) != len(dates):
             raise ValueError("dates must not repeat")
         return sorted(dates)
+
+    @field_validator("remove")
+    @classmethod
+    def _names_once(cls, names: list[str]) -> list[str]:
+        if any(not n.strip() for n in names):
+            raise ValueError("a holiday to remove needs its name")
+        if len({n.strip().casefold() for n in names}) != len(names):
+            raise ValueError("remove must not name a holiday twice")
+        return names
+
+    @model_serializer(mode="wrap")
+    def _no_remove_key_when_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Holidays that remove none serialise exactly as before `remove` existed, so the versions
+        of definitions already deployed do not change."""
+        data: dict[str, Any] = handler(self)
+        if not data.get("remove"):
+            data.pop("remove", None)
+        return data
 
     @property
     def last_year(self) -> int | None:

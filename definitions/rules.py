@@ -24,8 +24,10 @@ def check(d: ProcessDefinition) -> list[Problem]:
         _references,
         _outcomes,
         _post_sale_last,
+        _phase_order,
         _facts,
         _cadences,
+        _touch_minimum,
         _timezone,
         _teams,
     ):
@@ -142,12 +144,72 @@ def _cadences(d: ProcessDefinition) -> Iterator[Problem]:
                     "most sales need five or more follow-ups"
                 ),
             )
+
+
+def _touch_minimum(d: ProcessDefinition) -> Iterator[Problem]:
+    """A deal may only be lost once it has had `min_touches_before_lost` touches; if no cadence
+    can send that many, or none has started by the stage it is lost at, it can never be lost
+    there (`too_few_touches` for ever)."""
     lost = d.outcomes.lost
-    if lost is not None and lost.min_touches_before_lost and not d.cadences:
+    if lost is None or not lost.min_touches_before_lost:
+        return
+    path: Path = ("outcomes", "lost", "min_touches_before_lost")
+    need = lost.min_touches_before_lost
+    named = {s.cadence for s in d.stages if s.cadence is not None}
+    run = [c for c in d.cadences if c.id in named]
+    if not d.cadences:
+        yield path, "min_touches_before_lost is set but the process defines no cadence to make touches"
+        return
+    if not run:
+        yield path, f"min_touches_before_lost is {need} but no stage starts a cadence to make touches"
+        return
+    longest = max(run, key=lambda c: len(c.touches))
+    if len(longest.touches) < need:
         yield (
-            ("outcomes", "lost", "min_touches_before_lost"),
-            ("min_touches_before_lost is set but the process defines no cadence to make touches"),
+            path,
+            f"min_touches_before_lost is {need} but no cadence makes that many touches (the longest, "
+            f"{longest.id!r}, makes {len(longest.touches)}): a deal whose cadence has run could never be lost",
         )
+        return
+    pre = [s.id for s in d.pre_sale]
+    first = min((pre.index(s.id) for s in d.pre_sale if s.cadence in named), default=len(pre))
+    early = [sid for sid in d.lost_from() if sid in pre and pre.index(sid) < first]
+    if early:
+        listed = lost.from_stages
+        where: Path = ("outcomes", "lost", "from_stages", listed.index(early[0])) if listed else path
+        fix = "leave them out of from_stages" if listed else "list the others in outcomes.lost.from_stages"
+        yield (
+            where,
+            f"a deal at {', '.join(repr(s) for s in early)} could never be lost: min_touches_before_lost is {need} "
+            f"and no cadence has started by then (the first starts at {pre[first]!r}); {fix}, "
+            "or start a cadence sooner",
+        )
+
+
+def _phase_order(d: ProcessDefinition) -> Iterator[Problem]:
+    """Each phase's stages come together, in the order the phases are listed: a phase left and
+    entered again (a, b, a) would count its deals twice in a funnel, credit the phase to two
+    owners in turn and make "converted out of the phase" mean nothing."""
+    declared = [p.id for p in d.phases]
+    seen: list[str] = []
+    for i, s in enumerate(d.stages):
+        if seen and s.phase == seen[-1]:
+            continue
+        if s.phase in seen:
+            yield (
+                ("stages", i, "phase"),
+                f"stage {s.id!r} goes back to phase {s.phase!r} after phase {seen[-1]!r}: "
+                "a phase's stages must come one after another",
+            )
+            return
+        if seen and s.phase in declared and seen[-1] in declared and declared.index(s.phase) < declared.index(seen[-1]):
+            yield (
+                ("stages", i, "phase"),
+                f"stage {s.id!r} puts phase {s.phase!r} after phase {seen[-1]!r}, but phases lists "
+                f"{s.phase!r} first: list the phases in the order their stages come",
+            )
+            return
+        seen.append(s.phase)
 
 
 def _touch_templates(d: ProcessDefinition) -> Iterator[Problem]:

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from definitions.loader import PinnedDefinition
 from store.metrics import Filters, Metrics, compute
-from store.stats import fisher_exact, mann_whitney, wilson
+from store.stats import deals_needed_each, fisher_exact, mann_whitney, wilson
 
 MIN_DEALS = 30  # below this many deals entering a stage on either side, no verdict is offered
 ALPHA = 0.05
@@ -69,11 +69,22 @@ def _side(entered: int, converted: int, seconds: list[float]) -> Side:
     )
 
 
+def cannot_tell(what: str, a: float, b: float, p: float) -> str:
+    """No verdict, in words that do not read as "the same": what was seen, and what it would take."""
+    seen = f"not enough data to tell a difference in {what}: {a:.0%} vs {b:.0%} (Fisher p = {p:.2f})"
+    each = deals_needed_each(a, b, ALPHA)
+    if each is None:
+        return f"{seen}, no difference so far"
+    return f"{seen}; about {each:,} deals on each side would tell a difference this size"
+
+
 def _stage_verdict(stage: str, a: Side, b: Side, p: float | None, labels: tuple[str, str]) -> str:
     if min(a.entered, b.entered) < MIN_DEALS:
         return f"not enough deals yet ({a.entered} and {b.entered} entered; {MIN_DEALS} each needed)"
-    if p is None or p >= ALPHA or a.conversion is None or b.conversion is None:
-        return f"no significant difference in conversion (p = {p:.2f})" if p is not None else "no data"
+    if p is None or a.conversion is None or b.conversion is None:
+        return "no data"
+    if p >= ALPHA:
+        return cannot_tell("conversion", a.conversion, b.conversion, p)
     better = labels[1] if b.conversion > a.conversion else labels[0]
     return f"{better} converts better at {stage} ({a.conversion:.0%} vs {b.conversion:.0%}, p = {p:.3f})"
 
@@ -126,8 +137,10 @@ async def compare(
     elif win_p is not None and win_p < ALPHA and ga.win_rate is not None and gb.win_rate is not None:
         better = labels[1] if gb.win_rate > ga.win_rate else labels[0]
         verdict = f"{better} wins more often ({ga.win_rate:.0%} vs {gb.win_rate:.0%}, Fisher p = {win_p:.3f})"
+    elif win_p is not None and ga.win_rate is not None and gb.win_rate is not None:
+        verdict = cannot_tell("win rate", ga.win_rate, gb.win_rate, win_p)
     else:
-        verdict = "no significant difference in win rate" + (f" (Fisher p = {win_p:.2f})" if win_p is not None else "")
+        verdict = "no data"
     return Comparison(
         a=a.ref,
         b=b.ref,

@@ -15,10 +15,14 @@ the same events):
 - Median and p90 of the time lost are over the handoffs taken up, with linear interpolation
   (`percentile_cont`), per process, per team and per stage handed into (with its team).
 - The verdict of a stage: its times against those of every other handoff of the process, with
-  the Mann-Whitney U test. It is *slow* when the test says so at 5% (Bonferroni-corrected for the
-  number of stages compared) and its median is at least half as long again as the others'; with
-  fewer than `MIN_TAKEN_UP` handoffs taken up on either side no verdict is given. Only slowness
-  is named: a stage is never called fast merely because another one is slow.
+  the Mann-Whitney U test, one-sided (its times longer), since slowness is all it asks. It is
+  *slow* when the test says so at 5% (Bonferroni-corrected for the number of stages compared)
+  and its median is at least half as long again as the others'; with fewer than `MIN_TAKEN_UP`
+  handoffs taken up on either side no verdict is given. Only slowness is named: a stage is never
+  called fast merely because another one is slow. The p printed is that one-sided p, so a stage
+  whose handoffs are taken up sooner than the others' has a p near 1, never the tiny p of the
+  opposite direction. A stage that looks slower but is not shown to be says how many handoffs
+  taken up would tell a shift that size (Noether's formula, `stats.pairs_needed`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import asyncpg
 from pydantic import BaseModel
 
-from store.stats import mann_whitney
+from store.stats import mann_whitney, pairs_needed
 
 MIN_TAKEN_UP = 10
 ALPHA = 0.05
@@ -96,7 +100,7 @@ class HandoffFigures(BaseModel):
     ended: int
     median_seconds: float | None  # time lost until the new owner's first action
     p90_seconds: float | None
-    p_value: float | None = None  # a stage's times against the other handoffs of the process
+    p_value: float | None = None  # one-sided: that a stage's times are longer than the others' of the process
     slow: bool = False
     verdict: str = ""
 
@@ -151,16 +155,37 @@ def _judged(
     test = mann_whitney(own, others)
     assert test is not None  # both sides have times
     compared = sum(1 for s in stages if s.process == stage.process)
+    level = ALPHA / compared
     mine, theirs = _median(own), _median(others)
-    slow = test.p < ALPHA / compared and mine >= SLOWER * theirs
+    p = test.p_greater
+    medians = f"{_words(mine)} vs {_words(theirs)} median"
+    shown = p < level
+    slow = shown and mine >= SLOWER * theirs
     if slow:
         verdict = (
             f"slow: handoffs into {stage.stage} ({stage.team}) wait {_words(mine)} for the new owner's first action"
-            f" (median) vs {_words(theirs)} at the other handoffs (p = {test.p:.2g})"
+            f" (median) vs {_words(theirs)} at the other handoffs (p = {p:.2g} that they wait longer)"
         )
+    elif shown:
+        verdict = (
+            f"slower, by less than half as long again ({medians}, p = {p:.2g} that they wait longer): not called slow"
+        )
+    elif mine <= theirs:
+        verdict = f"not slower: taken up as soon or sooner ({medians}, p = {p:.2g} that they wait longer)"
     else:
-        verdict = f"not slower than the other handoffs ({_words(mine)} vs {_words(theirs)}, p = {test.p:.2g})"
-    return stage.model_copy(update={"p_value": test.p, "slow": slow, "verdict": verdict})
+        auc = test.u / (len(own) * len(others))
+        total = pairs_needed(auc, len(own) / (len(own) + len(others)), level)
+        more = (
+            f"; about {round(total * len(own) / (len(own) + len(others))):,} taken up here (with the others in"
+            " proportion) would tell a shift this size"
+            if total
+            else ""
+        )
+        verdict = (
+            f"not enough data to tell whether slower: {medians} (p = {p:.2g} that they wait longer, "
+            f"{level:.2g} needed){more}"
+        )
+    return stage.model_copy(update={"p_value": p, "slow": slow, "verdict": verdict})
 
 
 def _median(values: list[float]) -> float:

@@ -1,12 +1,19 @@
 """Follow-up persistence: how many touches deals took before the buyer answered, the deal was won
-or it was lost, and how many would have been lost by giving up early.
+or it was lost, how many touches buyers take to answer, and when each rep gave up.
 
 Seed 004: 44% of sellers give up after one rejection, 22% after two, 14% after three and 12% after
-four, while 80% of sales need at least five follow-ups. This answers the same question from the
-log: of the deals that did get an answer, how many got it only after the k-th touch?
+four, while 80% of sales need at least five follow-ups. Counting, among the deals that did get an
+answer, those that got it only after the k-th touch cannot check that: the giving-up it would
+measure hides the later answers (with sellers in seed 004's shape and buyers 80% of whom answer
+after five or more touches, that count says 34%). The share of answers after k touches is
+estimated instead by Kaplan-Meier over touches (`store.survival`), each deal counted for as long
+as someone kept following it up, with its interval; where too few deals were followed up past k
+touches it says so instead of giving a number. Beside it, how far each rep followed up before
+giving up.
 
 Definitions (docs/metrics.md repeats them; tests/test_insights.py checks each against a plain
-Python computation over the same events):
+Python computation over the same events, and the estimate on buyers and sellers with a known
+answer-time and give-up distribution):
 
 - The deals counted are those in scope with a follow-up cadence (a CadenceStarted).
 - A deal's *outcome* is the first of these after its first CadenceStarted: a BuyerResponded
@@ -14,9 +21,15 @@ Python computation over the same events):
   (*won*) or DealLost (*lost*); none yet is *open*.
 - *Touches before* it: the TouchSent events logged before the outcome (for an open deal, all of
   them so far).
-- *Answered*: outcome reply or won. *Lost by giving up after k touches* (k = 1..4): answered deals
-  that took more than k touches, as a share of the answered; *five or more*: those that took at
-  least five.
+- *Answered*: outcome reply or won, at its touches before. Every other outcome is *censored* there:
+  a loss is the seller *giving up* after that many touches; an opt-out and an open deal stop
+  being followed up there too, as far as the log tells.
+- *Answers after k touches* (k = 1..4; after 4 is "five or more"): of the answers that come within
+  the *horizon* (the most touches at which at least `MIN_AT_RISK` deals were still being followed
+  up with no answer), the share that come after the k-th touch, estimated as `store.survival`
+  says; not given when fewer than `MIN_AT_RISK` deals were followed up past k touches.
+- *Gave up after k touches*: deals lost with no answer after k touches (0..4, and five or more),
+  as a share of the rep's deals given up.
 - Per rep: each deal is credited to its owner at the outcome (for an open deal, as of the instant
   looked from), the owner changing by hand-off and reassigning escalation (`store.insights`).
 """
@@ -29,11 +42,14 @@ import asyncpg
 from pydantic import BaseModel
 
 from definitions.model import ProcessDefinition
+from store import survival
 from store.insights import Scope, owner_at, scoped, snapshot
 
 OUTCOMES = ("reply", "won", "lost", "opted_out", "open")
+ANSWERED = ("reply", "won")
 GIVE_UP_AFTER = (1, 2, 3, 4)
 PERSISTENT = 5
+MIN_AT_RISK = 30  # deals still followed up, with no answer, for a count of touches to tell anything
 
 
 class TouchRow(BaseModel):
@@ -47,10 +63,23 @@ class TouchRow(BaseModel):
     open: int
 
 
-class GiveUp(BaseModel):
+class AnswersAfter(BaseModel):
+    """Of the answers that come within the horizon, the share that come after the `after`-th
+    touch: what a seller who gives up there loses."""
+
     after: int
+    went_past: int  # deals still followed up, with no answer, after `after` touches
+    share: float | None  # None: too few went past to say
+    interval: tuple[float, float] | None  # 95%
+    words: str
+
+
+class GaveUp(BaseModel):
+    """Deals lost with no answer, by the touches sent before: `after` 0..4 and `five_or_more`."""
+
     deals: int
-    share: float | None
+    after: dict[str, int]  # "0".."4", "5+"
+    shares: dict[str, float | None]
 
 
 class Figures(BaseModel):
@@ -59,9 +88,10 @@ class Figures(BaseModel):
     distribution: list[TouchRow]
     median_touches: dict[str, float | None]
     answered: int
-    five_or_more: int
-    share_five_or_more: float | None
-    lost_by_giving_up: list[GiveUp]
+    horizon: int | None  # the most touches at least MIN_AT_RISK deals were followed up to
+    not_answered_by_horizon: float | None  # of the buyers, the share with no answer after `horizon` touches
+    answers_after: list[AnswersAfter]  # k = 1..4; after 4 is "five or more"
+    gave_up: GaveUp
 
 
 class RepFigures(Figures):
@@ -70,6 +100,7 @@ class RepFigures(Figures):
 
 class Persistence(BaseModel):
     filters: Scope
+    min_at_risk: int
     overall: Figures
     by_rep: list[RepFigures] | None
 
@@ -127,8 +158,10 @@ def assemble(scope: Scope, rows: list[tuple[str, str, int, int]], *, by_rep: boo
     for rep, outcome, touches, deals in rows:
         overall[(outcome, touches)] += deals
         per_rep[rep][(outcome, touches)] += deals
-    reps = [RepFigures(rep=rep, **figures(per_rep[rep]).model_dump()) for rep in sorted(per_rep)]
-    return Persistence(filters=scope, overall=figures(overall), by_rep=reps if by_rep else None)
+    reps = [RepFigures(rep=rep, **dict(figures(per_rep[rep]))) for rep in sorted(per_rep)]
+    return Persistence(
+        filters=scope, min_at_risk=MIN_AT_RISK, overall=figures(overall), by_rep=reps if by_rep else None
+    )
 
 
 def figures(counts: Counter[tuple[str, int]]) -> Figures:
@@ -141,26 +174,48 @@ def figures(counts: Counter[tuple[str, int]]) -> Figures:
         for t in range(most + 1)
         if any(deals(o, t) for o in OUTCOMES)
     ]
-    answered = [(t, n) for (o, t), n in counts.items() if o in ("reply", "won")]
-    total_answered = sum(n for _, n in answered)
-    five = sum(n for t, n in answered if t >= PERSISTENT)
+    answered: Counter[int] = Counter()
+    censored: Counter[int] = Counter()
+    for (outcome, touches), n in counts.items():
+        (answered if outcome in ANSWERED else censored)[touches] += n
+    table = survival.life_table(answered, censored)
+    within = survival.horizon(table, MIN_AT_RISK)
     return Figures(
         deals=sum(counts.values()),
         outcomes={o: sum(n for (x, _), n in counts.items() if x == o) for o in OUTCOMES},
         distribution=distribution,
         median_touches={o: _median(counts, o) for o in OUTCOMES},
-        answered=total_answered,
-        five_or_more=five,
-        share_five_or_more=five / total_answered if total_answered else None,
-        lost_by_giving_up=[
-            GiveUp(
-                after=k,
-                deals=(late := sum(n for t, n in answered if t > k)),
-                share=late / total_answered if total_answered else None,
-            )
-            for k in GIVE_UP_AFTER
-        ],
+        answered=sum(answered.values()),
+        horizon=within,
+        not_answered_by_horizon=None if within is None else survival.survival(table)[within],
+        answers_after=[_answers_after(table, k, within) for k in GIVE_UP_AFTER],
+        gave_up=_gave_up(counts),
     )
+
+
+def _answers_after(table: list[survival.AtTouch], k: int, within: int | None) -> AnswersAfter:
+    went_past = table[k + 1].at_risk if k + 1 < len(table) else 0
+    touches = f"{k} touch{'es' if k > 1 else ''}"
+    if within is None or went_past < MIN_AT_RISK:
+        words = f"cannot say: {went_past} deals were followed up past {touches} ({MIN_AT_RISK} needed)"
+        return AnswersAfter(after=k, went_past=went_past, share=None, interval=None, words=words)
+    found = survival.answers_after(table, k, within)
+    if found is None:
+        words = f"cannot say: no answer came within {within} touches"
+        return AnswersAfter(after=k, went_past=went_past, share=None, interval=None, words=words)
+    low, high = found.interval
+    words = f"{found.value:.0%} ({low:.0%}-{high:.0%}) of the answers within {within} touches come after {touches}"
+    return AnswersAfter(after=k, went_past=went_past, share=found.value, interval=found.interval, words=words)
+
+
+def _gave_up(counts: Counter[tuple[str, int]]) -> GaveUp:
+    keys = [str(k) for k in range(PERSISTENT)] + [f"{PERSISTENT}+"]
+    after = dict.fromkeys(keys, 0)
+    for (outcome, touches), n in counts.items():
+        if outcome == "lost":
+            after[keys[min(touches, PERSISTENT)]] += n
+    total = sum(after.values())
+    return GaveUp(deals=total, after=after, shares={k: n / total if total else None for k, n in after.items()})
 
 
 def _median(counts: Counter[tuple[str, int]], outcome: str) -> float | None:

@@ -1,14 +1,15 @@
-"""The statistics behind version comparisons, in plain Python (no SciPy needed for these).
+"""The statistics behind version comparisons and the insights.
 
-- Conversion: Fisher's exact test (two-sided, summing tables no more likely than the observed)
-  and Wilson score intervals for each proportion.
+- Conversion: Fisher's exact test (two-sided, summing tables no more likely than the observed),
+  by SciPy, whose hypergeometric tails cost the same on a table of two million deals as on one
+  of twenty (a sum in Python costs a term per possible table: seconds at that size, where
+  `store.compare` tests whole populations); and Wilson score intervals for each proportion.
 - Durations: the Mann-Whitney U test with the normal approximation (tie-corrected), which needs
   no assumption about the shape of sales-cycle times.
 - Tables of counts (rep against the rest of the team, one value of a fact against the others):
   Pearson's chi-square, whose p-value needs the chi-square distribution's tail (the regularised
   incomplete gamma function); for a 2x2 table with an expected count below 5, where the
-  approximation fails, Fisher's exact test instead (`two_by_two`). Fisher's sum costs a term
-  per possible table, too slow for the tens of thousands of deals the chi-square handles well.
+  approximation fails, Fisher's exact test instead (`two_by_two`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
@@ -29,31 +31,27 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float] | Non
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _log_comb(n: int, k: int) -> float:
-    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-
-
 def fisher_exact(a: int, b: int, c: int, d: int) -> float:
     """Two-sided p-value for the 2x2 table [[a, b], [c, d]] (rows: versions; columns: yes, no)."""
-    row1, row2, col1 = a + b, c + d, a + c
-    n = row1 + row2
-    if n == 0 or row1 == 0 or row2 == 0:
+    if a + b == 0 or c + d == 0:
         return 1.0
+    # imported here: SciPy's statistics take most of a second to import, which a CLI command that
+    # tests nothing should not pay
+    from scipy.stats import fisher_exact as scipy_fisher
 
-    def log_p(x: int) -> float:
-        return _log_comb(row1, x) + _log_comb(row2, col1 - x) - _log_comb(n, col1)
-
-    observed = log_p(a)
-    low, high = max(0, col1 - row2), min(col1, row1)
-    total = sum(math.exp(log_p(x)) for x in range(low, high + 1) if log_p(x) <= observed + 1e-7)
-    return min(1.0, total)
+    return min(1.0, float(scipy_fisher([[a, b], [c, d]], alternative="two-sided").pvalue))
 
 
 @dataclass(frozen=True)
 class MannWhitney:
-    u: float
-    z: float
-    p: float
+    u: float  # of the first group: how many (x, y) pairs have x > y, ties counting half
+    z: float  # positive when the first group's values tend to be larger
+    p: float  # two-sided
+
+    @property
+    def p_greater(self) -> float:
+        """One-sided: that the first group's values tend to be larger (a small p says they do)."""
+        return 0.5 * math.erfc(self.z / math.sqrt(2))
 
 
 def mann_whitney(xs: Sequence[float], ys: Sequence[float]) -> MannWhitney | None:
@@ -175,3 +173,37 @@ def two_by_two(a: int, b: int, c: int, d: int) -> TwoByTwo:
     if result.min_expected < 5:
         return TwoByTwo("fisher", fisher_exact(a, b, c, d))
     return TwoByTwo("chi-square", result.p)
+
+
+def deals_needed(p1: float, p2: float, n2: int, level: float, power: float = 0.8) -> int | None:
+    """How many deals the first group would need for a difference of rates `p1` against `p2` (the
+    second group keeping its `n2` deals) to be found at the two-sided `level` with `power`, by the
+    normal approximation (each rate's own variance). None when no number of deals would do: the
+    rates are equal, or the second group is itself too small for a difference this size."""
+    delta = abs(p1 - p2)
+    if delta == 0:
+        return None
+    z = NormalDist().inv_cdf(1 - level / 2) + NormalDist().inv_cdf(power)
+    room = (delta / z) ** 2 - p2 * (1 - p2) / n2  # the variance the first group may still add
+    if room <= 0:
+        return None
+    return max(1, math.ceil(p1 * (1 - p1) / room))
+
+
+def deals_needed_each(p1: float, p2: float, level: float, power: float = 0.8) -> int | None:
+    """As `deals_needed`, with both groups growing to the same number of deals."""
+    delta = abs(p1 - p2)
+    if delta == 0:
+        return None
+    z = NormalDist().inv_cdf(1 - level / 2) + NormalDist().inv_cdf(power)
+    return max(1, math.ceil(z * z * (p1 * (1 - p1) + p2 * (1 - p2)) / delta**2))
+
+
+def pairs_needed(auc: float, share: float, level: float, power: float = 0.8) -> int | None:
+    """How many observations in all the Mann-Whitney test would need to find, one-sided at `level`
+    with `power`, a shift where a value of the first group exceeds one of the second with
+    probability `auc`, the first group holding `share` of them (Noether's formula)."""
+    if auc <= 0.5 or not 0 < share < 1:
+        return None
+    z = NormalDist().inv_cdf(1 - level) + NormalDist().inv_cdf(power)
+    return math.ceil(z * z / (12 * share * (1 - share) * (auc - 0.5) ** 2))

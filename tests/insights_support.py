@@ -240,3 +240,105 @@ async def copy_all(pool: asyncpg.Pool, d: ProcessDefinition, deals: list[list[De
         histories.append(history_load.History(started.deal_id, d.name, started.version, events))
     async with pool.acquire() as conn, conn.transaction():
         await history_load.load(conn, histories)
+
+
+# --- follow-up with a known answer time and a known giving up ----------------------------------
+
+FOLLOW_UP_TOUCHES = 8
+# seed 004: 44% of sellers give up after one touch, 22% after two, 14% after three, 12% after
+# four; the other 8% follow up to the cadence's last touch
+SEED_004_GIVE_UP: tuple[tuple[int, float], ...] = ((1, 0.44), (2, 0.22), (3, 0.14), (4, 0.12), (8, 0.08))
+
+
+def follow_up_process(name: str) -> ProcessDefinition:
+    """One stage that starts an eight-touch cadence, and a deal may be lost there at any time."""
+    touches = [{"channel": "email", "template": f"Touch {k}", "delay": "1 day"} for k in range(1, 9)]
+    return ProcessDefinition.model_validate(
+        {
+            "name": name,
+            "phases": [{"id": "p", "title": "Phase"}],
+            "stages": [
+                {"id": "reach", "title": "Reach", "phase": "p", "probability": 0.1, "cadence": "eight"},
+                {"id": "close", "title": "Close", "phase": "p", "probability": 0.6},
+            ],
+            "outcomes": {"won": {}, "lost": {"reasons": ["gave-up"]}},
+            "cadences": [{"id": "eight", "touches": touches}],
+        }
+    )
+
+
+def draw(rng: random.Random, weights: tuple[tuple[int | None, float], ...]) -> int | None:
+    roll, total = rng.random(), 0.0
+    for value, weight in weights:
+        total += weight
+        if roll < total:
+            return value
+    return weights[-1][0]
+
+
+def follow_up_deal(
+    d: ProcessDefinition,
+    deal_id: str,
+    owner: str,
+    at: datetime,
+    rng: random.Random,
+    answer_at: int | None,
+    give_up_after: int,
+) -> list[DealEvent]:
+    """A deal whose buyer answers after touch `answer_at` (None: never) and whose seller gives up
+    (loses it) after touch `give_up_after` with no answer; one who sent every touch and heard
+    nothing either loses it or, one time in four, leaves it open."""
+    deal = _Deal(d, deal_id, owner, at)
+    run = f"c{deal.rid()}"
+    deal.add(
+        decide.system_event(
+            deal.state,
+            CadenceStarted,
+            deal.at,
+            stage="reach",
+            cadence="eight",
+            cadence_run=run,
+            touches=FOLLOW_UP_TOUCHES,
+        )
+    )
+    for k in range(1, FOLLOW_UP_TOUCHES + 1):
+        deal.tick(rng, 600)
+        deal.add(
+            decide.system_event(
+                deal.state,
+                TouchSent,
+                deal.at,
+                stage="reach",
+                cadence_run=run,
+                touch_no=k,
+                channel="email",
+                message_id=f"m{k}",
+            )
+        )
+        deal.tick(rng, 300)
+        if answer_at == k:
+            cmd = RecordResponse(request_id=deal.rid(), actor="buyer", kind="replied")
+            deal.add(decide.respond(deal.state, d, cmd, deal.at))
+            deal.add(
+                decide.system_event(
+                    deal.state, CadenceStopped, deal.at, stage="reach", cadence_run=run, reason="replied"
+                )
+            )
+            return deal.events
+        if give_up_after == k and k < FOLLOW_UP_TOUCHES:
+            break
+    else:
+        deal.add(
+            decide.system_event(
+                deal.state,
+                CadenceCompleted,
+                deal.at,
+                stage="reach",
+                cadence_run=run,
+                touches_sent=FOLLOW_UP_TOUCHES,
+            )
+        )
+        if rng.random() < 0.25:
+            return deal.events  # still open
+    deal.add(decide.lose(deal.state, d, LoseDeal(request_id=deal.rid(), actor=owner, reason="gave-up"), deal.at))
+    return deal.events

@@ -97,6 +97,19 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
         "proposal_templates[0].file",
         "template file 'templates/outside.md' leads outside the definition's directory (a symbolic link)",
     ),
+    "54-touch-minimum-beyond-every-cadence": (
+        12,
+        "outcomes.lost.min_touches_before_lost",
+        "min_touches_before_lost is 8 but no cadence makes that many touches (the longest, 'six', makes 6)",
+    ),
+    "55-lost-before-any-cadence": (
+        13,
+        "outcomes.lost.from_stages[0]",
+        "a deal at 'a' could never be lost: min_touches_before_lost is 3 and no cadence has started by then",
+    ),
+    "56-interleaved-phases": (9, "stages[2].phase", "stage 'c' goes back to phase 'get-in' after phase 'close'"),
+    "57-phases-out-of-order": (8, "stages[1].phase", "puts phase 'get-in' after phase 'close', but phases lists"),
+    "58-remove-unknown-holiday": (6, "holidays.remove[1]", "NL has no holiday named 'Boxing Day' in"),
 }
 
 

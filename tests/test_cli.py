@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import HERE, Run, dealflow, new_deal_id
+from tests.support import DEALFLOW, HERE, ROOT, Run, dealflow, new_deal_id
 
 
 async def test_held_out_definition_through_the_cli(cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -356,3 +356,29 @@ async def test_a_deployed_definitions_source_is_its_file_name_not_a_server_path(
     assert (await dealflow(cli_env, "definitions", "deploy", str(path))).code == 0
     listed = await dealflow(cli_env, "definitions", "list", "--json")
     assert [d["source"] for d in listed.json() if d["name"] == name] == ["salg.yaml"]
+
+
+async def _into_a_closed_pipe(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """The CLI writing to a pipe whose reader has already gone (`dealflow ... | head`, once head has
+    read its lines): every write to stdout fails with EPIPE."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *DEALFLOW, *args, env=env, cwd=ROOT, stdout=write, stderr=asyncio.subprocess.PIPE
+        )
+    finally:
+        os.close(write)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+async def test_a_closed_pipe_ends_the_output_quietly(cli_env: dict[str, str], deployed: object) -> None:
+    for args in (
+        ["metrics", "by-fact", "seven-stage", "presentation.approach"],
+        ["definitions", "validate", str(ROOT / "definitions" / "processes" / "seven-stage.yaml")],
+        ["definitions", "list"],
+    ):
+        code, err = await _into_a_closed_pipe(cli_env, *args)
+        assert (code, err) == (141, ""), (args, err)

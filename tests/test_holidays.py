@@ -17,14 +17,25 @@ import holidays
 import pytest
 import yaml
 
+from client.api import DealflowClient
 from definitions.durations import Duration
-from definitions.loader import DefinitionError, PinnedDefinition, load_file, load_text, parse, pin, shipped
+from definitions.loader import (
+    DefinitionError,
+    PinnedDefinition,
+    check_file,
+    load_file,
+    load_text,
+    parse,
+    pin,
+    shipped,
+)
 from definitions.model import ProcessDefinition
 from domain import decide, reminders
 from domain.calendar import BusinessCalendar
 from domain.commands import StartDeal
 from domain.state import fold
 from tests.support import dealflow
+from tests.web_support import app_over, http
 from workflows.cadence import CadenceInput, touch_due
 
 AMSTERDAM, OSLO = ZoneInfo("Europe/Amsterdam"), ZoneInfo("Europe/Oslo")
@@ -323,3 +334,96 @@ async def test_deploying_twice_in_a_year_is_one_version_and_show_prints_the_wind
     ]
     diff = await dealflow(cli_env, "definitions", "diff", name, *versions)
     assert f"holidays NL, {year}-{year + 5} -> NL, {year + 1}-{year + 6}" in diff.out, diff.out + diff.err
+
+
+# --- removing a country's holiday, and a country far from the time zone --------------------------
+
+
+def test_a_holidays_block_removes_named_days() -> None:
+    """Good Friday is in the Dutch calendar, but most Dutch companies work on it."""
+    working = _load(_with(holidays={"country": "NL", "remove": ["Good Friday"]}))
+    every = _load(BASE)
+    h = working.definition.holidays
+    assert h is not None and h.remove == ["Good Friday"]
+    good_fridays = {date(2026, 4, 3), date(2027, 3, 26), date(2028, 4, 14)}
+    assert good_fridays <= set(every.definition.holiday_dates)
+    assert not good_fridays & set(working.definition.holiday_dates)
+    assert set(every.definition.holiday_dates) - set(working.definition.holiday_dates) == {
+        d
+        for d in every.definition.holiday_dates
+        if d.weekday() == 4 and date(d.year, 3, 20) <= d <= date(d.year, 4, 23)
+    }
+    # Thursday before Easter: Good Friday is now a business day; Easter Monday still is not
+    thursday = datetime(2026, 4, 2, 10, 0, tzinfo=AMSTERDAM)
+    cal = BusinessCalendar.of(working.definition)
+    assert _one_business_day_after(cal, thursday) == datetime(2026, 4, 3, 10, 0, tzinfo=AMSTERDAM)
+    assert _one_business_day_after(cal, thursday + timedelta(days=1)) == datetime(2026, 4, 7, 10, 0, tzinfo=AMSTERDAM)
+    # named in the package's own language too, in any case; and a pinned definition pins to itself
+    dutch = _load(_with(holidays={"country": "NL", "remove": ["goede VRIJDAG"]}))
+    assert dutch.definition.holiday_dates == working.definition.holiday_dates
+    assert pin(working.definition, today=date(2030, 1, 1)).version == working.version
+    # a date written by hand stays, even on a removed holiday: it is the company's own day off
+    own = _load(_with(holidays={"country": "NL", "remove": ["Good Friday"], "dates": [date(2026, 4, 3)]}))
+    assert date(2026, 4, 3) in own.definition.holiday_dates and date(2027, 3, 26) not in own.definition.holiday_dates
+    # holidays that remove nothing serialise as before `remove` existed: the same versions
+    assert "remove" not in json.dumps(every.definition.model_dump(mode="json"))
+    assert working.version != every.version
+
+
+@pytest.mark.parametrize(
+    ("spec", "path", "message"),
+    [
+        ({"country": "NL", "remove": ["Boxing Day"]}, "holidays.remove[0]", "NL has no holiday named 'Boxing Day'"),
+        ({"remove": ["Good Friday"]}, "holidays.remove", "it needs a country"),
+        ({"country": "NL", "remove": ["Good Friday", "good friday"]}, "holidays.remove", "not name a holiday twice"),
+        ({"country": "NL", "remove": [" "]}, "holidays.remove", "needs its name"),
+    ],
+)
+def test_removing_what_the_country_does_not_have_is_refused(spec: dict[str, Any], path: str, message: str) -> None:
+    with pytest.raises(DefinitionError) as err:
+        _load(_with(holidays=spec))
+    assert any(p.path == path and message in p.message and p.line for p in err.value.problems), str(err.value)
+
+
+def test_a_country_not_of_the_time_zone_is_warned_not_refused(tmp_path: Path) -> None:
+    path = tmp_path / "niger.yaml"
+    path.write_text(yaml.safe_dump(_with(holidays={"country": "NE"}), sort_keys=False))
+    checked = check_file(path, today=DEPLOYED)
+    [warning] = checked.warnings
+    assert (warning.path, warning.line) == ("holidays.country", 4)
+    assert str(warning) == (
+        f"{path}:4: holidays.country: country 'NE' (Niger) is not a country of the process's time zone "
+        "Europe/Amsterdam (NL (Netherlands)): did you mean 'NL'?"
+    )
+    assert checked.pinned.definition.holidays is not None and checked.pinned.definition.holidays.country == "NE"
+    for fine in (_with(), _with(timezone="UTC"), _with(timezone="Europe/Brussels")):
+        path.write_text(yaml.safe_dump(fine, sort_keys=False))
+        assert check_file(path, today=DEPLOYED).warnings == []
+    path.write_text(yaml.safe_dump(_with(holidays={"country": "NE"}), sort_keys=False))
+    done = subprocess.run(
+        [sys.executable, "-m", "client.cli", "definitions", "validate", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and f"{path}: ok, dutch@" in done.stdout
+    assert f"warning: {path}:4: holidays.country: country 'NE' (Niger)" in done.stderr
+
+
+async def test_deploy_tells_the_warning_in_the_cli_and_the_api(
+    cli_env: dict[str, str], client: DealflowClient, tmp_path: Path
+) -> None:
+    name = f"niger-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / "niger.yaml"
+    path.write_text(yaml.safe_dump(_with(name=name, holidays={"country": "NE"}), sort_keys=False))
+    said = "holidays.country: country 'NE' (Niger) is not a country of the process's time zone Europe/Amsterdam"
+    dry = await dealflow(cli_env, "definitions", "deploy", "--dry-run", str(path))
+    assert dry.code == 0 and f"warning: {path}:4: {said}" in dry.err, dry.err
+    done = await dealflow(cli_env, "definitions", "deploy", "--json", str(path))
+    assert done.code == 0, done.err
+    [deployed] = done.json()
+    assert deployed["created"] and deployed["warnings"] == [f"{path}:4: {said} (NL (Netherlands)): did you mean 'NL'?"]
+    async with http(app_over(client), **{"X-Dealflow-User": "ops"}) as api:
+        body = {"filename": "niger.yaml", "yaml": path.read_text()}
+        preview = await api.post("/api/v1/definitions/validate", json=body)
+        again = await api.post("/api/v1/definitions", json=body)
+    whole = f"niger.yaml:4: {said} (NL (Netherlands)): did you mean 'NL'?"
+    assert preview.status_code == 200 and preview.json()["warnings"] == [whole]
+    assert again.status_code == 201 and again.json()["warnings"] == preview.json()["warnings"]

@@ -468,6 +468,13 @@ async def test_compare_versions_gives_a_verdict(two_versions: TwoVersions, cli_e
     assert f"{name}@v2 wins more often" in result["verdict"] and result["win_rate_p"] < 0.05
     first = result["stages"][0]
     assert first["a"]["interval"][0] <= first["a"]["conversion"] <= first["a"]["interval"][1]
+    for stage in result["stages"]:  # no verdict never reads as "the same"
+        said = ("not enough deals yet", "not enough data to tell a difference in conversion: ", f"{name}@")
+        assert stage["verdict"].startswith(said), stage["verdict"]
+        if stage["verdict"].startswith(said[1]):
+            assert "deals on each side would tell a difference this size" in stage["verdict"] or (
+                "no difference so far" in stage["verdict"]
+            )
     table = await dealflow(cli_env, "metrics", "compare", f"{name}@v1", f"{name}@v2")
     assert "p conv." in table.out and "verdict" in table.out
 

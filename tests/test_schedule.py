@@ -76,11 +76,19 @@ def test_each_rung_of_the_ladder_comes_after_the_one_before_it_fired() -> None:
 def test_the_ladder_stops_when_the_deal_ends() -> None:
     events = _started()
     lose = LoseDeal(request_id="r1", actor="olga", reason="gave-up")
+    # chase is lost from propose on; here from qualify too, the stage with the ladder
+    lost_outcome = CHASE.definition.outcomes.lost
+    assert lost_outcome is not None
+    outcomes = CHASE.definition.outcomes.model_copy(
+        update={"lost": lost_outcome.model_copy(update={"from_stages": []})}
+    )
+    d = CHASE.definition.model_copy(update={"outcomes": outcomes})
     with pytest.raises(decide.Refusal):  # chase wants three touches before a loss
-        decide.lose(fold(events), CHASE.definition, lose, MONDAY)
+        decide.lose(fold(events), d, lose, MONDAY)
     state = fold(_touched(events, 3))
-    lost = fold(decide.lose(state, CHASE.definition, lose, MONDAY), state)
-    assert schedule(CHASE.definition, lost, cadence_launch=None, log_flush=None).rung is None
+    assert schedule(d, state, cadence_launch=None, log_flush=None).rung is not None
+    lost = fold(decide.lose(state, d, lose, MONDAY), state)
+    assert schedule(d, lost, cadence_launch=None, log_flush=None).rung is None
 
 
 def test_events_wait_a_flush_window_unless_one_of_them_is_urgent() -> None:

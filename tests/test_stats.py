@@ -20,6 +20,40 @@ def test_fisher_exact_matches_known_values() -> None:
     assert fisher_exact(0, 0, 3, 4) == 1.0
 
 
+def _fisher_by_summing(a: int, b: int, c: int, d: int) -> float:
+    """Fisher's two-sided p the long way: every table with the same margins no more likely than the
+    observed one, summed (in log space, with the same relative tolerance SciPy allows for ties)."""
+    row1, row2, col1 = a + b, c + d, a + c
+    n = row1 + row2
+
+    def log_comb(m: int, k: int) -> float:
+        return math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1)
+
+    def log_p(x: int) -> float:
+        return log_comb(row1, x) + log_comb(row2, col1 - x) - log_comb(n, col1)
+
+    observed = log_p(a)
+    tables = range(max(0, col1 - row2), min(col1, row1) + 1)
+    return min(1.0, math.fsum(math.exp(log_p(x)) for x in tables if log_p(x) <= observed + 1e-7))
+
+
+@pytest.mark.parametrize(
+    "table",
+    [(30, 70, 45, 55), (3, 997, 12, 988), (0, 40, 6, 34), (5000, 15000, 5200, 14800), (61_000, 39_000, 60_500, 39_500)],
+)
+def test_fisher_exact_equals_the_sum_over_every_table(table: tuple[int, int, int, int]) -> None:
+    assert fisher_exact(*table) == pytest.approx(_fisher_by_summing(*table), rel=1e-9, abs=1e-300)
+
+
+def test_fisher_exact_on_two_million_deals() -> None:
+    """`compare` tests whole populations: a table of two million deals is answered, exactly (a
+    sum over every table costs seconds here; SciPy's tails cost milliseconds, docs/metrics.md)."""
+    p = fisher_exact(600_000, 400_000, 601_400, 398_600)
+    # the same table by the chi-square, which is exact enough at this size: they agree closely
+    chi = chi_square([[600_000, 400_000], [601_400, 398_600]])
+    assert chi is not None and 0.03 < p < 0.06 and p == pytest.approx(chi.p, rel=0.02)
+
+
 def test_wilson_interval() -> None:
     low, high = wilson(40, 100) or (0, 0)
     assert low == pytest.approx(0.3094, abs=1e-4) and high == pytest.approx(0.4980, abs=1e-4)
@@ -67,3 +101,22 @@ def test_two_by_two_takes_fisher_when_an_expected_count_is_small() -> None:
     large = two_by_two(300, 700, 400, 600)
     assert large.test == "chi-square" and large.p < 1e-5
     assert two_by_two(0, 0, 0, 0).p == 1.0
+
+
+def test_mann_whitney_equals_scipy_both_ways() -> None:
+    """Two-sided and one-sided ("the first tends larger"), tie-corrected, no continuity correction,
+    against scipy.stats.mannwhitneyu on samples with many ties."""
+    import random
+
+    from scipy.stats import mannwhitneyu
+
+    rng = random.Random(7)
+    for _ in range(20):
+        xs = [float(rng.randrange(0, 30)) for _ in range(rng.randrange(5, 80))]
+        ys = [float(rng.randrange(3, 35)) for _ in range(rng.randrange(5, 80))]
+        ours = mann_whitney(xs, ys)
+        assert ours is not None
+        for alternative, p in (("two-sided", ours.p), ("greater", ours.p_greater)):
+            theirs = mannwhitneyu(xs, ys, alternative=alternative, method="asymptotic", use_continuity=False)
+            assert p == pytest.approx(float(theirs.pvalue), rel=1e-9, abs=1e-15)
+        assert ours.u == float(mannwhitneyu(xs, ys).statistic)

@@ -122,6 +122,17 @@ async def test_an_upload_is_previewed_then_deployed_exactly(
     assert f"version={latest.version}" in deployed_now.headers["location"]
 
 
+async def test_the_preview_tells_the_warnings(client: DealflowClient) -> None:
+    name = process_name("niger")
+    text = orders(1, name) + "timezone: Europe/Amsterdam\nholidays: {country: NE}\n"
+    async with http(app_over(client)) as api:
+        preview = await _preview(api, "niger.yaml", text)
+    assert preview.status_code == 200, preview.text
+    assert "Deploying it is allowed, but check this:" in preview.text
+    said = "holidays.country: country &#39;NE&#39; (Niger) is not a country of the process&#39;s time zone"
+    assert said in preview.text
+
+
 async def test_an_invalid_upload_lists_every_problem_with_its_line_and_deploys_nothing(client: DealflowClient) -> None:
     name = process_name("broken")
     broken = (

@@ -45,6 +45,7 @@ class Deployed(BaseModel):
     deployed_at: str
     source: str | None
     created: bool = Field(description="false when this exact content was already deployed")
+    warnings: list[str] = Field(default=[], description="what the definition should still be checked for")
 
 
 class MigrationRequest(_Body):
@@ -89,8 +90,9 @@ class ExperimentUpload(_Body):
     yaml: str = Field(min_length=1, description="the experiment's YAML: experiment, process, arms")
 
 
-def _deployed(d: Any) -> Deployed:
+def _deployed(d: Any, warnings: list[str] | None = None) -> Deployed:
     return Deployed(
+        warnings=warnings or [],
         name=d.name,
         version=d.version,
         content_hash=d.content_hash,
@@ -129,8 +131,12 @@ async def definition_schema(caller: Who) -> dict[str, Any]:
 @router.post("/definitions/validate", response_model=DeployPreview)
 async def validate(body: DefinitionUpload, c: Client, caller: Who) -> DeployPreview:
     """Check a definition and compare it with what is deployed; write nothing (a deploy's dry run)."""
-    pinned = definition_service.load_upload(body.filename, body.yaml, body.templates)
-    return await definition_service.preview(c, pinned, body.filename)
+    return await _preview(c, body)
+
+
+async def _preview(c: DealflowClient, body: DefinitionUpload) -> DeployPreview:
+    checked = definition_service.check_upload(body.filename, body.yaml, body.templates)
+    return await definition_service.preview(c, checked.pinned, body.filename, [str(w) for w in checked.warnings])
 
 
 @router.post("/definitions", status_code=201, response_model=Deployed | DeployPreview)
@@ -143,14 +149,13 @@ async def deploy(
     dry_run: Annotated[bool, Query(description="validate and preview only (as /definitions/validate)")] = False,
 ) -> JSONResponse | DeployPreview:
     if dry_run:
-        pinned = definition_service.load_upload(body.filename, body.yaml, body.templates)
-        return await definition_service.preview(c, pinned, body.filename)
+        return await _preview(c, body)
 
     async def run() -> Deployed:
-        deployment = await definition_service.deploy_upload(
+        deployment, warnings = await definition_service.deploy_upload(
             c, body.filename, body.yaml, body.templates, deployed_by=caller.name
         )
-        return _deployed(deployment)
+        return _deployed(deployment, warnings)
 
     return await once(request, caller, key, run, status=201)
 

@@ -134,8 +134,8 @@ async def preview_upload(request: Request) -> HTMLResponse:
         named = form.get("definition")
         await c.require(caller.name, "deploy", _plain_name(named.filename) if isinstance(named, UploadFile) else None)
         filename, text, templates = await _read_upload(form)
-        pinned = definition_service.load_upload(filename, text, templates)
-        preview = await definition_service.preview(c, pinned, filename)
+        checked = definition_service.check_upload(filename, text, templates)
+        preview = await definition_service.preview(c, checked.pinned, filename, [str(w) for w in checked.warnings])
     except (Refused, NotFound) as exc:
         return await _definitions_page(request, caller, status_of(exc), **refusal(exc))
     carried = {"yaml": _carry(text), "templates": [(name, _carry(t)) for name, t in templates.items()]}
