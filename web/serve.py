@@ -11,10 +11,9 @@ import uvicorn
 
 from client.api import DealflowClient
 from web.app import create_app
+from web.hygiene import LOOPBACK
 from web.settings import WebSettings
 from worker.settings import SettingsError
-
-LOOPBACK = "127.0.0.1"
 
 
 def listen_host(settings: WebSettings, access_on: bool) -> str:
