@@ -75,6 +75,12 @@ async def authenticate(c: DealflowClient, token: str) -> TokenRecord:
     return record
 
 
+async def record_refused_sign_in(c: DealflowClient, address: str, how: str, reason: str) -> None:
+    """A sign-in refused (a wrong token, or too many of them from `address`), kept for auditors:
+    the actor is the client's address, since no identity was established."""
+    await access_log.record(c.pool, address, None, "sign in", how, reason)
+
+
 async def still_valid(c: DealflowClient, token_id: str, identity: str) -> TokenRecord:
     """A browser session's token, checked again on each request: it must still exist, work, and
     be `identity`'s own (a session naming someone else's token is refused), so revoking a token

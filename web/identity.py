@@ -23,7 +23,6 @@ from client import session_service, token_service
 from client.api import DealflowClient, DealflowError, Unauthenticated
 from client.session_service import Lifetimes
 from domain.access import Claim, Role
-from store import access_log
 from store.tokens import TokenRecord
 from web.settings import WebSettings
 from web.throttle import FREE_FAILURES, WINDOW, SignInThrottle
@@ -86,7 +85,7 @@ async def sign_in(request: Request, token: str, how: str) -> TokenRecord:
             f"{int(WINDOW.total_seconds() // 60)} min; try again in {wait} s"
         )
         if throttle.first_refusal(address):
-            await access_log.record(c.pool, address, None, "sign in", how, message)
+            await token_service.record_refused_sign_in(c, address, how, message)
         raise DealflowError(message, code="throttled", details={"retry_after": wait})
     try:
         record = await token_service.authenticate(c, token)
@@ -94,7 +93,7 @@ async def sign_in(request: Request, token: str, how: str) -> TokenRecord:
         throttle.failed(address, now)
         named = _token_id(token)
         why = exc.message + (f" (token {named})" if named else "")
-        await access_log.record(c.pool, address, None, "sign in", how, why)
+        await token_service.record_refused_sign_in(c, address, how, why)
         raise
     throttle.succeeded(address)
     return record
