@@ -217,3 +217,29 @@ async def test_a_change_to_the_access_file_takes_effect_without_a_restart(
             assert (await rita.get("/api/v1/me")).json()["name"] == "rita"
     finally:
         await mona.aclose()
+
+
+@pytest.mark.unit
+def test_an_access_file_that_goes_away_leaves_access_control_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "access.yaml"
+    path.write_text(ACCESS, encoding="utf-8")
+    monkeypatch.setenv("DEALFLOW_ACCESS_FILE", str(path))
+    monkeypatch.setenv("DEALFLOW_IDENTITIES", "ada=auditor")
+    source = PolicySource.load()
+    first = source.current()
+    assert first is not None and set(first.identities) == {"rita", "mona", "olga", "ada"}
+    assert source.current() is first, "an unchanged file is not read again"
+    path.unlink()
+    gone = source.current()
+    assert gone is not None and set(gone.identities) == {"ada"} and "(missing)" in gone.source
+    path.write_text(ACCESS.replace("  olga: {role: ops}\n", ""), encoding="utf-8")
+    back = source.current()
+    assert back is not None and set(back.identities) == {"rita", "mona", "ada"}
+
+    monkeypatch.delenv("DEALFLOW_ACCESS_FILE")
+    monkeypatch.delenv("DEALFLOW_IDENTITIES")
+    monkeypatch.setenv("DEALFLOW_HOME", str(tmp_path / "home"))
+    never = PolicySource.load()
+    assert never.current() is None, "no configuration: access control off, as before"
