@@ -12,12 +12,16 @@ exists):
 and/or the environment, `DEALFLOW_IDENTITIES="rita=rep:east,mona=manager:east,olga=ops"`, whose
 entries win over the file's. With neither, access control is off: anyone may do anything, as on a
 single-user machine. The acting identity is the `--as` name (or `$DEALFLOW_USER`).
+
+A long-running process (the web app) holds a `PolicySource`, which reads the file again whenever
+it changes, so that removing or changing someone takes effect at their next request.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from domain.access import ROLES, Claim, Role
 from worker.settings import SettingsError, home
+
+log = logging.getLogger("dealflow.access")
 
 Permission = Literal["deploy", "migrate", "experiment", "import", "start", "act", "read"]
 
@@ -37,6 +43,11 @@ ALLOWED: dict[Role, set[Permission]] = {
     "ops": {"deploy", "migrate", "experiment", "import", "read"},
     "auditor": {"read"},
 }
+
+# Who may make (and revoke) API tokens, and for whom: ops for anyone, a manager for the members
+# of their own team; no one for a role above their own (RANK), reps and auditors for no one.
+TOKEN_ISSUERS: set[Role] = {"ops", "manager"}
+RANK: dict[Role, int] = {"auditor": 0, "rep": 1, "manager": 2, "ops": 3}
 
 
 class Identity(BaseModel):
@@ -89,6 +100,27 @@ class AccessPolicy:
         found = self.identities.get(name)
         return found.team if found else None
 
+    def may_issue(self, actor: str, identity: str, permission: str = "make tokens") -> None:
+        """Raise AccessDenied unless `actor` may make or revoke a token of `identity`."""
+        who = self.identities.get(actor)
+        if who is None:
+            raise AccessDenied(
+                actor, permission, f"{actor!r} is not an identity of the access configuration ({self.source})"
+            )
+        if who.role not in TOKEN_ISSUERS:
+            raise AccessDenied(actor, permission, f"{actor} is {who.role}: only ops and managers {permission}")
+        target = self.identities.get(identity)
+        if target is None:
+            raise AccessDenied(actor, permission, f"{identity!r} is not an identity of the access configuration")
+        if RANK[target.role] > RANK[who.role]:
+            raise AccessDenied(actor, permission, f"{identity} is {target.role}, a role above {actor}'s ({who.role})")
+        if who.role == "manager" and target.team != who.team:
+            raise AccessDenied(
+                actor,
+                permission,
+                f"{actor} manages team {who.team}; {identity} is not in it ({target.team or 'no team'})",
+            )
+
 
 def _from_env(text: str) -> dict[str, Identity]:
     out = {}
@@ -106,23 +138,40 @@ def _from_env(text: str) -> dict[str, Identity]:
     return out
 
 
-def load_policy() -> AccessPolicy | None:
+def _read_file(path: Path) -> dict[str, Identity]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return dict(_File.model_validate(data).identities)
+    except OSError as exc:
+        raise SettingsError(f"access file {path}: cannot read it: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"access file {path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SettingsError(f"access file {path}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def _file_path() -> tuple[Path, bool]:
     explicit = os.environ.get("DEALFLOW_ACCESS_FILE")
-    path = Path(explicit) if explicit else home() / "access.yaml"
+    return (Path(explicit), True) if explicit else (home() / "access.yaml", False)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file does: its mtime, size and inode (an editor may replace it)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def load_policy() -> AccessPolicy | None:
+    path, explicit = _file_path()
     identities: dict[str, Identity] = {}
     sources = []
     if explicit or path.exists():
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            identities.update(_File.model_validate(data).identities)
-        except OSError as exc:
-            raise SettingsError(f"access file {path}: cannot read it: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise SettingsError(f"access file {path}: not valid YAML: {exc}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise SettingsError(f"access file {path}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+        identities.update(_read_file(path))
         sources.append(str(path))
     env = os.environ.get("DEALFLOW_IDENTITIES")
     if env:
@@ -131,3 +180,53 @@ def load_policy() -> AccessPolicy | None:
     if not sources:
         return None
     return AccessPolicy(identities, " + ".join(sources))
+
+
+@dataclass
+class PolicySource:
+    """The access configuration as it is now, for a process that runs for days.
+
+    `current()` stats the access file (microseconds) and reads it again when it changed. Once
+    access control is on it stays on: a file that is removed or no longer reads leaves only
+    `DEALFLOW_IDENTITIES`' identities (none, without it), so a bad edit locks people out rather
+    than letting everyone in, and the error is logged.
+    """
+
+    path: Path
+    env: str | None
+    policy: AccessPolicy | None
+    stamp: tuple[int, int, int] | None = field(default=None)
+
+    @classmethod
+    def load(cls) -> PolicySource:
+        """The source, read now; a configuration that does not read is a SettingsError here."""
+        path, _ = _file_path()
+        stamp = _stamp(path)
+        return cls(path, os.environ.get("DEALFLOW_IDENTITIES") or None, load_policy(), stamp)
+
+    def current(self) -> AccessPolicy | None:
+        stamp = _stamp(self.path)
+        if stamp != self.stamp:
+            self.stamp = stamp
+            self.policy = self._reread(stamp is not None)
+        return self.policy
+
+    def _reread(self, exists: bool) -> AccessPolicy | None:
+        identities: dict[str, Identity] = {}
+        sources = []
+        if exists:
+            try:
+                identities.update(_read_file(self.path))
+                sources.append(str(self.path))
+            except SettingsError as exc:
+                log.error("%s: nobody it named is signed in until it reads again", exc)
+                sources.append(f"{self.path} (unreadable)")
+        elif self.policy is not None:
+            log.error("access file %s is gone: nobody it named is signed in until it is back", self.path)
+            sources.append(f"{self.path} (missing)")
+        if self.env:
+            identities.update(_from_env(self.env))
+            sources.append("DEALFLOW_IDENTITIES")
+        if not sources:
+            return None
+        return AccessPolicy(identities, " + ".join(sources))

@@ -29,7 +29,7 @@ from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, W
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from client.access import AccessDenied, AccessPolicy, Permission, load_policy
+from client.access import AccessDenied, AccessPolicy, Permission, PolicySource
 from client.migration import MigrationPlan, PlanError, plan
 from client.retry import Deadline, NoAnswer, RetryCounts, too_large, until_answered
 from definitions.experiment import Experiment, assign
@@ -190,11 +190,17 @@ def _deal_lookup(deal_id: str) -> Iterator[None]:
 
 
 class DealflowClient:
-    def __init__(self, temporal: Client, pool: asyncpg.Pool, settings: Settings, access: AccessPolicy | None = None):
+    def __init__(
+        self,
+        temporal: Client,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        access: AccessPolicy | PolicySource | None = None,
+    ):
         self.temporal = temporal
         self.pool = pool
         self.settings = settings
-        self.access = access  # None: no access configuration, everything allowed
+        self._access = access
         self.retries = RetryCounts()  # requests sent again after a lost answer (client/retry.py)
         self._definitions: dict[tuple[str, str], PinnedDefinition] = {}
 
@@ -203,7 +209,7 @@ class DealflowClient:
         try:
             settings = settings or Settings.resolve()
             tls_config(settings)  # a missing certificate is named before anything connects
-            policy = load_policy()
+            policy = PolicySource.load()
         except SettingsError as exc:
             raise DealflowError(str(exc), code="bad_settings") from None
         try:
@@ -222,6 +228,14 @@ class DealflowClient:
             await pool.close()
             raise
         return cls(temporal, pool, settings, policy)
+
+    @property
+    def access(self) -> AccessPolicy | None:
+        """The access configuration as it is now (a file that changed is read again); None: no
+        access configuration, everything allowed."""
+        if isinstance(self._access, PolicySource):
+            return self._access.current()
+        return self._access
 
     async def close(self) -> None:
         await self.pool.close()

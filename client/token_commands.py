@@ -1,4 +1,8 @@
-"""`dealflow access token ...`: create, list and revoke API tokens."""
+"""`dealflow access token ...`: create, list and revoke API tokens.
+
+With access control on, who makes or revokes a token is a configured identity (`--as`, else
+`$DEALFLOW_USER`) allowed to (client/token_service.py); with it off, the name given, or "local".
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import sys
 from typing import Any
 
 from client import token_service
-from client.api import DealflowClient
+from client.api import DealflowClient, Refused
 from client.arguments import expiry
 from client.output import emit, print_table
 from store.tokens import TokenRecord
@@ -22,8 +26,20 @@ def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M}" if value else "-"
 
 
+def _actor(args: argparse.Namespace, c: DealflowClient, doing: str) -> str:
+    if args.actor:
+        return str(args.actor)
+    if c.access is None:
+        return "local"
+    raise Refused(
+        f"say who {doing}: --as NAME (or $DEALFLOW_USER), an ops identity or the manager of the token's identity",
+        code="forbidden",
+    )
+
+
 async def cmd_create(args: argparse.Namespace, c: DealflowClient) -> None:
-    token, record = await token_service.create(c, args.name, created_by=args.actor, expires_at=args.expires)
+    actor = _actor(args, c, "makes the token")
+    token, record = await token_service.create(c, args.name, created_by=actor, expires_at=args.expires)
     if args.json:
         emit({"token": token, **_json(record)})
         return
@@ -57,7 +73,7 @@ async def cmd_list(args: argparse.Namespace, c: DealflowClient) -> None:
 
 
 async def cmd_revoke(args: argparse.Namespace, c: DealflowClient) -> None:
-    record = await token_service.revoke(c, args.token_id, revoked_by=args.actor)
+    record = await token_service.revoke(c, args.token_id, revoked_by=_actor(args, c, "revokes the token"))
     if args.json:
         emit(_json(record))
         return
@@ -71,11 +87,13 @@ def add_parser(top: Any) -> None:
     token = access.add_parser("token", help="create, list, revoke tokens").add_subparsers(
         dest="token_sub", required=True
     )
-    me = os.environ.get("DEALFLOW_USER", "admin")
+    me = os.environ.get("DEALFLOW_USER") or None
     create = token.add_parser("create", help="a new token for an identity (shown once)")
     create.add_argument("name", metavar="NAME", help="the identity the token signs in")
     create.add_argument("--expires", type=expiry, metavar="WHEN", help="a span (30d, 12h) or a date; default never")
-    create.add_argument("--as", dest="actor", default=me, metavar="WHO")
+    create.add_argument(
+        "--as", dest="actor", default=me, metavar="WHO", help="who makes it: ops, or the identity's manager"
+    )
     create.add_argument("--json", action="store_true")
     create.set_defaults(client_run=cmd_create)
     ls = token.add_parser("list", help="every token, revoked and expired ones too (never their secrets)")
@@ -83,6 +101,8 @@ def add_parser(top: Any) -> None:
     ls.set_defaults(client_run=cmd_list)
     revoke = token.add_parser("revoke", help="stop a token working, at once")
     revoke.add_argument("token_id", metavar="TOKEN_ID")
-    revoke.add_argument("--as", dest="actor", default=me, metavar="WHO")
+    revoke.add_argument(
+        "--as", dest="actor", default=me, metavar="WHO", help="who revokes it: its own identity, ops, or their manager"
+    )
     revoke.add_argument("--json", action="store_true")
     revoke.set_defaults(client_run=cmd_revoke)

@@ -86,7 +86,7 @@ def hidden_fields(html: str, action: str) -> dict[str, list[str]]:
 
 async def sign_in(c: DealflowClient, api: httpx.AsyncClient, identity: str) -> None:
     """Sign `api` in to the pages as `identity`, with a token made for it, as a person would."""
-    token, _ = await token_service.create(c, identity, created_by="tests")
+    token, _ = await token_service.create(c, identity, created_by="olga")
     page = await api.get("/signin")
     done = await api.post("/signin", data={"csrf_token": csrf_of(page.text), "token": token, "next": "/definitions"})
     assert done.status_code == 303, done.text

@@ -26,7 +26,7 @@ async def _deploy(client: DealflowClient, text: str) -> PinnedDefinition:
 
 async def _sign_in(page: Page, base: str, client: DealflowClient, identity: str) -> None:
     """Through the sign-in page, typing the token and pressing Enter."""
-    token, _ = await token_service.create(client, identity, created_by="tests")
+    token, _ = await token_service.create(client, identity, created_by="olga")
     await page.goto(f"{base}/signin")
     await page.get_by_label("API token").fill(token)
     await page.get_by_label("API token").press("Enter")

@@ -134,7 +134,7 @@ async def test_the_definitions_page_imports_for_ops_only(
     scoped = DealflowClient(client.temporal, client.pool, client.settings, policy())
     sessions = {}
     for name in ("olga", "rita"):
-        token, _ = await token_service.create(scoped, name, created_by="tests")
+        token, _ = await token_service.create(scoped, name, created_by="olga")
         browser = http(app)
         form = await browser.get("/signin")
         await browser.post("/signin", data={"csrf_token": csrf_of(form.text), "token": token, "next": "/definitions"})

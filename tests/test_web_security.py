@@ -32,7 +32,7 @@ PROSPECTING = {"need": "x", "can_afford": "yes"}
 
 async def _token(client: DealflowClient, name: str, **kw: Any) -> str:
     token, _ = await token_service.create(
-        DealflowClient(client.temporal, client.pool, client.settings, policy()), name, created_by="tests", **kw
+        DealflowClient(client.temporal, client.pool, client.settings, policy()), name, created_by="olga", **kw
     )
     return token
 

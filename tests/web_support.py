@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
 
 import httpx
 from fastapi import FastAPI
 
-from client.access import AccessPolicy, Identity
+from client.access import AccessPolicy, Identity, PolicySource
 from client.api import DealflowClient
 from web.app import create_app
 from web.serve import _Server
@@ -44,19 +45,27 @@ def settings(**changes: object) -> WebSettings:
 
 
 def app_over(
-    client: DealflowClient, access: AccessPolicy | None = None, *, flush: float | None = None, **changes: object
+    client: DealflowClient,
+    access: AccessPolicy | PolicySource | None = None,
+    *,
+    flush: float | None = None,
+    clock: Callable[[], datetime] | None = None,
+    **changes: object,
 ) -> FastAPI:
     """The web app over the test servers, with its own client (same connections) and `access`;
-    deals it starts append to the log every `flush` seconds (None: the default window)."""
+    deals it starts append to the log every `flush` seconds (None: the default window); its
+    sessions and sign-in throttle read the time from `clock` (None: the real one)."""
     deal_settings = client.settings if flush is None else replace(client.settings, log_flush_seconds=flush)
     own = DealflowClient(client.temporal, client.pool, deal_settings, access)
-    return create_app(settings(**changes), own)
+    if clock is None:
+        return create_app(settings(**changes), own)
+    return create_app(settings(**changes), own, clock=clock)
 
 
 def http(app: FastAPI, token: str | None = None, **headers: str) -> httpx.AsyncClient:
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1", headers=headers)
 
 
 def csrf_of(html: str) -> str:

@@ -7,8 +7,9 @@ PostgreSQL, never from a query to a running deal.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fastapi_offline
@@ -19,17 +20,32 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp
 
 from client.api import DealflowClient, DealflowError
 from web import api_analysis, api_deals, api_definitions, api_imports, api_insights, health, pages
 from web.errors import on_dealflow_error, on_validation_error
+from web.headers import SecurityHeaders, allow_inline_scripts
+from web.hygiene import LOOPBACK, BodyLimit, HostCheck
 from web.identity import Caller, api_caller
 from web.settings import WebSettings
+from web.throttle import SignInThrottle
 
 STATIC = Path(__file__).parent / "static"
 SWAGGER_STATIC = Path(fastapi_offline.__file__).parent / "static"
 SESSION_COOKIE = "dealflow_session"
-SESSION_HOURS = 12
+# the routes that take files (definitions with their templates, CRM exports): they may take a body
+# up to WebSettings.max_upload_bytes; every other route max_body_bytes
+UPLOAD_PATHS = frozenset(
+    {
+        "/api/v1/definitions",
+        "/api/v1/definitions/validate",
+        "/api/v1/imports",
+        "/definitions/preview",
+        "/definitions/deploy",
+        "/imports",
+    }
+)
 
 
 class Identity(BaseModel):
@@ -40,8 +56,35 @@ class Identity(BaseModel):
     access_control: bool
 
 
-def create_app(settings: WebSettings, client: DealflowClient | None = None) -> FastAPI:
-    """The application; it connects its own client at start-up unless given one."""
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _App(FastAPI):
+    """FastAPI with the request checks (web/hygiene.py) and the headers (web/headers.py) outside
+    everything else, Starlette's error middleware included: a refused Host or an oversize body
+    is answered before any work, and a 500 carries the headers too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: WebSettings = self.state.web_settings
+        inner = BodyLimit(
+            super().build_middleware_stack(),
+            limit_of=lambda path: settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_body_bytes,
+        )
+        checked = HostCheck(
+            inner,
+            access_on=lambda: self.state.client.access is not None,
+            bound=settings.host or LOOPBACK,
+            allowed=settings.allowed_hosts,
+        )
+        return SecurityHeaders(checked)
+
+
+def create_app(
+    settings: WebSettings, client: DealflowClient | None = None, *, clock: Callable[[], datetime] = _utc_now
+) -> FastAPI:
+    """The application; it connects its own client at start-up unless given one. `clock` is what
+    sessions and the sign-in throttle take the time from."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,7 +96,7 @@ def create_app(settings: WebSettings, client: DealflowClient | None = None) -> F
             if own:
                 await app.state.client.close()
 
-    app = FastAPI(
+    app = _App(
         title="dealflow",
         summary="Event-sourced sales processes on Temporal: the HTTP API.",
         version="1",
@@ -66,13 +109,15 @@ def create_app(settings: WebSettings, client: DealflowClient | None = None) -> F
         separate_input_output_schemas=False,
     )
     app.state.web_settings = settings
+    app.state.clock = clock
+    app.state.throttle = SignInThrottle()
     if client is not None:
         app.state.client = client
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
         session_cookie=SESSION_COOKIE,
-        max_age=SESSION_HOURS * 3600,
+        max_age=round(settings.session_hours * 3600),
         same_site="strict",
         https_only=settings.secure_cookies,
     )
@@ -98,11 +143,14 @@ async def whoami(request: Request) -> Identity:
 
 
 async def api_docs() -> HTMLResponse:
-    """Swagger UI, served from this server: no script or style comes from elsewhere."""
-    return get_swagger_ui_html(
+    """Swagger UI, served from this server: no script or style comes from elsewhere, and its one
+    inline script (the call that starts it) is allowed by its hash."""
+    page = get_swagger_ui_html(
         openapi_url="/api/openapi.json",
         title="dealflow API",
         swagger_js_url="/api/docs-static/swagger-ui-bundle.js",
         swagger_css_url="/api/docs-static/swagger-ui.css",
         swagger_favicon_url="/api/docs-static/favicon.png",
     )
+    allow_inline_scripts(page)
+    return page

@@ -49,6 +49,8 @@ def status_of(exc: DealflowError) -> int:
         return 401
     if exc.code in {"forbidden", "csrf_failed"}:
         return 403
+    if exc.code == "throttled":
+        return 429
     if isinstance(exc, NotFound) or exc.code in {"unknown_deal", "unknown_process", "not_found"}:
         return 404
     if exc.code == "overloaded":
@@ -75,9 +77,11 @@ RETRY_AFTER = {429: "1", 503: "2"}
 def error_response(exc: DealflowError) -> JSONResponse:
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else {}
-    if status in RETRY_AFTER:
+    if exc.code == "throttled" and isinstance(exc.details, dict):
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    elif status in RETRY_AFTER:
         headers["Retry-After"] = RETRY_AFTER[status]
-    return JSONResponse(body_of(exc), status_code=status, headers=headers)
+    return JSONResponse(body_of(exc), status_code=status, headers=headers or None)
 
 
 def invalid_request(exc: RequestValidationError) -> DealflowError:
@@ -137,7 +141,7 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own refusals (an unknown path, a wrong method, a body that is not JSON) in the
     API's error shape; a body that cannot be read at all is invalid like any other (422)."""
     assert isinstance(exc, StarletteHTTPException)
-    codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+    codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
     status = 422 if exc.status_code == 400 else exc.status_code
     body = ErrorBody(code=codes.get(exc.status_code, "error"), message=str(exc.detail)).model_dump(mode="json")
     return JSONResponse(body, status_code=status, headers=getattr(exc, "headers", None))
@@ -156,8 +160,9 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "the identity's role may not do this"),
         (404, "no such deal, process, experiment or token"),
         (409, "refused by the deal's present state; nothing changed"),
+        (413, "the request body is larger than the route takes; nothing changed"),
         (422, "the request is invalid; nothing changed"),
-        (429, "too many writes in flight: repeat after Retry-After seconds, with the same Idempotency-Key"),
+        (429, "too many writes in flight, or failed sign-ins from this address: repeat after Retry-After seconds"),
         (503, "Temporal or PostgreSQL cannot be reached, or the outcome is unknown (repeat with the same key)"),
     ]
 }

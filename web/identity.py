@@ -2,21 +2,30 @@
 
 With access control off there is one person at the keyboard: the caller is whoever the
 `X-Dealflow-User` header or the session names, else `$DEALFLOW_USER`, else "local".
+
+A session is checked against its row on the server at every request (client/session_service.py);
+a token that fails, in a header or at the sign-in form, counts against the client's address
+(web/throttle.py) and is recorded in the access refusals.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
 from fastapi import Request
 
-from client import token_service
+from client import session_service, token_service
 from client.api import DealflowClient, DealflowError, Unauthenticated
+from client.session_service import Lifetimes
 from domain.access import Claim, Role
+from store.tokens import TokenRecord
 from web.settings import WebSettings
+from web.throttle import FREE_FAILURES, WINDOW, SignInThrottle
 
 Via = Literal["token", "session", "sso", "open"]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -46,12 +55,56 @@ def settings_of(request: Request) -> WebSettings:
     return settings
 
 
+def now_of(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.clock
+    return clock()
+
+
+def lifetimes(settings: WebSettings) -> Lifetimes:
+    return Lifetimes(timedelta(hours=settings.session_hours), timedelta(minutes=settings.session_idle_minutes))
+
+
+def address_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _token_id(token: str) -> str | None:
+    prefix, _, rest = token.partition("_")
+    return (rest.partition("_")[0] or None) if prefix == "dft" else None
+
+
+async def sign_in(request: Request, token: str, how: str) -> TokenRecord:
+    """The record of a token presented to sign in (`how`: a header or the form), held back while
+    its address has failed too often; each failure is counted and recorded."""
+    c, address, now = client_of(request), address_of(request), now_of(request)
+    throttle: SignInThrottle = request.app.state.throttle
+    wait = throttle.wait(address, now)
+    if wait:
+        message = (
+            f"too many failed sign-ins from {address}: more than {FREE_FAILURES} within "
+            f"{int(WINDOW.total_seconds() // 60)} min; try again in {wait} s"
+        )
+        if throttle.first_refusal(address):
+            await token_service.record_refused_sign_in(c, address, how, message)
+        raise DealflowError(message, code="throttled", details={"retry_after": wait})
+    try:
+        record = await token_service.authenticate(c, token)
+    except Unauthenticated as exc:
+        throttle.failed(address, now)
+        named = _token_id(token)
+        why = exc.message + (f" (token {named})" if named else "")
+        await token_service.record_refused_sign_in(c, address, how, why)
+        raise
+    throttle.succeeded(address)
+    return record
+
+
 def _known(c: DealflowClient, name: str, via: Via) -> Caller:
     if c.access is None:
         return Caller(name, None, None, via)
     who = c.access.identities.get(name)
     if who is None:
-        raise Unauthenticated(f"{name!r} is not an identity of the access configuration")
+        raise Unauthenticated(f"{name!r} is not an identity of the access configuration", details={"reason": "removed"})
     return Caller(name, who.role, who.team, via)
 
 
@@ -64,7 +117,7 @@ async def identify(request: Request) -> Caller:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("the Authorization header must read 'Bearer <token>'")
-        record = await token_service.authenticate(c, token.strip())
+        record = await sign_in(request, token.strip(), "bearer token")
         return _known(c, record.identity, "token")
     if settings.sso_header:
         host = request.client.host if request.client else None
@@ -72,14 +125,20 @@ async def identify(request: Request) -> Caller:
         if named and settings.trusts_proxy(host):
             return _known(c, named.strip(), "sso")
     session = request.session
-    if session.get("identity"):
-        if session.get("token_id"):
-            try:
-                await token_service.still_valid(c, session["token_id"])
-            except Unauthenticated:
-                session.clear()
-                raise
-        return _known(c, session["identity"], "session")
+    if session.get("sid") or session.get("identity"):
+        try:
+            identity = await session_service.check(
+                c,
+                session.get("sid"),
+                session.get("identity"),
+                session.get("token_id"),
+                now=now_of(request),
+                limits=lifetimes(settings),
+            )
+            return _known(c, identity, "session")
+        except Unauthenticated:
+            session.clear()
+            raise
     if c.access is None:
         name = request.headers.get("x-dealflow-user") or os.environ.get("DEALFLOW_USER") or "local"
         return Caller(name, None, None, "open")

@@ -11,10 +11,10 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
-from client.api import DealflowError
+from client.api import DealflowError, Unauthenticated
 from web import page_auth, page_deals, page_import, page_insights, page_ops
 from web.errors import DATABASE_OUTAGES, error_response, on_http_error, outage, status_of, unstorable
-from web.views import SignInRequired, render
+from web.views import SignInRequired, reason_of, render
 
 
 def _is_api(request: Request) -> bool:
@@ -31,9 +31,12 @@ async def on_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DealflowError)
     if _is_api(request):
         return error_response(exc)
-    if exc.code == "unauthenticated":
-        return await on_sign_in_required(request, SignInRequired(request.url.path, exc.message))
-    return render(request, "error.html", None, status_of(exc), error=exc.message, error_code=exc.code)
+    if isinstance(exc, Unauthenticated):
+        return await on_sign_in_required(request, SignInRequired(request.url.path, reason_of(exc)))
+    page = render(request, "error.html", None, status_of(exc), error=exc.message, error_code=exc.code)
+    if exc.code == "throttled" and isinstance(exc.details, dict):
+        page.headers["Retry-After"] = str(exc.details["retry_after"])
+    return page
 
 
 async def on_http(request: Request, exc: Exception) -> Response:
@@ -41,7 +44,7 @@ async def on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if _is_api(request):
         return await on_http_error(request, exc)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+    code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "error")
     return render(request, "error.html", None, exc.status_code, error=str(exc.detail), error_code=code)
 
 

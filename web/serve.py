@@ -13,10 +13,10 @@ import uvicorn
 
 from client.api import DealflowClient
 from web.app import create_app
+from web.hygiene import LOOPBACK
 from web.settings import WebSettings
 from worker.settings import REQUEST_DEADLINE_ENV_VAR, Settings, SettingsError
 
-LOOPBACK = "127.0.0.1"
 # how long the web app lets one write take, every attempt included, unless
 # DEALFLOW_REQUEST_DEADLINE_SECONDS says otherwise: past it the caller gets 503 with Retry-After
 # (repeat under the same Idempotency-Key) instead of waiting on a worker or a Temporal that is gone

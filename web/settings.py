@@ -18,7 +18,32 @@ SSO_HEADER_ENV_VAR = "DEALFLOW_SSO_HEADER"
 SSO_PROXY_ENV_VAR = "DEALFLOW_SSO_PROXY"
 # cookies marked Secure: set when the server is reached over HTTPS (behind a proxy that ends TLS)
 SECURE_COOKIES_ENV_VAR = "DEALFLOW_SECURE_COOKIES"
+# Host names the server answers to beyond the loopback ones (comma-separated); with access control
+# off only loopback names and the bound address are answered, whatever this says
+ALLOWED_HOSTS_ENV_VAR = "DEALFLOW_ALLOWED_HOSTS"
+# the largest request body in bytes, and the larger one of the upload routes (definitions, imports)
+MAX_BODY_ENV_VAR = "DEALFLOW_MAX_BODY_BYTES"
+MAX_UPLOAD_ENV_VAR = "DEALFLOW_MAX_UPLOAD_BYTES"
+# a browser session's limit from sign-in, and how long it may go without a request
+SESSION_HOURS_ENV_VAR = "DEALFLOW_SESSION_HOURS"
+SESSION_IDLE_ENV_VAR = "DEALFLOW_SESSION_IDLE_MINUTES"
 DEFAULT_PORT = 8000
+MIB = 1024 * 1024
+
+
+def _positive(name: str, default: float, *, whole: bool = False) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    value: float
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = -1
+    if not value > 0 or value == float("inf"):
+        kind = "a whole number of bytes" if whole else "a number"
+        raise SettingsError(f"{name}={raw!r}: give {kind} above 0")
+    return value
 
 
 @dataclass(frozen=True)
@@ -29,6 +54,11 @@ class WebSettings:
     sso_header: str | None
     sso_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     secure_cookies: bool
+    allowed_hosts: tuple[str, ...] = ()
+    max_body_bytes: int = MIB
+    max_upload_bytes: int = 256 * MIB
+    session_hours: float = 12.0
+    session_idle_minutes: float = 60.0
 
     @classmethod
     def resolve(cls, *, host: str | None = None, port: int | None = None) -> WebSettings:
@@ -57,6 +87,13 @@ class WebSettings:
             sso_header=header,
             sso_proxies=tuple(proxies),
             secure_cookies=os.environ.get(SECURE_COOKIES_ENV_VAR, "").lower() in ("1", "true", "yes"),
+            allowed_hosts=tuple(
+                h.strip().lower() for h in os.environ.get(ALLOWED_HOSTS_ENV_VAR, "").split(",") if h.strip()
+            ),
+            max_body_bytes=int(_positive(MAX_BODY_ENV_VAR, MIB, whole=True)),
+            max_upload_bytes=int(_positive(MAX_UPLOAD_ENV_VAR, 256 * MIB, whole=True)),
+            session_hours=_positive(SESSION_HOURS_ENV_VAR, 12.0),
+            session_idle_minutes=_positive(SESSION_IDLE_ENV_VAR, 60.0),
         )
 
     def trusts_proxy(self, address: str | None) -> bool:

@@ -23,11 +23,18 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
 class SignInRequired(Exception):
-    """A page was asked for without an identity: the browser is sent to the sign-in page."""
+    """A page was asked for without an identity: the browser is sent to the sign-in page, with
+    the code of the reason (the sign-in page words it; web/page_auth.py)."""
 
     def __init__(self, next_path: str, reason: str):
         super().__init__(reason)
         self.next_path, self.reason = next_path, reason
+
+
+def reason_of(exc: Unauthenticated) -> str:
+    """The code of why no one is signed in: a `reason` in the refusal's details, else "signin"."""
+    found = exc.details.get("reason") if isinstance(exc.details, dict) else None
+    return str(found) if found else "signin"
 
 
 async def page_caller(request: Request) -> Caller:
@@ -35,7 +42,7 @@ async def page_caller(request: Request) -> Caller:
         return await identify(request)
     except Unauthenticated as exc:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise SignInRequired(target, exc.message) from None
+        raise SignInRequired(target, reason_of(exc)) from None
 
 
 def may(caller: Caller, permission: Permission) -> bool:
