@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -133,7 +134,12 @@ async def validate(body: DefinitionUpload, c: Client, caller: Who) -> DeployPrev
     return await definition_service.preview(c, pinned, body.filename)
 
 
-@router.post("/definitions", status_code=201, response_model=Deployed)
+@router.post(
+    "/definitions",
+    status_code=201,
+    response_model=Deployed,
+    responses={200: {"model": DeployPreview, "description": "the preview of a dry run (`dry_run=true`): nothing stored"}},
+)
 async def deploy(
     body: DefinitionUpload,
     request: Request,
@@ -141,10 +147,13 @@ async def deploy(
     caller: Who,
     key: Key = None,
     dry_run: Annotated[bool, Query(description="validate and preview only (as /definitions/validate)")] = False,
-) -> JSONResponse | DeployPreview:
+) -> JSONResponse:
+    """Deploy a definition (201, `Deployed`), or with `dry_run=true` preview it (200,
+    `DeployPreview`): a dry run stores nothing, so it is not a creation."""
     if dry_run:
         pinned = definition_service.load_upload(body.filename, body.yaml, body.templates)
-        return await definition_service.preview(c, pinned, body.filename)
+        preview = await definition_service.preview(c, pinned, body.filename)
+        return JSONResponse(jsonable_encoder(preview), status_code=200)
 
     async def run() -> Deployed:
         deployment = await definition_service.deploy_upload(
