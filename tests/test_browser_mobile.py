@@ -4,7 +4,7 @@ than the screen (a table, the board's columns) scrolls inside its own box, never
 
 from __future__ import annotations
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, ViewportSize, expect
 
 from client import definition_service
 from client.api import DealflowClient
@@ -14,7 +14,7 @@ from tests.ops_support import orders, process_name, quick
 from tests.support import new_deal_id
 from tests.web_support import app_over, served
 
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 # the elements that stick out past the screen's right edge and are not inside a box of their own
 # that scrolls: what makes the page scroll sideways, named for the failure message
@@ -52,7 +52,10 @@ async def _realistic_deal(client: DealflowClient) -> str:
         deal_id,
         "prospecting",
         actor="rita",
-        facts={"need": "quotes take two weeks and lose them the tender; they want same-day quotes", "can_afford": "yes"},
+        facts={
+            "need": "quotes take two weeks and lose them the tender; they want same-day quotes",
+            "can_afford": "yes",
+        },
     )
     await client.complete_stage(
         deal_id, "preparation", actor="rita", facts={"buying_steps": "IT security review, then the CFO signs"}
@@ -106,7 +109,9 @@ async def test_the_board_the_deal_page_and_the_dashboard_fit_a_phone(
         await page.goto(f"{base}/deals/{deal_id}")
         await expect(page.get_by_role("heading", name=f"Deal {deal_id}")).to_be_visible()
         await expect(page.get_by_role("cell", name="the budget holder changed", exact=False)).to_be_attached()
-        await expect(page.get_by_role("cell", name="IT security review, then the CFO signs", exact=True)).to_be_visible()
+        await expect(
+            page.get_by_role("cell", name="IT security review, then the CFO signs", exact=True)
+        ).to_be_visible()
         await assert_fits_the_screen(page)
         timeline = page.get_by_role("region", name="Timeline")
         assert await timeline.evaluate("e => e.scrollWidth > e.clientWidth"), "the timeline scrolls in its own box"
