@@ -169,7 +169,8 @@ async def test_a_migration_is_planned_then_applied(client: DealflowClient) -> No
         stranded = await api.post(f"/definitions/{name}/migration", data=form)
         assert stranded.status_code == 200
         assert "This plan cannot be applied" in stranded.text
-        assert f"stage demo is not in {name}@{v2}; add --map demo=STAGE" in stranded.text
+        assert f"stage demo is not in {name}@{v2}; map demo to one of its stages" in stranded.text
+        assert "--map" not in stranded.text, "the page names no flag of the CLI"
         assert "/migration/apply" not in stranded.text, "no Apply button for a plan that strands a deal"
 
         # a plan that strands a deal is refused whole, whatever posts it

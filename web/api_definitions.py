@@ -20,6 +20,7 @@ from web.api_deals import Key
 from web.errors import RESPONSES
 from web.idempotency import once
 from web.identity import Caller, api_caller, client_of
+from web.wording import for_api
 
 router = APIRouter(tags=["definitions"], responses=RESPONSES)
 
@@ -138,7 +139,9 @@ async def validate(body: DefinitionUpload, c: Client, caller: Who) -> DeployPrev
     "/definitions",
     status_code=201,
     response_model=Deployed,
-    responses={200: {"model": DeployPreview, "description": "the preview of a dry run (`dry_run=true`): nothing stored"}},
+    responses={
+        200: {"model": DeployPreview, "description": "the preview of a dry run (`dry_run=true`): nothing stored"}
+    },
 )
 async def deploy(
     body: DefinitionUpload,
@@ -193,7 +196,7 @@ async def migrate(
     async def run() -> MigrationAnswer:
         outcomes = await c.apply_migration(plan, actor=caller.name)
         results = [
-            MigrationOutcome(deal_id=deal_id, ok=False, code=r.code, message=r.message)
+            MigrationOutcome(deal_id=deal_id, ok=False, code=r.code, message=for_api(r))
             if isinstance(r, DealflowError)
             else MigrationOutcome(deal_id=deal_id, ok=True, last_seq=r.last_seq)
             for deal_id, r in outcomes

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import DealflowError, NotFound, OutcomeUnknown, Unauthenticated, Unavailable
+from web.wording import for_api
 
 UNPROCESSABLE = {
     "invalid_request",
@@ -61,7 +62,7 @@ def body_of(exc: DealflowError) -> dict[str, Any]:
     details = exc.details
     if isinstance(exc, OutcomeUnknown) and exc.request_id:
         details = {**(details if isinstance(details, dict) else {}), "request_id": exc.request_id}
-    return ErrorBody(code=exc.code, message=exc.message, details=details).model_dump(mode="json")
+    return ErrorBody(code=exc.code, message=for_api(exc), details=details).model_dump(mode="json")
 
 
 def error_response(exc: DealflowError) -> JSONResponse:

@@ -1,8 +1,10 @@
 """The rep's pages: the pipeline board and a deal's page with its forms.
 
-A form posts to a route that makes one call of the Python client. A refusal re-renders the page
-with the reason and the values typed (nothing changed); a success redirects to the deal's page
-read from the log at least up to the action's last event, so the rep sees their change.
+A form posts to a route that makes one call of the Python client, and answers with a redirect
+(post/redirect/get), so that reloading the page never sends the form again: a refusal redirects to
+the form's page, which shows the reason and the values typed (nothing changed, web/flash.py); a
+success to the deal's page read from the log at least up to the action's last event, so the rep
+sees their change.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -19,9 +21,10 @@ from client import board_service, deal_view
 from client.api import DealflowClient, NotFound, Refused
 from domain.commands import ActionResult
 from domain.events import ProposalGenerated
-from web.errors import status_of
+from web import flash
 from web.identity import Caller, check_csrf, client_of
 from web.views import page_caller, render
+from web.wording import for_page
 from worker.settings import proposals_dir
 
 router = APIRouter(include_in_schema=False)
@@ -55,12 +58,15 @@ async def board_page(
     processes = await _processes(c)
     process = _blank(process) or (processes[0] if processes else None)
     filters = {"owner": _blank(owner), "team": _blank(team), "version": _blank(version), "stage": _blank(stage)}
+    refused = {} if fragment else flash.take(request, "/board")
     if process is None:
-        return render(request, "board.html", caller, processes=[], board=None, filters=filters)
+        return render(request, "board.html", caller, processes=[], board=None, filters=filters, **refused)
     board = await board_service.board(c, process, **filters)
     versions = [d.version for d in await c.definitions() if d.name == process]
     template = "board_columns.html" if fragment else "board.html"
-    return render(request, template, caller, processes=processes, board=board, filters=filters, versions=versions)
+    return render(
+        request, template, caller, processes=processes, board=board, filters=filters, versions=versions, **refused
+    )
 
 
 @router.post("/board/start")
@@ -76,51 +82,29 @@ async def start_deal(
     caller = await page_caller(request)
     check_csrf(request, csrf_token)
     c = client_of(request)
-    error: str | None = None
-    amount: float | None = None
     try:
-        amount = float(value) if value.strip() else None
-    except ValueError:
-        error = f"value: expected a number, got {value!r}"
-    if error is None:
         try:
-            started = await c.start_deal(
-                process,
-                deal_id.strip(),
-                owner.strip() or caller.name,
-                actor=caller.name,
-                value=amount,
-                fields={"customer": customer.strip()} if customer.strip() else {},
-            )
-        except (Refused, NotFound) as exc:
-            error = exc.message
-        else:
-            return RedirectResponse(f"/deals/{started.deal_id}?started=1", status_code=303)
-    processes = await _processes(c)
-    board = await board_service.board(c, process) if process in processes else None
-    filters: dict[str, Any] = {"owner": None, "team": None, "version": None, "stage": None}
-    return render(
-        request,
-        "board.html",
-        caller,
-        422,
-        processes=processes,
-        board=board,
-        filters=filters,
-        versions=[],
-        error=error,
-        typed={"deal_id": deal_id, "owner": owner, "value": value, "customer": customer},
-    )
+            amount = float(value) if value.strip() else None
+        except ValueError:
+            raise Refused(f"Value: expected a number, got {value!r}", code="invalid_request") from None
+        started = await c.start_deal(
+            process,
+            deal_id.strip(),
+            owner.strip() or caller.name,
+            actor=caller.name,
+            value=amount,
+            fields={"customer": customer.strip()} if customer.strip() else {},
+        )
+    except (Refused, NotFound) as exc:
+        typed = {"deal_id": deal_id, "owner": owner, "value": value, "customer": customer}
+        flash.keep(request, "/board", for_page(exc), exc.code, typed)
+        known = process in await _processes(c)
+        return RedirectResponse(f"/board?{urlencode({'process': process})}" if known else "/board", status_code=303)
+    return RedirectResponse(f"{_deal_path(started.deal_id)}?started=1", status_code=303)
 
 
-async def _deal_page(
-    request: Request, caller: Caller, deal_id: str, *, status: int = 200, min_seq: int = 0, **context: Any
-) -> HTMLResponse:
-    c = client_of(request)
-    view = await deal_view.view(c, deal_id, actor=caller.name, claim=caller.claim, min_seq=min_seq)
-    # one id for the page's forms: a form sent twice (a double click, a resent POST) is one request
-    request_id = str(uuid.uuid4())
-    return render(request, "deal.html", caller, status, view=view, request_id=request_id, **context)
+def _deal_path(deal_id: str) -> str:
+    return f"/deals/{quote(deal_id, safe='')}"
 
 
 @router.get("/deals/{deal_id}", response_class=HTMLResponse)
@@ -128,27 +112,31 @@ async def deal_page(
     request: Request, deal_id: str, seq: int = 0, done: str | None = None, started: bool = False
 ) -> HTMLResponse:
     caller = await page_caller(request)
-    flash = done or ("Deal started." if started else None)
-    return await _deal_page(request, caller, deal_id, min_seq=seq, flash=flash)
+    refused = flash.take(request, f"/deals/{deal_id}")
+    c = client_of(request)
+    view = await deal_view.view(c, deal_id, actor=caller.name, claim=caller.claim, min_seq=seq)
+    # one id for the page's forms: a form sent twice (a double click, a resent POST) is one request
+    request_id = str(uuid.uuid4())
+    done = done or ("Deal started." if started else None)
+    return render(request, "deal.html", caller, view=view, request_id=request_id, flash=done, **refused)
 
 
 def _done(deal_id: str, result: ActionResult, what: str) -> Response:
     where = f"now at stage {result.stage}" if result.stage else f"now {result.status}"
     query = urlencode({"seq": result.last_seq, "done": f"{what}: the deal is {where}."})
-    return RedirectResponse(f"/deals/{deal_id}?{query}", status_code=303)
+    return RedirectResponse(f"{_deal_path(deal_id)}?{query}", status_code=303)
 
 
 async def _act(request: Request, deal_id: str, csrf: str, what: str, call: Any, typed: dict[str, Any]) -> Response:
-    """Run one action of the deal's page: redirect on success, the page with the reason on refusal."""
+    """Run one action of the deal's page and redirect to the page: with the change on success, with
+    the reason and what was typed on refusal."""
     caller = await page_caller(request)
     check_csrf(request, csrf)
     try:
         result: ActionResult = await call(caller)
     except Refused as exc:
-        status = status_of(exc)
-        return await _deal_page(
-            request, caller, deal_id, status=status, error=exc.message, error_code=exc.code, typed=typed
-        )
+        flash.keep(request, f"/deals/{deal_id}", for_page(exc), exc.code, typed)
+        return RedirectResponse(_deal_path(deal_id), status_code=303)
     return _done(deal_id, result, what)
 
 
@@ -212,9 +200,15 @@ async def win(request: Request, deal_id: str) -> Response:
 async def lose(request: Request, deal_id: str) -> Response:
     form = await request.form()
     reason, note, stage = str(form.get("reason", "")), str(form.get("note", "")).strip(), str(form.get("stage", ""))
+    confirmed = form.get("confirm") == "yes"
     c = client_of(request)
 
     async def call(caller: Caller) -> ActionResult:
+        # the form's own fields, checked here as the browser would: the form works without it
+        unfilled = [] if reason else ["choose why in “Why was it lost?”"]
+        unfilled += [] if confirmed else ["tick “I confirm this deal is lost”"]
+        if unfilled:
+            raise Refused("the deal was not marked lost: " + " and ".join(unfilled), code="invalid_request")
         return await c.lose(
             deal_id, reason, actor=caller.name, note=note or None, expected_stage=stage or None, request_id=_rid(form)
         )

@@ -11,6 +11,7 @@ from client.import_upload import import_files
 from web.errors import status_of
 from web.identity import check_csrf, client_of
 from web.views import page_caller, render
+from web.wording import for_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,6 +46,6 @@ async def import_page(request: Request) -> HTMLResponse:
         )
     except DealflowError as exc:
         return render(
-            request, "import.html", caller, status_of(exc), report=None, error=exc.message, error_code=exc.code
+            request, "import.html", caller, status_of(exc), report=None, error=for_page(exc), error_code=exc.code
         )
     return render(request, "import.html", caller, report=report)

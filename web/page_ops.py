@@ -27,6 +27,7 @@ from store.registry import Deployment
 from web.errors import status_of
 from web.identity import Caller, check_csrf, client_of
 from web.views import page_caller, render
+from web.wording import for_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,7 +45,7 @@ def refusal(exc: DealflowError) -> dict[str, Any]:
         problems = [str(p) for p in exc.details]
         found = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         return {"error": f"{found} found, each listed below", "error_code": exc.code, "problems": problems}
-    return {"error": exc.message, "error_code": exc.code, "problems": []}
+    return {"error": for_page(exc), "error_code": exc.code, "problems": []}
 
 
 def _grouped(deployments: list[Deployment]) -> dict[str, list[Deployment]]:
@@ -278,7 +279,7 @@ async def migration_apply(request: Request, name: str) -> HTMLResponse:
     except (Refused, NotFound) as exc:
         return await _definition_page(request, caller, name, None, status_of(exc), typed=typed, **refusal(exc))
     rows = [
-        {"deal_id": deal_id, "ok": False, "code": r.code, "message": r.message}
+        {"deal_id": deal_id, "ok": False, "code": r.code, "message": for_page(r)}
         if isinstance(r, DealflowError)
         else {"deal_id": deal_id, "ok": True, "stage": r.stage, "last_seq": r.last_seq}
         for deal_id, r in results

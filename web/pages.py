@@ -15,6 +15,7 @@ from client.api import DealflowError
 from web import page_auth, page_deals, page_import, page_insights, page_ops
 from web.errors import error_response, on_http_error, outage, status_of, unstorable
 from web.views import SignInRequired, render
+from web.wording import for_page
 
 
 def _is_api(request: Request) -> bool:
@@ -33,7 +34,7 @@ async def on_error(request: Request, exc: Exception) -> Response:
         return error_response(exc)
     if exc.code == "unauthenticated":
         return await on_sign_in_required(request, SignInRequired(request.url.path, exc.message))
-    return render(request, "error.html", None, status_of(exc), error=exc.message, error_code=exc.code)
+    return render(request, "error.html", None, status_of(exc), error=for_page(exc), error_code=exc.code)
 
 
 async def on_http(request: Request, exc: Exception) -> Response:
