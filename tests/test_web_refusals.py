@@ -159,23 +159,41 @@ async def test_what_was_typed_that_a_cookie_cannot_hold_is_said_and_the_session_
         assert done.status_code == 303 and "seq=" in done.headers["location"]
 
 
-def test_a_refusal_too_long_for_the_cookie_keeps_its_start() -> None:
+def test_the_session_keeps_a_refusal_for_its_page_once_and_only_what_fits_a_cookie() -> None:
     request = Request({"type": "http", "session": {}})
-    flash.keep(request, "/deals/x", "why " * 2000, "invalid_fact", {"facts": {"a": "b"}})
-    kept = request.session[flash.KEY]
-    assert len(json.dumps(kept)) <= flash.BUDGET
-    assert kept["error"].startswith("why why ") and kept["error"].endswith("…") and kept["dropped"] is True
+    stale = {"error": "stale stage", "error_code": "stale_stage"}
+    assert flash.keep(request, "/deals/x", stale, {"reason": "r"})
     assert flash.take(request, "/deals/other") == {}, "one kept for another page is not shown there"
     assert flash.take(request, "/deals/x") == {}, "and is forgotten"
 
-    flash.keep(request, "/deals/x", "stale stage", "stale_stage", {"reason": "r"})
-    assert flash.take(request, "/deals/x") == {
-        "error": "stale stage",
-        "error_code": "stale_stage",
-        "typed": {"reason": "r"},
-        "typed_dropped": False,
-        "refused": True,
-    }
+    assert flash.keep(request, "/deals/x", stale, {"reason": "r"})
+    shown = flash.take(request, "/deals/x")
+    assert shown == {**stale, "typed": {"reason": "r"}, "typed_dropped": False, "refused": True}
+    assert flash.take(request, "/deals/x") == {}, "shown once"
+
+    assert flash.keep(request, "/deals/x", stale, {"note": "ø" * 1000})
+    assert len(json.dumps(request.session[flash.KEY])) <= flash.BUDGET
+    assert flash.take(request, "/deals/x") == {**stale, "typed": {}, "typed_dropped": True, "refused": True}
+
+    assert flash.keep(request, "/deals/x", stale, {})
+    assert not flash.keep(request, "/deals/x", {"error": "why " * 1000, "error_code": "invalid_fact"}, {})
+    assert flash.KEY not in request.session, "a refusal too long to keep is shown in place, and none is left"
+
+
+async def test_a_refusal_too_long_for_the_cookie_is_the_posts_own_answer(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    deal_id = await _at_needs_assessment(client)
+    huge = "9x" * 2000  # not a number, and echoed in the refusal: longer than a cookie holds
+    async with http(app_over(client), **{"X-Dealflow-User": "rita"}) as browser:
+        page = (await browser.get(f"/deals/{deal_id}")).text
+        form = _form_of(page, f"/deals/{deal_id}/complete") | {"fact.budget": huge, "fact.decision_maker": "CFO"}
+        before = await event_log.last_seq(client.pool, deal_id)
+        answer = await browser.post(f"/deals/{deal_id}/complete", data=form)
+    assert answer.status_code == 422
+    assert "Refused (invalid_fact):" in answer.text and "budget: expected a number" in answer.text
+    assert f'value="{huge}"' in answer.text and 'value="CFO"' in answer.text, "what was typed comes back"
+    assert await event_log.last_seq(client.pool, deal_id) == before
 
 
 # the modules whose errors reach the pages and the API: what they say is shared with the CLI

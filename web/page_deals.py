@@ -22,6 +22,7 @@ from client.api import DealflowClient, NotFound, Refused
 from domain.commands import ActionResult
 from domain.events import ProposalGenerated
 from web import flash
+from web.errors import status_of
 from web.identity import Caller, check_csrf, client_of
 from web.views import page_caller, render
 from web.wording import for_page
@@ -97,10 +98,20 @@ async def start_deal(
         )
     except (Refused, NotFound) as exc:
         typed = {"deal_id": deal_id, "owner": owner, "value": value, "customer": customer}
-        flash.keep(request, "/board", for_page(exc), exc.code, typed)
-        known = process in await _processes(c)
-        return RedirectResponse(f"/board?{urlencode({'process': process})}" if known else "/board", status_code=303)
+        processes = await _processes(c)
+        if flash.keep(request, "/board", _shown(exc), typed):
+            return RedirectResponse(
+                f"/board?{urlencode({'process': process})}" if process in processes else "/board", status_code=303
+            )
+        board = await board_service.board(c, process) if process in processes else None
+        filters: dict[str, Any] = {"owner": None, "team": None, "version": None, "stage": None}
+        context = {"processes": processes, "board": board, "filters": filters, "versions": [], "typed": typed}
+        return render(request, "board.html", caller, status_of(exc), **context, **_shown(exc))
     return RedirectResponse(f"{_deal_path(started.deal_id)}?started=1", status_code=303)
+
+
+def _shown(exc: Refused | NotFound) -> dict[str, Any]:
+    return {"error": for_page(exc), "error_code": exc.code}
 
 
 def _deal_path(deal_id: str) -> str:
@@ -113,12 +124,18 @@ async def deal_page(
 ) -> HTMLResponse:
     caller = await page_caller(request)
     refused = flash.take(request, f"/deals/{deal_id}")
+    done = done or ("Deal started." if started else None)
+    return await _deal_page(request, caller, deal_id, min_seq=seq, flash=done, **refused)
+
+
+async def _deal_page(
+    request: Request, caller: Caller, deal_id: str, *, status: int = 200, min_seq: int = 0, **context: Any
+) -> HTMLResponse:
     c = client_of(request)
-    view = await deal_view.view(c, deal_id, actor=caller.name, claim=caller.claim, min_seq=seq)
+    view = await deal_view.view(c, deal_id, actor=caller.name, claim=caller.claim, min_seq=min_seq)
     # one id for the page's forms: a form sent twice (a double click, a resent POST) is one request
     request_id = str(uuid.uuid4())
-    done = done or ("Deal started." if started else None)
-    return render(request, "deal.html", caller, view=view, request_id=request_id, flash=done, **refused)
+    return render(request, "deal.html", caller, status, view=view, request_id=request_id, **context)
 
 
 def _done(deal_id: str, result: ActionResult, what: str) -> Response:
@@ -135,8 +152,10 @@ async def _act(request: Request, deal_id: str, csrf: str, what: str, call: Any, 
     try:
         result: ActionResult = await call(caller)
     except Refused as exc:
-        flash.keep(request, f"/deals/{deal_id}", for_page(exc), exc.code, typed)
-        return RedirectResponse(_deal_path(deal_id), status_code=303)
+        if flash.keep(request, f"/deals/{deal_id}", _shown(exc), typed):
+            return RedirectResponse(_deal_path(deal_id), status_code=303)
+        # too long for the session's cookie, even without what was typed: shown in place
+        return await _deal_page(request, caller, deal_id, status=status_of(exc), typed=typed, **_shown(exc))
     return _done(deal_id, result, what)
 
 
