@@ -85,6 +85,16 @@ class DealflowError(Exception):
             self.code = code
         self.details = details
 
+    @property
+    def input_at_fault(self) -> dict[str, Any]:
+        """The details naming the one input of the request to fix or repeat with, when there is
+        one: `{"input": "reason"}`, `{"input": "stage_map", "stage": "demo"}`, `{"input":
+        "request_id", "request_id": "..."}`; else empty. The message, shared by every face, names
+        no flag or field: each face says how its own user supplies this input (a flag, a form
+        field, a JSON field). A deal's refusal brings its details as a list of one."""
+        found = self.details[0] if isinstance(self.details, list | tuple) and self.details else self.details
+        return found if isinstance(found, dict) and isinstance(found.get("input"), str) else {}
+
 
 class Refused(DealflowError):
     """The deal (or the client, before sending) refused the request; nothing changed."""
@@ -519,10 +529,9 @@ class DealflowClient:
             return await self._execute_update(handle, update, cmd)
         except NoAnswer as exc:
             raise OutcomeUnknown(
-                f"outcome unknown after {exc.seconds:g} s: deal {deal_id!r} may or may not have recorded it; "
-                f"repeat with --request-id {cmd.request_id}",
+                f"outcome unknown after {exc.seconds:g} s: deal {deal_id!r} may or may not have recorded it",
                 request_id=cmd.request_id,
-                details={"attempts": exc.attempts},
+                details={"attempts": exc.attempts, "input": "request_id", "request_id": cmd.request_id},
             ) from None
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
@@ -543,8 +552,8 @@ class DealflowClient:
                 raise Unavailable(f"Temporal did not answer about deal {deal_id!r}: {lookup.message}") from None
             if described.status == WorkflowExecutionStatus.RUNNING:  # aborted, every attempt
                 raise Unavailable(
-                    f"Temporal aborted the request to deal {deal_id!r} each time it was sent ({exc.message}); "
-                    f"repeat with --request-id {cmd.request_id}"
+                    f"Temporal aborted the request to deal {deal_id!r} each time it was sent ({exc.message})",
+                    details={"input": "request_id", "request_id": cmd.request_id},
                 ) from None
             # the workflow has completed: a repeat of an earlier request still gets its answer
             return await self._closed_result(deal_id, cmd.request_id)

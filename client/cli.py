@@ -23,6 +23,7 @@ from client.arguments import UsageError, add_key_values, number, port, positive_
 from client.audit_commands import add_parser as add_audit
 from client.definition_commands import add_parser as add_definitions
 from client.experiment_commands import add_parser as add_experiments
+from client.flags import with_flag
 from client.import_commands import add_parser as add_import
 from client.insights_commands import add_parsers as add_insights
 from client.metrics_commands import add_parsers as add_metrics
@@ -478,16 +479,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dealflow: configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Unavailable as exc:
-        print(f"dealflow: unavailable: {exc.message}", file=sys.stderr)
+        print(f"dealflow: unavailable: {with_flag(exc)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except OutcomeUnknown as exc:
-        print(f"dealflow: {exc.message}", file=sys.stderr)
+        print(f"dealflow: {with_flag(exc)}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except (Refused, NotFound) as exc:
-        print(f"dealflow: refused ({exc.code}): {exc.message}", file=sys.stderr)
+        print(f"dealflow: refused ({exc.code}): {with_flag(exc)}", file=sys.stderr)
         return EXIT_REFUSED
     except DealflowError as exc:
-        print(f"dealflow: {exc.message}", file=sys.stderr)
+        print(f"dealflow: {with_flag(exc)}", file=sys.stderr)
         return EXIT_USAGE if exc.code == "bad_settings" else EXIT_REFUSED
     except KeyboardInterrupt:
         return 130

@@ -9,6 +9,7 @@ from typing import Any
 from client import definition_service
 from client.api import DealflowClient, DealflowError, Refused
 from client.arguments import UsageError, add_key_values, process_ref
+from client.flags import stranded_flag, with_flag
 from client.migration import MigrationPlan
 from client.output import action_json, deployment_json, emit, print_table
 from definitions.loader import Checked, DefinitionError, check_file
@@ -191,7 +192,7 @@ async def cmd_migrate(args: argparse.Namespace, c: DealflowClient) -> None:
         print(f"migrated {done} of {len(outcomes)} deal(s) from {plan.source.ref} to {plan.target.ref}")
         for deal_id, r in failed:
             assert isinstance(r, DealflowError)
-            print(f"  {deal_id}: refused ({r.code}): {r.message}", file=sys.stderr)
+            print(f"  {deal_id}: refused ({r.code}): {with_flag(r)}", file=sys.stderr)
     if failed:
         raise SystemExit(EXIT_REFUSED)
 
@@ -212,7 +213,7 @@ def _print_plan(plan: MigrationPlan) -> None:
     else:
         print("no running deals on this version")
     for s in plan.stranded:
-        print(f"cannot migrate {s.deal_id}: {s.reason}", file=sys.stderr)
+        print(f"cannot migrate {s.deal_id}: {s.reason} ({stranded_flag(s.stage)})", file=sys.stderr)
 
 
 def cmd_schema(args: argparse.Namespace) -> None:

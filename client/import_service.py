@@ -74,7 +74,11 @@ async def read(
     try:
         if mapping_file is None:
             if source != "csv":
-                raise Refused(f"a {source} import needs --map: its stage names are the CRM's", code="invalid_request")
+                raise Refused(
+                    f"a {source} import needs a mapping file: its stage names are the CRM's",
+                    code="invalid_request",
+                    details={"input": "mapping"},
+                )
             mapping, mapping_name = mappings.identity(pinned.definition), "(the process's own stage ids)"
         else:
             mapping, mapping_name = mappings.load(mapping_file), Path(mapping_file).name

@@ -51,7 +51,7 @@ class MigrationPlan:
 
 
 class PlanError(ValueError):
-    """The --map entries themselves are wrong (not about any one deal)."""
+    """The stage map's entries themselves are wrong (not about any one deal)."""
 
 
 def plan(
@@ -61,7 +61,7 @@ def plan(
     if old.name != new.name:
         raise PlanError(f"cannot migrate between processes: {old.name} and {new.name}")
     if source.version == target.version:
-        raise PlanError(f"--from and --to are the same version, {source.version}")
+        raise PlanError(f"the version to migrate from and the one to migrate to are the same, {source.version}")
     problems = [f"{k} is not a stage of {source.ref}" for k in user_map if not old.has_stage(k)]
     problems += [f"{v} is not a stage of {target.ref}" for v in user_map.values() if not new.has_stage(v)]
     if problems:
@@ -77,7 +77,7 @@ def plan(
                 Stranded(
                     deal.deal_id,
                     deal.stage,
-                    f"stage {deal.stage} is not in {target.ref}; add --map {deal.stage}=STAGE",
+                    f"stage {deal.stage} is not in {target.ref}; map {deal.stage} to one of its stages",
                 )
             )
     return result

@@ -47,7 +47,10 @@ from domain.state import DealState
 
 
 class Refusal(Exception):
-    """A request the deal will not accept. `code` is stable; `message` is for people."""
+    """A request the deal will not accept. `code` is stable; `message` is for people, in words every
+    face shares (the CLI, the pages, the API), so it names no flag or field: when one input of the
+    request is at fault, `details["input"]` names it (`reason`, `stage_map`) and each face adds how
+    its own user supplies it."""
 
     def __init__(self, code: str, message: str, details: dict[str, Any] | None = None):
         super().__init__(message)
@@ -261,7 +264,7 @@ def complete(state: DealState, d: ProcessDefinition, cmd: CompleteStage, at: dat
 def _reason(rule_reason_required: bool, reason: str | None, what: str) -> str | None:
     text = (reason or "").strip() or None
     if rule_reason_required and text is None:
-        raise Refusal("reason_required", f"{what} needs a reason (--reason)")
+        raise Refusal("reason_required", f"{what} needs a reason", {"input": "reason"})
     return text
 
 
@@ -434,15 +437,15 @@ def migrate(state: DealState, old: ProcessDefinition, cmd: MigrateDeal, at: date
     if unknown:
         raise Refusal(
             "unknown_stage",
-            f"--map names {', '.join(unknown)}, not stages of version {state.version}",
-            {"stages": unknown},
+            f"the stage map names {', '.join(unknown)}, not stages of version {state.version}",
+            {"stages": unknown, "input": "stage_map"},
         )
     missing = sorted(v for v in cmd.stage_map.values() if not new.has_stage(v))
     if missing:
         raise Refusal(
             "stage_missing",
-            f"--map leads to {', '.join(missing)}, not stages of version {cmd.to.version}",
-            {"stages": missing},
+            f"the stage map leads to {', '.join(missing)}, not stages of version {cmd.to.version}",
+            {"stages": missing, "input": "stage_map"},
         )
     mapping = stage_mapping(old, new, cmd.stage_map)
     target = None if state.stage is None else mapping.get(state.stage)
@@ -450,8 +453,8 @@ def migrate(state: DealState, old: ProcessDefinition, cmd: MigrateDeal, at: date
         raise Refusal(
             "stage_missing",
             f"deal {state.deal_id!r} is at {state.stage!r}, which version {cmd.to.version} does not have; "
-            f"map it with --map {state.stage}=STAGE",
-            {"stage": state.stage},
+            f"map {state.stage} to one of its stages",
+            {"stage": state.stage, "input": "stage_map"},
         )
     rec = _Recorder(state, at, cmd.actor, cmd.request_id)
     rec(

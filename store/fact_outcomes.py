@@ -252,7 +252,7 @@ def _assemble(
                 f"every deal with a recorded {spec.fact} was won: the fact is recorded by the win itself, "
                 "so its values cannot be told apart by outcome (each value's share of the wins is shown, "
                 "but a value used more often has more wins without working better); record it on the "
-                f"deals lost at {stage} too (deal lose --fact {spec.fact}=...) to compare win rates"
+                f"deals lost at {stage} too (a loss records the facts known then) to compare win rates"
             )
     return FactOutcomes(
         filters=scope,

@@ -1,6 +1,7 @@
 """A rep in a real browser: starts a deal from the board, completes stages through the forms built
 from the definition, is refused in words for a wrong value, moves back with a reason, wins, and
-loses another deal with a reason from the select. The board and the deal page pass axe."""
+loses another deal with a reason from the select once they confirm it. A refusal comes by a redirect
+to the deal's page, so a reload sends nothing again. The board and the deal page pass axe."""
 
 from __future__ import annotations
 
@@ -57,8 +58,17 @@ async def test_a_rep_works_deals_through_the_board_and_the_deal_page(
         # back to preparation: the select offers it, and the deal asks for a reason
         await page.get_by_label("Move to").select_option("preparation")
         await page.get_by_role("button", name="Move").click()
-        await expect(page.get_by_role("alert")).to_contain_text("needs a reason")
+        await expect(page.get_by_role("alert")).to_contain_text("needs a reason: write it in “Reason for the move”")
         await expect(page.get_by_role("alert")).to_contain_text("Nothing was changed")
+        assert "--reason" not in await page.get_by_role("alert").inner_text()
+        # the refusal came by a redirect: the page is the deal's, and reloading it sends nothing again
+        await expect(page).to_have_url(f"{base}/deals/{deal_id}")
+        before = await client.logged_state(deal_id)
+        await page.reload()
+        await expect(page.get_by_role("heading", name=f"Deal {deal_id}")).to_be_visible()
+        await expect(page.get_by_role("alert")).to_have_count(0)
+        assert await client.logged_state(deal_id) == before
+        await page.get_by_label("Move to").select_option("preparation")
         await page.get_by_label("Reason for the move").fill("the CFO is not the signer after all")
         await page.get_by_role("button", name="Move").click()
         await expect(page.get_by_role("status")).to_contain_text("now at stage preparation")
@@ -108,7 +118,7 @@ async def test_a_rep_works_deals_through_the_board_and_the_deal_page(
         assert status.state.stage == "follow-up" and "follow-up" not in status.state.facts
 
 
-async def test_a_rep_loses_a_deal_with_a_reason_from_the_select(
+async def test_a_rep_loses_a_deal_with_a_reason_from_the_select_once_confirmed(
     page: Page, client: DealflowClient, deployed: dict[str, PinnedDefinition]
 ) -> None:
     deal_id = new_deal_id("web")
@@ -118,10 +128,29 @@ async def test_a_rep_loses_a_deal_with_a_reason_from_the_select(
         await page.get_by_label("Your name").fill("bob")
         await page.keyboard.press("Enter")
         await expect(page.get_by_role("heading", name=f"Deal {deal_id}")).to_be_visible()
-        reasons = await page.get_by_label("Why was it lost?").locator("option").all_inner_texts()
-        assert reasons == ["no-budget", "no-need", "chose-competitor", "no-decision", "timing", "unresponsive"]
-        await page.get_by_label("Why was it lost?").select_option("chose-competitor")
+        why = page.get_by_label("Why was it lost?")
+        reasons = await why.locator("option").all_inner_texts()
+        assert reasons == [
+            "choose a reason…",
+            "no-budget",
+            "no-need",
+            "chose-competitor",
+            "no-decision",
+            "timing",
+            "unresponsive",
+        ]
+        await expect(why).to_have_value("")
+        lose = page.locator("form", has=page.get_by_role("group", name="Lose the deal"))
+        confirm = page.get_by_label("I confirm this deal is lost")
+        # without JavaScript too: the browser asks for a reason and the tick before it sends the form
+        assert await lose.evaluate("f => !f.checkValidity()")
+        assert await why.evaluate("e => e.validity.valueMissing")
+        await why.select_option("chose-competitor")
         await page.get_by_label("Note on the loss").fill("went with Acme")
+        assert await confirm.evaluate("e => e.validity.valueMissing"), "the loss waits for its confirmation"
+        assert await lose.evaluate("f => !f.checkValidity()")
+        await confirm.check()
+        assert await lose.evaluate("f => f.checkValidity()")
         await page.get_by_role("button", name="Mark lost").click()
         await expect(page.get_by_role("status")).to_contain_text("the deal is now lost")
         await expect(page.get_by_role("button", name="Complete stage")).to_have_count(0)

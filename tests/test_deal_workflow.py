@@ -111,7 +111,7 @@ REFUSALS: list[RefusalCase] = [
         "reason required",
         lambda c, d: c.move(d, "presentation", actor="a"),
         "reason_required",
-        "skipping from 'prospecting' needs a reason (--reason)",
+        "skipping from 'prospecting' needs a reason",
     ),
     (
         "win not allowed",

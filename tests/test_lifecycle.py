@@ -105,8 +105,8 @@ async def test_migrating_running_deals_to_a_new_version(
     stranded = await dealflow(cli_env, *migrate, "--dry-run")
     assert stranded.code == 1
     assert (
-        f"cannot migrate {deals['demo']}: stage demo is not in {name}@{v2.version}; add --map demo=STAGE"
-        in stranded.err
+        f"cannot migrate {deals['demo']}: stage demo is not in {name}@{v2.version}; map demo to one of its stages"
+        " (--map demo=STAGE)" in stranded.err
     )
     refused = await dealflow(cli_env, *migrate)
     assert refused.code == 1 and "nothing migrated" in refused.err
@@ -195,5 +195,6 @@ async def test_a_stale_migration_is_refused_by_the_deal(
     plan = await client.plan_migration(name, v1.version, load_file(v2_path).version)
     with pytest.raises(Refused) as stranded:
         await client.migrate_deal(deal_id, plan, actor="olga")  # demo has no counterpart and no --map
-    assert stranded.value.code == "stage_missing" and "--map demo=STAGE" in stranded.value.message
+    assert stranded.value.code == "stage_missing" and "map demo to one of its stages" in stranded.value.message
+    assert stranded.value.input_at_fault == {"stage": "demo", "input": "stage_map"}, "the CLI and the web name it"
     assert await client.events(deal_id) == before

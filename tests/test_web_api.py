@@ -181,3 +181,35 @@ async def test_the_openapi_document_describes_every_surface(client: DealflowClie
     assert docs_page.status_code == 200 and "/api/docs-static/swagger-ui-bundle.js" in docs_page.text
     assert "cdn" not in docs_page.text.lower(), "the docs page loads nothing from elsewhere"
     assert script.status_code == 200 and len(script.content) > 100_000
+
+
+async def test_a_dry_run_deploy_answers_its_preview_as_documented_and_stores_nothing(client: DealflowClient) -> None:
+    name = new_deal_id("dry")  # a process of its own: nothing else deploys it
+    text = (Path(__file__).parent / "processes" / "fem-trinn.yaml").read_text(encoding="utf-8")
+    body = {"filename": "dry.yaml", "yaml": text.replace("name: fem-trinn", f"name: {name}", 1)}
+    async with http(app_over(client), **{"X-Dealflow-User": "olga"}) as api:
+        doc = (await api.get("/api/openapi.json")).json()
+        preview = await api.post("/api/v1/definitions", params={"dry_run": "true"}, json=body)
+        stored_after_preview = [d for d in await client.definitions() if d.name == name]
+        deployed = await api.post("/api/v1/definitions", json=body)
+        again = await api.post("/api/v1/definitions", params={"dry_run": "true"}, json=body)
+    assert preview.status_code == 200, preview.text
+    assert preview.json() | {"version": "-"} == {
+        "file": "dry.yaml",
+        "name": name,
+        "version": "-",
+        "stages": 5,
+        "already_deployed": False,
+        "deployed_by": None,
+        "latest": None,
+        "changes": [],
+    }
+    assert stored_after_preview == [], "a dry run stores nothing"
+    assert deployed.status_code == 201, deployed.text
+    assert deployed.json()["version"] == preview.json()["version"] and deployed.json()["created"] is True
+    assert again.status_code == 200
+    assert (again.json()["already_deployed"], again.json()["deployed_by"]) == (True, "olga")
+
+    responses = doc["paths"]["/api/v1/definitions"]["post"]["responses"]
+    assert responses["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/DeployPreview"}
+    assert responses["201"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Deployed"}

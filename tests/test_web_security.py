@@ -151,7 +151,9 @@ async def test_pages_offer_no_action_the_role_may_not_take(
         before = await event_log.last_seq(client.pool, deal_id)
         form = {"csrf_token": csrf_of(read_only), "stage": "prospecting", "fact.need": "x", "fact.can_afford": "yes"}
         posted = await ada.post(f"/deals/{deal_id}/complete", data=form)
-        assert posted.status_code == 403 and "auditors read" in posted.text
+        assert (posted.status_code, posted.headers["location"]) == (303, f"/deals/{deal_id}")
+        shown = await ada.get(posted.headers["location"])
+        assert "Refused (forbidden)" in shown.text and "auditors read" in shown.text
         assert await event_log.last_seq(client.pool, deal_id) == before
     finally:
         await rita.aclose()

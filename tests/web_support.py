@@ -91,3 +91,9 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def redirected(api: httpx.AsyncClient, answer: httpx.Response, location: str) -> httpx.Response:
+    """The page a form's answer redirects to (post/redirect/get), asked for as a browser would."""
+    assert (answer.status_code, answer.headers.get("location")) == (303, location), answer.text[:2000]
+    return await api.get(location)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +20,7 @@ from web.api_deals import Key
 from web.errors import RESPONSES
 from web.idempotency import once
 from web.identity import Caller, api_caller, client_of
+from web.wording import for_api
 
 router = APIRouter(tags=["definitions"], responses=RESPONSES)
 
@@ -139,7 +141,14 @@ async def _preview(c: DealflowClient, body: DefinitionUpload) -> DeployPreview:
     return await definition_service.preview(c, checked.pinned, body.filename, [str(w) for w in checked.warnings])
 
 
-@router.post("/definitions", status_code=201, response_model=Deployed | DeployPreview)
+@router.post(
+    "/definitions",
+    status_code=201,
+    response_model=Deployed,
+    responses={
+        200: {"model": DeployPreview, "description": "the preview of a dry run (`dry_run=true`): nothing stored"}
+    },
+)
 async def deploy(
     body: DefinitionUpload,
     request: Request,
@@ -147,9 +156,11 @@ async def deploy(
     caller: Who,
     key: Key = None,
     dry_run: Annotated[bool, Query(description="validate and preview only (as /definitions/validate)")] = False,
-) -> JSONResponse | DeployPreview:
+) -> JSONResponse:
+    """Deploy a definition (201, `Deployed`), or with `dry_run=true` preview it (200,
+    `DeployPreview`): a dry run stores nothing, so it is not a creation."""
     if dry_run:
-        return await _preview(c, body)
+        return JSONResponse(jsonable_encoder(await _preview(c, body)), status_code=200)
 
     async def run() -> Deployed:
         deployment, warnings = await definition_service.deploy_upload(
@@ -189,7 +200,7 @@ async def migrate(
     async def run() -> MigrationAnswer:
         outcomes = await c.apply_migration(plan, actor=caller.name)
         results = [
-            MigrationOutcome(deal_id=deal_id, ok=False, code=r.code, message=r.message)
+            MigrationOutcome(deal_id=deal_id, ok=False, code=r.code, message=for_api(r))
             if isinstance(r, DealflowError)
             else MigrationOutcome(deal_id=deal_id, ok=True, last_seq=r.last_seq)
             for deal_id, r in outcomes

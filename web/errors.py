@@ -18,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import DealflowError, NotFound, OutcomeUnknown, Unauthenticated, Unavailable
 from store.db import StoreUnavailable
+from web.wording import for_api
 
 UNPROCESSABLE = {
     "invalid_request",
@@ -66,7 +67,7 @@ def body_of(exc: DealflowError) -> dict[str, Any]:
     details = exc.details
     if isinstance(exc, OutcomeUnknown) and exc.request_id:
         details = {**(details if isinstance(details, dict) else {}), "request_id": exc.request_id}
-    return ErrorBody(code=exc.code, message=exc.message, details=details).model_dump(mode="json")
+    return ErrorBody(code=exc.code, message=for_api(exc), details=details).model_dump(mode="json")
 
 
 # how soon to repeat a request refused for overload or an outage (the repeat of a write under its

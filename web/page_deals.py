@@ -1,15 +1,17 @@
 """The rep's pages: the pipeline board and a deal's page with its forms.
 
-A form posts to a route that makes one call of the Python client. A refusal re-renders the page
-with the reason and the values typed (nothing changed); a success redirects to the deal's page
-read from the log at least up to the action's last event, so the rep sees their change.
+A form posts to a route that makes one call of the Python client, and answers with a redirect
+(post/redirect/get), so that reloading the page never sends the form again: a refusal redirects to
+the form's page, which shows the reason and the values typed (nothing changed, web/flash.py); a
+success to the deal's page read from the log at least up to the action's last event, so the rep
+sees their change.
 """
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -19,9 +21,11 @@ from client.api import DealflowClient, NotFound, Refused
 from domain import proposal_files
 from domain.commands import ActionResult
 from domain.events import ProposalGenerated
+from web import flash
 from web.errors import status_of
 from web.identity import Caller, check_csrf, client_of
 from web.views import page_caller, render
+from web.wording import for_page
 from worker.settings import proposals_dir
 
 router = APIRouter(include_in_schema=False)
@@ -55,12 +59,15 @@ async def board_page(
     processes = await _processes(c)
     process = _blank(process) or (processes[0] if processes else None)
     filters = {"owner": _blank(owner), "team": _blank(team), "version": _blank(version), "stage": _blank(stage)}
+    refused = {} if fragment else flash.take(request, "/board")
     if process is None:
-        return render(request, "board.html", caller, processes=[], board=None, filters=filters)
+        return render(request, "board.html", caller, processes=[], board=None, filters=filters, **refused)
     board = await board_service.board(c, process, **filters)
     versions = [d.version for d in await c.definitions() if d.name == process]
     template = "board_columns.html" if fragment else "board.html"
-    return render(request, template, caller, processes=processes, board=board, filters=filters, versions=versions)
+    return render(
+        request, template, caller, processes=processes, board=board, filters=filters, versions=versions, **refused
+    )
 
 
 @router.post("/board/start")
@@ -76,41 +83,49 @@ async def start_deal(
     caller = await page_caller(request)
     check_csrf(request, csrf_token)
     c = client_of(request)
-    error: str | None = None
-    amount: float | None = None
     try:
-        amount = float(value) if value.strip() else None
-    except ValueError:
-        error = f"value: expected a number, got {value!r}"
-    if error is None:
         try:
-            started = await c.start_deal(
-                process,
-                deal_id.strip(),
-                owner.strip() or caller.name,
-                actor=caller.name,
-                value=amount,
-                fields={"customer": customer.strip()} if customer.strip() else {},
+            amount = float(value) if value.strip() else None
+        except ValueError:
+            raise Refused(f"Value: expected a number, got {value!r}", code="invalid_request") from None
+        started = await c.start_deal(
+            process,
+            deal_id.strip(),
+            owner.strip() or caller.name,
+            actor=caller.name,
+            value=amount,
+            fields={"customer": customer.strip()} if customer.strip() else {},
+        )
+    except (Refused, NotFound) as exc:
+        typed = {"deal_id": deal_id, "owner": owner, "value": value, "customer": customer}
+        processes = await _processes(c)
+        if flash.keep(request, "/board", _shown(exc), typed):
+            return RedirectResponse(
+                f"/board?{urlencode({'process': process})}" if process in processes else "/board", status_code=303
             )
-        except (Refused, NotFound) as exc:
-            error = exc.message
-        else:
-            return RedirectResponse(f"/deals/{started.deal_id}?started=1", status_code=303)
-    processes = await _processes(c)
-    board = await board_service.board(c, process) if process in processes else None
-    filters: dict[str, Any] = {"owner": None, "team": None, "version": None, "stage": None}
-    return render(
-        request,
-        "board.html",
-        caller,
-        422,
-        processes=processes,
-        board=board,
-        filters=filters,
-        versions=[],
-        error=error,
-        typed={"deal_id": deal_id, "owner": owner, "value": value, "customer": customer},
-    )
+        board = await board_service.board(c, process) if process in processes else None
+        filters: dict[str, Any] = {"owner": None, "team": None, "version": None, "stage": None}
+        context = {"processes": processes, "board": board, "filters": filters, "versions": [], "typed": typed}
+        return render(request, "board.html", caller, status_of(exc), **context, **_shown(exc))
+    return RedirectResponse(f"{_deal_path(started.deal_id)}?started=1", status_code=303)
+
+
+def _shown(exc: Refused | NotFound) -> dict[str, Any]:
+    return {"error": for_page(exc), "error_code": exc.code}
+
+
+def _deal_path(deal_id: str) -> str:
+    return f"/deals/{quote(deal_id, safe='')}"
+
+
+@router.get("/deals/{deal_id}", response_class=HTMLResponse)
+async def deal_page(
+    request: Request, deal_id: str, seq: int = 0, done: str | None = None, started: bool = False
+) -> HTMLResponse:
+    caller = await page_caller(request)
+    refused = flash.take(request, f"/deals/{deal_id}")
+    done = done or ("Deal started." if started else None)
+    return await _deal_page(request, caller, deal_id, min_seq=seq, flash=done, **refused)
 
 
 async def _deal_page(
@@ -123,32 +138,24 @@ async def _deal_page(
     return render(request, "deal.html", caller, status, view=view, request_id=request_id, **context)
 
 
-@router.get("/deals/{deal_id}", response_class=HTMLResponse)
-async def deal_page(
-    request: Request, deal_id: str, seq: int = 0, done: str | None = None, started: bool = False
-) -> HTMLResponse:
-    caller = await page_caller(request)
-    flash = done or ("Deal started." if started else None)
-    return await _deal_page(request, caller, deal_id, min_seq=seq, flash=flash)
-
-
 def _done(deal_id: str, result: ActionResult, what: str) -> Response:
     where = f"now at stage {result.stage}" if result.stage else f"now {result.status}"
     query = urlencode({"seq": result.last_seq, "done": f"{what}: the deal is {where}."})
-    return RedirectResponse(f"/deals/{deal_id}?{query}", status_code=303)
+    return RedirectResponse(f"{_deal_path(deal_id)}?{query}", status_code=303)
 
 
 async def _act(request: Request, deal_id: str, csrf: str, what: str, call: Any, typed: dict[str, Any]) -> Response:
-    """Run one action of the deal's page: redirect on success, the page with the reason on refusal."""
+    """Run one action of the deal's page and redirect to the page: with the change on success, with
+    the reason and what was typed on refusal."""
     caller = await page_caller(request)
     check_csrf(request, csrf)
     try:
         result: ActionResult = await call(caller)
     except Refused as exc:
-        status = status_of(exc)
-        return await _deal_page(
-            request, caller, deal_id, status=status, error=exc.message, error_code=exc.code, typed=typed
-        )
+        if flash.keep(request, f"/deals/{deal_id}", _shown(exc), typed):
+            return RedirectResponse(_deal_path(deal_id), status_code=303)
+        # too long for the session's cookie, even without what was typed: shown in place
+        return await _deal_page(request, caller, deal_id, status=status_of(exc), typed=typed, **_shown(exc))
     return _done(deal_id, result, what)
 
 
@@ -212,9 +219,15 @@ async def win(request: Request, deal_id: str) -> Response:
 async def lose(request: Request, deal_id: str) -> Response:
     form = await request.form()
     reason, note, stage = str(form.get("reason", "")), str(form.get("note", "")).strip(), str(form.get("stage", ""))
+    confirmed = form.get("confirm") == "yes"
     c = client_of(request)
 
     async def call(caller: Caller) -> ActionResult:
+        # the form's own fields, checked here as the browser would: the form works without it
+        unfilled = [] if reason else ["choose why in “Why was it lost?”"]
+        unfilled += [] if confirmed else ["tick “I confirm this deal is lost”"]
+        if unfilled:
+            raise Refused("the deal was not marked lost: " + " and ".join(unfilled), code="invalid_request")
         return await c.lose(
             deal_id, reason, actor=caller.name, note=note or None, expected_stage=stage or None, request_id=_rid(form)
         )

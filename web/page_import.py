@@ -1,16 +1,19 @@
-"""The import form of the definitions page: a CRM export in, the report (or its dry run) out."""
+"""The import form of the definitions page: a CRM export in, the report (or its dry run) out; a
+refusal back to the definitions page (post/redirect/get, web/flash.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from client.api import DealflowError
+from client.api import DealflowError, NotFound, Refused
 from client.import_upload import import_files
+from web import flash
 from web.errors import status_of
 from web.identity import check_csrf, client_of
 from web.views import page_caller, render
+from web.wording import for_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -25,7 +28,7 @@ async def _bytes(upload: UploadFile) -> bytes:
 
 
 @router.post("/imports", response_class=HTMLResponse)
-async def import_page(request: Request) -> HTMLResponse:
+async def import_page(request: Request) -> Response:
     caller = await page_caller(request)
     form = await request.form()
     check_csrf(request, str(form.get("csrf_token", "")))
@@ -44,7 +47,8 @@ async def import_page(request: Request) -> HTMLResponse:
             time_zone=str(form.get("time_zone", "UTC")).strip() or "UTC",
         )
     except DealflowError as exc:
-        return render(
-            request, "import.html", caller, status_of(exc), report=None, error=exc.message, error_code=exc.code
-        )
+        shown = {"error": for_page(exc), "error_code": exc.code}
+        if isinstance(exc, Refused | NotFound) and flash.keep(request, "/definitions", shown, {}):
+            return RedirectResponse("/definitions", status_code=303)
+        return render(request, "import.html", caller, status_of(exc), report=None, **shown)
     return render(request, "import.html", caller, report=report)

@@ -5,13 +5,15 @@ Every change goes in two steps: a dry run that writes nothing and shows what wou
 deploy's preview, a migration's plan), then a button that sends exactly what was shown. The
 handlers call the same functions as the CLI and the API (`definition_service`, the client's
 migration calls, `experiment_service`); what a role may do is the client's rule, asked before a
-dry run too, so that a form a role does not get is refused whatever posts it.
+dry run too, so that a form a role does not get is refused whatever posts it. A refused form
+redirects back to its page, which shows the refusal (web/flash.py).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -24,9 +26,11 @@ from client import definition_service, experiment_service
 from client.api import DealflowClient, DealflowError, NotFound, Refused
 from client.migration import MigrationPlan
 from store.registry import Deployment
+from web import flash
 from web.errors import status_of
 from web.identity import Caller, check_csrf, client_of
 from web.views import page_caller, render
+from web.wording import for_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,7 +48,23 @@ def refusal(exc: DealflowError) -> dict[str, Any]:
         problems = [str(p) for p in exc.details]
         found = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         return {"error": f"{found} found, each listed below", "error_code": exc.code, "problems": problems}
-    return {"error": exc.message, "error_code": exc.code, "problems": []}
+    return {"error": for_page(exc), "error_code": exc.code, "problems": []}
+
+
+async def _back(
+    request: Request,
+    page: str,
+    exc: DealflowError,
+    typed: dict[str, Any],
+    in_place: Callable[[int, dict[str, Any]], Awaitable[HTMLResponse]],
+) -> Response:
+    """A refused form: a redirect back to its `page` (a path), which shows the refusal and what was
+    typed; shown `in_place(status, shown)` instead, as the post's answer, when the refusal is too
+    long to keep."""
+    shown = refusal(exc)
+    if flash.keep(request, page, shown, typed):
+        return RedirectResponse(quote(page), status_code=303)
+    return await in_place(status_of(exc), shown)
 
 
 def _grouped(deployments: list[Deployment]) -> dict[str, list[Deployment]]:
@@ -71,7 +91,7 @@ async def _definitions_page(request: Request, caller: Caller, status: int = 200,
 @router.get("/definitions", response_class=HTMLResponse)
 async def definitions_page(request: Request, done: str | None = None) -> HTMLResponse:
     caller = await page_caller(request)
-    return await _definitions_page(request, caller, flash=done)
+    return await _definitions_page(request, caller, flash=done, **flash.take(request, "/definitions"))
 
 
 # --- deploying an upload: preview, then deploy what was previewed ---
@@ -124,7 +144,7 @@ def _carried(value: Any) -> str:
 
 
 @router.post("/definitions/preview", response_class=HTMLResponse)
-async def preview_upload(request: Request) -> HTMLResponse:
+async def preview_upload(request: Request) -> Response:
     caller = await page_caller(request)
     form = await request.form(max_part_size=2 * MAX_UPLOAD)
     check_csrf(request, str(form.get("csrf_token", "")))
@@ -137,7 +157,9 @@ async def preview_upload(request: Request) -> HTMLResponse:
         checked = definition_service.check_upload(filename, text, templates)
         preview = await definition_service.preview(c, checked.pinned, filename, [str(w) for w in checked.warnings])
     except (Refused, NotFound) as exc:
-        return await _definitions_page(request, caller, status_of(exc), **refusal(exc))
+        return await _back(
+            request, "/definitions", exc, {}, lambda status, shown: _definitions_page(request, caller, status, **shown)
+        )
     carried = {"yaml": _carry(text), "templates": [(name, _carry(t)) for name, t in templates.items()]}
     return render(
         request, "definition_preview.html", caller, preview=preview, text=text, templates=templates, carried=carried
@@ -164,7 +186,9 @@ async def deploy_upload(request: Request) -> Response:
             )
         deployed = await c.deploy_pinned(pinned, deployed_by=caller.name, source=filename)
     except (Refused, NotFound) as exc:
-        return await _definitions_page(request, caller, status_of(exc), **refusal(exc))
+        return await _back(
+            request, "/definitions", exc, {}, lambda status, shown: _definitions_page(request, caller, status, **shown)
+        )
     if deployed.created:
         done = f"Deployed {deployed.name}@{deployed.version}: new deals of {deployed.name} start on it."
     else:
@@ -190,7 +214,8 @@ async def definition_page(
     request: Request, name: str, version: str | None = None, done: str | None = None
 ) -> HTMLResponse:
     caller = await page_caller(request)
-    return await _definition_page(request, caller, name, version or None, flash=done)
+    refused = flash.take(request, f"/definitions/{name}")
+    return await _definition_page(request, caller, name, version or None, flash=done, **refused)
 
 
 @router.get("/definitions/{name}/diff", response_class=HTMLResponse)
@@ -252,20 +277,29 @@ async def _plan(c: DealflowClient, name: str, typed: dict[str, str]) -> Migratio
     return await c.plan_migration(name, typed["from_version"], typed["to_version"], mapping)
 
 
+async def _back_to_migrate(
+    request: Request, caller: Caller, name: str, exc: DealflowError, typed: dict[str, str]
+) -> Response:
+    async def in_place(status: int, shown: dict[str, Any]) -> HTMLResponse:
+        return await _definition_page(request, caller, name, None, status, typed=typed, **shown)
+
+    return await _back(request, f"/definitions/{name}", exc, dict(typed), in_place)
+
+
 @router.post("/definitions/{name}/migration", response_class=HTMLResponse)
-async def migration_preview(request: Request, name: str) -> HTMLResponse:
+async def migration_preview(request: Request, name: str) -> Response:
     caller, _, typed = await _migration_form(request)
     c = client_of(request)
     try:
         await c.require(caller.name, "migrate", name)
         plan = await _plan(c, name, typed)
     except (Refused, NotFound) as exc:
-        return await _definition_page(request, caller, name, None, status_of(exc), typed=typed, **refusal(exc))
+        return await _back_to_migrate(request, caller, name, exc, typed)
     return render(request, "migration.html", caller, plan=plan, typed=typed, results=None)
 
 
 @router.post("/definitions/{name}/migration/apply", response_class=HTMLResponse)
-async def migration_apply(request: Request, name: str) -> HTMLResponse:
+async def migration_apply(request: Request, name: str) -> Response:
     """Apply the plan previewed, made again from the deals as they are now. Its answer is this
     page rather than a redirect: each deal's result is the news, and the migration's request ids
     come from the plan, so a page sent again moves no deal twice."""
@@ -276,9 +310,9 @@ async def migration_apply(request: Request, name: str) -> HTMLResponse:
         plan = await _plan(c, name, typed)
         results = await c.apply_migration(plan, actor=caller.name)
     except (Refused, NotFound) as exc:
-        return await _definition_page(request, caller, name, None, status_of(exc), typed=typed, **refusal(exc))
+        return await _back_to_migrate(request, caller, name, exc, typed)
     rows = [
-        {"deal_id": deal_id, "ok": False, "code": r.code, "message": r.message}
+        {"deal_id": deal_id, "ok": False, "code": r.code, "message": for_page(r)}
         if isinstance(r, DealflowError)
         else {"deal_id": deal_id, "ok": True, "stage": r.stage, "last_seq": r.last_seq}
         for deal_id, r in results
@@ -306,7 +340,12 @@ async def start_experiment(request: Request) -> Response:
             raise Refused("paste the experiment's YAML or choose its file", code="invalid_request")
         started = await experiment_service.start(c, experiment_service.parse(text, source), started_by=caller.name)
     except (Refused, NotFound) as exc:
-        return await _definitions_page(request, caller, status_of(exc), typed={"experiment": text}, **refusal(exc))
+        typed = {"experiment": text}
+
+        async def in_place(status: int, shown: dict[str, Any]) -> HTMLResponse:
+            return await _definitions_page(request, caller, status, typed=typed, **shown)
+
+        return await _back(request, "/definitions", exc, typed, in_place)
     arms = ", ".join(f"{a.version} (weight {a.weight})" for a in started.arms)
     done = f"Experiment {started.experiment} started: new deals of {started.process} are split between {arms}."
     return RedirectResponse(f"/definitions?{urlencode({'done': done})}#experiments", status_code=303)
@@ -320,7 +359,9 @@ async def stop_experiment(request: Request, name: str) -> Response:
     try:
         stopped = await experiment_service.stop(client_of(request), name, stopped_by=caller.name)
     except (Refused, NotFound) as exc:
-        return await _definitions_page(request, caller, status_of(exc), **refusal(exc))
+        return await _back(
+            request, "/definitions", exc, {}, lambda status, shown: _definitions_page(request, caller, status, **shown)
+        )
     done = (
         f"Experiment {stopped.experiment} stopped: its deals keep their versions; "
         f"new deals of {stopped.process} start on its latest version."

@@ -15,6 +15,7 @@ from client.api import DealflowError, Unauthenticated
 from web import page_auth, page_deals, page_import, page_insights, page_ops
 from web.errors import DATABASE_OUTAGES, error_response, on_http_error, outage, status_of, unstorable
 from web.views import SignInRequired, reason_of, render
+from web.wording import for_page
 
 
 def _is_api(request: Request) -> bool:
@@ -33,7 +34,7 @@ async def on_error(request: Request, exc: Exception) -> Response:
         return error_response(exc)
     if isinstance(exc, Unauthenticated):
         return await on_sign_in_required(request, SignInRequired(request.url.path, reason_of(exc)))
-    page = render(request, "error.html", None, status_of(exc), error=exc.message, error_code=exc.code)
+    page = render(request, "error.html", None, status_of(exc), error=for_page(exc), error_code=exc.code)
     if exc.code == "throttled" and isinstance(exc.details, dict):
         page.headers["Retry-After"] = str(exc.details["retry_after"])
     return page
