@@ -203,6 +203,7 @@ async def test_a_dry_run_deploy_answers_its_preview_as_documented_and_stores_not
         "deployed_by": None,
         "latest": None,
         "changes": [],
+        "warnings": [],
     }
     assert stored_after_preview == [], "a dry run stores nothing"
     assert deployed.status_code == 201, deployed.text

