@@ -31,6 +31,8 @@ async def cmd_import(args: argparse.Namespace, c: DealflowClient) -> None:
         mapping_file=args.map,
         time_zone=args.time_zone,
         pipeline=getattr(args, "pipeline", None),
+        delimiter="\t" if args.delimiter in ("\\t", "tab") else args.delimiter,
+        encoding=args.encoding,
     )
     bars: dict[str, tqdm[Any]] = {}
 
@@ -85,6 +87,8 @@ def add_parser(top: Any) -> None:
         p.add_argument("--map", required=mapping_required, metavar="FILE", help="CRM stages, reasons, owners -> ours")
         p.add_argument("--dry-run", action="store_true", help="say what would happen and list every bad row")
         p.add_argument("--time-zone", default="UTC", metavar="ZONE", help="for times the export gives without one")
+        p.add_argument("--delimiter", default=",", metavar="CHAR", help="the export's cell separator (';', '\\t')")
+        p.add_argument("--encoding", default="utf-8-sig", metavar="NAME", help="the export's text encoding (cp1252)")
         p.add_argument("--as", dest="actor", default=me, metavar="WHO")
         p.add_argument("--json", action="store_true")
         p.set_defaults(client_run=cmd_import)

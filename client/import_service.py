@@ -24,7 +24,7 @@ from client.api import DealflowClient, Refused
 from crm import mapping as mappings
 from crm import sources
 from crm.plan import ImportPlan, PlannedDeal, plan
-from crm.table import ExportError
+from crm.table import ExportError, ReadOptions
 from definitions.loader import PinnedDefinition
 from domain.events import DealImported
 from domain.imports import history_events, outcome_events
@@ -67,6 +67,8 @@ async def read(
     mapping_file: str | None,
     time_zone: str = "UTC",
     pipeline: str | None = None,
+    delimiter: str = ",",
+    encoding: str = "utf-8-sig",
 ) -> tuple[ImportPlan, list[dict[str, str]]]:
     """The plan of an import, and the files it reads (name and SHA-256)."""
     pinned = await c.definition(process)
@@ -82,14 +84,17 @@ async def read(
             mapping, mapping_name = mappings.identity(pinned.definition), "(the process's own stage ids)"
         else:
             mapping, mapping_name = mappings.load(mapping_file), Path(mapping_file).name
+        options = ReadOptions(
+            delimiter=delimiter, encoding=encoding, columns=mapping.reader_columns(), mapping_name=mapping_name
+        )
         if source == "salesforce":
-            parsed = sources.salesforce(files[0], files[1], tz)
+            parsed = sources.salesforce(files[0], files[1], tz, options)
         elif source == "hubspot":
-            parsed = sources.hubspot(files[0], pipeline or "", tz)
+            parsed = sources.hubspot(files[0], pipeline or "", tz, options)
         elif source == "pipedrive":
-            parsed = sources.pipedrive(files[0], tz)
+            parsed = sources.pipedrive(files[0], tz, options)
         else:
-            parsed = sources.generic(files[0], tz)
+            parsed = sources.generic(files[0], tz, options)
     except (ExportError, mappings.MappingError) as exc:
         raise Refused(str(exc), code="invalid_export") from None
     return plan(parsed, mapping, pinned, source=source, mapping_name=mapping_name), parsed.files

@@ -92,13 +92,14 @@ def test_salesforce_opportunities_and_their_history_become_open_and_closed_deals
         006A,Needs Analysis,26000,30,2026-04-30,2026-01-22T10:00:00.000+0000,005A
         006A,Negotiation,25000,80,2026-04-30,2026-02-10T10:00:00.000+0000,005A
         006B,Prospecting,9000,10,2026-02-20,2026-01-06T10:00:00.000+0000,005B
+        006B,Negotiation,9000,80,2026-02-20,2026-02-01T10:00:00.000+0000,005B
         006B,Closed Won,9000,100,2026-02-20,2026-02-20T15:00:00.000+0000,005B
         006C,Prospecting,1200,10,2026-02-01,2026-01-07T10:00:00.000+0000,005A
         006C,Closed Lost,1200,0,2026-02-01,2026-02-01T09:00:00.000+0000,005A
         """,
     )
     parsed = sources.salesforce(opps, history, UTC_ZONE)
-    assert parsed.problems == [] and parsed.rows == 12
+    assert parsed.problems == [] and parsed.rows == 13
     result = plan(parsed, _map(tmp_path), SEVEN, source="salesforce", mapping_name="stages.yaml")
     assert result.problems == [] and result.blocking == []
     assert result.starts_per_stage() == {"closing": 1}
@@ -272,7 +273,7 @@ def test_mappings_that_name_nothing_of_the_process_are_refused_in_words(tmp_path
     said = mapping.check(SEVEN.definition)
     assert "stages: 'A' maps to 'nowhere', which is not a stage of seven-stage" in said[0]
     assert "lost_reasons: 'X' maps to 'bored', which is not a lost reason of seven-stage" in said[1]
-    with pytest.raises(mappings.MappingError, match="unknown key 'stage': write stages, lost_reasons or owners"):
+    with pytest.raises(mappings.MappingError, match="unknown key 'stage': write stages, lost_reasons, owners"):
         _map(tmp_path, "stage: {A: b}\n")
     assert deal_id_for("hubspot", "12/34 x").startswith("hubspot-12-34-x-")
     assert deal_id_for("salesforce", "006A") == "salesforce-006A"
