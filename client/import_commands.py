@@ -31,6 +31,8 @@ async def cmd_import(args: argparse.Namespace, c: DealflowClient) -> None:
         mapping_file=args.map,
         time_zone=args.time_zone,
         pipeline=getattr(args, "pipeline", None),
+        delimiter="\t" if args.delimiter in ("\\t", "tab") else args.delimiter,
+        encoding=args.encoding,
     )
     bars: dict[str, tqdm[Any]] = {}
 
@@ -44,7 +46,7 @@ async def cmd_import(args: argparse.Namespace, c: DealflowClient) -> None:
 
     try:
         report = await import_service.run(
-            c, the_plan, described, actor=args.actor, dry_run=args.dry_run, progress=progress
+            c, the_plan, described, actor=args.actor, dry_run=args.dry_run, effects=args.effects, progress=progress
         )
     finally:
         for bar in bars.values():
@@ -67,6 +69,11 @@ def _print(r: import_service.ImportReport) -> None:
         print_table(["stage", "deals"], [[stage, n] for stage, n in r.starts_per_stage.items()])
     closed = ", ".join(f"{n} {status}" for status, n in r.closed.items()) or "none"
     print(f"closed deals that {verb} go in as history: {closed}")
+    m = r.messages
+    print(
+        f"effects {r.effects}: the open deals {verb} send at once {m['reminders']} reminder(s), "
+        f"{m['escalations']} escalation(s) and start {m['cadences']} buyer cadence(s)"
+    )
     if not r.dry_run:
         print(f"started {r.started} open deal(s), recorded {r.recorded} closed deal(s) (import {r.import_id})")
     for problem in r.problems:
@@ -85,6 +92,15 @@ def add_parser(top: Any) -> None:
         p.add_argument("--map", required=mapping_required, metavar="FILE", help="CRM stages, reasons, owners -> ours")
         p.add_argument("--dry-run", action="store_true", help="say what would happen and list every bad row")
         p.add_argument("--time-zone", default="UTC", metavar="ZONE", help="for times the export gives without one")
+        p.add_argument("--delimiter", default=",", metavar="CHAR", help="the export's cell separator (';', '\\t')")
+        p.add_argument("--encoding", default="utf-8-sig", metavar="NAME", help="the export's text encoding (cp1252)")
+        p.add_argument(
+            "--effects",
+            choices=["none", "future", "all"],
+            default="future",
+            help="what open deals send for their past: future (default) only what falls due after the import; "
+            "none nothing until a rep moves the deal; all every overdue reminder, escalation and cadence at once",
+        )
         p.add_argument("--as", dest="actor", default=me, metavar="WHO")
         p.add_argument("--json", action="store_true")
         p.set_defaults(client_run=cmd_import)

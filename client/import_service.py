@@ -9,12 +9,16 @@ nothing and a stopped one resumes where it stopped. A deal with any problem is n
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,15 +27,17 @@ from pydantic import BaseModel
 from client.api import DealflowClient, Refused
 from crm import mapping as mappings
 from crm import sources
+from crm.effects import messages_at_once
 from crm.plan import ImportPlan, PlannedDeal, plan
-from crm.table import ExportError
+from crm.table import ExportError, ReadOptions
 from definitions.loader import PinnedDefinition
 from domain.events import DealImported
-from domain.imports import history_events, outcome_events
+from domain.imports import Effects, history_events, outcome_events
 from store import event_log, history_load, imports
 
 CLOSED_BATCH = 2000  # closed deals per transaction: a stop loses at most one batch's work
 OPEN_AT_ONCE = 16  # open deals started concurrently
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 Progress = Callable[[str, int, int], None]  # what, done, of
 
@@ -48,6 +54,8 @@ class ImportReport(BaseModel):
     already_imported: int
     started: int
     recorded: int
+    effects: Effects
+    messages: dict[str, int]  # what starting the open deals sends at once (crm/effects.py)
     problems: list[str]
 
 
@@ -67,6 +75,8 @@ async def read(
     mapping_file: str | None,
     time_zone: str = "UTC",
     pipeline: str | None = None,
+    delimiter: str = ",",
+    encoding: str = "utf-8-sig",
 ) -> tuple[ImportPlan, list[dict[str, str]]]:
     """The plan of an import, and the files it reads (name and SHA-256)."""
     pinned = await c.definition(process)
@@ -82,14 +92,17 @@ async def read(
             mapping, mapping_name = mappings.identity(pinned.definition), "(the process's own stage ids)"
         else:
             mapping, mapping_name = mappings.load(mapping_file), Path(mapping_file).name
+        options = ReadOptions(
+            delimiter=delimiter, encoding=encoding, columns=mapping.reader_columns(), mapping_name=mapping_name
+        )
         if source == "salesforce":
-            parsed = sources.salesforce(files[0], files[1], tz)
+            parsed = sources.salesforce(files[0], files[1], tz, options)
         elif source == "hubspot":
-            parsed = sources.hubspot(files[0], pipeline or "", tz)
+            parsed = sources.hubspot(files[0], pipeline or "", tz, options)
         elif source == "pipedrive":
-            parsed = sources.pipedrive(files[0], tz)
+            parsed = sources.pipedrive(files[0], tz, options)
         else:
-            parsed = sources.generic(files[0], tz)
+            parsed = sources.generic(files[0], tz, options)
     except (ExportError, mappings.MappingError) as exc:
         raise Refused(str(exc), code="invalid_export") from None
     return plan(parsed, mapping, pinned, source=source, mapping_name=mapping_name), parsed.files
@@ -102,6 +115,7 @@ async def run(
     *,
     actor: str,
     dry_run: bool,
+    effects: Effects = "future",
     progress: Progress | None = None,
 ) -> ImportReport:
     await c.require(actor, "import", the_plan.process)
@@ -113,7 +127,11 @@ async def run(
         )
     done = await imports.already(c.pool, the_plan.source, [d.crm_id for d in the_plan.deals])
     todo = [d for d in the_plan.deals if d.crm_id not in done]
+    taken = await _taken(c, todo)  # ids another deal holds: refused here, so the dry run says so too
+    todo = [d for d in todo if d.deal_id not in taken]
     remaining = the_plan.model_copy(update={"deals": todo})
+    now = datetime.now(UTC)
+    pinned = await c.definition(the_plan.process, the_plan.version)
     report = ImportReport(
         import_id=None,
         dry_run=dry_run,
@@ -126,13 +144,15 @@ async def run(
         already_imported=len(done),
         started=0,
         recorded=0,
-        problems=[str(p) for p in the_plan.blocking + the_plan.problems],
+        effects=effects,
+        messages=messages_at_once(pinned, remaining.open, effects, now),
+        problems=[str(p) for p in the_plan.blocking + the_plan.problems] + [taken[i] for i in sorted(taken)],
     )
-    if dry_run or not todo:
+    if dry_run:
         return report
     import_id = str(uuid.uuid4())
     report.import_id = import_id
-    await imports.begin(
+    async with imports.running(
         c.pool,
         import_id,
         source=the_plan.source,
@@ -140,7 +160,24 @@ async def run(
         version=the_plan.version,
         files=files,
         by=actor,
-    )
+    ) as run_record:
+        await _bring_over(c, the_plan, remaining, import_id, actor, effects, now, report, progress)
+        run_record.counts = report.model_dump(include={"started", "recorded", "already_imported", "messages"})
+        run_record.counts["problems"] = len(report.problems)
+    return report
+
+
+async def _bring_over(
+    c: DealflowClient,
+    the_plan: ImportPlan,
+    remaining: ImportPlan,
+    import_id: str,
+    actor: str,
+    effects: Effects,
+    now: datetime,
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
     closed = remaining.closed
     if closed:
         await _record_all_closed(c, the_plan, closed, import_id, report, progress)
@@ -149,14 +186,50 @@ async def run(
 
     async def start(deal: PlannedDeal) -> None:
         async with gate:
-            if await _start_open(c, the_plan, deal, import_id, actor, report):
+            told = deal.history.model_copy(update={"effects": effects, "imported_at": now})
+            if await _start_open(c, the_plan, deal.model_copy(update={"history": told}), import_id, actor, report):
                 report.started += 1
                 if progress:
                     progress("open deals started", report.started, len(opened))
 
     await asyncio.gather(*(start(d) for d in opened))
-    await imports.finish(c.pool, import_id, report.model_dump(include={"started", "recorded", "already_imported"}))
-    return report
+
+
+async def _taken(c: DealflowClient, deals: list[PlannedDeal]) -> dict[str, str]:
+    """Of these deals, those whose id a deal not of this CRM deal already holds, with the problem;
+    an open deal an earlier run started but did not mark is this import's, and is marked."""
+    ids = [d.deal_id for d in deals]
+    found = {r["deal_id"] for r in await c.pool.fetch("SELECT deal_id FROM deals WHERE deal_id = ANY($1::text[])", ids)}
+    out = {}
+    for deal in deals:
+        if deal.deal_id in found and not (deal.outcome is None and await _ours(c, deal)):
+            out[deal.deal_id] = f"{deal.history.file}:{deal.history.row}: deal {deal.deal_id} already exists"
+    return out
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Processes that build closed deals' histories and stop with the import: on Linux the kernel
+    ends each when the import's process dies, even killed outright; a failed or interrupted import
+    ends them before it re-raises, instead of waiting for the batches still being built."""
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent)
+    try:
+        yield pool
+    except BaseException:
+        for process in list(pool._processes.values()):  # the executor offers no other way to stop them now
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before the signal was asked for
+        os._exit(1)
 
 
 def build_closed(pinned: PinnedDefinition, batch: list[PlannedDeal]) -> list[history_load.History]:
@@ -197,8 +270,7 @@ async def _record_all_closed(
     with ExitStack() as stack:
         if len(batches) > 1:  # one batch is not worth starting processes for
             workers = min(len(batches), os.cpu_count() or 1)
-            context = multiprocessing.get_context("spawn")
-            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers, mp_context=context))
+            pool = stack.enter_context(worker_pool(workers))
             loop = asyncio.get_running_loop()
             built: list[Awaitable[history_load.Rows]] = [
                 loop.run_in_executor(pool, _build_rows, pinned, batch) for batch in batches

@@ -9,6 +9,7 @@ from pathlib import Path, PurePath
 from client import import_service
 from client.api import DealflowClient, Refused
 from client.import_service import ImportReport
+from domain.imports import Effects
 
 SOURCES = ("salesforce", "hubspot", "pipedrive", "csv")
 
@@ -24,6 +25,7 @@ async def import_files(
     dry_run: bool,
     pipeline: str | None = None,
     time_zone: str = "UTC",
+    effects: Effects = "future",
 ) -> ImportReport:
     """`files` by name: the export's (Salesforce: the opportunities first, then the history)."""
     if source not in SOURCES:
@@ -52,5 +54,5 @@ async def import_files(
             )
         except Refused as exc:
             raise Refused(exc.message.replace(here, ""), code=exc.code, details=exc.details) from None
-        report = await import_service.run(c, the_plan, described, actor=actor, dry_run=dry_run)
+        report = await import_service.run(c, the_plan, described, actor=actor, dry_run=dry_run, effects=effects)
         return report.model_copy(update={"problems": [p.replace(here, "") for p in report.problems]})

@@ -12,6 +12,10 @@ are. A CRM stage may also be `won`, `lost` (the outcome stages CRMs keep as stag
     owners:
       "005Dn000001AbCd": rita
       "*": ops                  # any other owner (optional; without it a CRM owner is kept as is)
+    columns:                    # the export's column -> what it is, where its header is not a known one
+      OwnerName: owner
+      "Expected Revenue": value
+      "Budget__c": needs-assessment.budget   # a fact: STAGE.FACT, in the process's ids
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from definitions.model import ProcessDefinition
 
 OUTCOMES = {"won", "lost", "skip"}
 ANY = "*"
+COLUMN_ROLES = ("id", "name", "stage", "owner", "value", "created", "closed", "lost_reason")
 
 
 class MappingError(ValueError):
@@ -37,6 +42,11 @@ class Mapping(BaseModel):
     stages: dict[str, str] = {}
     lost_reasons: dict[str, str] = {}
     owners: dict[str, str] = {}
+    columns: dict[str, str] = {}  # the CRM's column -> one of COLUMN_ROLES or STAGE.FACT
+
+    def reader_columns(self) -> dict[str, str]:
+        """What the readers ask for (a role or STAGE.FACT) -> the CRM's column."""
+        return {role: crm for crm, role in self.columns.items()}
 
     def stage(self, crm_stage: str) -> str | None:
         return self.stages.get(crm_stage)
@@ -61,6 +71,7 @@ class Mapping(BaseModel):
                     f"stages: {crm!r} maps to {ours!r}, which is not a stage of {d.name} "
                     f"(its stages: {', '.join(sorted(ids))}; or won, lost, skip)"
                 )
+        problems += self._check_columns(d)
         reasons = set(d.outcomes.lost.reasons) if d.outcomes.lost else set()
         for crm, ours in self.lost_reasons.items():
             if ours not in reasons:
@@ -68,6 +79,26 @@ class Mapping(BaseModel):
                     f"lost_reasons: {crm!r} maps to {ours!r}, which is not a lost reason of {d.name} "
                     f"(its reasons: {', '.join(sorted(reasons)) or 'none'})"
                 )
+        return problems
+
+    def _check_columns(self, d: ProcessDefinition) -> list[str]:
+        problems = []
+        seen: dict[str, str] = {}
+        for crm, role in self.columns.items():
+            if role in seen:
+                problems.append(f"columns: {crm!r} and {seen[role]!r} are both {role}: name one column for it")
+            seen[role] = crm
+            if role in COLUMN_ROLES:
+                continue
+            stage, dot, fact = role.partition(".")
+            if not dot:
+                problems.append(
+                    f"columns: {crm!r} maps to {role!r}: write one of {', '.join(COLUMN_ROLES)}, or STAGE.FACT"
+                )
+            elif not d.has_stage(stage):
+                problems.append(f"columns: {crm!r} maps to {role!r}, and {d.name} has no stage {stage!r}")
+            elif fact not in {f.fact for f in d.stage(stage).exit_criteria}:
+                problems.append(f"columns: {crm!r} maps to {role!r}, and stage {stage!r} asks for no fact {fact!r}")
         return problems
 
 
@@ -96,5 +127,5 @@ def load(path: str | Path) -> Mapping:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         if first["type"] == "extra_forbidden":
-            raise MappingError(f"{p}: unknown key {where!r}: write stages, lost_reasons or owners") from None
+            raise MappingError(f"{p}: unknown key {where!r}: write stages, lost_reasons, owners or columns") from None
         raise MappingError(f"{p}: {where}: {first['msg']}") from None

@@ -46,7 +46,8 @@ class CrmDeal(BaseModel):
     lost_reason: str | None = None
     current_stage: str | None = None  # the CRM stage an open deal is at
     history: list[StageChange] = []  # in time order
-    facts: dict[str, str] = {}
+    facts: dict[str, str] = {}  # CRM stage.fact -> the raw value
+    stage_facts: dict[str, str] = {}  # our stage.fact -> the raw value (the mapping file's `columns:`)
     origin: Origin  # the row the deal itself came from
 
 

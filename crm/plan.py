@@ -8,6 +8,7 @@ lost) to be recorded as history only.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from crm.mapping import Mapping
 from crm.model import CrmDeal, Parsed, Problem
 from definitions.loader import PinnedDefinition
+from definitions.model import ProcessDefinition
 from domain.decide import coerce_fact
 from domain.events import FactValue
 from domain.imports import ImportedHistory, ImportedOutcome, ImportedVisit
@@ -163,8 +165,10 @@ def _plan_one(
                         f"lost reason {deal.lost_reason!r} is not mapped: add it under lost_reasons "
                         f"(or a '*' default) as one of {', '.join(d.outcomes.lost.reasons)}"
                     )
+        _check_outcome(d, status, visits, deal, problem)
         if closed_at is not None:
             outcome = ImportedOutcome(status=status, at=max(closed_at, visits[-1][1]), reason=reason)
+    _check_moves(d, visits, problem)
     facts = _facts(deal, mapping, pinned, problem)
     if len(problems) > before:
         return None
@@ -189,6 +193,33 @@ def _plan_one(
     )
 
 
+def _check_outcome(
+    d: ProcessDefinition, status: str, visits: list[tuple[str, datetime]], deal: CrmDeal, problem: Callable[[str], None]
+) -> None:
+    """A closed deal ends from its last stage, as the process's own rules let a deal end there:
+    a history cut short, or one that jumps to Closed Won, would otherwise win from anywhere."""
+    last = visits[-1][0]
+    allowed = d.won_from() if status == "won" else d.lost_from()
+    if status == "won" and d.stage(last).post_sale:
+        return  # won already, and went on to the stages after the sale
+    if last not in allowed:
+        crm = f" (CRM stage {deal.current_stage!r})" if deal.current_stage else ""
+        problem(
+            f"{status} from stage {last!r}{crm}, and {d.name} lets a deal be {status} only from "
+            f"{', '.join(repr(s) for s in allowed) or 'no stage'}: the history is cut short, or skips to the outcome"
+        )
+
+
+def _check_moves(d: ProcessDefinition, visits: list[tuple[str, datetime]], problem: Callable[[str], None]) -> None:
+    """Moves the process refuses outright: back from after the sale to before it (a skip or a move
+    back within a part is recorded as such, with the import as its reason)."""
+    for (before, _), (after, at) in itertools.pairwise(visits):
+        if d.stage(before).post_sale and not d.stage(after).post_sale:
+            problem(
+                f"moves from post-sale stage {before!r} back to {after!r} at {at.isoformat()}, which {d.name} refuses"
+            )
+
+
 def _facts(
     deal: CrmDeal,
     mapping: Mapping,
@@ -198,10 +229,10 @@ def _facts(
     """The export's facts (`STAGE.FACT` columns) in their declared types, by our stage id."""
     d = pinned.definition
     out: dict[str, dict[str, FactValue]] = {}
-    for key, raw in deal.facts.items():
-        crm_stage, _, name = key.partition(".")
-        stage = mapping.stage(crm_stage)
-        if stage is None or stage in ("won", "lost", "skip"):
+    found = [(mapping.stage(k.partition(".")[0]), k.partition(".")[2], raw) for k, raw in deal.facts.items()]
+    found += [(k.partition(".")[0], k.partition(".")[2], raw) for k, raw in deal.stage_facts.items()]
+    for stage, name, raw in found:
+        if stage is None or not d.has_stage(stage):
             continue
         specs = {f.fact: f for f in d.stage(stage).exit_criteria}
         if name not in specs:

@@ -31,6 +31,13 @@ from domain.limits import FactsInput, Name, Text
 IMPORT_ACTOR = "import"
 IMPORT_REASON = "as recorded in the imported history"
 
+# What an imported open deal sends for what the export says is past: `all` everything at once (its
+# stage's cadence, proposal and handoff, every overdue reminder and escalation); `future` (what an
+# import chooses by default) nothing for the past: overdue rungs are recorded but notify no one,
+# the current stage's entry calls for nothing, a rung falling due after the import notifies as
+# usual; `none` not even that until a rep moves the deal on. A rep's move calls for everything.
+Effects = Literal["none", "future", "all"]
+
 
 class ImportedVisit(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -50,6 +57,25 @@ class ImportedHistory(BaseModel):
     row: int
     created_at: datetime
     visits: list[ImportedVisit] = Field(min_length=1)
+    # histories started before these fields existed replay as they ran: everything sent
+    effects: Effects = "all"
+    imported_at: datetime | None = None  # when the import ran: what was due before it is the past
+
+
+def mutes_entry(history: ImportedHistory | None) -> bool:
+    """Whether entering the stage the deal was imported at calls for nothing."""
+    return history is not None and history.effects != "all"
+
+
+def mutes_rung(history: ImportedHistory | None, stage_entered_at: datetime | None, due_at: datetime) -> bool:
+    """Whether a reminder rung is recorded without notifying anyone: it belongs to the stage the
+    deal was imported at (no rep has moved it since) and fell due before the import, or the import
+    chose to send nothing at all until a rep moves the deal."""
+    if history is None or history.effects == "all" or history.imported_at is None or stage_entered_at is None:
+        return False
+    if stage_entered_at > history.imported_at:
+        return False  # entered after the import: a rep moved it
+    return history.effects == "none" or due_at <= history.imported_at
 
 
 class ImportedOutcome(BaseModel):

@@ -1,8 +1,12 @@
-"""The record of CRM imports: each run and each deal it brought over (migration 0016)."""
+"""The record of CRM imports: each run and each deal it brought over (migrations 0016, 0019, 0022)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -10,24 +14,71 @@ import asyncpg
 from store.visits import Conn
 
 
-async def begin(
+@dataclass
+class RunRecord:
+    """What a run says of itself when it ends; set `counts` before the end."""
+
+    import_id: str
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def running(
     pool: asyncpg.Pool, import_id: str, *, source: str, process: str, version: str, files: list[dict[str, str]], by: str
-) -> None:
+) -> AsyncIterator[RunRecord]:
+    """Record a run for as long as it runs: begun, then finished, or failed with its error (an
+    exception, a cancellation, an interrupt). The session held meanwhile is how a run killed
+    outright shows as killed (migration 0022): it ends with the process."""
+    await mark_killed(pool)
+    record = RunRecord(import_id)
+    async with pool.acquire() as held:
+        await held.execute(
+            "INSERT INTO imports (import_id, source, process, version, files, started_by, status, backend_pid)"
+            " VALUES ($1, $2, $3, $4, $5, $6, 'running', pg_backend_pid())",
+            import_id,
+            source,
+            process,
+            version,
+            json.dumps(files),
+            by,
+        )
+        try:
+            yield record
+        except BaseException as exc:
+            await asyncio.shield(_end(pool, import_id, "failed", record.counts, f"{type(exc).__name__}: {exc}"))
+            raise
+        await _end(pool, import_id, "finished", record.counts, None)
+
+
+async def _end(pool: asyncpg.Pool, import_id: str, status: str, counts: dict[str, Any], error: str | None) -> None:
     await pool.execute(
-        "INSERT INTO imports (import_id, source, process, version, files, started_by) VALUES ($1, $2, $3, $4, $5, $6)",
+        "UPDATE imports SET finished_at = now(), status = $2, counts = $3, error = $4 WHERE import_id = $1",
         import_id,
-        source,
-        process,
-        version,
-        json.dumps(files),
-        by,
+        status,
+        json.dumps(counts),
+        error,
     )
 
 
-async def finish(pool: asyncpg.Pool, import_id: str, counts: dict[str, Any]) -> None:
-    await pool.execute(
-        "UPDATE imports SET finished_at = now(), counts = $2 WHERE import_id = $1", import_id, json.dumps(counts)
+async def mark_killed(pool: asyncpg.Pool) -> int:
+    """Runs still marked running whose session has ended: their process was killed."""
+    done = await pool.execute(
+        "UPDATE imports i SET status = 'killed', error = 'the import stopped without finishing (its process ended)'"
+        " WHERE status = 'running' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a"
+        " WHERE a.pid = i.backend_pid AND a.backend_start <= i.started_at)"
     )
+    return int(done.split()[-1])
+
+
+async def runs(pool: asyncpg.Pool, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest runs, newest first, with how each ended (a killed one found as such first)."""
+    await mark_killed(pool)
+    rows = await pool.fetch(
+        "SELECT import_id, source, process, version, started_by, started_at, finished_at, status, error, counts"
+        " FROM imports ORDER BY started_at DESC LIMIT $1",
+        limit,
+    )
+    return [dict(r) | {"counts": json.loads(r["counts"])} for r in rows]
 
 
 async def already(pool: asyncpg.Pool, source: str, crm_ids: list[str]) -> dict[str, str]:

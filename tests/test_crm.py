@@ -16,7 +16,7 @@ from crm import mapping as mappings
 from crm import sources
 from crm.dates import BadInstant, parse_amount, parse_instant
 from crm.plan import deal_id_for, plan
-from crm.table import ExportError
+from crm.table import MAX_CELL, ExportError, ReadOptions
 from definitions.loader import PinnedDefinition, load_file, shipped
 from domain.imports import history_events, outcome_events
 from domain.state import fold
@@ -92,13 +92,14 @@ def test_salesforce_opportunities_and_their_history_become_open_and_closed_deals
         006A,Needs Analysis,26000,30,2026-04-30,2026-01-22T10:00:00.000+0000,005A
         006A,Negotiation,25000,80,2026-04-30,2026-02-10T10:00:00.000+0000,005A
         006B,Prospecting,9000,10,2026-02-20,2026-01-06T10:00:00.000+0000,005B
+        006B,Negotiation,9000,80,2026-02-20,2026-02-01T10:00:00.000+0000,005B
         006B,Closed Won,9000,100,2026-02-20,2026-02-20T15:00:00.000+0000,005B
         006C,Prospecting,1200,10,2026-02-01,2026-01-07T10:00:00.000+0000,005A
         006C,Closed Lost,1200,0,2026-02-01,2026-02-01T09:00:00.000+0000,005A
         """,
     )
     parsed = sources.salesforce(opps, history, UTC_ZONE)
-    assert parsed.problems == [] and parsed.rows == 12
+    assert parsed.problems == [] and parsed.rows == 13
     result = plan(parsed, _map(tmp_path), SEVEN, source="salesforce", mapping_name="stages.yaml")
     assert result.problems == [] and result.blocking == []
     assert result.starts_per_stage() == {"closing": 1}
@@ -272,7 +273,58 @@ def test_mappings_that_name_nothing_of_the_process_are_refused_in_words(tmp_path
     said = mapping.check(SEVEN.definition)
     assert "stages: 'A' maps to 'nowhere', which is not a stage of seven-stage" in said[0]
     assert "lost_reasons: 'X' maps to 'bored', which is not a lost reason of seven-stage" in said[1]
-    with pytest.raises(mappings.MappingError, match="unknown key 'stage': write stages, lost_reasons or owners"):
+    with pytest.raises(mappings.MappingError, match="unknown key 'stage': write stages, lost_reasons, owners"):
         _map(tmp_path, "stage: {A: b}\n")
     assert deal_id_for("hubspot", "12/34 x").startswith("hubspot-12-34-x-")
     assert deal_id_for("salesforce", "006A") == "salesforce-006A"
+
+
+EXPORTS = Path(__file__).parent / "exports"
+
+
+def test_rows_cut_short_duplicated_or_orphaned_are_each_refused_by_file_and_line(tmp_path: Path) -> None:
+    mapping = _map(tmp_path, "stages: {Appointment: prospecting, 'Closed lost': lost}\nowners: {'*': rita}\n")
+    parsed = sources.hubspot(str(EXPORTS / "hubspot-bad.csv"), "Sales", UTC_ZONE)
+    said = [str(p) for p in parsed.problems]
+    assert (
+        "hubspot-bad.csv:4: deal 2: Record ID '2' is also on line 3: one row per deal; neither row is imported" in said
+    )
+    assert any(s.startswith("hubspot-bad.csv:5: column 8 (Close Date): missing") for s in said), said
+    assert any(s.startswith("hubspot-bad.csv:6:") and "quoted cell left open" in s for s in said), said
+    assert [d.crm_id for d in plan(parsed, mapping, SEVEN, source="hubspot", mapping_name="m").deals] == ["1"]
+
+    sf_map = _map(tmp_path, SF_MAP + "columns:\n  OwnerName: owner\n")
+    options = ReadOptions(columns=sf_map.reader_columns())
+    parsed = sources.salesforce(str(EXPORTS / "sf-opps.csv"), str(EXPORTS / "sf-history.csv"), UTC_ZONE, options)
+    assert [str(p) for p in parsed.problems] == [
+        "sf-history.csv:5: a history row of opportunity '006Z', which sf-opps.csv does not hold"
+    ]
+    result = plan(parsed, sf_map, SEVEN, source="salesforce", mapping_name="m")
+    assert [str(p) for p in result.problems][1:] == [
+        "sf-opps.csv:3: deal 006B: won from stage 'prospecting' (CRM stage 'Closed Won'), and seven-stage lets a deal"
+        " be won only from 'closing': the history is cut short, or skips to the outcome"
+    ]
+    assert [(d.crm_id, d.owner) for d in result.deals] == [("006A", "rita")], "OwnerName read through columns:"
+
+
+def test_a_semicolon_or_windows_1252_export_is_read_when_asked_and_hinted_when_not() -> None:
+    path = str(EXPORTS / "pipedrive-semicolon-cp1252.csv")
+    with pytest.raises(ExportError, match=r"pipedrive-semicolon-cp1252.csv:1: .*--delimiter ';'"):
+        sources.pipedrive(path, UTC_ZONE, ReadOptions(encoding="cp1252"))
+    with pytest.raises(ExportError, match=r"csv:2: byte 0xe9 at column 6 is not utf-8-sig text"):
+        sources.pipedrive(path, UTC_ZONE, ReadOptions(delimiter=";"))
+    [deal] = sources.pipedrive(path, UTC_ZONE, ReadOptions(delimiter=";", encoding="cp1252")).deals
+    assert deal.name == "Café Ørsted"
+
+
+def test_a_huge_cell_refuses_its_row_by_line_and_the_rest_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "changes.csv"
+    path.write_text(
+        "deal_id,stage,entered_at,owner,note\n"
+        f"d1,prospecting,2026-01-01T09:00:00Z,rita,{'x' * (MAX_CELL + 1)}\n"
+        "d2,prospecting,2026-01-01T09:00:00Z,rita,short\n",
+        encoding="utf-8",
+    )
+    parsed = sources.generic(str(path), UTC_ZONE)
+    assert [p.where for p in parsed.problems] == ["changes.csv:2"] and "column 5 (note)" in parsed.problems[0].message
+    assert [d.crm_id for d in parsed.deals] == ["d2"]

@@ -5,6 +5,7 @@ run adds nothing, and a stopped run resumes."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,11 +85,10 @@ async def test_an_export_is_imported_once_and_its_deals_run_on(
     async def breached() -> bool:
         return any(e.type == "SlaBreached" for e in await client.events(f"csv-o1-{tag}"))
 
-    async def cadence() -> bool:
-        return any(e.type == "CadenceStarted" for e in await client.events(f"csv-o2-{tag}"))
-
     await wait_for(breached, timeout=30)
-    await wait_for(cadence, timeout=30)
+    assert await _outbox(client, tag) == 0, "by default an import sends nothing for the past"
+    assert report["effects"] == "future" and report["messages"] == {"reminders": 0, "escalations": 0, "cadences": 0}
+    assert not any(e.type == "CadenceStarted" for e in await client.events(f"csv-o2-{tag}"))
     moved = await client.complete_stage(
         f"csv-o1-{tag}", "preparation", actor="rita", facts={"buying_steps": "CFO signs"}
     )
@@ -96,6 +96,36 @@ async def test_an_export_is_imported_once_and_its_deals_run_on(
 
     again = await dealflow(cli_env, *args, "--json")
     assert again.json()["already_imported"] == 4 and again.json()["started"] == 0 and again.json()["recorded"] == 0
+
+
+async def _outbox(client: DealflowClient, tag: str) -> int:
+    return int(await client.pool.fetchval("SELECT count(*) FROM outbox WHERE deal_id LIKE $1", f"csv-%-{tag}"))
+
+
+async def test_an_import_that_chooses_all_effects_sends_what_its_dry_run_counts(
+    cli_env: dict[str, str], client: DealflowClient, deployed: dict[str, PinnedDefinition], tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    export = _csv(tmp_path / "changes.csv", tag)
+    args = ["import", "csv", export, "--process", "seven-stage", "--effects", "all", "--json"]
+    dry = (await dealflow(cli_env, *args, "--dry-run")).json()
+    assert dry["messages"]["reminders"] >= 1 and dry["messages"]["cadences"] == 1, dry["messages"]
+    before = await _outbox(client, tag)
+    real = (await dealflow(cli_env, *args)).json()
+    assert real["messages"] == dry["messages"]
+
+    async def cadence() -> bool:
+        return any(e.type == "CadenceStarted" for e in await client.events(f"csv-o2-{tag}"))
+
+    async def notified() -> bool:
+        n = await client.pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE deal_id LIKE $1 AND kind = 'notification'", f"csv-%-{tag}"
+        )
+        return bool(int(n) == dry["messages"]["reminders"] + dry["messages"]["escalations"])
+
+    await wait_for(cadence, timeout=30)
+    await wait_for(notified, timeout=30)
+    assert before == 0 and await _outbox(client, tag) >= dry["messages"]["reminders"]
 
 
 async def test_an_import_stopped_half_way_resumes_where_it_stopped(
@@ -106,6 +136,7 @@ async def test_an_import_stopped_half_way_resumes_where_it_stopped(
     for n in range(5):
         lines += [
             f"d{n}-{tag},prospecting,2026-01-0{n + 1}T09:00:00Z,rita",
+            f"d{n}-{tag},closing,2026-01-1{n + 1}T09:00:00Z,rita",
             f"d{n}-{tag},won,2026-02-01T09:00:00Z,rita",
         ]
     (tmp_path / "closed.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -130,4 +161,16 @@ async def test_an_import_stopped_half_way_resumes_where_it_stopped(
     monkeypatch.setattr(history_load, "load_rows", real_load)
     resumed = await import_service.run(client, plan, files, actor="ops", dry_run=False)
     assert (resumed.already_imported, resumed.recorded) == (2, 3)
-    assert all([await event_log.last_seq(client.pool, f"csv-d{n}-{tag}") == 5 for n in range(5)])
+    assert all([await event_log.last_seq(client.pool, f"csv-d{n}-{tag}") == 7 for n in range(5)])
+    failed, finished = (
+        await client.pool.fetch(
+            "SELECT status, error, finished_at FROM imports WHERE files = $1::jsonb ORDER BY started_at",
+            json.dumps(files),
+        )
+    )[-2:]
+    assert failed["status"] == "failed" and "ConnectionResetError" in failed["error"] and failed["finished_at"]
+    assert finished["status"] == "finished"
+    noop = await import_service.run(client, plan, files, actor="ops", dry_run=False)
+    assert noop.import_id is not None and (noop.already_imported, noop.recorded) == (5, 0)
+    status = await client.pool.fetchval("SELECT status FROM imports WHERE import_id = $1", noop.import_id)
+    assert status == "finished", "a run that finds nothing to do is recorded too"

@@ -34,6 +34,9 @@ class ImportRequest(BaseModel):
     pipeline: str | None = Field(default=None, description="HubSpot: which pipeline's deals")
     time_zone: str = "UTC"
     dry_run: bool = True
+    effects: Literal["none", "future", "all"] = Field(
+        default="future", description="what open deals send for their past (docs/import.md)"
+    )
 
 
 @router.post("/imports", response_model=ImportReport)
@@ -52,6 +55,7 @@ async def run_import(body: ImportRequest, request: Request, c: Client, caller: W
             dry_run=body.dry_run,
             pipeline=body.pipeline,
             time_zone=body.time_zone,
+            effects=body.effects,
         )
 
     return await once(request, caller, key, run)

@@ -75,6 +75,7 @@ class DealWorkflow:
         self._alarm = Alarm()
         self._notifier = Notifier(self._ledger)
         self._upgrade_requested = False
+        self._imported = input.start.imported  # what an imported deal sends for its past
         if not self._ledger.events:
             # recorded here, not in run(): an update may arrive in the very first workflow task,
             # and its validator runs before run() does
@@ -98,7 +99,7 @@ class DealWorkflow:
                     team=start.team,
                 )
                 self._ledger.record(told[:-1], effects=False)
-                self._ledger.record(told[-1:])
+                self._ledger.record(told[-1:], effects=not imports.mutes_entry(start.imported))
 
     @workflow.run
     async def run(self, input: DealInput) -> DealState:
@@ -263,7 +264,9 @@ class DealWorkflow:
                     if self._ladder_moved(deadline.rung):
                         continue
                     assert deadline.rung is not None
-                    self._ledger.record(decide.remind(self._ledger.state, deadline.rung, now))
+                    state, rung = self._ledger.state, deadline.rung
+                    muted = imports.mutes_rung(self._imported, state.stage_entered_at, rung.due_at)
+                    self._ledger.record(decide.remind(state, rung, now), effects=not muted)
                 case Due.LOG_FLUSH:
                     await self._flush()
             return
