@@ -10,6 +10,7 @@ from temporalio import activity
 from audit import repair
 from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt
 from store import event_log, log_failures
+from store.db import DATABASE_ERRORS
 
 log = logging.getLogger("dealflow.event_log")
 
@@ -62,11 +63,11 @@ class EventLogActivities:
         )
         try:
             await log_failures.record(self._pool, batch.deal_id, min(seqs), max(seqs), error, attempt)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as also:
+        except DATABASE_ERRORS as also:
             log.warning("deal %s: the failed append could not be recorded either: %s", batch.deal_id, also)
 
     async def _caught_up(self, batch: AppendEvents) -> None:
         try:
             await log_failures.clear(self._pool, batch.deal_id, max(e.seq for e in batch.events))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("deal %s: its recorded append failure could not be cleared: %s", batch.deal_id, exc)

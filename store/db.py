@@ -6,6 +6,15 @@ import re
 
 import asyncpg
 
+# what a query raises when the database is down, restarting or gone mid-answer (asyncpg's
+# InternalClientError: the protocol broke between two messages), as against a query's own error
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 
 class StoreUnavailable(RuntimeError):
     """The database could not be reached or refused us; nothing was written."""

@@ -24,7 +24,7 @@ from client import audit_service
 from client.api import DealflowClient, DealflowError
 from definitions.loader import load_file, shipped
 from store import event_log, registry
-from store.db import connect_pool
+from store.db import DATABASE_ERRORS, connect_pool
 from store.embedded import EmbeddedPostgres, free_port
 from store.migrations import migrate
 from tests.resilience_support import WorkerProcess, compare_logs, log_complete
@@ -114,7 +114,7 @@ async def test_a_killed_postgresql_loses_no_acknowledged_event(stack: Stack) -> 
     async def readable() -> bool:
         try:
             return all([await event_log.last_seq(pool, d) >= n for d, n in acknowledged.items()])
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             return False
 
     await _until(readable, 60, "PostgreSQL back")

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 
 from client.api import DealflowError, OutcomeUnknown, Unavailable
 from store import idempotency
+from store.db import DATABASE_ERRORS
 from web.admission import admission_of
 from web.errors import body_of, status_of
 from web.identity import Caller, client_of
@@ -102,7 +103,7 @@ async def _held(pool: asyncpg.Pool, identity: str, key: str, holder: str) -> Asy
     async def renew() -> None:
         while True:
             await asyncio.sleep(idempotency.LEASE_SECONDS / 3)
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(*DATABASE_ERRORS):
                 await idempotency.renew(pool, identity, key, holder)
 
     renewing = asyncio.create_task(renew())
@@ -116,5 +117,5 @@ async def _held(pool: asyncpg.Pool, identity: str, key: str, holder: str) -> Asy
 
 async def _release(pool: asyncpg.Pool, identity: str, key: str, holder: str) -> None:
     """Release the key for a repeat; with the database down, its lease runs out instead."""
-    with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    with contextlib.suppress(*DATABASE_ERRORS):
         await idempotency.release(pool, identity, key, holder)

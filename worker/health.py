@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from store import log_failures
+from store.db import DATABASE_ERRORS
 
 # each check gives up after this long: a probe must answer within its own timeout
 CHECK_TIMEOUT = 2.0
@@ -59,7 +60,7 @@ async def postgresql(pool: asyncpg.Pool) -> Check:
             await pool.fetchval("SELECT 1")
     except TimeoutError:
         return Check("postgresql", False, f"no answer within {CHECK_TIMEOUT:g} s")
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+    except DATABASE_ERRORS as exc:
         return Check("postgresql", False, f"cannot query: {type(exc).__name__}: {exc}")
     return Check("postgresql", True, "answers")
 
@@ -85,7 +86,7 @@ async def log_appends(pool: asyncpg.Pool, grace: float = LOG_FAILURE_GRACE) -> C
             failing, oldest = await log_failures.count(pool)
     except TimeoutError:
         return Check("event-log", False, f"no answer within {CHECK_TIMEOUT:g} s")
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:
         return Check("event-log", False, f"cannot query: {type(exc).__name__}: {exc}")
     if failing and oldest > grace:
         return Check(

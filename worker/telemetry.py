@@ -54,6 +54,7 @@ from temporalio.worker import (
 from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt
 from domain.events import SlaBreached
 from store import log_failures
+from store.db import DATABASE_ERRORS
 from store.embedded import free_port
 
 log = logging.getLogger("dealflow.telemetry")
@@ -61,6 +62,7 @@ log = logging.getLogger("dealflow.telemetry")
 REFUSED = "__dealflow_refused"
 # a scrape waits this long for PostgreSQL before leaving the projection's gauges out
 STORE_TIMEOUT = 2.0
+UNREADABLE: tuple[type[Exception], ...] = (*DATABASE_ERRORS, TimeoutError)
 
 _OPEN_DEALS = "SELECT process, stage, count(*) AS n FROM deals WHERE status = 'open' GROUP BY process, stage"
 # the outbox's rows are written in the sending transaction; what other sessions can see unsent
@@ -86,7 +88,7 @@ class StoreGauges(Collector):
                 self._open = await self._pool.fetch(_OPEN_DEALS)
                 self._outbox = await self._pool.fetch(_OUTBOX)
                 self._failing = await log_failures.count(self._pool)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except UNREADABLE as exc:
             log.warning("metrics: cannot read deals and outbox from PostgreSQL: %s", exc)
             self._open = self._outbox = self._failing = None
 
