@@ -1,4 +1,5 @@
-"""`dealflow import salesforce | hubspot | pipedrive | csv`: bring a CRM's deals over.
+"""`dealflow import salesforce | hubspot | pipedrive | csv`: bring a CRM's deals over;
+`dealflow import runs`: how the latest runs ended.
 
 Exit codes: 0 every row taken (or, with --dry-run, nothing wrong found); 1 some rows could not be
 taken (each is listed with its file and line; the others were imported, and running the same
@@ -57,6 +58,20 @@ async def cmd_import(args: argparse.Namespace, c: DealflowClient) -> None:
         _print(report)
     if report.problems:
         raise SystemExit(EXIT_REFUSED)
+
+
+async def cmd_runs(args: argparse.Namespace, c: DealflowClient) -> None:
+    found = await import_service.runs(c, args.limit)
+    if args.json:
+        emit(found)
+        return
+    rows = []
+    for r in found:
+        n = r["counts"]
+        done = f"{n.get('started', 0)} started, {n.get('recorded', 0)} recorded" if n else ""
+        started, what = r["started_at"].isoformat(timespec="seconds"), f"{r['source']} into {r['process']}"
+        rows.append([started, r["status"], what, r["started_by"], done, r["import_id"], r["error"] or ""])
+    print_table(["started", "status", "import", "by", "did", "id", "error"], rows)
 
 
 def _print(r: import_service.ImportReport) -> None:
@@ -119,3 +134,7 @@ def add_parser(top: Any) -> None:
     gen = sub.add_parser("csv", help="one row per stage change: deal_id, stage, entered_at, owner, value, facts...")
     gen.add_argument("file", metavar="FILE")
     common(gen, False)
+    runs = sub.add_parser("runs", help="the latest import runs, newest first, and how each ended")
+    runs.add_argument("--limit", type=int, default=20, metavar="N")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(client_run=cmd_runs)

@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel
@@ -106,6 +107,13 @@ async def read(
     except (ExportError, mappings.MappingError) as exc:
         raise Refused(str(exc), code="invalid_export") from None
     return plan(parsed, mapping, pinned, source=source, mapping_name=mapping_name), parsed.files
+
+
+async def runs(c: DealflowClient, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest runs with how each ended; asking is what finds a killed run as killed."""
+    if limit < 1:
+        raise Refused(f"--limit {limit}: give a number of runs, 1 or more", code="invalid_request")
+    return await imports.runs(c.pool, limit)
 
 
 async def run(

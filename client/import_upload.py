@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path, PurePath
+from typing import get_args
 
 from client import import_service
 from client.api import DealflowClient, Refused
@@ -12,6 +13,15 @@ from client.import_service import ImportReport
 from domain.imports import Effects
 
 SOURCES = ("salesforce", "hubspot", "pipedrive", "csv")
+EFFECTS: tuple[Effects, ...] = get_args(Effects)
+
+
+def effects_of(text: str) -> Effects:
+    """A form's effects choice, refused in words when it is none of them."""
+    for choice in EFFECTS:
+        if text == choice:
+            return choice
+    raise Refused(f"effects {text!r}: expected one of {', '.join(EFFECTS)}", code="invalid_request")
 
 
 async def import_files(

@@ -23,12 +23,16 @@ TRUE = {"true", "1", "yes"}
 
 
 class _RowProblems:
-    """Collects a row's problems so that each bad cell is named, not just the first."""
+    """Collects a row's problems so that each bad cell is named, not just the first; a row whose
+    cells do not line up with the header is named for that alone, as what its cells seem to
+    hold (an empty date, say) follows from it."""
 
     def __init__(self, row: Row, problems: list[Problem]):
         self.origin, self.problems, self.count = row.origin, problems, 0
+        self.misread = row.problem is not None
         if row.problem is not None:
-            self.add(row.problem)
+            self.problems.append(Problem(where=str(self.origin), message=row.problem))
+            self.count = 1
 
     def instant(self, text: str, what: str, zone: ZoneInfo, *, required: bool = True) -> datetime | None:
         if not text and not required:
@@ -48,7 +52,8 @@ class _RowProblems:
 
     def add(self, message: str) -> None:
         self.count += 1
-        self.problems.append(Problem(where=str(self.origin), message=message))
+        if not self.misread:
+            self.problems.append(Problem(where=str(self.origin), message=message))
 
 
 def _deal(source: Source, table: Table, row: Row, col: dict[str, str | None], **fields: Any) -> CrmDeal:

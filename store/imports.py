@@ -74,11 +74,11 @@ async def runs(pool: asyncpg.Pool, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs, newest first, with how each ended (a killed one found as such first)."""
     await mark_killed(pool)
     rows = await pool.fetch(
-        "SELECT import_id, source, process, version, started_by, started_at, finished_at, status, error, counts"
-        " FROM imports ORDER BY started_at DESC LIMIT $1",
+        "SELECT import_id, source, process, version, files, started_by, started_at, finished_at, status, error,"
+        " counts FROM imports ORDER BY started_at DESC LIMIT $1",
         limit,
     )
-    return [dict(r) | {"counts": json.loads(r["counts"])} for r in rows]
+    return [dict(r) | {"counts": json.loads(r["counts"]), "files": json.loads(r["files"])} for r in rows]
 
 
 async def already(pool: asyncpg.Pool, source: str, crm_ids: list[str]) -> dict[str, str]:

@@ -10,6 +10,7 @@ from client import metrics_service
 from client.api import DealflowClient
 from client.metrics_service import MetricsQuery
 from definitions.loader import PinnedDefinition
+from tests.support import wait_for
 from tests.web_support import app_over, csrf_of, http, policy, redirected
 
 MAP = """
@@ -157,3 +158,42 @@ async def test_the_definitions_page_imports_for_ops_only(
     finally:
         for browser in sessions.values():
             await browser.aclose()
+
+
+async def test_the_import_form_offers_what_open_deals_send_and_the_import_keeps_the_choice(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    from client import token_service
+
+    tag = uuid.uuid4().hex[:6]
+    export = f"deal_id,stage,entered_at,owner\n{tag},objection-handling,2026-01-05T09:00:00Z,rita\n"
+    app = app_over(client, policy())
+    scoped = DealflowClient(client.temporal, client.pool, client.settings, policy())
+    token, _ = await token_service.create(scoped, "olga", created_by="olga")
+    async with http(app) as browser:
+        form = await browser.get("/signin")
+        await browser.post("/signin", data={"csrf_token": csrf_of(form.text), "token": token, "next": "/definitions"})
+        page = (await browser.get("/definitions")).text
+        assert 'name="effects" value="future" checked' in page, "future is the default"
+        assert "no buyer hears anything until a rep moves the deal on" in page
+        assert 'value="none"' in page and 'value="all"' in page and "Everything at once" in page
+        fields = {"csrf_token": csrf_of(page), "source": "csv", "process": "seven-stage"}
+
+        def files() -> dict[str, tuple[str, bytes, str]]:
+            return {"files": ("changes.csv", export.encode(), "text/csv")}
+
+        preview = await browser.post("/imports", data=fields | {"dry_run": "1"}, files=files())
+        assert "Effects <strong>future</strong>" in preview.text and "0 buyer cadence(s) started" in preview.text
+        everything = await browser.post("/imports", data=fields | {"dry_run": "1", "effects": "all"}, files=files())
+        assert "Effects <strong>all</strong>" in everything.text and "1 buyer cadence(s) started" in everything.text
+        bogus = await browser.post("/imports", data=fields | {"effects": "loud"}, files=files())
+        shown = await redirected(browser, bogus, "/definitions")
+        assert "effects &#39;loud&#39;: expected one of none, future, all" in shown.text, shown.text
+        assert not await client.pool.fetchval("SELECT count(*) FROM deals WHERE deal_id = $1", f"csv-{tag}")
+        done = await browser.post("/imports", data=fields | {"effects": "all"}, files=files())
+        assert "Started 1 open deal(s)" in done.text, done.text
+
+    async def cadence() -> bool:
+        return any(e.type == "CadenceStarted" for e in await client.events(f"csv-{tag}"))
+
+    await wait_for(cadence, timeout=30)

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from client.api import DealflowError, NotFound, Refused
-from client.import_upload import import_files
+from client.import_upload import effects_of, import_files
 from web import flash
 from web.errors import status_of
 from web.identity import check_csrf, client_of
@@ -45,6 +45,7 @@ async def import_page(request: Request) -> Response:
             dry_run=form.get("dry_run") is not None,
             pipeline=str(form.get("pipeline", "")).strip() or None,
             time_zone=str(form.get("time_zone", "UTC")).strip() or "UTC",
+            effects=effects_of(str(form.get("effects", "future"))),
         )
     except DealflowError as exc:
         shown = {"error": for_page(exc), "error_code": exc.code}
