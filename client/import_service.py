@@ -33,7 +33,7 @@ from crm.plan import ImportPlan, PlannedDeal, plan
 from crm.table import ExportError, ReadOptions
 from definitions.loader import PinnedDefinition
 from domain.events import DealImported
-from domain.imports import Effects, history_events, outcome_events
+from domain.imports import Effects, outcome_events
 from store import event_log, history_load, imports
 
 CLOSED_BATCH = 2000  # closed deals per transaction: a stop loses at most one batch's work
@@ -246,16 +246,7 @@ def build_closed(pinned: PinnedDefinition, batch: list[PlannedDeal]) -> list[his
     histories = []
     for deal in batch:
         assert deal.outcome is not None
-        told = history_events(
-            pinned.definition,
-            deal.history,
-            deal_id=deal.deal_id,
-            version=pinned.version,
-            content_hash=pinned.content_hash,
-            owner=deal.owner,
-            value=deal.value,
-            fields=deal.fields,
-        )
+        told = deal.retold(pinned)
         events = told + outcome_events(told, deal.history.visits[-1], deal.outcome)
         histories.append(history_load.History(deal.deal_id, pinned.name, pinned.version, events))
     return histories

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from crm.plan import PlannedDeal
 from definitions.loader import PinnedDefinition
-from domain.imports import Effects, history_events
+from domain.imports import Effects
 from domain.reminders import ladder
 from domain.state import fold
 
@@ -28,16 +28,7 @@ def messages_at_once(
     for deal in deals:
         if deal.outcome is not None:
             continue
-        told = history_events(
-            d,
-            deal.history,
-            deal_id=deal.deal_id,
-            version=pinned.version,
-            content_hash=pinned.content_hash,
-            owner=deal.owner,
-            value=deal.value,
-            fields=deal.fields,
-        )
+        told = deal.retold(pinned)
         for rung in ladder(d, fold(told)):
             if rung.due_at <= now:
                 counts["reminders" if rung.level == 0 else "escalations"] += 1

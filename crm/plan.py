@@ -21,8 +21,8 @@ from crm.model import CrmDeal, Parsed, Problem
 from definitions.loader import PinnedDefinition
 from definitions.model import ProcessDefinition
 from domain.decide import coerce_fact
-from domain.events import FactValue
-from domain.imports import ImportedHistory, ImportedOutcome, ImportedVisit
+from domain.events import DealEvent, FactValue
+from domain.imports import ImportedHistory, ImportedOutcome, ImportedVisit, history_events
 
 _ID = re.compile(r"[^A-Za-z0-9._:-]")
 
@@ -39,6 +39,19 @@ class PlannedDeal(BaseModel):
     @property
     def stage(self) -> str:
         return self.history.visits[-1].stage
+
+    def retold(self, pinned: PinnedDefinition) -> list[DealEvent]:
+        """The events its imported history retells on `pinned` (its outcome's left out)."""
+        return history_events(
+            pinned.definition,
+            self.history,
+            deal_id=self.deal_id,
+            version=pinned.version,
+            content_hash=pinned.content_hash,
+            owner=self.owner,
+            value=self.value,
+            fields=self.fields,
+        )
 
 
 class ImportPlan(BaseModel):

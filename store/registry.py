@@ -108,24 +108,26 @@ async def latest_version(pool: asyncpg.Pool, name: str) -> str:
     return str(found)
 
 
+def _listed(r: asyncpg.Record) -> Deployment:
+    """A stored version as the listings show it (not just deployed)."""
+    return Deployment(
+        r["name"],
+        r["version"],
+        r["content_hash"],
+        r["stages"],
+        r["deployed_by"],
+        r["deployed_at"],
+        _file_name(r["source"]),
+        False,
+    )
+
+
 async def list_all(pool: asyncpg.Pool) -> list[Deployment]:
     rows = await pool.fetch(
         "SELECT name, version, content_hash, jsonb_array_length(body->'stages') AS stages,"
         " deployed_by, deployed_at, source FROM definitions ORDER BY name, deployed_at"
     )
-    return [
-        Deployment(
-            r["name"],
-            r["version"],
-            r["content_hash"],
-            r["stages"],
-            r["deployed_by"],
-            r["deployed_at"],
-            _file_name(r["source"]),
-            False,
-        )
-        for r in rows
-    ]
+    return [_listed(r) for r in rows]
 
 
 async def find(pool: asyncpg.Pool, name: str, version: str) -> Deployment | None:
@@ -138,13 +140,4 @@ async def find(pool: asyncpg.Pool, name: str, version: str) -> Deployment | None
     )
     if r is None:
         return None
-    return Deployment(
-        r["name"],
-        r["version"],
-        r["content_hash"],
-        r["stages"],
-        r["deployed_by"],
-        r["deployed_at"],
-        _file_name(r["source"]),
-        False,
-    )
+    return _listed(r)
