@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from client import import_service
 from client.api import DealflowClient
+from client.arguments import UsageError
 from client.output import emit, print_table
 
 EXIT_REFUSED = 1
@@ -61,6 +62,8 @@ async def cmd_import(args: argparse.Namespace, c: DealflowClient) -> None:
 
 
 async def cmd_runs(args: argparse.Namespace, c: DealflowClient) -> None:
+    if args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: give a number of runs, 1 or more")
     found = await import_service.runs(c, args.limit)
     if args.json:
         emit(found)

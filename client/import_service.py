@@ -112,7 +112,7 @@ async def read(
 async def runs(c: DealflowClient, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs with how each ended; asking is what finds a killed run as killed."""
     if limit < 1:
-        raise Refused(f"--limit {limit}: give a number of runs, 1 or more", code="invalid_request")
+        raise Refused(f"a limit of {limit} runs: give 1 or more", code="invalid_request", details={"input": "limit"})
     return await imports.runs(c.pool, limit)
 
 
