@@ -73,8 +73,9 @@ async def verify_running(c: DealflowClient, deal_id: str) -> Verdict:
     """Verify a deal that may be running: the log is read before and after its history, so that
     what is appended meanwhile is neither missed nor taken for a forgery.
 
-    An append Temporal has scheduled and not seen complete counts as in flight only while its
-    first attempt runs: one that has failed before is why the log lacks those events, and they
+    An append Temporal has scheduled and not seen complete is in flight while its first attempt
+    runs, and while it is retried because its worker stopped answering (a timeout). One whose
+    attempt failed (the log or the database refused it) is why the log lacks those events: they
     are reported as missing, with the append's last failure.
     """
     earlier = await log_rows(c, deal_id)
@@ -101,9 +102,12 @@ async def _failing_appends(c: DealflowClient, deal_id: str, activity_ids: set[st
     described = await c.temporal.get_workflow_handle(workflow_id(deal_id)).describe()
     out = {}
     for pending in described.raw_description.pending_activities:
-        if pending.activity_id in activity_ids and pending.attempt > 1:
-            failure = pending.last_failure.message if pending.HasField("last_failure") else "no failure recorded"
-            out[pending.activity_id] = f"attempt {pending.attempt}, last failure: {failure}"
+        if pending.activity_id not in activity_ids or pending.attempt <= 1 or not pending.HasField("last_failure"):
+            continue
+        failure = pending.last_failure
+        if failure.HasField("timeout_failure_info"):
+            continue  # its worker stopped answering (killed, restarted): retried elsewhere, in flight
+        out[pending.activity_id] = f"attempt {pending.attempt}, last failure: {failure.message}"
     return out
 
 
