@@ -20,6 +20,12 @@ def with_flag(exc: DealflowError) -> str:
             return f"{exc.message} (--map {about.get('stage') or 'OLD'}=STAGE)"
         case "mapping":
             return f"{exc.message} (--map FILE)"
+        case "delimiter":
+            suggested = str(about.get("suggested") or ";")
+            shown = "\\t" if suggested == "\t" else suggested
+            return f"{exc.message} (--delimiter '{shown}')"
+        case "encoding":
+            return f"{exc.message} (--encoding {about.get('suggested') or 'NAME'})"
         case "request_id" if about.get("request_id"):
             return f"{exc.message}; repeat with --request-id {about['request_id']}"
     return exc.message

@@ -104,7 +104,10 @@ async def read(
             parsed = sources.pipedrive(files[0], tz, options)
         else:
             parsed = sources.generic(files[0], tz, options)
-    except (ExportError, mappings.MappingError) as exc:
+    except ExportError as exc:
+        about = {"input": exc.input} | ({"suggested": exc.suggested} if exc.suggested else {}) if exc.input else None
+        raise Refused(str(exc), code="invalid_export", details=about) from None
+    except mappings.MappingError as exc:
         raise Refused(str(exc), code="invalid_export") from None
     return plan(parsed, mapping, pinned, source=source, mapping_name=mapping_name), parsed.files
 

@@ -36,8 +36,11 @@ async def import_files(
     pipeline: str | None = None,
     time_zone: str = "UTC",
     effects: Effects = "future",
+    delimiter: str = ",",
+    encoding: str = "utf-8-sig",
 ) -> ImportReport:
-    """`files` by name: the export's (Salesforce: the opportunities first, then the history)."""
+    """`files` by name: the export's (Salesforce: the opportunities first, then the history), read
+    with `delimiter` and `encoding` as the CLI's flags read files on disk."""
     if source not in SOURCES:
         raise Refused(f"source {source!r}: expected one of {', '.join(SOURCES)}", code="invalid_request")
     need = 2 if source == "salesforce" else 1
@@ -60,7 +63,15 @@ async def import_files(
         here = tmp + "/"  # the answer names the files as they were sent, never where they were checked
         try:
             the_plan, described = await import_service.read(
-                c, source, paths, process=process, mapping_file=mapping_path, time_zone=time_zone, pipeline=pipeline
+                c,
+                source,
+                paths,
+                process=process,
+                mapping_file=mapping_path,
+                time_zone=time_zone,
+                pipeline=pipeline,
+                delimiter=delimiter,
+                encoding=encoding,
             )
         except Refused as exc:
             raise Refused(exc.message.replace(here, ""), code=exc.code, details=exc.details) from None

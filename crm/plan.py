@@ -20,7 +20,7 @@ from crm.mapping import Mapping
 from crm.model import CrmDeal, Parsed, Problem
 from definitions.loader import PinnedDefinition
 from definitions.model import ProcessDefinition
-from domain.decide import coerce_fact
+from domain.decide import coerce_fact, refused_move
 from domain.events import DealEvent, FactValue
 from domain.imports import ImportedHistory, ImportedOutcome, ImportedVisit, history_events
 
@@ -224,12 +224,19 @@ def _check_outcome(
 
 
 def _check_moves(d: ProcessDefinition, visits: list[tuple[str, datetime]], problem: Callable[[str], None]) -> None:
-    """Moves the process refuses outright: back from after the sale to before it (a skip or a move
-    back within a part is recorded as such, with the import as its reason)."""
+    """Moves the process refuses: the ones a rep could not make (a skip out of a stage that allows
+    no skipping, a move back where none is allowed) and any move from after the sale back to
+    before it. A move the process allows is retold as that move, with the import as its reason."""
     for (before, _), (after, at) in itertools.pairwise(visits):
-        if d.stage(before).post_sale and not d.stage(after).post_sale:
+        here, there = d.stage(before), d.stage(after)
+        if here.post_sale and not there.post_sale:
             problem(
                 f"moves from post-sale stage {before!r} back to {after!r} at {at.isoformat()}, which {d.name} refuses"
+            )
+        elif here.post_sale == there.post_sale and (refused := refused_move(d, before, after)) is not None:
+            problem(
+                f"moves from {before!r} to {after!r} at {at.isoformat()}, which {d.name} refuses ({refused}): "
+                f"allow the move in the definition's `moves:` of {before!r}, or import into a process that does"
             )
 
 

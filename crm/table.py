@@ -27,7 +27,15 @@ _DELIMITERS = ",;\t|"
 
 
 class ExportError(ValueError):
-    """The export as a whole cannot be read: the file, its encoding, or a missing column."""
+    """The export as a whole cannot be read: the file, its encoding, or a missing column.
+
+    `input` is the reading option that fixes it (`delimiter`, `encoding`), and `suggested` the
+    value to try: each face names that option in its own words (a flag, a field, a form's label)."""
+
+    def __init__(self, message: str, *, input: str | None = None, suggested: str | None = None) -> None:
+        super().__init__(message)
+        self.input = input
+        self.suggested = suggested
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,7 @@ def read(path: str | Path, options: ReadOptions = DEFAULT) -> Table:
         raise ExportError(f"{p}: cannot read it: {exc.strerror or exc}") from None
     text = _decode(p, data, options.encoding)
     if len(options.delimiter) != 1:
-        raise ExportError(f"{options.delimiter!r} is not a delimiter: give one character, e.g. ';'")
+        raise ExportError(f"{options.delimiter!r} is not a delimiter: give one character, e.g. ';'", input="delimiter")
     previous = csv.field_size_limit(_FIELD_LIMIT)
     try:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=options.delimiter)
@@ -129,7 +137,7 @@ def _decode(p: Path, data: bytes, encoding: str) -> str:
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise ExportError(f"{encoding!r} is not an encoding (e.g. utf-8, cp1252, latin-1)") from None
+        raise ExportError(f"{encoding!r} is not an encoding (e.g. utf-8, cp1252, latin-1)", input="encoding") from None
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -137,7 +145,9 @@ def _decode(p: Path, data: bytes, encoding: str) -> str:
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise ExportError(
             f"{p}:{line}: byte {data[exc.start]:#04x} at column {column} is not {encoding} text: "
-            "export the CSV as UTF-8, or give its encoding (--encoding cp1252)"
+            "export the CSV as UTF-8, or give its encoding (e.g. cp1252)",
+            input="encoding",
+            suggested="cp1252",
         ) from None
 
 
@@ -148,10 +158,11 @@ def _hint_delimiter(p: Path, header: list[str], delimiter: str) -> None:
         return
     for other in _DELIMITERS:
         if other != delimiter and len(header[0].split(other)) > 1:
-            flag = "--delimiter '\\t'" if other == "\t" else f"--delimiter '{other}'"
             raise ExportError(
                 f"{p}:1: the header is one column, {header[0][:80]!r}: it looks separated by {other!r}; "
-                f"read it with {flag}"
+                "read it with that delimiter",
+                input="delimiter",
+                suggested=other,
             )
 
 

@@ -268,29 +268,40 @@ def _reason(rule_reason_required: bool, reason: str | None, what: str) -> str | 
     return text
 
 
+def refused_move(d: ProcessDefinition, current: str, to: str) -> str | None:
+    """Why the process refuses a deal going from `current` straight to `to` other than by completing
+    the stage, or None: the one rule a rep's move and an imported CRM history both obey."""
+    here, there = d.stage(current), d.stage(to)
+    if here.post_sale != there.post_sale:
+        return f"cannot move between pre-sale {current!r} and post-sale stages ({to!r})"
+    i, j = d.index(current), d.index(to)
+    if j > i + 1 and not here.moves.skip.allowed:
+        return f"stage {current!r} does not allow skipping ahead to {to!r}"
+    if j < i and not here.moves.back.allowed:
+        return f"stage {current!r} does not allow moving back to {to!r}"
+    return None
+
+
 def move(state: DealState, d: ProcessDefinition, cmd: MoveStage, at: datetime) -> list[DealEvent]:
     current = _open(state, cmd.expected_stage)
     if not d.has_stage(cmd.to):
         raise Refusal("unknown_stage", f"process {d.name!r} has no stage {cmd.to!r}")
-    here, there = d.stage(current), d.stage(cmd.to)
-    if here.post_sale != there.post_sale:
-        raise Refusal("move_not_allowed", f"cannot move between pre-sale {current!r} and post-sale stages ({cmd.to!r})")
+    here = d.stage(current)
     i, j = d.index(current), d.index(cmd.to)
     rec = _Recorder(state, at, cmd.actor, cmd.request_id)
     if j == i:
         raise Refusal("move_not_allowed", f"deal is already at stage {cmd.to!r}")
-    if j == i + 1:
+    if j == i + 1 and here.post_sale == d.stage(cmd.to).post_sale:
         raise Refusal("move_not_allowed", f"{cmd.to!r} is the next stage: complete {current!r} instead")
+    refused = refused_move(d, current, cmd.to)
+    if refused is not None:
+        raise Refusal("move_not_allowed", refused)
     if j > i:
-        if not here.moves.skip.allowed:
-            raise Refusal("move_not_allowed", f"stage {current!r} does not allow skipping ahead to {cmd.to!r}")
         reason = _reason(here.moves.skip.reason_required, cmd.reason, f"skipping from {current!r}")
         skipped = [s.id for s in d.stages[i + 1 : j]]
         rec(StageSkipped, stage=current, to_stage=cmd.to, skipped=skipped, reason=reason)
         rec.enter(cmd.to, "skip")
     else:
-        if not here.moves.back.allowed:
-            raise Refusal("move_not_allowed", f"stage {current!r} does not allow moving back to {cmd.to!r}")
         reason = _reason(here.moves.back.reason_required, cmd.reason, f"moving back from {current!r}")
         rec(MovedBack, stage=current, to_stage=cmd.to, reason=reason)
         rec.enter(cmd.to, "back")

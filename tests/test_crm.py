@@ -33,6 +33,7 @@ stages:
   Prospecting: prospecting
   "Needs Analysis": needs-assessment
   "Proposal/Price Quote": presentation
+  "Perception Analysis": objection-handling
   Negotiation: closing
   "Closed Won": won
   "Closed Lost": lost
@@ -90,8 +91,11 @@ def test_salesforce_opportunities_and_their_history_become_open_and_closed_deals
         006A,Id. Decision Makers,25000,20,2026-04-30,2026-01-10T10:00:00.000+0000,005A
         006A,Needs Analysis,25000,30,2026-04-30,2026-01-20T10:00:00.000+0000,005A
         006A,Needs Analysis,26000,30,2026-04-30,2026-01-22T10:00:00.000+0000,005A
+        006A,Proposal/Price Quote,25000,60,2026-04-30,2026-01-29T10:00:00.000+0000,005A
+        006A,Perception Analysis,25000,70,2026-04-30,2026-02-03T10:00:00.000+0000,005A
         006A,Negotiation,25000,80,2026-04-30,2026-02-10T10:00:00.000+0000,005A
         006B,Prospecting,9000,10,2026-02-20,2026-01-06T10:00:00.000+0000,005B
+        006B,Perception Analysis,9000,70,2026-02-20,2026-01-20T10:00:00.000+0000,005B
         006B,Negotiation,9000,80,2026-02-20,2026-02-01T10:00:00.000+0000,005B
         006B,Closed Won,9000,100,2026-02-20,2026-02-20T15:00:00.000+0000,005B
         006C,Prospecting,1200,10,2026-02-01,2026-01-07T10:00:00.000+0000,005A
@@ -99,14 +103,20 @@ def test_salesforce_opportunities_and_their_history_become_open_and_closed_deals
         """,
     )
     parsed = sources.salesforce(opps, history, UTC_ZONE)
-    assert parsed.problems == [] and parsed.rows == 13
+    assert parsed.problems == [] and parsed.rows == 16
     result = plan(parsed, _map(tmp_path), SEVEN, source="salesforce", mapping_name="stages.yaml")
     assert result.problems == [] and result.blocking == []
     assert result.starts_per_stage() == {"closing": 1}
     assert result.outcomes() == {"won": 1, "lost": 1}
     open_deal = result.open[0]
     assert open_deal.deal_id == "salesforce-006A" and open_deal.owner == "rita" and open_deal.value == 25000.0
-    assert [v.stage for v in open_deal.history.visits] == ["prospecting", "needs-assessment", "closing"]
+    assert [v.stage for v in open_deal.history.visits] == [
+        "prospecting",
+        "needs-assessment",
+        "presentation",
+        "objection-handling",
+        "closing",
+    ]
     assert open_deal.history.visits[-1].entered_at == datetime(2026, 2, 10, 10, tzinfo=UTC)
     lost = next(d for d in result.closed if d.crm_id == "006C")
     assert lost.outcome is not None and (lost.outcome.status, lost.outcome.reason) == ("lost", "no-budget")
@@ -208,6 +218,8 @@ def test_pipedrive_gives_the_current_stage_and_the_generic_csv_the_whole_history
         deal_id,stage,entered_at,owner,value,budget,close_technique
         d1,prospecting,2026-01-01T09:00:00Z,rita,500,,
         d1,needs-assessment,2026-01-05T09:00:00Z,rita,500,4000,
+        d1,presentation,2026-01-06T09:00:00Z,rita,500,,
+        d1,objection-handling,2026-01-07T09:00:00Z,rita,500,,
         d1,closing,2026-01-09T09:00:00Z,rita,550,,urgency
         d1,won,2026-01-10T09:00:00Z,rita,550,,
         d2,prospecting,2026-01-02T09:00:00Z,bob,,,
@@ -215,10 +227,16 @@ def test_pipedrive_gives_the_current_stage_and_the_generic_csv_the_whole_history
         """,
     )
     parsed = sources.generic(changes, UTC_ZONE)
-    assert [p.where for p in parsed.problems] == ["changes.csv:7"] and "backwards" in parsed.problems[0].message
+    assert [p.where for p in parsed.problems] == ["changes.csv:9"] and "backwards" in parsed.problems[0].message
     result = plan(parsed, mappings.identity(SEVEN.definition), SEVEN, source="csv", mapping_name="(process ids)")
     [won] = result.closed
-    assert [v.stage for v in won.history.visits] == ["prospecting", "needs-assessment", "closing"]
+    assert [v.stage for v in won.history.visits] == [
+        "prospecting",
+        "needs-assessment",
+        "presentation",
+        "objection-handling",
+        "closing",
+    ]
     assert won.history.visits[1].facts == {"budget": 4000.0}
     assert won.value == 550.0
 
@@ -268,6 +286,32 @@ def test_a_planned_history_folds_to_the_deal_the_export_describes(tmp_path: Path
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
 
 
+def test_a_history_that_moves_as_the_process_refuses_is_refused_by_line(tmp_path: Path) -> None:
+    """seven-stage lets a deal skip ahead out of prospecting but not out of needs-assessment: the
+    CRM's jump is a move no rep could make, so it is refused, not retold as a skip."""
+    export = _write(
+        tmp_path,
+        "changes.csv",
+        """
+        deal_id,stage,entered_at,owner
+        ok,prospecting,2026-01-01T09:00:00Z,rita
+        ok,needs-assessment,2026-01-03T09:00:00Z,rita
+        jumps,prospecting,2026-01-01T09:00:00Z,rita
+        jumps,needs-assessment,2026-01-03T09:00:00Z,rita
+        jumps,closing,2026-01-09T09:00:00Z,rita
+        jumps,won,2026-01-10T09:00:00Z,rita
+        """,
+    )
+    result = plan(
+        sources.generic(export, UTC_ZONE), mappings.identity(SEVEN.definition), SEVEN, source="csv", mapping_name="-"
+    )
+    assert [d.crm_id for d in result.deals] == ["ok"]
+    [refused] = result.problems
+    assert refused.where == "changes.csv:4"
+    assert "deal jumps: moves from 'needs-assessment' to 'closing' at 2026-01-09T09:00:00+00:00" in refused.message
+    assert "stage 'needs-assessment' does not allow skipping ahead to 'closing'" in refused.message
+
+
 def test_mappings_that_name_nothing_of_the_process_are_refused_in_words(tmp_path: Path) -> None:
     mapping = _map(tmp_path, "stages: {A: nowhere}\nlost_reasons: {X: bored}\n")
     said = mapping.check(SEVEN.definition)
@@ -309,10 +353,12 @@ def test_rows_cut_short_duplicated_or_orphaned_are_each_refused_by_file_and_line
 
 def test_a_semicolon_or_windows_1252_export_is_read_when_asked_and_hinted_when_not() -> None:
     path = str(EXPORTS / "pipedrive-semicolon-cp1252.csv")
-    with pytest.raises(ExportError, match=r"pipedrive-semicolon-cp1252.csv:1: .*--delimiter ';'"):
+    with pytest.raises(ExportError, match=r"pipedrive-semicolon-cp1252.csv:1: .*separated by ';'") as hinted:
         sources.pipedrive(path, UTC_ZONE, ReadOptions(encoding="cp1252"))
-    with pytest.raises(ExportError, match=r"csv:2: byte 0xe9 at column 6 is not utf-8-sig text"):
+    assert (hinted.value.input, hinted.value.suggested) == ("delimiter", ";"), "each face names its own option"
+    with pytest.raises(ExportError, match=r"csv:2: byte 0xe9 at column 6 is not utf-8-sig text") as undecoded:
         sources.pipedrive(path, UTC_ZONE, ReadOptions(delimiter=";"))
+    assert undecoded.value.input == "encoding"
     [deal] = sources.pipedrive(path, UTC_ZONE, ReadOptions(delimiter=";", encoding="cp1252")).deals
     assert deal.name == "Café Ørsted"
 

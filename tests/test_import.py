@@ -34,6 +34,8 @@ def _csv(path: Path, tag: str) -> str:
         f"o2-{tag},objection-handling,{ago(1)},bob,2000,,",
         f"c1-{tag},prospecting,{ago(90)},rita,500,,",
         f"c1-{tag},needs-assessment,{ago(80)},rita,500,,4000",
+        f"c1-{tag},presentation,{ago(77)},rita,500,,",
+        f"c1-{tag},objection-handling,{ago(74)},rita,500,,",
         f"c1-{tag},closing,{ago(70)},rita,500,,",
         f"c1-{tag},won,{ago(60)},rita,500,,",
         f"c2-{tag},prospecting,{ago(50)},bob,300,,",
@@ -56,7 +58,7 @@ async def test_an_export_is_imported_once_and_its_deals_run_on(
     assert "open deals that would start, per stage:" in dry.out
     assert "objection-handling" in dry.out and "preparation" in dry.out
     assert "closed deals that would go in as history: 1 won, 1 lost" in dry.out
-    assert "changes.csv:12: entered_at: '31/12/2025' is not a date" in dry.err
+    assert "changes.csv:14: entered_at: '31/12/2025' is not a date" in dry.err
     assert await event_log.last_seq(client.pool, f"csv-c1-{tag}") == 0, "a dry run writes nothing"
 
     real = await dealflow(cli_env, *args, "--json")

@@ -83,12 +83,15 @@ async def test_wins_from_a_stage_the_process_does_not_allow_are_refused(
     generic = ["import", "csv", str(EXPORTS / "generic-changes.csv")]
     dry, real = await _dry_then_real(cli_env, *generic)
     said = real["problems"]
-    assert len(said) == 2, said
-    assert said[0].startswith("generic-changes.csv:11: column 4 (owner): missing"), said
-    assert said[1].startswith("generic-changes.csv:8: deal gx-early: won from stage 'prospecting'"), said
+    assert len(said) == 3, said
+    assert said[0].startswith("generic-changes.csv:16: column 4 (owner): missing"), said
+    assert said[1].startswith("generic-changes.csv:10: deal gx-early: won from stage 'prospecting'"), said
     assert "only from 'closing'" in said[1]
+    assert said[2].startswith("generic-changes.csv:12: deal gx-skips: moves from 'needs-assessment' to 'closing'")
+    assert "does not allow skipping ahead" in said[2], "a skip no rep could make is refused, not retold"
     assert real["closed"] == {"won": 1, "lost": 1} and (real["started"], real["recorded"]) == (1, 2)
     assert await event_log.last_seq(client.pool, "csv-gx-early") == 0, "the early win left nothing"
+    assert await event_log.last_seq(client.pool, "csv-gx-skips") == 0, "nor did the skip"
     won = await client.events("csv-gx-won")
     assert won[-1].type == "DealWon" and won[-1].at == datetime(2026, 2, 1, 9, tzinfo=UTC)
 

@@ -18,6 +18,7 @@ stages:
   Prospecting: prospecting
   Discovery: needs-assessment
   Demo: presentation
+  Objections: objection-handling
   Negotiation: closing
   Closed Won: won
   Closed Lost: lost
@@ -35,13 +36,13 @@ def _salesforce(tag: str) -> tuple[str, str, dict[str, int]]:
     opp = ["Id,Name,StageName,Amount,OwnerId,CreatedDate,CloseDate,IsClosed,IsWon,Loss_Reason__c"]
     hist = ["OpportunityId,StageName,Amount,Probability,CloseDate,CreatedDate,CreatedById"]
     paths = {
-        "won": ["Prospecting", "Discovery", "Demo", "Negotiation", "Closed Won"],
+        "won": ["Prospecting", "Discovery", "Demo", "Objections", "Negotiation", "Closed Won"],
         "lost": ["Prospecting", "Discovery", "Closed Lost"],
         "open": ["Prospecting", "Discovery", "Demo"],
     }
     entered: dict[str, int] = {}
     ours = {"Prospecting": "prospecting", "Discovery": "needs-assessment", "Demo": "presentation"}
-    ours["Negotiation"] = "closing"
+    ours |= {"Objections": "objection-handling", "Negotiation": "closing"}
     for n in range(12):
         kind = ("won", "lost", "open")[n % 3]
         crm_id = f"{tag}{n:03d}"
@@ -197,3 +198,57 @@ async def test_the_import_form_offers_what_open_deals_send_and_the_import_keeps_
         return any(e.type == "CadenceStarted" for e in await client.events(f"csv-{tag}"))
 
     await wait_for(cadence, timeout=30)
+
+
+async def test_a_semicolon_windows_1252_export_over_the_api_and_the_page(
+    client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    """The API and the page read the exports the CLI reads with --delimiter and --encoding; a
+    refusal names the option in each face's own words."""
+    from client import token_service
+
+    tag = uuid.uuid4().hex[:6]
+    text = "ID;Title;Stage;Status;Deal created;Won time;Lost time;Lost reason;Owner;Value\n"
+    text += f"{tag};Café Ørsted;Presentation;open;2026-01-01 10:00:00;;;;Rita;100\n"
+    mapping = "stages: {Presentation: presentation}\n"
+    body = {"source": "pipedrive", "process": "seven-stage", "files": {"deals.csv": text}, "map": mapping}
+    app = app_over(client, policy())
+    scoped = DealflowClient(client.temporal, client.pool, client.settings, policy())
+    token, _ = await token_service.create(scoped, "olga", created_by="olga")
+    async with http(app) as api:
+        api.headers["Authorization"] = f"Bearer {token}"
+        unhinted = await api.post("/api/v1/imports", json=body)
+        assert (unhinted.status_code, unhinted.json()["code"]) == (422, "invalid_export"), unhinted.text
+        said = unhinted.json()["message"]
+        assert "looks separated by ';'" in said and "the body's `delimiter`" in said and "--" not in said, said
+        read = await api.post("/api/v1/imports", json=body | {"delimiter": ";"})
+        assert read.status_code == 200 and read.json()["starts_per_stage"] == {"presentation": 1}, read.text
+        too_long = await api.post("/api/v1/imports", json=body | {"delimiter": ";;"})
+        assert too_long.status_code == 422 and "delimiter" in too_long.text
+
+    async with http(app) as browser:
+        form = await browser.get("/signin")
+        await browser.post("/signin", data={"csrf_token": csrf_of(form.text), "token": token, "next": "/definitions"})
+        page = (await browser.get("/definitions")).text
+        assert "Cells separated by" in page and 'value="cp1252"' in page
+        fields = {"csrf_token": csrf_of(page), "source": "pipedrive", "process": "seven-stage", "dry_run": "1"}
+
+        def files() -> dict[str, tuple[str, bytes, str]]:
+            return {
+                "files": ("deals.csv", text.encode("cp1252"), "text/csv"),
+                "map": ("map.yaml", mapping.encode(), "text/yaml"),
+            }
+
+        undecoded = await browser.post("/imports", data=fields | {"delimiter": "semicolon"}, files=files())
+        shown = await redirected(browser, undecoded, "/definitions")
+        assert "is not utf-8-sig text" in shown.text and "choose it in “Text encoding”" in shown.text, shown.text
+        assert "--encoding" not in shown.text
+        preview = await browser.post(
+            "/imports", data=fields | {"delimiter": "semicolon", "encoding": "cp1252"}, files=files()
+        )
+        assert preview.status_code == 200 and "Import preview" in preview.text, preview.text
+        assert "presentation" in preview.text
+        odd = await browser.post("/imports", data=fields | {"delimiter": "x"}, files=files())
+        shown = await redirected(browser, odd, "/definitions")
+        assert "cells separated by &#39;x&#39;" in shown.text and "“Cells separated by”" in shown.text, shown.text
+    assert not await client.pool.fetchval("SELECT count(*) FROM deals WHERE deal_id = $1", f"pipedrive-{tag}")

@@ -206,8 +206,9 @@ SHARED += [
     if p.name not in {"cli.py", "arguments.py", "output.py", "flags.py", "report.py"}
     and not p.name.endswith("_commands.py")
 ]
-SHARED += sorted((ROOT / "store").glob("*.py"))
+SHARED += sorted((ROOT / "store").glob("*.py")) + sorted((ROOT / "crm").glob("*.py"))
 ERRORS = {"Refusal", "Refused", "NotFound", "DealflowError", "OutcomeUnknown", "Unavailable", "PlanError"}
+ERRORS |= {"ExportError", "Problem", "problem", "MappingError"}  # an import's refusals, shown by every face
 
 
 def _texts(node: ast.AST) -> list[str]:

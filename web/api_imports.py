@@ -33,6 +33,9 @@ class ImportRequest(BaseModel):
     map: str | None = Field(default=None, description="the mapping file's YAML (required but for csv)")
     pipeline: str | None = Field(default=None, description="HubSpot: which pipeline's deals")
     time_zone: str = "UTC"
+    delimiter: str = Field(
+        default=",", min_length=1, max_length=1, description="the export's cell separator: ',', ';', a tab or '|'"
+    )
     dry_run: bool = True
     effects: Literal["none", "future", "all"] = Field(
         default="future", description="what open deals send for their past (docs/import.md)"
@@ -56,6 +59,8 @@ async def run_import(body: ImportRequest, request: Request, c: Client, caller: W
             pipeline=body.pipeline,
             time_zone=body.time_zone,
             effects=body.effects,
+            delimiter=body.delimiter,
+            encoding="utf-8",  # JSON carries text: the files arrive decoded
         )
 
     return await once(request, caller, key, run)

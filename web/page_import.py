@@ -17,7 +17,19 @@ from web.wording import for_page
 
 router = APIRouter(include_in_schema=False)
 
+# the form's choices of cell separator, by the value each option sends
+DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
 MAX_EXPORT = 200 * 1024 * 1024  # bytes per file: a CRM's whole history fits
+
+
+def _delimiter(choice: str) -> str:
+    if choice not in DELIMITERS:
+        raise Refused(
+            f"cells separated by {choice!r}: expected one of {', '.join(DELIMITERS)}",
+            code="invalid_request",
+            details={"input": "delimiter"},
+        )
+    return DELIMITERS[choice]
 
 
 async def _bytes(upload: UploadFile) -> bytes:
@@ -46,6 +58,8 @@ async def import_page(request: Request) -> Response:
             pipeline=str(form.get("pipeline", "")).strip() or None,
             time_zone=str(form.get("time_zone", "UTC")).strip() or "UTC",
             effects=effects_of(str(form.get("effects", "future"))),
+            delimiter=_delimiter(str(form.get("delimiter", "comma"))),
+            encoding=str(form.get("encoding", "utf-8-sig")).strip() or "utf-8-sig",
         )
     except DealflowError as exc:
         shown = {"error": for_page(exc), "error_code": exc.code}

@@ -17,6 +17,7 @@ API_FIELDS = {
     "reason": "send it in the body's `reason`",
     "stage_map": "give it in the body's `stage_map`, old stage id -> new",
     "mapping": "send the mapping file's YAML in the body's `map`",
+    "delimiter": "send the export's cell separator in the body's `delimiter`",
 }
 
 # the input -> the field of the page's form that takes it, by its label
@@ -24,6 +25,8 @@ PAGE_FIELDS = {
     "reason": "write it in “Reason for the move”",
     "stage_map": "add an OLD=NEW line for it to “Stage map”",
     "mapping": "choose its “Mapping file”",
+    "delimiter": "choose it in “Cells separated by”",
+    "encoding": "choose it in “Text encoding”",
 }
 
 
