@@ -10,7 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,3 +144,12 @@ async def log_complete(client: DealflowClient, pool: asyncpg.Pool, deal_ids: lis
         if await event_log.count(pool, deal_id) < len(await recorded_events(client, deal_id)):
             return False
     return True
+
+
+async def until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Wait for `predicate` to hold; a test that waits longer fails naming what it waited for."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not done in {timeout:.0f} s: {what}")
+        await asyncio.sleep(0.3)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -27,21 +26,13 @@ from store import event_log, registry
 from store.db import DATABASE_ERRORS, connect_pool
 from store.embedded import EmbeddedPostgres, free_port
 from store.migrations import migrate
-from tests.resilience_support import WorkerProcess, compare_logs, log_complete
+from tests.resilience_support import WorkerProcess, compare_logs, log_complete, until
 from tests.support import dealflow
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow
 
 FACTS = {"buying_process_started": "yes"}
-
-
-async def _until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not done in {timeout:.0f} s: {what}")
-        await asyncio.sleep(0.3)
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -117,10 +108,10 @@ async def test_a_killed_postgresql_loses_no_acknowledged_event(stack: Stack) -> 
         except DATABASE_ERRORS:
             return False
 
-    await _until(readable, 60, "PostgreSQL back")
+    await until(readable, 60, "PostgreSQL back")
     for deal_id, last in acknowledged.items():
         assert await event_log.last_seq(pool, deal_id) == last, f"{deal_id}: an acknowledged event was lost"
-    await _until(lambda: log_complete(client, pool, deals), 90, "the log catching up after the restart")
+    await until(lambda: log_complete(client, pool, deals), 90, "the log catching up after the restart")
     check = await compare_logs(client, pool, deals)
     assert check.lost == check.duplicated == 0 and not check.mismatched, check.mismatched
     for deal_id in deals:
@@ -136,7 +127,7 @@ async def test_a_log_restored_older_than_the_history_takes_the_rest_back_from_it
     running, ended = f"restore-{uuid.uuid4().hex[:6]}-run", f"restore-{uuid.uuid4().hex[:6]}-end"
     for deal_id in (running, ended):
         await client.start_deal("three-phase", deal_id, "pia")
-    await _until(lambda: log_complete(client, pool, [running, ended]), 30, "the starts logged")
+    await until(lambda: log_complete(client, pool, [running, ended]), 30, "the starts logged")
 
     # the backup: the data directory as it is now, with the server stopped
     backup = stack.pg.data_dir.with_name("backup")

@@ -36,7 +36,7 @@ from store.db import connect_pool
 from store.embedded import EmbeddedPostgres, free_port
 from store.metrics import Filters, compute
 from store.migrations import migrate
-from tests.resilience_support import CountingReceiver, WorkerProcess, compare_logs, log_complete
+from tests.resilience_support import CountingReceiver, WorkerProcess, compare_logs, log_complete, until
 from tests.support import dealflow
 from worker.connect import connect_temporal
 from worker.devserver import TemporalDevServer
@@ -46,14 +46,6 @@ pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("DEALFLOW_CRASH_SEED") or random.randrange(10**6))
 SCALE = 0.0003  # an hour between touches passes in about a second
-
-
-async def _until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not done in {timeout:.0f} s: {what}")
-        await asyncio.sleep(0.3)
 
 
 def _worker_env(cli_env: dict[str, str], settings: Settings, tmp: Path, **extra: str) -> dict[str, str]:
@@ -190,7 +182,7 @@ async def test_worker_killed_at_random_during_cadences_while_readers_poll(
                 return bool(touches is not None and touches >= 5)
 
             try:
-                await _until(five_touches, 150, f"{deal_id} got its five touches")
+                await until(five_touches, 150, f"{deal_id} got its five touches")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{await _diagnose(client, deal_id)}") from None
             await client.complete_stage(deal_id, "call", actor="kim")
@@ -203,8 +195,8 @@ async def test_worker_killed_at_random_during_cadences_while_readers_poll(
                 worker.start()
 
         await asyncio.gather(killer(), *(drive(d) for d in deals))
-        await _until(lambda: _ended(client, deals), 60, "every deal's workflow completed")
-        await _until(lambda: log_complete(client, pool, deals), 60, "every event in the log")
+        await until(lambda: _ended(client, deals), 60, "every deal's workflow completed")
+        await until(lambda: log_complete(client, pool, deals), 60, "every event in the log")
         readers.stop.set()
         await reading
         histories = [h for d in deals for h in await fetch_deal(client.temporal, d)]
@@ -281,8 +273,8 @@ async def test_temporal_server_stopped_and_restarted_mid_batch(
             )
             await client.win(deal_id, actor="tor", facts={"signed_value": "5000"})
             await client.complete_stage(deal_id, "implementation", actor="tor", facts={"live": "yes"})
-        await _until(lambda: _ended(client, deals), 60, "every deal's workflow completed")
-        await _until(lambda: log_complete(client, pool, deals), 60, "every event in the log")
+        await until(lambda: _ended(client, deals), 60, "every deal's workflow completed")
+        await until(lambda: log_complete(client, pool, deals), 60, "every event in the log")
         histories = [h for d in deals for h in await fetch_deal(client.temporal, d)]
         replayed = await replay(histories)
         nondeterministic = [f"{r.workflow_id}: {r.error}" for r in replayed if not r.ok]
@@ -319,7 +311,7 @@ async def test_postgresql_stopped_for_a_while_mid_batch(
         deals = [f"pgdown-{uuid.uuid4().hex[:6]}-{n}" for n in range(8)]
         for deal_id in deals:
             await client.start_deal("three-phase", deal_id, "pia")
-        await _until(lambda: log_complete(client, pool, deals), 30, "the first events logged")
+        await until(lambda: log_complete(client, pool, deals), 30, "the first events logged")
         pg.stop()  # the log is gone; reps keep working: their events are in Temporal
         outage = time.monotonic()
         for deal_id in deals:
@@ -341,7 +333,7 @@ async def test_postgresql_stopped_for_a_while_mid_batch(
         await asyncio.sleep(max(0.0, 6 - (time.monotonic() - outage)))
         pg.start()
         down = time.monotonic() - outage
-        await _until(lambda: log_complete(client, pool, deals), 90, "the log catching up after the outage")
+        await until(lambda: log_complete(client, pool, deals), 90, "the log catching up after the outage")
         caught_up = time.monotonic() - outage - down
         check = await compare_logs(client, pool, deals)
         print(
@@ -383,13 +375,13 @@ async def test_worker_killed_after_appending_an_outcome_before_reporting_it(
         async def outcome_logged() -> bool:
             return await pool.fetchrow(OUTCOME_ROW, deal_id) is not None
 
-        await _until(outcome_logged, 30, "the outcome appended by the stalling worker")
+        await until(outcome_logged, 30, "the outcome appended by the stalling worker")
         logged = await pool.fetch(rows, deal_id)
         stalling.kill()
         worker.start()
         lost = await asyncio.wait_for(losing, 60)
         assert lost.status == "lost"
-        await _until(lambda: log_complete(client, pool, [deal_id]), 60, "the log after the append's retry")
+        await until(lambda: log_complete(client, pool, [deal_id]), 60, "the log after the append's retry")
         check = await compare_logs(client, pool, [deal_id])
         after = await pool.fetch(rows, deal_id)
         print(
