@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.append_bench [--deals 1000] [--rounds 3]
 
+Writes bench/results/append.json, with the machine and the load it ran under.
+
 The same measurement as `bench.system_bench`'s append part (generated deals sent in batches of
 four, one transaction each: hash chain, projections, aggregates), without the Temporal stack, so
 it can be run before and after a change to the append path. The process's definition is
@@ -13,7 +15,6 @@ compare, the rounds show the machine's noise.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 import statistics
@@ -24,14 +25,15 @@ from typing import Any
 
 import asyncpg
 
+from bench import lifecycle
 from bench.generate import simulate
+from bench.stack import bench_main, close_pool
 from definitions.loader import load_file, shipped
 from definitions.model import ProcessDefinition
 from domain.activity_io import AppendEvents, DealSnapshot
 from domain.state import fold
 from store import event_log
 from store.db import connect_pool
-from store.embedded import EmbeddedPostgres
 from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
 from store.migrations import migrate
 
@@ -67,28 +69,30 @@ async def append_vs_copy(pool: asyncpg.Pool, d: ProcessDefinition, deals: int, p
     return {"events": total, "append_events_per_s": round(ours), "copy_events_per_s": round(raw), "ratio": ours / raw}
 
 
-async def run(deals: int, rounds: int) -> dict[str, Any]:
-    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="dealflow-append-")) / "pg")
-    server.start()
-    pool = await connect_pool(server.url, max_size=2)
-    try:
-        await migrate(pool)
-        seven = next(p for p in shipped() if p.stem == "seven-stage")
-        d = load_file(seven).definition.model_copy(update={"name": "bench-append"})
-        await pool.execute(
-            "INSERT INTO definitions (name, version, content_hash, body, deployed_by)"
-            " VALUES ($1, 'v1', 'bench', $2::jsonb, 'bench')",
-            d.name,
-            json.dumps(d.model_dump(mode="json")),
-        )
-        results = []
-        for n in range(rounds):
-            r = await append_vs_copy(pool, d, deals, prefix=f"r{n}")
-            print(f"round {n + 1}: {r}", flush=True)
-            results.append(r)
-    finally:
-        await pool.close()
-        server.stop()
+SIZES = {"tiny": (20, 1), "default": (1000, 3)}  # deals per round, rounds
+
+
+async def run(size: tuple[int, int], args: argparse.Namespace) -> dict[str, Any]:
+    deals, rounds = args.deals or size[0], args.rounds or size[1]
+    with lifecycle.postgres(Path(tempfile.mkdtemp(prefix="dealflow-append-")) / "pg") as server:
+        pool = await connect_pool(server.url, max_size=2)
+        try:
+            await migrate(pool)
+            seven = next(p for p in shipped() if p.stem == "seven-stage")
+            d = load_file(seven).definition.model_copy(update={"name": "bench-append"})
+            await pool.execute(
+                "INSERT INTO definitions (name, version, content_hash, body, deployed_by)"
+                " VALUES ($1, 'v1', 'bench', $2::jsonb, 'bench')",
+                d.name,
+                json.dumps(d.model_dump(mode="json")),
+            )
+            results = []
+            for n in range(rounds):
+                r = await append_vs_copy(pool, d, deals, prefix=f"r{n}")
+                print(f"round {n + 1}: {r}", flush=True)
+                results.append(r)
+        finally:
+            await close_pool(pool)
     return {
         "events_per_round": results[0]["events"],
         "append_events_per_s": round(statistics.median(r["append_events_per_s"] for r in results)),
@@ -98,13 +102,10 @@ async def run(deals: int, rounds: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deals", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.deals, args.rounds)), indent=2))
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--deals", type=int, help="deals per round instead of --size's")
+    parser.add_argument("--rounds", type=int, help="rounds instead of --size's")
 
 
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__ or "", "append", SIZES, run, options=options)

@@ -6,11 +6,13 @@
 - Open deals: deals started at the stage they reached, through the import, against starts of the
   bare workflow (bench.bare) with the same concurrency.
 
-Results go to bench/results/import.json; `make bench` runs it.
+Results go to bench/results/import.json; `make bench` runs it with 20,000 closed deals, `make
+bench-org` with 100,000 (bench/results/import-org.json).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import time
@@ -22,12 +24,14 @@ from typing import Any
 from temporalio.common import WorkflowIDConflictPolicy
 
 from bench.bare import BareWorkflow
-from bench.stack import bench_main, bench_stack, machine
+from bench.stack import bench_main, bench_stack
 from client import import_service
 from client.api import DealflowClient
 from store.event_log import LOG_COLUMNS
 
 BARE_QUEUE = "import-bare"
+# closed deals, open deals
+SIZES = {"tiny": (200, 20), "quick": (5_000, 100), "default": (20_000, 1_000), "org": (100_000, 1_000)}
 STAGES = ["prospecting", "preparation", "needs-assessment", "presentation", "objection-handling", "closing"]
 
 
@@ -123,24 +127,20 @@ async def open_deals(c: DealflowClient, tmp: Path, deals: int) -> dict[str, Any]
     }
 
 
-async def run(quick: bool) -> dict[str, Any]:
-    result: dict[str, Any] = {"machine": machine()}
+async def run(size: tuple[int, int], args: argparse.Namespace) -> dict[str, Any]:
+    closed, opened = size
+    result: dict[str, Any] = {}
     async with bench_stack("importbench") as stack:
         client = DealflowClient(stack.temporal, stack.pool, stack.settings("import"))
-        worker = stack.worker_process("import", log=stack.tmp / "worker.log")
-        bare = stack.bare_worker_process(BARE_QUEUE)
-        try:
-            await asyncio.sleep(3)
-            print("closed history against a raw COPY of the same rows", flush=True)
-            result["closed"] = await closed_history(client, stack.tmp, 5_000 if quick else 100_000)
-            print("open deals against bare workflow starts", flush=True)
-            result["open"] = await open_deals(client, stack.tmp, 100 if quick else 1_000)
-        finally:
-            for proc in (worker, bare):
-                proc.terminate()
-                proc.wait(30)
+        stack.worker_process("import", log=stack.tmp / "worker.log")
+        stack.bare_worker_process(BARE_QUEUE)
+        await asyncio.sleep(3)
+        print("closed history against a raw COPY of the same rows", flush=True)
+        result["closed"] = await closed_history(client, stack.tmp, closed)
+        print("open deals against bare workflow starts", flush=True)
+        result["open"] = await open_deals(client, stack.tmp, opened)
     return result
 
 
 if __name__ == "__main__":
-    bench_main(__doc__ or "", "import", run)
+    bench_main(__doc__ or "", "import", SIZES, run)

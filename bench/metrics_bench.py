@@ -1,26 +1,27 @@
 """Benchmark: the full metrics, as a ratio to one sequential scan of the event table, at one and at
 ten million events, in one run.
 
-    .venv/bin/python -m bench.metrics_bench [--events 1000000 10000000] [--rounds 3]
+    .venv/bin/python -m bench.metrics_bench [--size tiny|quick|default|org] [--events N ...] [--rounds N]
+
+`make bench` measures at one million events (`--size default`), `make bench-org` at one and ten
+million in one run (`--size org`, bench/results/metrics-org.json).
 
 Loads generated deals (the engine's own decisions, see `bench.generate`) into a fresh embedded
-PostgreSQL (or `DATABASE_URL`, into a database it creates) by COPY, with the projections and the
+PostgreSQL (or the empty database `--database-url` names) by COPY, with the projections and the
 metric aggregates filled the way the migration that adds them back-fills them
 (`store.aggregates.Backfill`). At each size it times, interleaved round by round so both see the
 same machine load, (a) a plain sequential scan of the event table and (b) the full metrics
 computation for the process: stages, phases and the deal set; then, once each, the metrics with
 an owner, with a start window and with an as-of instant that cut through days. Then it loads
 more deals and measures again. It prints the median times, their ratios and how the metrics'
-time grew with the log, and writes them to `bench/results/metrics.json`. Absolute times on a
-noisy machine mean little; the ratios measured side by side are the figures to compare.
+time grew with the log, and writes them, with the machine and the load it ran under, to
+`bench/results/metrics.json`. Absolute times on a noisy machine mean little; the ratios measured
+side by side are the figures to compare.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import platform
 import random
 import statistics
 import tempfile
@@ -31,22 +32,29 @@ from typing import Any
 
 import asyncpg
 
+from bench import lifecycle
 from bench.generate import OWNERS, T0, simulate
+from bench.stack import bench_main, close_pool
 from definitions.loader import content_hash, load_file, shipped
 from definitions.model import ProcessDefinition
 from store.aggregates import Backfill
 from store.db import connect_pool
 from store.deals import DEAL_COLUMNS
-from store.embedded import EmbeddedPostgres
 from store.event_log import LOG_COLUMNS
 from store.history_load import History, rows_of
 from store.metrics import Filters, compute
 from store.migrations import migrate
 from store.visits import VISIT_COLUMNS, Conn
 
-RESULTS = Path(__file__).parent / "results"
 SEQ_SCAN = "SELECT count(*), max(occurred_at), sum(length(stage)) FROM deal_events"
 PROCESS = "bench-seven"
+# the sizes the log is measured at, and the rounds at each
+SIZES = {
+    "tiny": ([20_000], 2),
+    "quick": ([100_000], 3),
+    "default": ([1_000_000], 5),
+    "org": ([1_000_000, 10_000_000], 5),
+}
 
 
 class Loader:
@@ -166,50 +174,47 @@ async def measure(pool: asyncpg.Pool, d: ProcessDefinition, rounds: int) -> dict
     }
 
 
-async def run(sizes: list[int], rounds: int, url: str | None) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="dealflow-bench-"))
-    server = None
-    if url is None:
-        server = EmbeddedPostgres(tmp / "pg")
-        server.start()
-        url = server.url
+async def run(size: tuple[list[int], int], args: argparse.Namespace) -> dict[str, Any]:
+    sizes, rounds = sorted(args.events or size[0]), args.rounds or size[1]
+    if args.database_url:
+        return await _measure(sizes, rounds, args.database_url)
+    with lifecycle.postgres(Path(tempfile.mkdtemp(prefix="dealflow-bench-")) / "pg") as server:
+        return await _measure(sizes, rounds, server.url)
+
+
+async def _measure(sizes: list[int], rounds: int, url: str) -> dict[str, Any]:
     pool = await connect_pool(url, max_size=4)
     results = []
     try:
         await migrate(pool)
         if await pool.fetchval("SELECT count(*) FROM deal_events WHERE process = $1", PROCESS):
-            raise SystemExit("the database already holds bench data: point DATABASE_URL at an empty database")
+            raise SystemExit("the database already holds bench data: point --database-url at an empty database")
         d = await deploy(pool)
         async with pool.acquire() as conn:
             loader = Loader(conn, d, await Backfill.start(conn), seed=1)
-            for size in sizes:
-                await loader.load_until(size)
+            for n in sizes:
+                await loader.load_until(n)
                 results.append(await measure(pool, d, rounds))
     finally:
-        await pool.close()
-        if server is not None:
-            server.stop()
+        await close_pool(pool)
     first, last = results[0], results[-1]
     return {
-        "benchmark": "full metrics against one sequential scan of the event table",
+        "description": "full metrics against one sequential scan of the event table",
         "rounds": rounds,
         "sizes": results,
         "events_growth": round(last["events"] / first["events"], 2),
         "metrics_time_growth": round(last["metrics_seconds"] / first["metrics_seconds"], 2),
         "seq_scan_time_growth": round(last["seq_scan_seconds"] / first["seq_scan_seconds"], 2),
-        "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--rounds", type=int, default=3)
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, nargs="+", help="the sizes instead of --size's")
+    parser.add_argument("--rounds", type=int, help="the rounds instead of --size's")
     parser.add_argument("--database-url", default=None, help="default: a fresh embedded PostgreSQL")
-    args = parser.parse_args()
-    result = asyncio.run(run(sorted(args.events), args.rounds, args.database_url))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def show(result: dict[str, Any]) -> None:
     for size in result["sizes"]:
         print(
             f"{size['events']:>12,} events: metrics {size['metrics_seconds']:.3f} s,"
@@ -223,4 +228,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__ or "", "metrics", SIZES, run, options=options, show=show)

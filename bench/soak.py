@@ -30,8 +30,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from audit.history import deal_events, fetch_deal
 from audit.replay import replay
-from bench.stack import BenchStack, bench_stack, machine, rss_mb
-from bench.system_bench import RESULTS
+from bench.stack import BenchStack, bench_main, bench_stack, rss_mb
 from client.api import DealflowClient, Refused
 from client.audit_service import verify_running
 from client.demo import fact_value
@@ -44,15 +43,14 @@ from store.metrics import Filters, compute
 TIME_SCALE = 1 / 20_000  # a business day in about 4 s: reminders and touches happen during the run
 
 
-async def run(minutes: float, rate: float) -> dict[str, Any]:
+SIZES = {"tiny": 0.2, "quick": 5.0, "default": 30.0}  # minutes
+
+
+async def run(minutes: float, args: argparse.Namespace) -> dict[str, Any]:
     async with bench_stack("soak") as stack:
         queue = "soak"
         worker = stack.worker_process(queue, stack.tmp / "worker.log")
-        try:
-            return await _drive(stack, worker, queue, minutes, rate)
-        finally:
-            worker.terminate()
-            worker.wait(30)
+        return await _drive(stack, worker, queue, args.minutes or minutes, args.rate)
 
 
 async def _drive(
@@ -176,7 +174,6 @@ async def _drive(
     check = await _check_finished(client, finished)
     rss = [p["worker_rss_mb"] for p in series]
     return {
-        "machine": machine(),
         "minutes": minutes,
         "target_rate_per_s": rate,
         "deals_finished": len(finished),
@@ -238,20 +235,20 @@ async def _check_finished(client: DealflowClient, finished: list[str]) -> dict[s
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=30)
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, help="instead of --size's (30 by default)")
     parser.add_argument("--rate", type=float, default=2.0, help="new deals per second")
-    args = parser.parse_args()
-    result = asyncio.run(run(args.minutes, args.rate))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
-    summary = {k: v for k, v in result.items() if k != "series"}
-    print(json.dumps(summary, indent=2))
+
+
+def show(result: dict[str, Any]) -> None:
+    print(json.dumps({k: v for k, v in result.items() if k != "series"}, indent=2))
+
+
+def main() -> None:
+    result = bench_main(__doc__ or "", "soak", SIZES, run, options=options, show=show)
     findings = ["error_count", "lost_events", "duplicated_events", "mismatched_logs", "stuck_deals"]
     findings += ["nondeterministic", "divergent_states", "touch_mismatches", "rewritten_rows"]
-    bad = any(result[k] for k in findings)
-    sys.exit(1 if bad else 0)
+    sys.exit(1 if any(result[k] for k in findings) else 0)
 
 
 if __name__ == "__main__":

@@ -8,31 +8,31 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import ExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from bench import lifecycle
+from bench.machine import LoadMonitor, machine
 from definitions.loader import PinnedDefinition, load_file, shipped
 from store import registry
 from store.db import connect_pool
-from store.embedded import EmbeddedPostgres, free_port
+from store.embedded import EmbeddedPostgres
 from store.migrations import migrate
 from worker.devserver import TemporalDevServer
 from worker.settings import Settings
 
-
-def machine() -> str:
-    return f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}, Python {platform.python_version()}"
+S = TypeVar("S")
 
 
 def rss_mb(pid: int) -> float:
@@ -67,6 +67,8 @@ class BenchStack:
     pool: asyncpg.Pool
     temporal: Client
     deployed: dict[str, PinnedDefinition]
+    # the processes started on this stack, stopped (if not before) when the stack is
+    exits: ExitStack = field(default_factory=ExitStack)
 
     def cpu(self, **workers: int) -> dict[str, float]:
         """CPU seconds used so far by this process (the client), the given worker processes, the
@@ -84,6 +86,16 @@ class BenchStack:
     def settings(self, task_queue: str) -> Settings:
         return Settings(temporal_address=self.server.address, database_url=self.pg.url, task_queue=task_queue)
 
+    def process(
+        self, args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A process in a group of its own, stopped with the stack if not before (`stop`)."""
+        return self.exits.enter_context(lifecycle.child(args, env=env, log=log))
+
+    def stop(self, *procs: subprocess.Popen[bytes]) -> None:
+        for proc in procs:
+            lifecycle.stop_group(proc)
+
     def worker_process(self, task_queue: str, log: Path | None = None) -> subprocess.Popen[bytes]:
         """`dealflow worker` on `task_queue`, in a process of its own."""
         env = {
@@ -95,28 +107,21 @@ class BenchStack:
             # its metrics and health on a free port: several workers run side by side
             "DEALFLOW_METRICS_ADDRESS": "127.0.0.1:0",
         }
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
-        return subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        return self.process([sys.executable, "-m", "client.cli", "worker"], env=env, log=log)
 
     def bare_worker_process(self, task_queue: str) -> subprocess.Popen[bytes]:
         """The bare baseline's worker (bench.bare), in a process of its own like the deal's."""
-        return subprocess.Popen(
-            [sys.executable, "-m", "bench.bare", self.server.address, task_queue],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
+        return self.process(
+            [sys.executable, "-m", "bench.bare", self.server.address, task_queue], log=self.tmp / f"{task_queue}.log"
         )
 
 
 @asynccontextmanager
 async def bench_stack(prefix: str) -> AsyncIterator[BenchStack]:
+    """The stack, stopped on the way out whatever the way: the processes started on it, then
+    Temporal, then PostgreSQL (bench.lifecycle)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"dealflow-{prefix}-"))
-    pg = EmbeddedPostgres(tmp / "pg")
-    pg.start()
-    server = TemporalDevServer(tmp / "temporal.db", port=free_port(), ui_port=None, log_file=tmp / "temporal.log")
-    try:
-        server.start()
+    with lifecycle.postgres(tmp / "pg") as pg, lifecycle.temporal(tmp) as server:
         pool = await connect_pool(pg.url, max_size=20)
         try:
             await migrate(pool)
@@ -126,24 +131,73 @@ async def bench_stack(prefix: str) -> AsyncIterator[BenchStack]:
                 await registry.deploy(pool, pinned, deployed_by=prefix)
                 deployed[pinned.name] = pinned
             temporal = await Client.connect(server.address, data_converter=pydantic_data_converter)
-            yield BenchStack(tmp, pg, server, pool, temporal, deployed)
+            with ExitStack() as exits:
+                yield BenchStack(tmp, pg, server, pool, temporal, deployed, exits)
         finally:
-            await pool.close()
-    finally:
-        server.stop()
-        pg.stop()
+            await close_pool(pool)
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    """Closed, or cut off if a connection is still busy after ten seconds (a query a stop cut
+    short), so that PostgreSQL's fast shutdown is not left waiting for it."""
+    try:
+        await asyncio.wait_for(pool.close(), 10)
+    except TimeoutError:
+        pool.terminate()
 
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def bench_main(doc: str, name: str, run: Callable[[bool], Coroutine[Any, Any, dict[str, Any]]]) -> None:
-    """A benchmark's command line: `--quick` for a try-out; the results printed and written to
-    bench/results/NAME.json (NAME-quick.json for a try-out)."""
+def bench_main(
+    doc: str,
+    name: str,
+    sizes: Mapping[str, S],
+    run: Callable[[S, argparse.Namespace], Coroutine[Any, Any, dict[str, Any]]],
+    *,
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+    show: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """A benchmark's command line: `--size` (`default` is what `make bench` runs, `org` what
+    `make bench-org` runs, `quick` a try-out, `tiny` the tests' seconds-long run); the result,
+    with the machine and the load it ran under, written to DIR/NAME.json (NAME-SIZE.json for a
+    size other than `default`) and printed. Whatever it started is stopped on any way out
+    (bench.lifecycle); a signal ends it with 128 + the signal's number, writing nothing."""
+    lifecycle.signal_handlers()
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try-out")
+    parser.add_argument("--size", choices=list(sizes), default="default", help="the sizes to run (default: default)")
+    parser.add_argument("--quick", action="store_const", dest="size", const="quick", help="the same as --size quick")
+    parser.add_argument("--results", type=Path, default=RESULTS, metavar="DIR", help="where the result file goes")
+    if options:
+        options(parser)
     args = parser.parse_args()
-    result = asyncio.run(run(args.quick))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}{'-quick' if args.quick else ''}.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    command = " ".join(["python -m", f"bench.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
+    monitor = LoadMonitor()
+    started = time.monotonic()
+    try:
+        measured = lifecycle.run(run(sizes[args.size], args))
+    except lifecycle.Stopped as stopped:
+        print(f"{stopped}: nothing written", file=sys.stderr, flush=True)
+        sys.exit(stopped.exit_code)
+    finally:
+        left = lifecycle.sweep()
+        if left:
+            print(f"stopped processes left behind: {left}", file=sys.stderr, flush=True)
+    result = {
+        "benchmark": name,
+        "size": args.size,
+        "command": command,
+        "seconds": round(time.monotonic() - started, 1),
+        "machine": machine(),
+        "load": monitor.stop(),
+        **measured,
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    path = args.results / (f"{name}.json" if args.size == "default" else f"{name}-{args.size}.json")
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    if show:
+        show(result)
+    else:
+        print(json.dumps(result, indent=2))
+    print(f"written to {path}", flush=True)
+    return result

@@ -1,6 +1,6 @@
 """Benchmarks of the whole system against bare baselines, measured side by side in one run.
 
-    .venv/bin/python -m bench.system_bench [--quick]
+    .venv/bin/python -m bench.system_bench [--size tiny|quick|default|org]
 
 On a fresh embedded stack (PostgreSQL and the Temporal dev server from their wheels):
 
@@ -15,9 +15,14 @@ On a fresh embedded stack (PostgreSQL and the Temporal dev server from their whe
 - replay: histories per second through `dealflow audit replay`'s code against the raw Replayer.
 - scale: the RSS of a worker process holding open deals waiting in various stages, and the time
   to list the deals in one stage out of 100,000 from the projection (against a full scan).
+- counts per deal: what Temporal recorded for the throughput run's deals against the bare
+  workflows (history events, workflow tasks and what woke them, activity tasks), read from the
+  histories (bench.history_counts).
 
-Prints a table and writes bench/results/system.json. Absolute numbers mean little on a noisy
-machine; the ratios are the figures to compare.
+`make bench` runs the default sizes; `make bench-org` the org sizes (10,000 open deals for the
+RSS, the longest part). Prints a table and writes bench/results/system.json (with the machine
+and the load it ran under). Absolute numbers mean little on a noisy machine; the ratios are the
+figures to compare.
 
 Both sides send their requests the way the client does (`client/retry.py`): a call whose answer is
 lost (an RPC timeout on a busy machine, a dropped connection) is sent again under the same id, so
@@ -28,13 +33,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -46,7 +50,8 @@ from temporalio.worker import Replayer
 from audit.replay import replay as audit_replay
 from bench.bare import BareWorkflow
 from bench.generate import simulate
-from bench.stack import BenchStack, bench_stack, machine, rss_mb
+from bench.history_counts import per_deal
+from bench.stack import BenchStack, bench_main, bench_stack, rss_mb
 from client.api import DealflowClient
 from client.demo import fact_value
 from client.retry import Deadline, RetryCounts, until_answered
@@ -61,9 +66,34 @@ from worker.run import WORKFLOWS
 
 T = TypeVar("T")
 
-RESULTS = Path(__file__).parent / "results"
 BARE_QUEUE = "bench-bare"
 SEVEN = next(p for p in shipped() if p.stem == "seven-stage")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    deals: int  # per side and round of the throughput run
+    rounds: int
+    concurrency: int
+    latency_samples: int
+    logged_samples: int  # starts and losses
+    append_deals: int
+    replay_histories: int
+    replay_rounds: int
+    open_deals: int  # held by a worker for its RSS
+    listed_rows: int  # projection rows the listing picks one stage from
+
+
+SIZES = {
+    # seconds, for the test that stops a bench by a signal
+    "tiny": Sizes(4, 2, 4, 5, 3, 10, 4, 1, 12, 1_000),
+    "quick": Sizes(30, 2, 20, 50, 30, 300, 30, 2, 1_000, 100_000),
+    # make bench: five rounds for the ratio's median and range; the RSS past the workflow cache
+    # (1,000 runs), where a worker's memory stops growing with the deals it holds
+    "default": Sizes(100, 5, 20, 200, 100, 1_000, 60, 3, 1_500, 100_000),
+    # make bench-org: the sizes before the split (opening 10,000 deals took 15 minutes)
+    "org": Sizes(150, 5, 20, 300, 150, 2_000, 100, 3, 10_000, 100_000),
+}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -88,6 +118,9 @@ class Bench:
         self.rng = random.Random(1)
         self.steps = len(self.pinned.definition.pre_sale)  # completions, the last one wins
         self.bare_retries = RetryCounts()
+        # the ids each side started, for the counts per deal (throughput clears them after its warm-up)
+        self.deal_ids: list[str] = []
+        self.bare_ids: list[str] = []
 
     async def _bare(self, send: Callable[[int], Awaitable[T]], what: str) -> T:
         """A bare call, sent again under its id when its answer is lost, as the client does."""
@@ -114,6 +147,7 @@ class Bench:
 
     async def deal(self, i: int) -> None:
         deal_id = f"b-{uuid.uuid4().hex[:10]}"
+        self.deal_ids.append(deal_id)
         # started as a rep would: the proposal template has what it needs
         fields = {"customer": f"Customer {i}", "title": "Bench opportunity", "contact": f"buyer{i}@example.com"}
         await self.client.start_deal("seven-stage", deal_id, "rep", value=25_000.0, fields=fields)
@@ -128,6 +162,7 @@ class Bench:
 
     async def bare(self, i: int) -> None:
         handle = await self.bare_start(self.steps, "bare")
+        self.bare_ids.append(handle.id)
         for n in range(self.steps):
             await self.bare_step(handle, n, n == self.steps - 1)
         await handle.result()
@@ -145,6 +180,8 @@ async def throughput(
     """
     for fn in (b.deal, b.bare):
         await _gather_limited(concurrency, concurrency, fn)
+    b.deal_ids.clear()
+    b.bare_ids.clear()
     ours: list[float] = []
     bare: list[float] = []
     spent: dict[str, dict[str, float]] = {"dealflow": {}, "bare": {}}
@@ -296,7 +333,7 @@ async def replay_speed(temporal: Client, deal_ids: list[str], rounds: int) -> di
     }
 
 
-async def scale(stack: BenchStack, open_deals: int) -> dict[str, Any]:
+async def scale(stack: BenchStack, open_deals: int, listed_rows: int) -> dict[str, Any]:
     pool, temporal = stack.pool, stack.temporal
     queue = f"scale-{uuid.uuid4().hex[:6]}"
     worker = stack.worker_process(queue)
@@ -321,8 +358,7 @@ async def scale(stack: BenchStack, open_deals: int) -> dict[str, Any]:
         held = rss_mb(worker.pid)
         retries = retries_json(client.retries)
     finally:
-        worker.terminate()
-        worker.wait(30)
+        stack.stop(worker)
     # the listing: 100,000 projection rows, one stage asked for
     stages = [s.id for s in pinned.definition.stages]
     rows = [
@@ -342,7 +378,7 @@ async def scale(stack: BenchStack, open_deals: int) -> dict[str, Any]:
             "rep",
             "v1",
         )
-        for n in range(100_000)
+        for n in range(listed_rows)
     ]
     await pool.copy_records_to_table(
         "deals",
@@ -353,7 +389,7 @@ async def scale(stack: BenchStack, open_deals: int) -> dict[str, Any]:
     lists, scans = [], []
     for _ in range(5):
         t = time.perf_counter()
-        found = await list_deals(pool, process="bench-list", stage="presentation", limit=100_000)
+        found = await list_deals(pool, process="bench-list", stage="presentation", limit=listed_rows)
         lists.append(time.perf_counter() - t)
         t = time.perf_counter()
         await pool.fetch("SELECT deal_id, stage FROM deals WHERE process = 'bench-list'")
@@ -363,6 +399,7 @@ async def scale(stack: BenchStack, open_deals: int) -> dict[str, Any]:
         "seconds_to_open": round(loaded, 1),
         "worker_rss_idle_mb": round(idle, 1),
         "worker_rss_with_open_deals_mb": round(held, 1),
+        "listed_rows": listed_rows,
         "list_one_stage_of_100k_ms": round(statistics.median(lists) * 1000, 1),
         "listed": len(found),
         "read_all_100k_ms": round(statistics.median(scans) * 1000, 1),
@@ -374,45 +411,62 @@ def retries_json(counts: RetryCounts) -> dict[str, Any]:
     return {"resent": counts.resent, "lost": dict(sorted(counts.lost.items())), "gave_up": counts.gave_up}
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def run(size: Sizes, args: argparse.Namespace) -> dict[str, Any]:
     async with bench_stack("sysbench") as stack:
         pool, temporal = stack.pool, stack.temporal
         queue = "bench"
         client = DealflowClient(temporal, pool, stack.settings(queue))
         b = Bench(client, temporal, pool, queue)
-        result: dict[str, Any] = {"machine": machine()}
+        result: dict[str, Any] = {"sizes": size.__dict__}
+        took: dict[str, float] = {}
+        started = time.monotonic()
+
+        def part(name: str) -> None:
+            nonlocal started
+            took[name] = round(time.monotonic() - started, 1)
+            started = time.monotonic()
+
         # each worker in a process of its own, as deployed; the client drives both from here
         workers = [stack.worker_process(queue, log=stack.tmp / "worker.log"), stack.bare_worker_process(BARE_QUEUE)]
         try:
             await asyncio.sleep(3)
+            part("start")
             print("deal throughput", flush=True)
             pids = {"dealflow_worker": workers[0].pid, "bare_worker": workers[1].pid}
             result["throughput"] = await throughput(
-                b, 30 if quick else 150, 2 if quick else 5, 20, lambda: stack.cpu(**pids)
+                b, size.deals, size.rounds, size.concurrency, lambda: stack.cpu(**pids)
             )
+            part("throughput")
+            print("counts per deal, from the histories", flush=True)
+            result["per_deal"] = await per_deal(temporal, b.deal_ids, b.bare_ids)
+            part("per_deal")
             print("rep latency", flush=True)
-            result["latency"] = await latency(b, 50 if quick else 300)
+            result["latency"] = await latency(b, size.latency_samples)
+            part("latency")
             print("start and outcome latency", flush=True)
-            result["logged_calls"] = await logged_calls_latency(b, 30 if quick else 150)
+            result["logged_calls"] = await logged_calls_latency(b, size.logged_samples)
+            part("logged_calls")
             ids = [
                 r["deal_id"]
                 for r in await pool.fetch(
                     "SELECT deal_id FROM deals WHERE process = 'seven-stage' AND status = 'won' LIMIT $1",
-                    30 if quick else 100,
+                    size.replay_histories,
                 )
             ]
         finally:
-            for worker in workers:
-                worker.terminate()
-                worker.wait(30)
+            stack.stop(*workers)
         print("event append", flush=True)
-        result["append"] = await append_vs_copy(pool, 300 if quick else 2000)
+        result["append"] = await append_vs_copy(pool, size.append_deals)
+        part("append")
         print("replay", flush=True)
-        result["replay"] = await replay_speed(temporal, ids, 2 if quick else 3)
+        result["replay"] = await replay_speed(temporal, ids, size.replay_rounds)
+        part("replay")
         print("scale", flush=True)
-        result["scale"] = await scale(stack, 1000 if quick else 10_000)
+        result["scale"] = await scale(stack, size.open_deals, size.listed_rows)
+        part("scale")
         # requests sent again after a lost answer, throughput and latency (scale has its own)
         result["retries"] = {"dealflow": retries_json(client.retries), "bare": retries_json(b.bare_retries)}
+        result["part_seconds"] = took
         return result
 
 
@@ -424,6 +478,14 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     t, lat, a, rp, s = r["throughput"], r["latency"], r["append"], r["replay"], r["scale"]
     oc = r["logged_calls"]
     cpu = t["cpu_ms_per_deal"]
+    ours, bare = r["per_deal"]["dealflow"], r["per_deal"]["bare"]
+
+    def counts(c: dict[str, Any]) -> str:
+        return (
+            f"{c['events']['mean']} events, {c['workflow_tasks']['mean']} workflow tasks,"
+            f" {c['activity_tasks']['mean']} activity tasks"
+        )
+
     return [
         (
             "deal throughput (end to end)",
@@ -436,6 +498,13 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             _cpu_text(cpu["dealflow"]),
             _cpu_text(cpu["bare"]),
             f"{round(cpu['bare']['total'] / cpu['dealflow']['total'], 3)}",
+        ),
+        (
+            "  per deal, from the histories",
+            counts(ours),
+            counts(bare),
+            f"events x{r['per_deal']['ratio_of_means'].get('events')},"
+            f" workflow tasks x{r['per_deal']['ratio_of_means'].get('workflow_tasks')}",
         ),
         (
             "rep latency p50",
@@ -488,16 +557,15 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a try-out")
-    args = parser.parse_args()
-    result = asyncio.run(run(args.quick))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / ("system-quick.json" if args.quick else "system.json")).write_text(json.dumps(result, indent=2) + "\n")
+def show(result: dict[str, Any]) -> None:
     rows = table(result)
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    print(f"\n{result['machine']}")
+    m, load = result["machine"], result["load"]
+    print(f"\n{m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']}")
+    print(
+        f"load average {load['loadavg_before']} before, {load['loadavg_after']} after; other processes used"
+        f" {load['others_share_of_cores']:.0%} of the cores ({'alone' if load['alone'] else 'not alone'})"
+    )
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
     r = result["retries"]
@@ -505,6 +573,10 @@ def main() -> None:
         f"requests sent again after a lost answer: dealflow {_retries_text(r['dealflow'])}; "
         f"bare {_retries_text(r['bare'])}; scale {_retries_text(result['scale']['retries'])}"
     )
+
+
+def main() -> None:
+    bench_main(__doc__ or "", "system", SIZES, run, show=show)
 
 
 def _retries_text(r: dict[str, Any]) -> str:

@@ -4,15 +4,17 @@
   process of its own, against the same action through the Python client: p50 and p99.
 - The pipeline board of one process with 10,000 open deals, the whole page over HTTP, against
   the projection query it needs (`store.deals.board`).
-- The dashboard over 1,000,000 events, the whole page over HTTP, against the metrics calls it
+- The dashboard over the event log, the whole page over HTTP, against the metrics calls it
   makes, made directly (`client.dashboard_service`).
 
 Each pair alternates round by round, so both sides see the same machine. Results go to
-bench/results/web.json; `make bench` runs it.
+bench/results/web.json; `make bench` runs it with the dashboard over 300,000 events, `make
+bench-org` over 1,000,000 (bench/results/web-org.json).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import random
@@ -21,16 +23,34 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from bench.stack import BenchStack, bench_main, bench_stack, machine
+from bench.stack import BenchStack, bench_main, bench_stack
 from client.api import DealflowClient
 from client.demo import fact_value
 from store.deals import DEAL_COLUMNS
 from store.embedded import free_port
+
+
+@dataclass(frozen=True)
+class Sizes:
+    actions: int  # rounds of the rep's action
+    open_deals: int  # on the board
+    board_rounds: int
+    events: int  # in the dashboard's log
+    dashboard_rounds: int
+
+
+SIZES = {
+    "tiny": Sizes(5, 100, 3, 5_000, 2),
+    "quick": Sizes(30, 1_000, 10, 100_000, 3),
+    "default": Sizes(200, 10_000, 30, 300_000, 5),
+    "org": Sizes(200, 10_000, 30, 1_000_000, 5),
+}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -50,10 +70,7 @@ def serve_process(stack: BenchStack, queue: str, port: int) -> subprocess.Popen[
     }
     env.pop("DEALFLOW_IDENTITIES", None)
     env.pop("DEALFLOW_ACCESS_FILE", None)
-    log = open(stack.tmp / "web.log", "ab")  # noqa: SIM115 (the child keeps it)
-    return subprocess.Popen(
-        [sys.executable, "-m", "client.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    return stack.process([sys.executable, "-m", "client.cli", "serve"], env=env, log=stack.tmp / "web.log")
 
 
 async def until_up(http: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
@@ -133,7 +150,7 @@ async def rep_action(client: DealflowClient, http: httpx.AsyncClient, samples: i
 async def board(
     stack: BenchStack, client: DealflowClient, http: httpx.AsyncClient, deals: int, rounds: int
 ) -> dict[str, Any]:
-    """10,000 open deals of one process in the projection, spread over its stages and owners."""
+    """Open deals of one process in the projection, spread over its stages and owners."""
     from client import board_service
     from store.deals import board as board_query
 
@@ -207,29 +224,24 @@ async def dashboard(client: DealflowClient, http: httpx.AsyncClient, events: int
     return summary(web, ref, ("page", "calls")) | {"events": total, "deals": deals}
 
 
-async def run(quick: bool) -> dict[str, Any]:
-    result: dict[str, Any] = {"machine": machine()}
+async def run(size: Sizes, args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {}
     async with bench_stack("webbench") as stack:
         queue = "web"
         client = DealflowClient(stack.temporal, stack.pool, stack.settings(queue))
         port = free_port()
-        worker = stack.worker_process(queue, log=stack.tmp / "worker.log")
+        stack.worker_process(queue, log=stack.tmp / "worker.log")
         web = serve_process(stack, queue, port)
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
-                await until_up(http, web)
-                print("a rep's action: API against the Python client", flush=True)
-                result["rep_action"] = await rep_action(client, http, 30 if quick else 200)
-                print("the board of 10,000 open deals against its query", flush=True)
-                result["board"] = await board(stack, client, http, 1000 if quick else 10_000, 10 if quick else 30)
-                print("the dashboard over the event log against the calls it makes", flush=True)
-                result["dashboard"] = await dashboard(client, http, 100_000 if quick else 1_000_000, 3 if quick else 5)
-        finally:
-            for proc in (web, worker):
-                proc.terminate()
-                proc.wait(30)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            await until_up(http, web)
+            print("a rep's action: API against the Python client", flush=True)
+            result["rep_action"] = await rep_action(client, http, size.actions)
+            print(f"the board of {size.open_deals:,} open deals against its query", flush=True)
+            result["board"] = await board(stack, client, http, size.open_deals, size.board_rounds)
+            print("the dashboard over the event log against the calls it makes", flush=True)
+            result["dashboard"] = await dashboard(client, http, size.events, size.dashboard_rounds)
     return result
 
 
 if __name__ == "__main__":
-    bench_main(__doc__ or "", "web", run)
+    bench_main(__doc__ or "", "web", SIZES, run)
