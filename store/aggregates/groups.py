@@ -128,6 +128,8 @@ async def group_ids(conn: Conn, groups: Iterable[Group]) -> dict[Group, tuple[in
     """Each group's id and its rollup's: the known ones in one query, the new ones added (rollups
     first)."""
     wanted = set(groups)
+    if not wanted:
+        return {}
     everyone = sorted(wanted | {r for g in wanted if (r := g.rollup()) is not None}, key=_order)
     rows = await conn.fetch(_FIND_GROUPS, *([getattr(g, c) for g in everyone] for c in GROUP_COLUMNS))
     ids = {everyone[r["i"] - 1]: int(r["gid"]) for r in rows}
