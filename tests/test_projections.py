@@ -24,7 +24,7 @@ from domain.events import DealEvent, DealStarted, Escalated, SlaBreached
 from domain.state import fold
 from store import event_log, history_load, projections
 from store.db import connect_pool
-from store.migrations import migrate
+from store.migrations import MIGRATIONS_DIR, migrate
 from store.projections import DealBatch
 from tests.test_aggregates import _deploy, _migrated, _out_of_order
 
@@ -185,3 +185,44 @@ async def test_a_batch_given_twice_in_one_call_is_refused_and_changes_nothing(
         with pytest.raises(ValueError, match="more than one batch"):
             await projections.apply(conn, [batch, batch])
     assert await pool.fetchval("SELECT count(*) FROM deals WHERE deal_id = $1", f"{d.name}-1") == 0
+
+
+async def test_closed_deals_imported_before_get_the_rows_the_projection_makes(
+    pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition]
+) -> None:
+    """Migration 0023 fills what the old bulk path left out of imported deals' rows (their start
+    attributes, the board's marks) from the log, as the projection computes it."""
+    d = _seven(f"old-{uuid.uuid4().hex[:6]}")
+    await _deploy(pool, d, "v1")
+    deals = [e for e in _deals(d) if fold(e).version == "v1"][:20]
+    histories = [history_load.History(str(fold(e).deal_id), d.name, "v1", e) for e in deals]
+    ids = [h.deal_id for h in histories]
+    import_id = f"imp-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as conn, conn.transaction():
+        await history_load.load(conn, histories)
+        await conn.execute(
+            "INSERT INTO imports (import_id, source, process, version, files, started_by)"
+            " VALUES ($1, 'csv', $2, 'v1', '[]'::jsonb, 'tests')",
+            import_id,
+            d.name,
+        )
+        await conn.executemany(
+            "INSERT INTO imported_deals (source, crm_id, deal_id, import_id, kind, file, sha256, row_number)"
+            " VALUES ('csv', $1, $1, $2, 'closed', 'export.csv', 'x', 2)",
+            [(deal_id, import_id) for deal_id in ids],
+        )
+    select = (
+        "SELECT deal_id, customer, team, experiment, follows, follow_kind, stage_sla_breaches, stage_escalation"
+        " FROM deals WHERE deal_id = ANY($1::text[]) ORDER BY deal_id"
+    )
+    projected = [tuple(r) for r in await pool.fetch(select, ids)]
+    assert any(r[1] is not None for r in projected) and any(r[6] for r in projected)
+    # the rows as the bulk load wrote them before it went through the projections
+    await pool.execute(
+        "UPDATE deals SET customer = NULL, team = NULL, experiment = NULL, follows = NULL, follow_kind = NULL,"
+        " stage_sla_breaches = 0, stage_escalation = 0 WHERE deal_id = ANY($1::text[])",
+        ids,
+    )
+    sql = (MIGRATIONS_DIR / "0023_imported_deal_rows.sql").read_text(encoding="utf-8")
+    await pool.execute(sql)
+    assert [tuple(r) for r in await pool.fetch(select, ids)] == projected
