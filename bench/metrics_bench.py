@@ -37,14 +37,15 @@ from bench.generate import OWNERS, T0, simulate
 from bench.stack import bench_main, close_pool
 from definitions.loader import content_hash, load_file, shipped
 from definitions.model import ProcessDefinition
+from store import projections
 from store.aggregates import Backfill
 from store.db import connect_pool
-from store.deals import DEAL_COLUMNS
 from store.event_log import LOG_COLUMNS
 from store.history_load import History, rows_of
 from store.metrics import Filters, compute
 from store.migrations import migrate
-from store.visits import VISIT_COLUMNS, Conn
+from store.projections import deal_rows, stage_visits
+from store.visits import Conn
 
 SEQ_SCAN = "SELECT count(*), max(occurred_at), sum(length(stage)) FROM deal_events"
 PROCESS = "bench-seven"
@@ -80,8 +81,7 @@ class Loader:
                 self.events += len(events)
             written = rows_of(histories)
             await self.conn.copy_records_to_table("deal_events", records=written.log, columns=LOG_COLUMNS)
-            await self.conn.copy_records_to_table("deals", records=written.deals, columns=DEAL_COLUMNS)
-            await self.conn.copy_records_to_table("stage_visits", records=written.visits, columns=VISIT_COLUMNS)
+            await projections.apply(self.conn, written.batches, models=(deal_rows.PROJECTION, stage_visits.PROJECTION))
             await self.fill.flush(self.conn)
             elapsed = time.monotonic() - started
             print(f"\rloaded {self.events:,} events of {self.deals:,} deals ({elapsed:.0f} s)", end="", flush=True)

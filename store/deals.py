@@ -1,4 +1,4 @@
-"""Reading the current-state projection: one row per deal, kept by the event-log appends."""
+"""Reading the current-state read model: one row per deal, kept by `store.projections.deal_rows`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 import asyncpg
 from pydantic import BaseModel
 
-# the projection's columns a bulk loader (the benchmarks) fills, in the order of its records
+# the columns the benchmarks fill when they set up deals rows without a log, in the order of their records
 DEAL_COLUMNS = [
     "deal_id",
     "process",

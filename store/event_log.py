@@ -4,11 +4,14 @@ The log is the hash-chained record of the events Temporal's history holds: a bat
 through an activity whose input is already in the history, so every row is a recorded event, and
 no row is ever updated or deleted. `(deal_id, seq)` is the primary key and appends use
 `ON CONFLICT DO NOTHING`, so an activity that is retried after a crash, a timeout or a lost reply
-writes nothing twice. The current-state
-projection row is updated in the same transaction, guarded by `last_seq`, so it never goes back
-in time and never misses an event that made it into the log; so are the stage-visit projection
-(`store.visits`) and the metric aggregates (`store.aggregates`), from exactly the events this
-append added.
+writes nothing twice. The read models (`store.projections`: the deal's row, its stage visits,
+the metric aggregates) are brought up to exactly the events this append added, in the same
+transaction, so they never miss an event that made it into the log nor count one twice.
+
+An append makes these statements in its transaction: the deal's lock, one read of the log rows
+the batch touches (the chain's link and any already logged), the insert, then the projections'
+(`store.projections.apply`: a read of what the deal's aggregates and visits hold when a new event
+counts in a figure, and one write per read model with something to write).
 """
 
 from __future__ import annotations
@@ -22,16 +25,10 @@ from typing import Any
 import asyncpg
 
 from domain.activity_io import AppendEvents
-from domain.events import (
-    DealEvent,
-    DealStarted,
-    Escalated,
-    MigratedToVersion,
-    SlaBreached,
-    StageEntered,
-    decode_stored,
-)
-from store import aggregates, visits
+from domain.events import DealEvent, decode_stored
+from store import projections
+from store.projections import DealBatch
+from store.visits import Conn
 
 _INSERT = """
 INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, stage, request_id, process, version, payload,
@@ -44,30 +41,6 @@ FROM unnest($4::int[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9
 ON CONFLICT (deal_id, seq) DO NOTHING
 RETURNING seq
 """
-
-_PROJECT = """
-INSERT INTO deals (deal_id, process, version, owner, value, status, stage, stage_entered_at,
-                   started_at, ended_at, last_seq, touches, start_owner, start_version, experiment,
-                   follows, follow_kind, customer, team, stage_sla_breaches, stage_escalation, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $21, $22, now())
-ON CONFLICT (deal_id) DO UPDATE SET
-    process = EXCLUDED.process, version = EXCLUDED.version, owner = EXCLUDED.owner,
-    value = EXCLUDED.value, status = EXCLUDED.status, stage = EXCLUDED.stage,
-    stage_entered_at = EXCLUDED.stage_entered_at, started_at = EXCLUDED.started_at,
-    ended_at = EXCLUDED.ended_at, last_seq = EXCLUDED.last_seq, touches = EXCLUDED.touches,
-    start_owner = coalesce(deals.start_owner, EXCLUDED.start_owner),
-    start_version = coalesce(deals.start_version, EXCLUDED.start_version),
-    experiment = coalesce(deals.experiment, EXCLUDED.experiment),
-    follows = coalesce(deals.follows, EXCLUDED.follows),
-    follow_kind = coalesce(deals.follow_kind, EXCLUDED.follow_kind),
-    customer = coalesce(deals.customer, EXCLUDED.customer),
-    team = coalesce(deals.team, EXCLUDED.team),
-    stage_sla_breaches = CASE WHEN $20 THEN $21 ELSE deals.stage_sla_breaches + $21 END,
-    stage_escalation = CASE WHEN $20 THEN $22 ELSE greatest(deals.stage_escalation, $22) END,
-    updated_at = now()
-WHERE deals.last_seq < EXCLUDED.last_seq
-"""
-
 
 GENESIS = "0" * 64
 # the columns a bulk loader (the benchmarks) fills, in the order of its records
@@ -123,16 +96,6 @@ class LogConflict(RuntimeError):
     """
 
 
-def board_marks(new: list[DealEvent]) -> tuple[bool, int, int]:
-    """What new events change on the board's card: whether the deal entered a stage (which starts
-    the counts afresh), and the SLA breaches and highest escalation rung after that entry."""
-    entered = [i for i, e in enumerate(new) if isinstance(e, StageEntered | MigratedToVersion)]
-    after = new[entered[-1] + 1 :] if entered else new
-    breaches = sum(isinstance(e, SlaBreached) for e in after)
-    rung = max((e.level for e in after if isinstance(e, Escalated)), default=0)
-    return bool(entered), breaches, rung
-
-
 class LogGap(LookupError):
     """The log lacks the event before a batch: an earlier batch never arrived, or was lost with a
     crash of the database after it was acknowledged. audit.repair fills it from the history."""
@@ -149,21 +112,26 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
     if not events:
         return 0
     snap = batch.snapshot
-    started = next((e for e in events if isinstance(e, DealStarted)), None)
     payloads = [canonical(e) for e in events]
     async with pool.acquire() as conn, conn.transaction():
         # one append per deal at a time: the chain below must see a settled log
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", batch.deal_id)
+        stored = {
+            r["seq"]: r["hash"]
+            for r in await conn.fetch(
+                "SELECT seq, hash FROM deal_events WHERE deal_id = $1 AND seq >= $2 AND seq <= $3",
+                batch.deal_id,
+                events[0].seq - 1,
+                events[-1].seq,
+            )
+        }
         prev = GENESIS
         if events[0].seq > 1:
-            found = await conn.fetchval(
-                "SELECT hash FROM deal_events WHERE deal_id = $1 AND seq = $2", batch.deal_id, events[0].seq - 1
-            )
-            if found is None:  # the workflow sends events in order: an earlier batch is missing
+            if events[0].seq - 1 not in stored:  # the workflow sends events in order: an earlier batch is missing
                 raise LogGap(batch.deal_id, events[0].seq)
-            prev = found
+            prev = stored[events[0].seq - 1]
         links = chained(prev, payloads)
-        await _check_logged(conn, batch.deal_id, events, links)
+        _check_logged(batch.deal_id, events, links, stored)
         inserted = await conn.fetch(
             _INSERT,
             batch.deal_id,
@@ -182,51 +150,14 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
             batch.history_length,
         )
         new = {r["seq"] for r in inserted}
-        stage_marks = board_marks([e for e in events if e.seq in new])
-        await conn.execute(
-            _PROJECT,
-            snap.deal_id,
-            snap.process,
-            snap.version,
-            snap.owner,
-            snap.value,
-            snap.status,
-            snap.stage,
-            snap.stage_entered_at,
-            snap.started_at,
-            snap.ended_at,
-            snap.last_seq,
-            snap.touches,
-            started.owner if started else None,
-            started.version if started else None,
-            started.experiment if started else None,
-            started.follows if started else None,
-            started.follow_kind if started else None,
-            started.fields.get("customer") if started else None,
-            started.team if started else None,
-            *stage_marks,
-        )
         fresh = [e for e in events if e.seq in new]
-        if aggregates.counted(fresh):  # else a visit records nothing of them either
-            state, known = await aggregates.read(conn, batch.deal_id, visits=aggregates.needs_visits(fresh))
-            change = await visits.project(conn, batch.deal_id, snap.process, fresh, known=known)
-            # last: the aggregates' rows are shared by many deals, and are locked from here to the commit
-            await aggregates.project(conn, batch.deal_id, snap.process, snap.version, fresh, change, state)
+        await projections.apply(conn, [DealBatch(batch.deal_id, snap.process, snap.version, snap, fresh)])
     return len(new)
 
 
-async def _check_logged(conn: visits.Conn, deal_id: str, events: list[DealEvent], links: list[tuple[str, str]]) -> None:
+def _check_logged(deal_id: str, events: list[DealEvent], links: list[tuple[str, str]], stored: dict[int, str]) -> None:
     """Refuse a batch whose events differ from the ones the log already holds (a retry holds the
     very same events, and so the same hashes)."""
-    stored = {
-        r["seq"]: r["hash"]
-        for r in await conn.fetch(
-            "SELECT seq, hash FROM deal_events WHERE deal_id = $1 AND seq >= $2 AND seq <= $3",
-            deal_id,
-            events[0].seq,
-            events[-1].seq,
-        )
-    }
     differs = [e.seq for e, (_, h) in zip(events, links, strict=True) if e.seq in stored and stored[e.seq] != h]
     if differs:
         log.error("deal %s: logged event %d differs from the batch; the log is left as it is", deal_id, differs[0])
@@ -236,7 +167,7 @@ async def _check_logged(conn: visits.Conn, deal_id: str, events: list[DealEvent]
         )
 
 
-async def read(db: asyncpg.Pool | visits.Conn, deal_id: str, *, until: datetime | None = None) -> list[DealEvent]:
+async def read(db: asyncpg.Pool | Conn, deal_id: str, *, until: datetime | None = None) -> list[DealEvent]:
     """A deal's logged events in order (from a pool, or inside a transaction's connection)."""
     rows = await db.fetch(
         "SELECT payload FROM deal_events WHERE deal_id = $1 AND ($2::timestamptz IS NULL OR occurred_at <= $2)"

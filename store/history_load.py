@@ -1,10 +1,11 @@
-"""Whole deal histories written to the log in bulk: hash-chained rows and the projections they
-imply (the deal's row, its stage visits, the metric aggregates), by COPY in the caller's
-transaction.
+"""Whole deal histories written to the log in bulk: hash-chained rows by COPY, and the read models
+they imply through the same projections as a live append (`store.projections.apply`), in the
+caller's transaction.
 
 For deals whose every event is already known and that no workflow runs: closed deals brought
 over from a CRM, and the benchmarks' generated deals. Each deal's chain starts at genesis, as any
-deal's does, so `audit verify` checks these rows as it checks the rest.
+deal's does, so `audit verify` checks these rows as it checks the rest; and each deal's rows in
+the read models are the ones its events would have made had they been appended live.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from domain.activity_io import DealSnapshot
-from domain.events import DealEvent, DealStarted
+from domain.events import DealEvent
 from domain.state import fold
-from store import aggregates
-from store.deals import DEAL_COLUMNS
+from store import projections
 from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
-from store.visits import VISIT_COLUMNS, Conn, DealVisits, advance, visit_records
+from store.projections import DealBatch
+from store.visits import Conn
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,10 @@ class History:
     events: Sequence[DealEvent]  # from seq 1, in order
 
 
-def rows(history: History) -> tuple[list[tuple[object, ...]], tuple[object, ...], list[tuple[object, ...]]]:
-    """The log rows, the deal's projection row and its visit rows."""
-    events = history.events
-    payloads = [canonical(e) for e in events]
-    log: list[tuple[object, ...]] = [
+def log_rows(history: History) -> list[tuple[object, ...]]:
+    """The deal's log rows, chained from genesis."""
+    payloads = [canonical(e) for e in history.events]
+    return [
         (
             history.deal_id,
             e.seq,
@@ -48,39 +48,27 @@ def rows(history: History) -> tuple[list[tuple[object, ...]], tuple[object, ...]
             prev,
             digest,
         )
-        for e, payload, (prev, digest) in zip(events, payloads, chained(GENESIS, payloads), strict=True)
+        for e, payload, (prev, digest) in zip(history.events, payloads, chained(GENESIS, payloads), strict=True)
     ]
-    s = DealSnapshot.of(fold(events))
-    started = next(e for e in events if isinstance(e, DealStarted))
-    deal: tuple[object, ...] = (
-        s.deal_id,
-        s.process,
-        s.version,
-        s.owner,
-        s.value,
-        s.status,
-        s.stage,
-        s.stage_entered_at,
-        s.started_at,
-        s.ended_at,
-        s.last_seq,
-        s.touches,
-        started.owner,
-        started.version,
-    )
-    return log, deal, visit_records(history.deal_id, history.process, advance(DealVisits(), events))
+
+
+def batch_of(history: History) -> DealBatch:
+    """The whole history as the projections are given it: every event new, the state at its end."""
+    snapshot = DealSnapshot.of(fold(history.events))
+    return DealBatch(history.deal_id, history.process, history.version, snapshot, list(history.events))
 
 
 @dataclass(frozen=True)
 class Rows:
-    """What histories write: the log's rows, the deals' rows and their visits' rows."""
+    """What histories write: the log's rows, and each deal's batch for the projections."""
 
     log: list[tuple[object, ...]]
-    deals: list[tuple[object, ...]]
-    visits: list[tuple[object, ...]]
+    batches: list[DealBatch]
 
     def without(self, deal_ids: set[str]) -> Rows:
-        return Rows(*([r for r in part if r[0] not in deal_ids] for part in (self.log, self.deals, self.visits)))
+        return Rows(
+            [r for r in self.log if r[0] not in deal_ids], [b for b in self.batches if b.deal_id not in deal_ids]
+        )
 
     def heads(self) -> dict[str, tuple[int, str]]:
         """Each deal's number of events and the hash that ends its chain (rows are in seq order)."""
@@ -92,25 +80,21 @@ class Rows:
 
 
 def rows_of(histories: Sequence[History]) -> Rows:
-    out = Rows([], [], [])
+    """The histories' rows: pure and CPU-bound (an import builds them in worker processes)."""
+    out = Rows([], [])
     for h in histories:
-        log, deal, visits = rows(h)
-        out.log.extend(log)
-        out.deals.append(deal)
-        out.visits.extend(visits)
+        out.log.extend(log_rows(h))
+        out.batches.append(batch_of(h))
     return out
 
 
 async def load_rows(conn: Conn, written: Rows) -> int:
-    """COPY the rows into the log and the projections; returns the events written."""
+    """COPY the rows into the log and bring the read models up to them; returns the events written."""
     await conn.copy_records_to_table("deal_events", records=written.log, columns=LOG_COLUMNS)
-    await conn.copy_records_to_table("deals", records=written.deals, columns=DEAL_COLUMNS)
-    await conn.copy_records_to_table("stage_visits", records=written.visits, columns=VISIT_COLUMNS)
-    # and the metric aggregates, from the rows just written, as the migration that adds them does
-    await aggregates.add_logged(conn, [str(d[0]) for d in written.deals])
+    await projections.apply(conn, written.batches)
     return len(written.log)
 
 
 async def load(conn: Conn, histories: Sequence[History]) -> int:
-    """COPY the histories into the log and the projections; returns the events written."""
+    """COPY the histories into the log and bring the read models up to them; returns the events written."""
     return await load_rows(conn, rows_of(histories))

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import asyncpg
 
-from store import aggregates, visits
+from store import aggregates
+from store.projections import stage_visits
 
 # Projections that a migration adds are filled from the log by the code that maintains them,
 # in the migration's transaction, so there is one way to compute them.
-_AFTER = {5: visits.rebuild, 13: aggregates.rebuild}
+_AFTER = {5: stage_visits.rebuild, 13: aggregates.rebuild}
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_KEY = 0x6465616C666C6F77  # "dealflow"

@@ -1,19 +1,18 @@
-"""The stage-visit projection: one row per time a deal entered a stage, kept with the event log.
+"""Stage visits: one per time a deal entered a stage, as `stage_visits` keeps them.
 
 Metrics are about visits (how long a deal stayed, how it left, whether it came back), and deriving
 visits from raw events means ordering every event of every deal with window functions on each
-query. This projection is maintained by the same transaction that appends the events, only for
-the events that were new, so it holds each event's effect exactly once. A visit's exit fields
+query; so they are kept as a read model (`store.projections.stage_visits`). A visit's exit fields
 carry their instant, so the metrics can still look at the visit as it stood at any earlier time.
 
-`advance` is a pure function of the deal's open visit and the new events, shared by the log
-append, the rebuild after a schema migration and the benchmark loader.
+`advance` is a pure function of the deal's visits so far and the new events: the one way visits
+are computed, whether the events are appended live, loaded in bulk or rebuilt after a migration.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
@@ -27,7 +26,6 @@ from domain.events import (
     StageCompleted,
     StageEntered,
     StageSkipped,
-    decode_stored,
 )
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -159,98 +157,8 @@ VISIT_COLUMNS = [
 ]
 _FIELDS = VISIT_COLUMNS[2:]
 VISIT_FIELDS = tuple(_FIELDS)  # a Visit's fields, as stage_visits' columns
-_TYPES = [
-    "int",
-    "text",
-    "text",
-    "timestamptz",
-    "int",
-    "timestamptz",
-    "text",
-    "timestamptz",
-    "int",
-    "text",
-    "text",  # skipped, comma-joined: unnest cannot take an array of arrays of different lengths
-    "bool",
-    "bool",
-    "bool",
-    "float8",
-    "timestamptz",
-]
-_SELECT = ", ".join(
-    "CASE WHEN v.skipped = '' THEN NULL ELSE string_to_array(v.skipped, ',') END" if f == "skipped" else f"v.{f}"
-    for f in _FIELDS
-)
-_UPSERT = f"""
-INSERT INTO stage_visits ({", ".join(VISIT_COLUMNS)})
-SELECT $1, $2, {_SELECT}
-FROM unnest({", ".join(f"${i + 3}::{t}[]" for i, t in enumerate(_TYPES))}) AS v({", ".join(_FIELDS)})
-ON CONFLICT (deal_id, seq) DO UPDATE SET
-    {", ".join(f"{f} = EXCLUDED.{f}" for f in _FIELDS if f != "seq")}
-"""
-
-
-async def known_visits(conn: Conn, deal_id: str) -> DealVisits:
-    rows = await conn.fetch(f"SELECT {', '.join(_FIELDS)} FROM stage_visits WHERE deal_id = $1 ORDER BY seq", deal_id)
-    return DealVisits([Visit(**dict(r)) for r in rows])
 
 
 def visit_records(deal_id: str, process: str, visits: Sequence[Visit]) -> list[tuple[object, ...]]:
-    """Rows for `COPY stage_visits` (the rebuild and the benchmark loader)."""
+    """Rows for `COPY stage_visits` (the rebuild after the migration that adds the table)."""
     return [(deal_id, process, *(getattr(v, f) for f in _FIELDS)) for v in visits]
-
-
-@dataclass
-class VisitChange:
-    """A deal's visits before and after an append (for the aggregates, `store.aggregates`)."""
-
-    before: list[Visit]
-    after: list[Visit]
-
-
-async def project(
-    conn: Conn, deal_id: str, process: str, new_events: Sequence[DealEvent], *, known: DealVisits | None = None
-) -> VisitChange | None:
-    """Fold the deal's newly appended events into its visits (inside the append's transaction).
-
-    `known` is the deal's visits when the caller has read them already (`store.aggregates.read`);
-    otherwise they are read for events a visit records. Returns the visits before and after, or
-    None when there was nothing to read.
-    """
-    if known is None:
-        if not any(isinstance(e, _MARKS) for e in new_events):
-            return None  # touches, reminders, proposals: nothing a visit records
-        known = await known_visits(conn, deal_id)
-    before = [replace(v) for v in known.visits]  # advance changes visits in place
-    visits = advance(known, new_events)
-    if visits:
-        columns = [[getattr(v, f) for v in visits] for f in _FIELDS]
-        columns[_FIELDS.index("skipped")] = [",".join(v.skipped) if v.skipped else "" for v in visits]
-        await conn.execute(_UPSERT, deal_id, process, *columns)
-    return VisitChange(before, known.visits)
-
-
-async def rebuild(conn: Conn) -> int:
-    """Recompute every deal's visits from the log (after the migration that adds the table)."""
-    await conn.execute("TRUNCATE stage_visits")
-    records: list[tuple[object, ...]] = []
-    written = 0
-    deal: tuple[str, str] | None = None
-    events: list[DealEvent] = []
-
-    async def flush(final: bool) -> None:
-        nonlocal records, written
-        if deal is not None:
-            records.extend(visit_records(deal[0], deal[1], advance(DealVisits(), events)))
-        if records and (final or len(records) >= 5000):
-            await conn.copy_records_to_table("stage_visits", records=records, columns=VISIT_COLUMNS)
-            written += len(records)
-            records = []
-
-    async for r in conn.cursor("SELECT deal_id, process, payload FROM deal_events ORDER BY deal_id, seq"):
-        if deal is None or r["deal_id"] != deal[0]:
-            await flush(final=False)
-            deal, events = (r["deal_id"], r["process"]), []
-        events.append(decode_stored(r["payload"]))
-    await flush(final=True)
-    return written

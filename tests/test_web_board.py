@@ -15,7 +15,7 @@ from client.api import DealflowClient
 from definitions.loader import load_text
 from domain.events import Escalated, SlaBreached, StageEntered
 from store import registry
-from store.event_log import board_marks
+from store.projections.deal_rows import board_marks
 from tests.web_support import app_over, http
 
 DEFINITION = """
