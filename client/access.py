@@ -1,4 +1,4 @@
-"""Identities and roles from the access configuration, enforced by the client before it sends.
+"""Identities and roles: the access configuration, read (and read again when it changes).
 
 Configured by a YAML file (`$DEALFLOW_ACCESS_FILE`, else `<DEALFLOW_HOME>/access.yaml` if it
 exists):
@@ -11,7 +11,8 @@ exists):
 
 and/or the environment, `DEALFLOW_IDENTITIES="rita=rep:east,mona=manager:east,olga=ops"`, whose
 entries win over the file's. With neither, access control is off: anyone may do anything, as on a
-single-user machine. The acting identity is the `--as` name (or `$DEALFLOW_USER`).
+single-user machine. The acting identity is the `--as` name (or `$DEALFLOW_USER`). What each
+role may do is decided in one place, `client/permissions.py`.
 
 A long-running process (the web app) holds a `PolicySource`, which reads the file again whenever
 it changes, so that removing or changing someone takes effect at their next request.
@@ -23,31 +24,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from domain.access import ROLES, Claim, Role
+from domain.access import ROLES, Role
 from worker.settings import SettingsError, home
 
 log = logging.getLogger("dealflow.access")
-
-Permission = Literal["deploy", "migrate", "experiment", "import", "start", "act", "read"]
-
-# What each role may do, checked before anything is sent; ownership of a deal is checked by the
-# deal itself (workflows/access.py), which knows its owner and team.
-ALLOWED: dict[Role, set[Permission]] = {
-    "rep": {"start", "act", "read"},
-    "manager": {"start", "act", "read"},
-    "ops": {"deploy", "migrate", "experiment", "import", "read"},
-    "auditor": {"read"},
-}
-
-# Who may make (and revoke) API tokens, and for whom: ops for anyone, a manager for the members
-# of their own team; no one for a role above their own (RANK), reps and auditors for no one.
-TOKEN_ISSUERS: set[Role] = {"ops", "manager"}
-RANK: dict[Role, int] = {"auditor": 0, "rep": 1, "manager": 2, "ops": 3}
 
 
 class Identity(BaseModel):
@@ -69,57 +53,14 @@ class _File(BaseModel):
     identities: dict[str, Identity]
 
 
-class AccessDenied(Exception):
-    def __init__(self, actor: str, permission: str, message: str):
-        super().__init__(message)
-        self.actor, self.permission, self.message = actor, permission, message
-
-
 @dataclass(frozen=True)
 class AccessPolicy:
     identities: dict[str, Identity]
     source: str
 
-    def identity(self, actor: str, permission: Permission) -> Identity:
-        found = self.identities.get(actor)
-        if found is None:
-            # the access file by its name: a refusal can reach a page, and a page shows no server path
-            named = " + ".join(Path(part).name for part in self.source.split(" + "))
-            raise AccessDenied(actor, permission, f"{actor!r} is not a known identity ({named})")
-        return found
-
-    def require(self, actor: str, permission: Permission) -> Claim:
-        """The actor's claim, if their role allows `permission`; AccessDenied otherwise."""
-        who = self.identity(actor, permission)
-        if permission not in ALLOWED[who.role]:
-            may = ", ".join(sorted(ALLOWED[who.role]))
-            raise AccessDenied(actor, permission, f"{actor} is {who.role}: may {may}, not {permission}")
-        return Claim(role=who.role, team=who.team)
-
     def team_of(self, name: str) -> str | None:
         found = self.identities.get(name)
         return found.team if found else None
-
-    def may_issue(self, actor: str, identity: str, permission: str = "make tokens") -> None:
-        """Raise AccessDenied unless `actor` may make or revoke a token of `identity`."""
-        who = self.identities.get(actor)
-        if who is None:
-            raise AccessDenied(
-                actor, permission, f"{actor!r} is not an identity of the access configuration ({self.source})"
-            )
-        if who.role not in TOKEN_ISSUERS:
-            raise AccessDenied(actor, permission, f"{actor} is {who.role}: only ops and managers {permission}")
-        target = self.identities.get(identity)
-        if target is None:
-            raise AccessDenied(actor, permission, f"{identity!r} is not an identity of the access configuration")
-        if RANK[target.role] > RANK[who.role]:
-            raise AccessDenied(actor, permission, f"{identity} is {target.role}, a role above {actor}'s ({who.role})")
-        if who.role == "manager" and target.team != who.team:
-            raise AccessDenied(
-                actor,
-                permission,
-                f"{actor} manages team {who.team}; {identity} is not in it ({target.team or 'no team'})",
-            )
 
 
 def _from_env(text: str) -> dict[str, Identity]:

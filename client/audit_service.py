@@ -18,36 +18,35 @@ from audit import repair as repairs
 from audit.history import AuditError, deal_events, fetch_deal, pending_appends
 from audit.timeline import Entry, logged_timeline, timeline
 from audit.verify import Finding, LogRow, Verdict, check_chain, verify
-from client.api import DealflowClient, DealflowError, NotFound
+from client import deal_reads
+from client.context import Context
+from client.errors import DealflowError, NotFound
 from domain.commands import workflow_id
 from domain.events import DealImported
 from domain.state import DealState, as_of
 from store import access_log, event_log, imports
+from store import log_rows as log_rows_store
 from store.access_log import Refusal
 
 
-async def histories(c: DealflowClient, deal_id: str) -> list[WorkflowHistory]:
+async def histories(c: Context, deal_id: str) -> list[WorkflowHistory]:
     try:
         return await fetch_deal(c.temporal, deal_id)
     except AuditError as exc:
         raise NotFound(str(exc), code="unknown_deal") from None
 
 
-async def log_rows(c: DealflowClient, deal_id: str) -> list[LogRow]:
-    rows = await c.pool.fetch(
-        "SELECT seq, payload::text AS payload, prev_hash, hash FROM deal_events WHERE deal_id = $1 ORDER BY seq",
-        deal_id,
-    )
-    return [LogRow.of(r) for r in rows]
+async def log_rows(c: Context, deal_id: str) -> list[LogRow]:
+    return [LogRow.of(r) for r in await log_rows_store.rows(c.pool, deal_id)]
 
 
-async def _imported_closed(c: DealflowClient, deal_id: str) -> dict[str, Any] | None:
+async def _imported_closed(c: Context, deal_id: str) -> dict[str, Any] | None:
     """Where a deal that never ran here came from (a closed deal imported from a CRM), or None."""
     found = await imports.provenance(c.pool, deal_id)
     return found if found is not None and found["kind"] == "closed" else None
 
 
-async def deal_timeline(c: DealflowClient, deal_id: str) -> list[Entry]:
+async def deal_timeline(c: Context, deal_id: str) -> list[Entry]:
     """From Temporal's history; for a closed deal imported from a CRM (no workflow ever ran it),
     from the log, which holds all of it, its provenance first."""
     try:
@@ -59,7 +58,7 @@ async def deal_timeline(c: DealflowClient, deal_id: str) -> list[Entry]:
     return logged_timeline(events)
 
 
-async def state_as_of(c: DealflowClient, deal_id: str, at: datetime) -> DealState:
+async def state_as_of(c: Context, deal_id: str, at: datetime) -> DealState:
     events = [e for e in (r.event() for r in await log_rows(c, deal_id)) if e is not None]
     if not events:
         events = deal_events(await histories(c, deal_id))
@@ -69,7 +68,7 @@ async def state_as_of(c: DealflowClient, deal_id: str, at: datetime) -> DealStat
     return state
 
 
-async def verify_running(c: DealflowClient, deal_id: str) -> Verdict:
+async def verify_running(c: Context, deal_id: str) -> Verdict:
     """Verify a deal that may be running: the log is read before and after its history, so that
     what is appended meanwhile is neither missed nor taken for a forgery.
 
@@ -97,7 +96,7 @@ async def verify_running(c: DealflowClient, deal_id: str) -> Verdict:
     return verdict
 
 
-async def _failing_appends(c: DealflowClient, deal_id: str, activity_ids: set[str]) -> dict[str, str]:
+async def _failing_appends(c: Context, deal_id: str, activity_ids: set[str]) -> dict[str, str]:
     """Of the deal's pending appends, those that have failed at least once, with their last failure."""
     described = await c.temporal.get_workflow_handle(workflow_id(deal_id)).describe()
     out = {}
@@ -111,7 +110,7 @@ async def _failing_appends(c: DealflowClient, deal_id: str, activity_ids: set[st
     return out
 
 
-async def _verify_unrun(c: DealflowClient, deal_id: str, rows: list[LogRow]) -> Verdict:
+async def _verify_unrun(c: Context, deal_id: str, rows: list[LogRow]) -> Verdict:
     """A deal the log holds and Temporal does not: a closed deal imported from a CRM is checked
     against its chain and the import's record of it; any other is a finding."""
     origin = await _imported_closed(c, deal_id)
@@ -154,9 +153,7 @@ def imported_findings(rows: list[LogRow], origin: dict[str, Any]) -> list[Findin
     return out
 
 
-async def deals_in_temporal(
-    c: DealflowClient, *, process: str | None = None, since: datetime | None = None
-) -> list[str]:
+async def deals_in_temporal(c: Context, *, process: str | None = None, since: datetime | None = None) -> list[str]:
     """The deals whose workflows Temporal lists (of a process, started since an instant)."""
     query = 'WorkflowType = "Deal"'
     if process:
@@ -166,7 +163,7 @@ async def deals_in_temporal(
     return sorted({w.id.removeprefix("deal-") async for w in c.temporal.list_workflows(query)})
 
 
-async def deals_to_verify(c: DealflowClient, *, process: str | None = None, since: datetime | None = None) -> list[str]:
+async def deals_to_verify(c: Context, *, process: str | None = None, since: datetime | None = None) -> list[str]:
     """Every deal Temporal or the log knows, open or closed, imported or not: a deal missing
     from either side is one verify must see."""
     ids = set(await deals_in_temporal(c, process=process, since=since))
@@ -174,7 +171,7 @@ async def deals_to_verify(c: DealflowClient, *, process: str | None = None, sinc
     return sorted(ids)
 
 
-async def repair(c: DealflowClient, deal_id: str) -> int:
+async def repair(c: Context, deal_id: str) -> int:
     """Append what the deal's log lacks after its last event, from Temporal's history
     (audit.repair); returns how many events were appended."""
     try:
@@ -183,7 +180,7 @@ async def repair(c: DealflowClient, deal_id: str) -> int:
         raise DealflowError(str(exc), code="cannot_repair") from None
 
 
-async def export(c: DealflowClient, deal_id: str) -> dict[str, Any]:
+async def export(c: Context, deal_id: str) -> dict[str, Any]:
     """A self-contained bundle for offline replay and verify.
 
     As verify does, the log is read around the history, so that the bundle holds the rows the
@@ -193,11 +190,11 @@ async def export(c: DealflowClient, deal_id: str) -> dict[str, Any]:
     found = await histories(c, deal_id)
     told = {e.seq for e in deal_events(found)}
     rows = [r for r in await log_rows(c, deal_id) if r.seq in earlier or r.seq in told]
-    state = await c.logged_state(deal_id)
+    state = await deal_reads.logged_state(c, deal_id)
     pinned = await c.definition(state.process, state.version)
     return bundles.build(deal_id, found, rows, pinned.model_dump(mode="json"))
 
 
-async def refusals(c: DealflowClient, *, since: datetime | None = None, limit: int = 1000) -> list[Refusal]:
+async def refusals(c: Context, *, since: datetime | None = None, limit: int = 1000) -> list[Refusal]:
     """Requests refused for want of a permission, newest first."""
     return await access_log.read(c.pool, since=since, limit=limit)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from client.api import DealflowClient
-from store import deals
+from client.context import Context
+from store import deals, registry
 from store.deals import BoardCard
 
 # cards per column; a board of thousands of deals stays readable, and its counts stay exact
@@ -37,7 +37,7 @@ class Board(BaseModel):
 
 
 async def board(
-    c: DealflowClient,
+    c: Context,
     process: str,
     *,
     owner: str | None = None,
@@ -47,7 +47,7 @@ async def board(
 ) -> Board:
     latest = await c.definition(process)
     probabilities = {}
-    for d in await c.definitions():
+    for d in await registry.list_all(c.pool):
         if d.name == process:
             for s in (await c.definition(process, d.version)).definition.stages:
                 probabilities[(d.version, s.id)] = s.probability

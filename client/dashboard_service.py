@@ -14,8 +14,10 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from client import experiment_service, metrics_service
-from client.api import DealflowClient, Refused
+from client.context import Context
+from client.errors import Refused
 from client.metrics_service import ExperimentComparison, MetricsQuery
+from store import registry
 from store.compare import Comparison
 from store.metrics import Metrics
 
@@ -42,13 +44,13 @@ class Dashboard(BaseModel):
     experiments: list[ExperimentComparison]
 
 
-async def by_version(c: DealflowClient, query: MetricsQuery) -> list[VersionFigures]:
+async def by_version(c: Context, query: MetricsQuery) -> list[VersionFigures]:
     """The query's figures on each deployed version of its process, oldest first; a version no deal
     of the query started on or migrated to is left out (it would be a row of zeros)."""
     if not query.process:
         raise Refused("figures by version need a process", code="invalid_request")
     out = []
-    for d in await c.definitions():
+    for d in await registry.list_all(c.pool):
         if d.name != query.process:
             continue
         [(_, m)] = await metrics_service.metrics(c, query.model_copy(update={"version": d.version}))
@@ -72,7 +74,7 @@ def _stages_of(latest: Metrics, versions: list[VersionFigures]) -> list[str]:
     return stages
 
 
-async def dashboard(c: DealflowClient, query: MetricsQuery, compare: tuple[str, str] | None = None) -> Dashboard:
+async def dashboard(c: Context, query: MetricsQuery, compare: tuple[str, str] | None = None) -> Dashboard:
     """Per process the query covers, its figures and its experiments compared; with a process
     named, also its figures by version and two of its versions compared (`compare`). Figures by
     version wait for a process to be named: they cost one computation per version deployed."""

@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from client.api import DealflowClient, DealStatus
+from client import deal_reads
+from client.context import Context
+from client.deal_reads import DealStatus
 from definitions.model import ProcessDefinition
 from domain import decide, proposal_files
 from domain.access import Claim, Forbidden, check
@@ -118,13 +120,13 @@ def _touches(events: list[DealEvent]) -> list[TouchLine]:
     return list(lines.values())
 
 
-async def view(c: DealflowClient, deal_id: str, *, actor: str, claim: Claim | None, min_seq: int = 0) -> DealView:
-    status = await c.status(deal_id, min_seq=min_seq)
+async def view(c: Context, deal_id: str, *, actor: str, claim: Claim | None, min_seq: int = 0) -> DealView:
+    status = await deal_reads.status(c, deal_id, min_seq=min_seq)
     state = status.state
     pinned = await c.definition(state.process, state.version)
     d = pinned.definition
-    events = [proposal_files.readable(e) for e in await c.events(deal_id)]
-    chain = await c.chain(deal_id) if state.last_seq else []
+    events = [proposal_files.readable(e) for e in await deal_reads.events(c, deal_id)]
+    chain = await deal_reads.chain(c, deal_id) if state.last_seq else []
     why_not = None
     try:
         check(claim, actor, "act", state)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from client import definition_service
+from client import definition_service, permissions
 from client.api import DealflowClient, DealflowError, Refused
 from client.arguments import UsageError, add_key_values, process_ref
 from client.flags import stranded_flag, with_flag
@@ -31,7 +31,7 @@ async def cmd_deploy(args: argparse.Namespace, c: DealflowClient) -> None:
         return
     results = []
     for path in args.files:
-        await c.require(args.actor, "deploy", str(path))  # before the file is read, as an upload's
+        await permissions.require(c, args.actor, "deploy", str(path))  # before the file is read, as an upload's
         checked = definition_service.check(path)
         warnings = _warn(checked)
         results.append((await c.deploy_pinned(checked.pinned, deployed_by=args.actor, source=str(path)), warnings))

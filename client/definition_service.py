@@ -12,9 +12,11 @@ from pathlib import Path, PurePath, PurePosixPath
 import yaml
 from pydantic import BaseModel
 
-from client.api import DealflowClient, Refused
+from client import permissions
+from client.context import Context
+from client.errors import Refused
 from definitions.diff import Change, diff
-from definitions.loader import Checked, DefinitionError, PinnedDefinition, check_file, check_text
+from definitions.loader import Checked, DefinitionError, PinnedDefinition, check_file, check_text, load_file
 from definitions.model import ProcessDefinition
 from store import registry
 
@@ -123,18 +125,38 @@ def check_upload(filename: str, text: str, templates: dict[str, str] | None = No
             raise Refused(str(exc), code="invalid_definition", details=[str(p) for p in exc.problems]) from None
 
 
+async def deploy(c: Context, path: str | Path, *, deployed_by: str) -> registry.Deployment:
+    """Deploy a definition file; who may deploy is checked before the file is read."""
+    await permissions.require(c, deployed_by, "deploy", Path(path).name)  # a refusal's page shows no server path
+    try:
+        pinned = load_file(path)
+    except DefinitionError as exc:
+        raise Refused(str(exc), code="invalid_definition", details=[str(p) for p in exc.problems]) from None
+    return await registry.deploy(c.pool, pinned, deployed_by=deployed_by, source=str(path))
+
+
+async def deploy_pinned(c: Context, pinned: PinnedDefinition, *, deployed_by: str, source: str) -> registry.Deployment:
+    """Deploy a definition already loaded and checked (an upload: `load_upload`)."""
+    await permissions.require(c, deployed_by, "deploy", source)
+    return await registry.deploy(c.pool, pinned, deployed_by=deployed_by, source=source)
+
+
+async def deployments(c: Context) -> list[registry.Deployment]:
+    return await registry.list_all(c.pool)
+
+
 async def deploy_upload(
-    c: DealflowClient, filename: str, text: str, templates: dict[str, str] | None, *, deployed_by: str
+    c: Context, filename: str, text: str, templates: dict[str, str] | None, *, deployed_by: str
 ) -> tuple[registry.Deployment, list[str]]:
     """Deploy a definition sent over the network, and say its warnings; who may deploy is checked
     before the upload is even read, so a refusal never depends on what was sent."""
-    await c.require(deployed_by, "deploy", filename)
+    await permissions.require(c, deployed_by, "deploy", filename)
     checked = check_upload(filename, text, templates)
-    deployment = await c.deploy_pinned(checked.pinned, deployed_by=deployed_by, source=filename)
+    deployment = await deploy_pinned(c, checked.pinned, deployed_by=deployed_by, source=filename)
     return deployment, [str(w) for w in checked.warnings]
 
 
-async def latest(c: DealflowClient, name: str) -> PinnedDefinition | None:
+async def latest(c: Context, name: str) -> PinnedDefinition | None:
     try:
         return await registry.get(c.pool, name)
     except registry.UnknownDefinition:
@@ -142,7 +164,7 @@ async def latest(c: DealflowClient, name: str) -> PinnedDefinition | None:
 
 
 async def preview(
-    c: DealflowClient, pinned: PinnedDefinition, source: str, warnings: list[str] | None = None
+    c: Context, pinned: PinnedDefinition, source: str, warnings: list[str] | None = None
 ) -> DeployPreview:
     """Compare a loaded definition with what is deployed; write nothing."""
     existing = await registry.find(c.pool, pinned.name, pinned.version)
@@ -161,7 +183,7 @@ async def preview(
     )
 
 
-async def show(c: DealflowClient, name: str, version: str | None = None) -> DefinitionView:
+async def show(c: Context, name: str, version: str | None = None) -> DefinitionView:
     pinned = await c.definition(name, version)
     deployment = await registry.find(c.pool, pinned.name, pinned.version)
     return DefinitionView(
@@ -175,7 +197,7 @@ async def show(c: DealflowClient, name: str, version: str | None = None) -> Defi
     )
 
 
-async def compare_versions(c: DealflowClient, name: str, old: str, new: str) -> VersionDiff:
+async def compare_versions(c: Context, name: str, old: str, new: str) -> VersionDiff:
     a = await c.definition(name, old)
     b = await c.definition(name, new)
     return VersionDiff(from_ref=a.ref, to_ref=b.ref, changes=[ChangeView.of(ch) for ch in diff(a, b)])

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from client.api import DealflowClient, DealflowError, Refused
 from client.output import duration_text, print_table
 from client.report import write_report
 from definitions.loader import PinnedDefinition, shipped
 from definitions.model import FactSpec, FactType, ProcessDefinition
+from store import demo_counts
 from store.metrics import Filters, compute
 from worker.settings import Settings, home, outbox_dir, proposals_dir, read_stack
 
@@ -146,35 +145,18 @@ async def _settled(client: DealflowClient, prefix: str, timeout: float = 60) -> 
     polls = 4 + int(2 * client.log_flush_seconds)  # at 0.5 s each
     seen, quiet = -1, 0
     while quiet < polls and time.monotonic() < deadline:
-        n = int(await client.pool.fetchval("SELECT count(*) FROM deal_events WHERE deal_id LIKE $1", prefix + "%"))
+        n = await demo_counts.events(client.pool, prefix)
         quiet = quiet + 1 if n == seen else 0
         seen = n
         await asyncio.sleep(0.5)
     return seen
 
 
-_EFFECTS = """
-SELECT
-  count(*) FILTER (WHERE type = 'TouchSent') AS touches,
-  count(*) FILTER (WHERE type = 'TouchFailed') AS touches_failed,
-  count(*) FILTER (WHERE type = 'CadenceStarted') AS cadences,
-  count(*) FILTER (WHERE type = 'CadenceCompleted') AS completed,
-  count(*) FILTER (WHERE type = 'CadenceStopped' AND payload->>'reason' IN ('replied', 'meeting_booked')) AS by_reply,
-  count(*) FILTER (WHERE type = 'CadenceStopped' AND payload->>'reason' = 'deal_ended') AS by_end,
-  count(*) FILTER (WHERE type = 'ProposalGenerated') AS proposals,
-  count(*) FILTER (WHERE type = 'ProposalFailed') AS proposals_failed,
-  count(*) FILTER (WHERE type = 'SlaBreached') AS breaches,
-  count(*) FILTER (WHERE type = 'Escalated') AS escalations
-FROM deal_events WHERE deal_id LIKE $1
-"""
-
-
-async def _wait_for_cadences(client: DealflowClient, prefix: str, timeout: float = 150) -> asyncpg.Record:
+async def _wait_for_cadences(client: DealflowClient, prefix: str, timeout: float = 150) -> dict[str, int]:
     """Cadences of stalled deals run to their last touch; the report waits for them."""
     deadline = time.monotonic() + timeout
     while True:
-        row = await client.pool.fetchrow(_EFFECTS, prefix + "%")
-        assert row is not None
+        row = await demo_counts.effects(client.pool, prefix)
         if row["cadences"] <= row["completed"] + row["by_reply"] + row["by_end"] or time.monotonic() > deadline:
             return row
         await asyncio.sleep(1)
@@ -215,8 +197,7 @@ async def drive(client: DealflowClient, *, deals: int, seed: int, concurrency: i
     print("waiting for the follow-up cadences of stalled deals to finish ...", flush=True)
     await _wait_for_cadences(client, run)
     logged = await _settled(client, run)
-    effects = await client.pool.fetchrow(_EFFECTS, run + "%")
-    assert effects is not None
+    effects = await demo_counts.effects(client.pool, run)
     print(
         f"\n{deals} deals in {elapsed:.1f} s: "
         + ", ".join(f"{k} {v}" for k, v in sorted(tally.outcomes.items()))
@@ -224,9 +205,7 @@ async def drive(client: DealflowClient, *, deals: int, seed: int, concurrency: i
         f" {tally.repeats} repeated requests answered without recording"
     )
     print(f"event log: {logged} events in PostgreSQL")
-    outbox = await client.pool.fetchval(
-        "SELECT count(*) FROM outbox WHERE deal_id LIKE $1 AND kind = 'touch' AND status = 'sent'", run + "%"
-    )
+    outbox = await demo_counts.touches_sent(client.pool, run)
     print(
         f"follow-up: {effects['cadences']} cadences, {effects['touches']} touches sent"
         f" ({effects['touches_failed']} failed), {effects['by_reply']} cadences stopped by buyer replies"

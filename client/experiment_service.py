@@ -6,7 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from client.api import DealflowClient, Refused
+from client import permissions
+from client.context import Context
+from client.errors import NotFound, Refused
 from definitions.experiment import Experiment, load_experiment, parse_experiment
 from definitions.loader import DefinitionError
 from store import experiments
@@ -60,20 +62,43 @@ def parse(text: str, source: str) -> Experiment:
         raise Refused(str(exc), code="invalid_experiment", details=[str(p) for p in exc.problems]) from None
 
 
-async def start(c: DealflowClient, exp: Experiment, *, started_by: str) -> ExperimentView:
-    return ExperimentView.of(await c.start_experiment(exp, started_by=started_by))
+async def begin(c: Context, exp: Experiment, *, started_by: str) -> ExperimentRecord:
+    await permissions.require(c, started_by, "experiment", exp.name)
+    try:
+        return await experiments.start(c.pool, exp, started_by=started_by)
+    except experiments.ExperimentRefused as exc:
+        raise Refused(str(exc), code="experiment_refused") from None
 
 
-async def stop(c: DealflowClient, name: str, *, stopped_by: str) -> ExperimentView:
-    record = await c.stop_experiment(name, stopped_by=stopped_by)
+async def end(c: Context, name: str, *, stopped_by: str) -> ExperimentRecord:
+    await permissions.require(c, stopped_by, "experiment", name)
+    try:
+        return await experiments.stop(c.pool, name, stopped_by=stopped_by)
+    except experiments.ExperimentRefused as exc:
+        raise Refused(str(exc), code="experiment_refused") from None
+
+
+async def get(c: Context, name: str) -> ExperimentRecord:
+    try:
+        return await experiments.get(c.pool, name)
+    except experiments.ExperimentRefused as exc:
+        raise NotFound(str(exc), code="unknown_experiment") from None
+
+
+async def start(c: Context, exp: Experiment, *, started_by: str) -> ExperimentView:
+    return ExperimentView.of(await begin(c, exp, started_by=started_by))
+
+
+async def stop(c: Context, name: str, *, stopped_by: str) -> ExperimentView:
+    record = await end(c, name, stopped_by=stopped_by)
     return ExperimentView.of(record, await experiments.deals_per_arm(c.pool, name))
 
 
-async def list_all(c: DealflowClient) -> list[ExperimentView]:
+async def list_all(c: Context) -> list[ExperimentView]:
     records = await experiments.list_all(c.pool)
     return [ExperimentView.of(r, await experiments.deals_per_arm(c.pool, r.experiment.name)) for r in records]
 
 
-async def show(c: DealflowClient, name: str) -> ExperimentView:
-    record = await c.experiment(name)
+async def show(c: Context, name: str) -> ExperimentView:
+    record = await get(c, name)
     return ExperimentView.of(record, await experiments.deals_per_arm(c.pool, name))

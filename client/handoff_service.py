@@ -3,9 +3,9 @@ the web app and the report."""
 
 from __future__ import annotations
 
-from client.api import DealflowClient
+from client.context import Context
 from store.handoffs import HandoffMetrics, handoffs
 
 
-async def handoff_metrics(c: DealflowClient, process: str | None = None) -> HandoffMetrics:
+async def handoff_metrics(c: Context, process: str | None = None) -> HandoffMetrics:
     return await handoffs(c.pool, process)

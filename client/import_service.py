@@ -25,7 +25,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel
 
-from client.api import DealflowClient, Refused
+from client import deal_service, permissions
+from client.context import Context
+from client.errors import Refused
 from crm import mapping as mappings
 from crm import sources
 from crm.effects import messages_at_once
@@ -68,7 +70,7 @@ def zone(name: str) -> ZoneInfo:
 
 
 async def read(
-    c: DealflowClient,
+    c: Context,
     source: str,
     files: list[str],
     *,
@@ -112,7 +114,7 @@ async def read(
     return plan(parsed, mapping, pinned, source=source, mapping_name=mapping_name), parsed.files
 
 
-async def runs(c: DealflowClient, limit: int = 20) -> list[dict[str, Any]]:
+async def runs(c: Context, limit: int = 20) -> list[dict[str, Any]]:
     """The latest runs with how each ended; asking is what finds a killed run as killed."""
     if limit < 1:
         raise Refused(f"a limit of {limit} runs: give 1 or more", code="invalid_request", details={"input": "limit"})
@@ -120,7 +122,7 @@ async def runs(c: DealflowClient, limit: int = 20) -> list[dict[str, Any]]:
 
 
 async def run(
-    c: DealflowClient,
+    c: Context,
     the_plan: ImportPlan,
     files: list[dict[str, str]],
     *,
@@ -129,7 +131,7 @@ async def run(
     effects: Effects = "future",
     progress: Progress | None = None,
 ) -> ImportReport:
-    await c.require(actor, "import", the_plan.process)
+    await permissions.require(c, actor, "import", the_plan.process)
     if the_plan.blocking and not dry_run:
         raise Refused(
             "the mapping must be fixed first; nothing was imported:\n" + "\n".join(str(p) for p in the_plan.blocking),
@@ -179,7 +181,7 @@ async def run(
 
 
 async def _bring_over(
-    c: DealflowClient,
+    c: Context,
     the_plan: ImportPlan,
     remaining: ImportPlan,
     import_id: str,
@@ -206,11 +208,11 @@ async def _bring_over(
     await asyncio.gather(*(start(d) for d in opened))
 
 
-async def _taken(c: DealflowClient, deals: list[PlannedDeal]) -> dict[str, str]:
+async def _taken(c: Context, deals: list[PlannedDeal]) -> dict[str, str]:
     """Of these deals, those whose id a deal not of this CRM deal already holds, with the problem;
     an open deal an earlier run started but did not mark is this import's, and is marked."""
     ids = [d.deal_id for d in deals]
-    found = {r["deal_id"] for r in await c.pool.fetch("SELECT deal_id FROM deals WHERE deal_id = ANY($1::text[])", ids)}
+    found = await imports.existing_deals(c.pool, ids)
     out = {}
     for deal in deals:
         if deal.deal_id in found and not (deal.outcome is None and await _ours(c, deal)):
@@ -260,7 +262,7 @@ def _build_rows(pinned: PinnedDefinition, batch: list[PlannedDeal]) -> history_l
 
 
 async def _record_all_closed(
-    c: DealflowClient,
+    c: Context,
     the_plan: ImportPlan,
     closed: list[PlannedDeal],
     import_id: str,
@@ -290,7 +292,7 @@ async def _built_here(pinned: PinnedDefinition, batch: list[PlannedDeal]) -> his
 
 
 async def _record_closed(
-    c: DealflowClient,
+    c: Context,
     the_plan: ImportPlan,
     batch: list[PlannedDeal],
     rows: history_load.Rows,
@@ -299,7 +301,7 @@ async def _record_closed(
 ) -> int:
     """One batch in one transaction: its history, its projections and its import marks."""
     ids = [d.deal_id for d in batch]
-    taken = {r["deal_id"] for r in await c.pool.fetch("SELECT deal_id FROM deals WHERE deal_id = ANY($1::text[])", ids)}
+    taken = await imports.existing_deals(c.pool, ids)
     for deal in batch:
         if deal.deal_id in taken:
             report.problems.append(f"{deal.history.file}:{deal.history.row}: deal {deal.deal_id} already exists")
@@ -307,9 +309,7 @@ async def _record_closed(
         rows = rows.without(taken)
     heads = rows.heads()
     marks = [_mark(the_plan, d, import_id, "closed", heads[d.deal_id]) for d in batch if d.deal_id not in taken]
-    async with c.pool.acquire() as conn, conn.transaction():
-        await history_load.load_rows(conn, rows)
-        await imports.record(conn, marks)
+    await imports.record_closed(c.pool, rows, marks)
     return len(marks)
 
 
@@ -324,10 +324,11 @@ def _mark(
 
 
 async def _start_open(
-    c: DealflowClient, the_plan: ImportPlan, deal: PlannedDeal, import_id: str, actor: str, report: ImportReport
+    c: Context, the_plan: ImportPlan, deal: PlannedDeal, import_id: str, actor: str, report: ImportReport
 ) -> bool:
     try:
-        await c.start_deal(
+        await deal_service.start_deal(
+            c,
             the_plan.process,
             deal.deal_id,
             deal.owner,
@@ -343,16 +344,11 @@ async def _start_open(
             report.problems.append(f"{deal.history.file}:{deal.history.row}: deal {deal.deal_id}: {exc.message}")
             return False
         # an earlier run started it and stopped before recording it: record it now
-    async with c.pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO imported_deals (source, crm_id, deal_id, import_id, kind, file, sha256, row_number, events,"
-            " head_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (source, crm_id) DO NOTHING",
-            *_mark(the_plan, deal, import_id, "open"),
-        )
+    await imports.record_open(c.pool, _mark(the_plan, deal, import_id, "open"))
     return True
 
 
-async def _ours(c: DealflowClient, deal: PlannedDeal) -> bool:
+async def _ours(c: Context, deal: PlannedDeal) -> bool:
     """Whether the deal that exists under this id is this CRM deal, started by an earlier run."""
     events = await event_log.read(c.pool, deal.deal_id)
     marker = next((e for e in events if isinstance(e, DealImported)), None)

@@ -7,8 +7,9 @@ import tempfile
 from pathlib import Path, PurePath
 from typing import get_args
 
-from client import import_service
-from client.api import DealflowClient, Refused
+from client import import_service, permissions
+from client.context import Context
+from client.errors import Refused
 from client.import_service import ImportReport
 from domain.imports import Effects
 
@@ -25,7 +26,7 @@ def effects_of(text: str) -> Effects:
 
 
 async def import_files(
-    c: DealflowClient,
+    c: Context,
     source: str,
     files: dict[str, bytes],
     *,
@@ -47,7 +48,7 @@ async def import_files(
     if len(files) != need:
         what = "the opportunities and the opportunity history" if need == 2 else "one export file"
         raise Refused(f"a {source} import takes {what}; got {len(files)} file(s)", code="invalid_request")
-    await c.require(actor, "import", process)
+    await permissions.require(c, actor, "import", process)
     bad = [n for n in files if not n or not n.isprintable() or PurePath(n).name != n]
     if bad:
         raise Refused(f"file names must be plain names: {', '.join(map(repr, bad))}", code="invalid_request")

@@ -8,7 +8,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from client.api import DealflowClient, Refused
+from client.context import Context
+from client.errors import Refused
 from definitions.loader import PinnedDefinition
 from definitions.model import FactSpec, FactType
 from store import fact_outcomes, persistence, rep_strength
@@ -36,7 +37,7 @@ class InsightQuery(BaseModel):
         return None
 
 
-async def _pinned(c: DealflowClient, query: InsightQuery) -> tuple[PinnedDefinition, Scope]:
+async def _pinned(c: Context, query: InsightQuery) -> tuple[PinnedDefinition, Scope]:
     problem = query.problem()
     if problem:
         raise Refused(problem, code="invalid_request")
@@ -44,7 +45,7 @@ async def _pinned(c: DealflowClient, query: InsightQuery) -> tuple[PinnedDefinit
     return pinned, Scope(**query.model_dump())
 
 
-async def reps(c: DealflowClient, query: InsightQuery) -> RepStrength:
+async def reps(c: Context, query: InsightQuery) -> RepStrength:
     pinned, scope = await _pinned(c, query)
     return await rep_strength.compute(c.pool, pinned.definition, scope)
 
@@ -83,7 +84,7 @@ def comparable_fact(pinned: PinnedDefinition, stage: str, fact: str) -> FactSpec
     return spec
 
 
-async def by_fact(c: DealflowClient, query: InsightQuery, ref: str, *, buckets: int = 4) -> FactOutcomes:
+async def by_fact(c: Context, query: InsightQuery, ref: str, *, buckets: int = 4) -> FactOutcomes:
     try:
         stage, fact = fact_ref(ref)
     except ValueError as exc:
@@ -105,6 +106,6 @@ def comparable_facts(pinned: PinnedDefinition) -> list[tuple[str, FactSpec]]:
     return out
 
 
-async def follow_up(c: DealflowClient, query: InsightQuery, *, by_rep: bool = False) -> Persistence:
+async def follow_up(c: Context, query: InsightQuery, *, by_rep: bool = False) -> Persistence:
     pinned, scope = await _pinned(c, query)
     return await persistence.compute(c.pool, pinned.definition, scope, by_rep=by_rep)

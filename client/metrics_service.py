@@ -7,8 +7,11 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from client.api import DealflowClient, Refused
+from client import experiment_service
+from client.context import Context
+from client.errors import Refused
 from definitions.loader import PinnedDefinition
+from store import registry
 from store.compare import Comparison, compare
 from store.deals import CustomerSummary, customers
 from store.metrics import Filters, Metrics, compute
@@ -39,12 +42,12 @@ class ExperimentComparison(BaseModel):
     comparisons: list[Comparison]
 
 
-async def metrics(c: DealflowClient, query: MetricsQuery) -> list[tuple[PinnedDefinition, Metrics]]:
+async def metrics(c: Context, query: MetricsQuery) -> list[tuple[PinnedDefinition, Metrics]]:
     """The figures of each process the query names (every deployed process when it names none)."""
     problem = query.problem()
     if problem:
         raise Refused(problem, code="invalid_request")
-    names = [query.process] if query.process else sorted({d.name for d in await c.definitions()})
+    names = [query.process] if query.process else sorted({d.name for d in await registry.list_all(c.pool)})
     out = []
     for name in names:
         pinned = await c.definition(name, query.version)
@@ -53,17 +56,17 @@ async def metrics(c: DealflowClient, query: MetricsQuery) -> list[tuple[PinnedDe
     return out
 
 
-async def compare_versions(c: DealflowClient, a: tuple[str, str | None], b: tuple[str, str | None]) -> Comparison:
+async def compare_versions(c: Context, a: tuple[str, str | None], b: tuple[str, str | None]) -> Comparison:
     return await compare(c.pool, await c.definition(*a), await c.definition(*b))
 
 
-async def compare_experiment(c: DealflowClient, name: str) -> ExperimentComparison:
+async def compare_experiment(c: Context, name: str) -> ExperimentComparison:
     """Every arm against the first (the baseline), on the deals the experiment assigned."""
-    exp = (await c.experiment(name)).experiment
+    exp = (await experiment_service.get(c, name)).experiment
     arms = [await c.definition(exp.process, arm.version) for arm in exp.arms]
     results = [await compare(c.pool, arms[0], other, experiment=exp.name) for other in arms[1:]]
     return ExperimentComparison(experiment=exp.name, comparisons=results)
 
 
-async def customers_of(c: DealflowClient, process: str | None = None) -> list[CustomerSummary]:
+async def customers_of(c: Context, process: str | None = None) -> list[CustomerSummary]:
     return await customers(c.pool, process=process)

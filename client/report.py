@@ -18,11 +18,12 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from client import insights_service
-from client.api import DealflowClient
+from client.context import Context
 from client.insights_service import InsightQuery
 from client.output import duration_text
 from client.output import pct as _pct
 from definitions.loader import PinnedDefinition
+from store import registry
 from store.fact_outcomes import FactOutcomes
 from store.metrics import Filters, Metrics, compute
 from store.persistence import Persistence
@@ -172,11 +173,11 @@ def section(pinned: PinnedDefinition, m: Metrics, by_version: list[tuple[str, Me
     )
 
 
-async def write_report(c: DealflowClient, out: Path, *, deal_prefix: str | None = None) -> Path:
+async def write_report(c: Context, out: Path, *, deal_prefix: str | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    names = sorted({d.name for d in await c.definitions()})
+    names = sorted({d.name for d in await registry.list_all(c.pool)})
     versions: dict[str, list[str]] = {}
-    for d in await c.definitions():
+    for d in await registry.list_all(c.pool):
         versions.setdefault(d.name, []).append(d.version)
     sections = []
     for name in names:
@@ -271,7 +272,7 @@ def persistence_html(p: Persistence) -> str:
     )
 
 
-async def insights_section(c: DealflowClient, pinned: PinnedDefinition) -> str:
+async def insights_section(c: Context, pinned: PinnedDefinition) -> str:
     """The process's insights, for its section of the report (one query per answer)."""
     query = InsightQuery(process=pinned.name)
     facts = ""

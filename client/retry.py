@@ -10,7 +10,7 @@ deadline (`DEALFLOW_REQUEST_DEADLINE_SECONDS`, 60 s by default) has passed; then
 says the outcome is unknown, and the caller can repeat the request itself under the same id.
 
 `until_answered` knows nothing of deals: what an answer means, and what to say when there is
-none, is the caller's (`client/api.py`).
+none, is the caller's (`client/deal_workflows.py`).
 """
 
 from __future__ import annotations

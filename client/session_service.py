@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from client import token_service
-from client.api import DealflowClient, Unauthenticated
+from client.context import Context
+from client.errors import Unauthenticated
 from store import sessions
 
 
@@ -27,13 +28,13 @@ def _refused(message: str, reason: str) -> Unauthenticated:
     return Unauthenticated(f"{message}; sign in again", details={"reason": reason})
 
 
-async def start(c: DealflowClient, identity: str, token_id: str | None, *, now: datetime, limits: Lifetimes) -> str:
+async def start(c: Context, identity: str, token_id: str | None, *, now: datetime, limits: Lifetimes) -> str:
     """A new session's id (for the signed cookie)."""
     return await sessions.create(c.pool, identity, token_id, now=now, lifetime=limits.lifetime)
 
 
 async def check(
-    c: DealflowClient,
+    c: Context,
     session_id: str | None,
     identity: str | None,
     token_id: str | None,
@@ -65,5 +66,5 @@ async def check(
     return record.identity
 
 
-async def end(c: DealflowClient, session_id: str, *, now: datetime, because: str) -> None:
+async def end(c: Context, session_id: str, *, now: datetime, because: str) -> None:
     await sessions.end(c.pool, session_id, now=now, because=because)

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from store import history_load
 from store.visits import Conn
 
 
@@ -81,6 +82,12 @@ async def runs(pool: asyncpg.Pool, limit: int = 20) -> list[dict[str, Any]]:
     return [dict(r) | {"counts": json.loads(r["counts"]), "files": json.loads(r["files"])} for r in rows]
 
 
+async def existing_deals(pool: asyncpg.Pool, deal_ids: list[str]) -> set[str]:
+    """Of these deal ids, those a deal here already holds (imported or not)."""
+    rows = await pool.fetch("SELECT deal_id FROM deals WHERE deal_id = ANY($1::text[])", deal_ids)
+    return {r["deal_id"] for r in rows}
+
+
 async def already(pool: asyncpg.Pool, source: str, crm_ids: list[str]) -> dict[str, str]:
     """Of these CRM ids, those an earlier import brought over, with their deal ids."""
     rows = await pool.fetch(
@@ -118,3 +125,21 @@ async def provenance(pool: asyncpg.Pool, deal_id: str) -> dict[str, Any] | None:
         deal_id,
     )
     return None if row is None else dict(row)
+
+
+async def record_open(pool: asyncpg.Pool, mark: Mark) -> None:
+    """Mark an open deal as imported once its workflow has started; a mark already there (an
+    earlier run's) stays as it is."""
+    await pool.execute(
+        f"INSERT INTO imported_deals ({', '.join(IMPORTED_COLUMNS)})"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (source, crm_id) DO NOTHING",
+        *mark,
+    )
+
+
+async def record_closed(pool: asyncpg.Pool, rows: history_load.Rows, marks: list[Mark]) -> None:
+    """Closed deals' histories, their projections and their import marks, in one transaction: a
+    stop loses the batch whole or keeps it whole."""
+    async with pool.acquire() as conn, conn.transaction():
+        await history_load.load_rows(conn, rows)
+        await record(conn, marks)

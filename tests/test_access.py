@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from client import deal_service
 from client.access import Identity, load_policy
 from client.api import DealflowClient, Refused
 from definitions.loader import PinnedDefinition
@@ -147,7 +148,7 @@ async def test_the_deal_enforces_the_claim_whatever_the_client_checked(
         claim=Claim(role="rep", team="east"),
     )
     with pytest.raises(Refused) as refused:
-        await client._update(deal, DealWorkflow.complete_stage, cmd)
+        await deal_service.send(client, deal, DealWorkflow.complete_stage, cmd)
     assert refused.value.code == "forbidden"
     assert await client.events(deal) == before
 

@@ -15,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from client.access import AccessDenied, AccessPolicy
+from client import permissions
+from client.access import AccessPolicy
 from client.api import DealflowClient
+from client.permissions import AccessDenied
 from definitions.loader import PinnedDefinition
 from domain.activity_io import AppendEvents, DealSnapshot
 from domain.events import DealEvent, DealStarted, ProposalGenerated
@@ -262,7 +264,7 @@ async def test_an_uploaded_export_is_named_by_its_own_name_in_a_refusal(
 def test_an_unknown_identity_is_told_the_access_files_name_not_its_path() -> None:
     policy = AccessPolicy({}, "/srv/dealflow/home/access.yaml + DEALFLOW_IDENTITIES")
     with pytest.raises(AccessDenied) as denied:
-        policy.require("zed", "deploy")
+        permissions.claim(policy, "zed", "deploy")
     assert denied.value.message == "'zed' is not a known identity (access.yaml + DEALFLOW_IDENTITIES)"
 
 

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from client import definition_service, experiment_service
+from client import definition_service, experiment_service, permissions
 from client.api import DealflowClient, DealflowError, NotFound, Refused
 from client.migration import MigrationPlan
 from store.registry import Deployment
@@ -152,7 +152,9 @@ async def preview_upload(request: Request) -> Response:
     try:
         # asked before the dry run too: a form a role is not offered answers no post either
         named = form.get("definition")
-        await c.require(caller.name, "deploy", _plain_name(named.filename) if isinstance(named, UploadFile) else None)
+        await permissions.require(
+            c, caller.name, "deploy", _plain_name(named.filename) if isinstance(named, UploadFile) else None
+        )
         filename, text, templates = await _read_upload(form)
         checked = definition_service.check_upload(filename, text, templates)
         preview = await definition_service.preview(c, checked.pinned, filename, [str(w) for w in checked.warnings])
@@ -174,7 +176,7 @@ async def deploy_upload(request: Request) -> Response:
     c = client_of(request)
     filename, previewed = _plain_name(str(form.get("filename", ""))), str(form.get("version", ""))
     try:
-        await c.require(caller.name, "deploy", filename)
+        await permissions.require(c, caller.name, "deploy", filename)
         text = _carried(form.get("yaml", ""))
         names = [str(n) for n in form.getlist("template_name")]
         templates = {n: _carried(t) for n, t in zip(names, form.getlist("template_text"), strict=False)}
@@ -291,7 +293,7 @@ async def migration_preview(request: Request, name: str) -> Response:
     caller, _, typed = await _migration_form(request)
     c = client_of(request)
     try:
-        await c.require(caller.name, "migrate", name)
+        await permissions.require(c, caller.name, "migrate", name)
         plan = await _plan(c, name, typed)
     except (Refused, NotFound) as exc:
         return await _back_to_migrate(request, caller, name, exc, typed)
@@ -306,7 +308,7 @@ async def migration_apply(request: Request, name: str) -> Response:
     caller, _, typed = await _migration_form(request)
     c = client_of(request)
     try:
-        await c.require(caller.name, "migrate", name)
+        await permissions.require(c, caller.name, "migrate", name)
         plan = await _plan(c, name, typed)
         results = await c.apply_migration(plan, actor=caller.name)
     except (Refused, NotFound) as exc:

@@ -15,8 +15,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from client.access import ALLOWED, Permission
+from client import permissions
 from client.api import Unauthenticated
+from client.permissions import Permission
 from web.identity import Caller, csrf_token, identify
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -46,8 +47,8 @@ async def page_caller(request: Request) -> Caller:
 
 
 def may(caller: Caller, permission: Permission) -> bool:
-    """Whether the caller's role allows `permission` (the CLI's rule); everyone may with access off."""
-    return caller.role is None or permission in ALLOWED[caller.role]
+    """Whether the caller's role allows `permission` (the page offers only that); everyone may with access off."""
+    return permissions.allowed(caller.role, permission)
 
 
 def render(request: Request, template: str, caller: Caller | None, status: int = 200, **context: Any) -> HTMLResponse:
