@@ -13,10 +13,10 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from analytics.version_comparison import Comparison
 from client import experiment_service, metrics_service
 from client.api import DealflowClient, Refused
 from client.metrics_service import ExperimentComparison, MetricsQuery
-from store.compare import Comparison
 from store.metrics import Metrics
 
 

@@ -7,9 +7,10 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from analytics.version_comparison import Comparison
 from client.api import DealflowClient, Refused
 from definitions.loader import PinnedDefinition
-from store.compare import Comparison, compare
+from store.compare import compare
 from store.deals import CustomerSummary, customers
 from store.metrics import Filters, Metrics, compute
 
