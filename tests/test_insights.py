@@ -323,7 +323,7 @@ async def test_phase_strength_per_rep_matches(pool: asyncpg.Pool, mixed: EventSe
 
 def _against_the_rest(t: Compared, others: list[tuple[int, int]]) -> None:
     """The rest of the team, and that rest less the rep pulling it furthest the other way: the
-    larger p of the two (store/verdicts.py)."""
+    larger p of the two (analytics/verdicts.py)."""
     rest_k, rest_n = sum(k for k, _ in others), sum(n for _, n in others)
     assert (t.rest_successes, t.rest_n) == (rest_k, rest_n)
     full = two_by_two(t.successes, t.n - t.successes, rest_k, rest_n - rest_k)
@@ -405,7 +405,7 @@ async def test_follow_up_persistence_matches(pool: asyncpg.Pool, mixed: EventSet
 
 
 def _kaplan_meier_matches(figures: Figures, counts: Counter[tuple[str, int]]) -> None:
-    """Each deal at risk from no touch to its last, answering or stopping there (store/survival.py)."""
+    """Each deal at risk from no touch to its last, answering or stopping there (analytics/kaplan_meier.py)."""
     deals = [(o in ("reply", "won"), t) for (o, t), n in counts.items() for _ in range(n)]
     most = max((t for _, t in deals), default=0)
     at_risk = [sum(t >= x for _, t in deals) for x in range(most + 2)]
