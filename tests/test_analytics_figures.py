@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from analytics.follow_up_persistence import MIN_AT_RISK, tally
-from analytics.handoff_verdicts import MIN_TAKEN_UP, HandoffFigures, judged
+from analytics.handoff_verdicts import MIN_TAKEN_UP, HandoffFigures, Times, judged
 from analytics.rep_strength import PhaseCount, phase_strength, phases_of
 from analytics.significance import fisher_exact, mann_whitney, two_by_two
 from analytics.version_comparison import StageCounts, Version, compare
@@ -97,7 +97,7 @@ def _stage(team: str, stage: str) -> HandoffFigures:
 
 def test_a_stage_whose_handoffs_wait_much_longer_is_slow() -> None:
     slow, quick, thin = _stage("closers", "negotiate"), _stage("openers", "qualify"), _stage("care", "onboard")
-    times = {
+    times: Times = {
         ("p", "closers", "negotiate"): [36_000.0 + 60 * i for i in range(20)],
         ("p", "openers", "qualify"): [3_600.0 + 60 * i for i in range(20)],
         ("p", "care", "onboard"): [100.0] * (MIN_TAKEN_UP - 1),
