@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY definitions ./definitions
 COPY domain ./domain
+COPY analytics ./analytics
 COPY workflows ./workflows
 COPY activities ./activities
 COPY worker ./worker

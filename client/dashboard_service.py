@@ -13,12 +13,12 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from analytics.version_comparison import Comparison
 from client import experiment_service, metrics_service
 from client.context import Context
 from client.errors import Refused
 from client.metrics_service import ExperimentComparison, MetricsQuery
 from store import registry
-from store.compare import Comparison
 from store.metrics import Metrics
 
 

@@ -1,15 +1,16 @@
-"""`dealflow metrics handoffs`: time lost at each handoff between teams (store/handoffs.py)."""
+"""`dealflow metrics handoffs`: time lost at each handoff between teams (store/handoffs.py; verdicts:
+analytics/handoff_verdicts.py)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from analytics.handoff_verdicts import HandoffFigures, HandoffMetrics
 from client.api import DealflowClient
 from client.arguments import UsageError
 from client.handoff_service import handoff_metrics
 from client.output import duration_text, emit, print_table
-from store.handoffs import HandoffFigures, HandoffMetrics
 
 # the options of plain `dealflow metrics` that `metrics handoffs` does not take
 _NOT_TAKEN = ["version", "owner", "since", "until", "as_of", "csv", "experiment"]

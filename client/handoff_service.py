@@ -3,8 +3,9 @@ the web app and the report."""
 
 from __future__ import annotations
 
+from analytics.handoff_verdicts import HandoffMetrics
 from client.context import Context
-from store.handoffs import HandoffMetrics, handoffs
+from store.handoffs import handoffs
 
 
 async def handoff_metrics(c: Context, process: str | None = None) -> HandoffMetrics:

@@ -6,15 +6,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from analytics.follow_up_persistence import GIVE_UP_AFTER, AnswersAfter, Figures
+from analytics.verdicts import Compared, p_text
 from client import insights_service
 from client.api import DealflowClient
 from client.arguments import UsageError, instant
 from client.insights_service import MAX_BUCKETS, InsightQuery, fact_ref
 from client.output import duration_text, emit, pct, print_table
 from store.fact_outcomes import FactOutcomes
-from store.persistence import GIVE_UP_AFTER, AnswersAfter, Figures, Persistence
+from store.follow_up_persistence import Persistence
 from store.rep_strength import RepStrength
-from store.verdicts import Compared, p_text
 
 # options of plain `dealflow metrics` that none of these take (the process is their argument)
 _NOT_TAKEN = ["process", "owner", "csv", "experiment"]

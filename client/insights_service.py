@@ -12,10 +12,10 @@ from client.context import Context
 from client.errors import Refused
 from definitions.loader import PinnedDefinition
 from definitions.model import FactSpec, FactType
-from store import fact_outcomes, persistence, rep_strength
+from store import fact_outcomes, follow_up_persistence, rep_strength
 from store.fact_outcomes import FactOutcomes
+from store.follow_up_persistence import Persistence
 from store.insights import Scope
-from store.persistence import Persistence
 from store.rep_strength import RepStrength
 
 MAX_BUCKETS = 20
@@ -108,4 +108,4 @@ def comparable_facts(pinned: PinnedDefinition) -> list[tuple[str, FactSpec]]:
 
 async def follow_up(c: Context, query: InsightQuery, *, by_rep: bool = False) -> Persistence:
     pinned, scope = await _pinned(c, query)
-    return await persistence.compute(c.pool, pinned.definition, scope, by_rep=by_rep)
+    return await follow_up_persistence.compute(c.pool, pinned.definition, scope, by_rep=by_rep)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from analytics.version_comparison import Comparison
 from client import metrics_service
 from client.api import DealflowClient
 from client.arguments import UsageError, instant, process_ref
@@ -15,7 +16,6 @@ from client.handoff_commands import add_parser as add_handoffs
 from client.metrics_service import MetricsQuery
 from client.output import duration_text, emit, pct, print_table
 from definitions.loader import PinnedDefinition
-from store.compare import Comparison
 from store.metrics import Durations, Metrics
 
 

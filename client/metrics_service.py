@@ -7,12 +7,13 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from analytics.version_comparison import Comparison
 from client import experiment_service
 from client.context import Context
 from client.errors import Refused
 from definitions.loader import PinnedDefinition
 from store import registry
-from store.compare import Comparison, compare
+from store.compare import compare
 from store.deals import CustomerSummary, customers
 from store.metrics import Filters, Metrics, compute
 

@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from analytics.verdicts import Compared
 from client import insights_service
 from client.context import Context
 from client.insights_service import InsightQuery
@@ -25,10 +26,9 @@ from client.output import pct as _pct
 from definitions.loader import PinnedDefinition
 from store import registry
 from store.fact_outcomes import FactOutcomes
+from store.follow_up_persistence import Persistence
 from store.metrics import Filters, Metrics, compute
-from store.persistence import Persistence
 from store.rep_strength import RepStrength
-from store.verdicts import Compared
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#1d2433}

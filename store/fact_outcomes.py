@@ -24,7 +24,7 @@ Python computation over the same events):
   of them, quartiles by default; linear interpolation, as `percentile_cont`): a bucket holds the
   values above its lower edge and up to its upper one; equal edges merge buckets.
 - Each value (bucket) is compared with the other values for each of the two outcomes
-  (`store.verdicts`); an overall chi-square across all values is given beside.
+  (`analytics.verdicts`); an overall chi-square across all values is given beside.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from analytics.significance import chi_square, fisher_exact
+from analytics.verdicts import ALPHA, MIN_DEALS, Compared, Group, p_text, split_off
 from definitions.model import FactSpec, FactType, ProcessDefinition
 from store.insights import Scope, scoped, snapshot
-from store.stats import chi_square, fisher_exact
-from store.verdicts import ALPHA, MIN_DEALS, Compared, Group, p_text, split_off
 
 CATEGORICAL = (FactType.choice, FactType.boolean)
 NUMERIC = (FactType.number, FactType.integer)

@@ -17,7 +17,8 @@ Python computation over the same events):
   handed from a door-opener to a closer credits get-in to the first and close to the second.
 - Time in phase: a deal's visits of the phase's stages added up, for deals with none still open,
   as in `store.metrics`; its median per rep is shown, not judged: a slow phase is not a worse one.
-- Each rep's conversion is compared with the rest of the team in each phase (`store.verdicts`).
+- Each rep's conversion is compared with the rest of the team in each phase
+  (`analytics.rep_strength`, `analytics.verdicts`).
 """
 
 from __future__ import annotations
@@ -27,30 +28,10 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from analytics.rep_strength import PhaseCount, PhaseStrength, phase_strength, phases_of
+from analytics.verdicts import ALPHA, MIN_DEALS
 from definitions.model import ProcessDefinition
 from store.insights import Scope, owner_at, scoped, snapshot
-from store.verdicts import ALPHA, MIN_DEALS, Compared, Group, p_text, split_off
-
-
-class RepPhase(BaseModel):
-    rep: str
-    entered: int
-    open: int
-    converted: int
-    median_seconds: float | None
-    timed: int  # deals whose time in the phase is known
-    conversion: Compared  # converted of settled, against the rest of the team
-
-
-class PhaseStrength(BaseModel):
-    phase: str
-    entered: int
-    open: int
-    converted: int
-    settled: int
-    conversion: float | None
-    median_seconds: float | None
-    reps: list[RepPhase]
 
 
 class RepStrength(BaseModel):
@@ -124,11 +105,6 @@ GROUP BY GROUPING SETS ((phase, rep), (phase))
 """
 
 
-def phases_of(d: ProcessDefinition) -> list[str]:
-    """The phases with a pre-sale stage, in stage order: those a deal can convert out of."""
-    return list(dict.fromkeys(s.phase for s in d.stages if not s.post_sale))
-
-
 async def compute(pool: asyncpg.Pool, d: ProcessDefinition, scope: Scope) -> RepStrength:
     async with snapshot(pool, d, scope) as conn:
         await conn.execute(scoped(per_deal_sql(d), scope, "v"), scope.process, scope.as_of, phases_of(d))
@@ -138,50 +114,18 @@ async def compute(pool: asyncpg.Pool, d: ProcessDefinition, scope: Scope) -> Rep
 
 
 def assemble(d: ProcessDefinition, scope: Scope, rows: list[Any]) -> RepStrength:
-    phases = phases_of(d)
-    team = {r["phase"]: r for r in rows if r["team"]}
-    reps: dict[str, list[Any]] = {
-        p: sorted((r for r in rows if not r["team"] and r["phase"] == p), key=_rep) for p in phases
-    }
-    families = [[Group(r["rep"], r["converted"], r["settled"]) for r in reps[p]] for p in phases]
-
-    def wording(family: int, rep: str, rate: float, rest: float, p: float) -> str:
-        how = "better" if rate > rest else "worse"
-        return f"{rep} converts {how} in {phases[family]} ({rate:.0%} vs {rest:.0%}, {p_text(p)})"
-
-    tested = split_off(families, wording)
-    out, verdicts = [], []
-    for phase, found in zip(phases, tested, strict=True):
-        t = team.get(phase)
-        rep_rows = [
-            RepPhase(
-                rep=r["rep"],
-                entered=r["entered"],
-                open=r["entered"] - r["settled"],
-                converted=r["converted"],
-                median_seconds=r["median"],
-                timed=r["timed"],
-                conversion=found[r["rep"]],
-            )
-            for r in reps[phase]
-        ]
-        named = sorted((x for x in rep_rows if x.conversion.significant), key=lambda x: x.conversion.p_adjusted or 0)
-        verdicts += [x.conversion.verdict for x in named]
-        settled = t["settled"] if t else 0
-        out.append(
-            PhaseStrength(
-                phase=phase,
-                entered=t["entered"] if t else 0,
-                open=(t["entered"] - t["settled"]) if t else 0,
-                converted=t["converted"] if t else 0,
-                settled=settled,
-                conversion=t["converted"] / settled if t and settled else None,
-                median_seconds=t["median"] if t else None,
-                reps=rep_rows,
-            )
+    """The answer from the rows of `_PER_REP` (the team's row of a phase has `team` set)."""
+    counts = [
+        PhaseCount(
+            phase=r["phase"],
+            rep=None if r["team"] else r["rep"],
+            entered=r["entered"],
+            converted=r["converted"],
+            settled=r["settled"],
+            timed=r["timed"],
+            median_seconds=r["median"],
         )
-    return RepStrength(filters=scope, alpha=ALPHA, min_deals=MIN_DEALS, phases=out, verdicts=verdicts)
-
-
-def _rep(row: Any) -> str:
-    return str(row["rep"])
+        for r in rows
+    ]
+    phases, verdicts = phase_strength(d, counts)
+    return RepStrength(filters=scope, alpha=ALPHA, min_deals=MIN_DEALS, phases=phases, verdicts=verdicts)

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from analytics.handoff_verdicts import HandoffFigures, HandoffMetrics
 from definitions.loader import load_file, shipped
 from definitions.model import ProcessDefinition
 from domain import decide, handoffs
@@ -26,7 +27,6 @@ from domain.commands import CompleteStage, LoseDeal, StartDeal
 from domain.events import DealEvent, Escalated, HandedOff
 from domain.state import DealState, fold
 from store import event_log
-from store.handoffs import HandoffFigures, HandoffMetrics
 from store.handoffs import handoffs as handoff_metrics
 from tests.support import dealflow
 

@@ -24,15 +24,16 @@ from typing import Any
 import asyncpg
 import pytest
 
+from analytics.follow_up_persistence import MIN_AT_RISK, Figures
+from analytics.significance import two_by_two
+from analytics.verdicts import Compared
 from client.api import DealflowClient
 from client.report import write_report
 from definitions.loader import PinnedDefinition, pin
 from definitions.model import ProcessDefinition
 from domain.events import DealEvent
-from store import fact_outcomes, persistence, registry, rep_strength
+from store import fact_outcomes, follow_up_persistence, registry, rep_strength
 from store.insights import Scope
-from store.stats import two_by_two
-from store.verdicts import Compared
 from tests.insights_support import (
     REPS,
     SEED_004_GIVE_UP,
@@ -322,7 +323,7 @@ async def test_phase_strength_per_rep_matches(pool: asyncpg.Pool, mixed: EventSe
 
 def _against_the_rest(t: Compared, others: list[tuple[int, int]]) -> None:
     """The rest of the team, and that rest less the rep pulling it furthest the other way: the
-    larger p of the two (store/verdicts.py)."""
+    larger p of the two (analytics/verdicts.py)."""
     rest_k, rest_n = sum(k for k, _ in others), sum(n for _, n in others)
     assert (t.rest_successes, t.rest_n) == (rest_k, rest_n)
     full = two_by_two(t.successes, t.n - t.successes, rest_k, rest_n - rest_k)
@@ -380,7 +381,7 @@ async def test_which_value_wins_matches(
 
 @pytest.mark.parametrize("which", ["all", "as_of"])
 async def test_follow_up_persistence_matches(pool: asyncpg.Pool, mixed: EventSet, which: str) -> None:
-    got = await persistence.compute(pool, mixed.d, Scope(process=mixed.name, **WINDOWS[which]), by_rep=True)
+    got = await follow_up_persistence.compute(pool, mixed.d, Scope(process=mixed.name, **WINDOWS[which]), by_rep=True)
     want = expected_persistence(_subset(mixed.deals, WINDOWS[which]))
     assert got.by_rep is not None
     assert [r.rep for r in got.by_rep] == sorted(k for k in want if k)
@@ -403,8 +404,8 @@ async def test_follow_up_persistence_matches(pool: asyncpg.Pool, mixed: EventSet
     assert got.overall.horizon is not None and [x.share is not None for x in got.overall.answers_after] == [True] * 4
 
 
-def _kaplan_meier_matches(figures: persistence.Figures, counts: Counter[tuple[str, int]]) -> None:
-    """Each deal at risk from no touch to its last, answering or stopping there (store/survival.py)."""
+def _kaplan_meier_matches(figures: Figures, counts: Counter[tuple[str, int]]) -> None:
+    """Each deal at risk from no touch to its last, answering or stopping there (analytics/kaplan_meier.py)."""
     deals = [(o in ("reply", "won"), t) for (o, t), n in counts.items() for _ in range(n)]
     most = max((t for _, t in deals), default=0)
     at_risk = [sum(t >= x for _, t in deals) for x in range(most + 2)]
@@ -412,12 +413,12 @@ def _kaplan_meier_matches(figures: persistence.Figures, counts: Counter[tuple[st
     survival = list(
         itertools.accumulate((1 - d / n if n else 1.0 for d, n in zip(answers, at_risk, strict=True)), operator.mul)
     )
-    horizon = max((x for x in range(most + 1) if at_risk[x] >= persistence.MIN_AT_RISK), default=None)
+    horizon = max((x for x in range(most + 1) if at_risk[x] >= MIN_AT_RISK), default=None)
     assert figures.horizon == horizon
     assert close(figures.not_answered_by_horizon, None if horizon is None else survival[horizon])
     for x, k in zip(figures.answers_after, (1, 2, 3, 4), strict=True):
         assert (x.after, x.went_past) == (k, at_risk[k + 1])
-        if horizon is None or at_risk[k + 1] < persistence.MIN_AT_RISK:
+        if horizon is None or at_risk[k + 1] < MIN_AT_RISK:
             assert x.share is None and x.words.startswith("cannot say: ")
             continue
         want = (survival[k] - survival[horizon]) / (1 - survival[horizon])
@@ -589,7 +590,7 @@ async def test_the_share_of_answers_after_k_touches_is_within_its_interval_of_th
     pool: asyncpg.Pool, follow_ups: FollowUps, cli_env: dict[str, str]
 ) -> None:
     d = follow_up_process(follow_ups.name)
-    got = await persistence.compute(pool, d, Scope(process=follow_ups.name), by_rep=True)
+    got = await follow_up_persistence.compute(pool, d, Scope(process=follow_ups.name), by_rep=True)
     g = got.overall
     assert g.horizon == 8
     for x in g.answers_after:
@@ -619,8 +620,8 @@ async def test_the_share_of_answers_after_k_touches_is_within_its_interval_of_th
 async def test_where_too_few_deals_went_past_k_touches_it_says_so(pool: asyncpg.Pool, follow_ups: FollowUps) -> None:
     """The same deals, as of an instant when few had been followed up far: no number is made up."""
     d = follow_up_process(follow_ups.name)
-    early = await persistence.compute(pool, d, Scope(process=follow_ups.name, as_of=T0 + timedelta(hours=20)))
+    early = await follow_up_persistence.compute(pool, d, Scope(process=follow_ups.name, as_of=T0 + timedelta(hours=20)))
     said = [x for x in early.overall.answers_after if x.share is None]
-    assert said and all(x.went_past < persistence.MIN_AT_RISK for x in said)
+    assert said and all(x.went_past < MIN_AT_RISK for x in said)
     assert all(x.words.startswith(f"cannot say: {x.went_past} deals were followed up past ") for x in said)
     assert all(x.interval is None for x in said)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from store.stats import chi_square, chi_square_sf, fisher_exact, mann_whitney, two_by_two, wilson
+from analytics.significance import chi_square, chi_square_sf, fisher_exact, mann_whitney, two_by_two, wilson
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Kaplan-Meier over touches (store/survival.py) against statsmodels, and the interval of the share
+"""Kaplan-Meier over touches (analytics/kaplan_meier.py) against statsmodels, and the interval of the share
 of answers after k touches: its derivative and its coverage on simulated follow-ups."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from statsmodels.duration.survfunc import SurvfuncRight
 
-from store.survival import _partial, answers_after, greenwood_se, horizon, life_table, survival
+from analytics.kaplan_meier import _partial, answers_after, greenwood_se, horizon, life_table, survival
 
 pytestmark = pytest.mark.unit
 

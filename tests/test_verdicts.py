@@ -1,4 +1,4 @@
-"""The verdict procedure (store/verdicts.py): a group is named for its own difference only, the
+"""The verdict procedure (analytics/verdicts.py): a group is named for its own difference only, the
 verdicts of one answer are rarely wrong together, and a real difference is found."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from store.stats import deals_needed, deals_needed_each, two_by_two
-from store.verdicts import ALPHA, Compared, Group, p_text, split_off
+from analytics.sample_size import deals_needed, deals_needed_each
+from analytics.significance import two_by_two
+from analytics.verdicts import ALPHA, Compared, Group, p_text, split_off
 
 pytestmark = pytest.mark.unit
 
@@ -142,8 +143,8 @@ def test_the_family_wise_error_holds_with_one_strong_rep_too_thin_to_name() -> N
 
 
 def test_a_comparison_of_versions_without_a_verdict_says_what_it_would_take() -> None:
-    from store.compare import ALPHA as COMPARE_ALPHA
-    from store.compare import cannot_tell
+    from analytics.version_comparison import ALPHA as COMPARE_ALPHA
+    from analytics.version_comparison import cannot_tell
 
     each = deals_needed_each(0.30, 0.33, COMPARE_ALPHA)
     assert each is not None and 3000 < each < 4000

@@ -9,12 +9,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from analytics.handoff_verdicts import HandoffMetrics
 from client import handoff_service, insights_service
 from client.api import DealflowClient
 from client.insights_service import MAX_BUCKETS, InsightQuery
 from store.fact_outcomes import FactOutcomes
-from store.handoffs import HandoffMetrics
-from store.persistence import Persistence
+from store.follow_up_persistence import Persistence
 from store.rep_strength import RepStrength
 from web.errors import RESPONSES
 from web.identity import Caller, api_caller, client_of

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from analytics.version_comparison import Comparison
 from client import audit_service, metrics_service
 from client.api import DealflowClient, Refused
 from client.metrics_service import ExperimentComparison, MetricsQuery
 from domain.state import DealState
 from store.access_log import Refusal
-from store.compare import Comparison
 from store.deals import CustomerSummary
 from store.metrics import Metrics
 from web.errors import RESPONSES

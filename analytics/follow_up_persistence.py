@@ -1,49 +1,41 @@
 """Follow-up persistence: how many touches deals took before the buyer answered, the deal was won
-or it was lost, how many touches buyers take to answer, and when each rep gave up.
+or it was lost, how many touches buyers take to answer, and when each rep gave up; from the
+counts `store.follow_up_persistence` takes (outcome, touches before it) per rep.
 
 Seed 004: 44% of sellers give up after one rejection, 22% after two, 14% after three and 12% after
 four, while 80% of sales need at least five follow-ups. Counting, among the deals that did get an
 answer, those that got it only after the k-th touch cannot check that: the giving-up it would
 measure hides the later answers (with sellers in seed 004's shape and buyers 80% of whom answer
 after five or more touches, that count says 34%). The share of answers after k touches is
-estimated instead by Kaplan-Meier over touches (`store.survival`), each deal counted for as long
-as someone kept following it up, with its interval; where too few deals were followed up past k
-touches it says so instead of giving a number. Beside it, how far each rep followed up before
-giving up.
+estimated instead by Kaplan-Meier over touches (`analytics.kaplan_meier`), each deal counted for
+as long as someone kept following it up, with its interval; where too few deals were followed up
+past k touches it says so instead of giving a number. Beside it, how far each rep followed up
+before giving up.
 
 Definitions (docs/metrics.md repeats them; tests/test_insights.py checks each against a plain
 Python computation over the same events, and the estimate on buyers and sellers with a known
 answer-time and give-up distribution):
 
-- The deals counted are those in scope with a follow-up cadence (a CadenceStarted).
-- A deal's *outcome* is the first of these after its first CadenceStarted: a BuyerResponded
-  `replied` or `meeting_booked` (*reply*), `unsubscribed` or `bounced` (*opted out*), DealWon
-  (*won*) or DealLost (*lost*); none yet is *open*.
-- *Touches before* it: the TouchSent events logged before the outcome (for an open deal, all of
-  them so far).
 - *Answered*: outcome reply or won, at its touches before. Every other outcome is *censored* there:
   a loss is the seller *giving up* after that many touches; an opt-out and an open deal stop
   being followed up there too, as far as the log tells.
 - *Answers after k touches* (k = 1..4; after 4 is "five or more"): of the answers that come within
   the *horizon* (the most touches at which at least `MIN_AT_RISK` deals were still being followed
-  up with no answer), the share that come after the k-th touch, estimated as `store.survival`
-  says; not given when fewer than `MIN_AT_RISK` deals were followed up past k touches.
+  up with no answer), the share that come after the k-th touch, estimated as
+  `analytics.kaplan_meier` says; not given when fewer than `MIN_AT_RISK` deals were followed up
+  past k touches.
 - *Gave up after k touches*: deals lost with no answer after k touches (0..4, and five or more),
   as a share of the rep's deals given up.
-- Per rep: each deal is credited to its owner at the outcome (for an open deal, as of the instant
-  looked from), the owner changing by hand-off and reassigning escalation (`store.insights`).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 
-import asyncpg
 from pydantic import BaseModel
 
-from definitions.model import ProcessDefinition
-from store import survival
-from store.insights import Scope, owner_at, scoped, snapshot
+from analytics import kaplan_meier
 
 OUTCOMES = ("reply", "won", "lost", "opted_out", "open")
 ANSWERED = ("reply", "won")
@@ -98,70 +90,15 @@ class RepFigures(Figures):
     rep: str
 
 
-class Persistence(BaseModel):
-    filters: Scope
-    min_at_risk: int
-    overall: Figures
-    by_rep: list[RepFigures] | None
-
-
-_PER_DEAL = """
-CREATE TEMP TABLE i_follow_ups ON COMMIT DROP AS
-WITH ev AS (
-    -- through the partial index deal_events_follow_up: only a buyer's answer needs its row read
-    SELECT e.deal_id, e.seq, e.type, NULL AS kind
-    FROM deal_events e
-    WHERE e.process = $1 AND e.type IN ('CadenceStarted', 'TouchSent', 'DealWon', 'DealLost')
-      AND e.occurred_at <= coalesce($2::timestamptz, 'infinity') /*scope*/
-    UNION ALL
-    SELECT e.deal_id, e.seq, e.type, e.payload->>'kind'
-    FROM deal_events e
-    WHERE e.process = $1 AND e.type = 'BuyerResponded'
-      AND e.occurred_at <= coalesce($2::timestamptz, 'infinity') /*scope*/
-),
-cadenced AS (
-    SELECT *, min(seq) FILTER (WHERE type = 'CadenceStarted') OVER (PARTITION BY deal_id) AS first_cadence
-    FROM ev
-),
-ended AS (
-    SELECT *, min(seq) FILTER (WHERE type IN ('BuyerResponded', 'DealWon', 'DealLost') AND seq > first_cadence)
-                  OVER (PARTITION BY deal_id) AS end_seq
-    FROM cadenced WHERE first_cadence IS NOT NULL
-)
-SELECT deal_id, end_seq,
-       coalesce(max(CASE WHEN type = 'DealWon' THEN 'won' WHEN type = 'DealLost' THEN 'lost'
-                         WHEN kind IN ('replied', 'meeting_booked') THEN 'reply' ELSE 'opted_out' END)
-                    FILTER (WHERE seq = end_seq), 'open') AS outcome,
-       count(*) FILTER (WHERE type = 'TouchSent' AND seq < coalesce(end_seq, 2147483647)) AS touches
-FROM ended
-GROUP BY deal_id, end_seq
-"""
-
-_COUNTS = f"""
-WITH credited AS ({owner_at("i_follow_ups", "end_seq", ("deal_id",))})
-SELECT rep, outcome, touches, count(*) AS deals FROM credited GROUP BY rep, outcome, touches
-"""
-
-
-async def compute(pool: asyncpg.Pool, d: ProcessDefinition, scope: Scope, *, by_rep: bool = False) -> Persistence:
-    async with snapshot(pool, d, scope) as conn:
-        await conn.execute(scoped(_PER_DEAL, scope), scope.process, scope.as_of)
-        await conn.execute("ANALYZE i_follow_ups")  # the owner join is planned on true row counts
-        rows = await conn.fetch(_COUNTS)
-    return assemble(scope, [(r["rep"], r["outcome"], r["touches"], r["deals"]) for r in rows], by_rep=by_rep)
-
-
-def assemble(scope: Scope, rows: list[tuple[str, str, int, int]], *, by_rep: bool) -> Persistence:
-    """The figures from (rep, outcome, touches before it, deals) counts."""
+def tally(rows: Iterable[tuple[str, str, int, int]]) -> tuple[Figures, list[RepFigures]]:
+    """The figures of everyone and of each rep, from (rep, outcome, touches before it, deals)."""
     overall: Counter[tuple[str, int]] = Counter()
     per_rep: dict[str, Counter[tuple[str, int]]] = defaultdict(Counter)
     for rep, outcome, touches, deals in rows:
         overall[(outcome, touches)] += deals
         per_rep[rep][(outcome, touches)] += deals
     reps = [RepFigures(rep=rep, **dict(figures(per_rep[rep]))) for rep in sorted(per_rep)]
-    return Persistence(
-        filters=scope, min_at_risk=MIN_AT_RISK, overall=figures(overall), by_rep=reps if by_rep else None
-    )
+    return figures(overall), reps
 
 
 def figures(counts: Counter[tuple[str, int]]) -> Figures:
@@ -178,8 +115,8 @@ def figures(counts: Counter[tuple[str, int]]) -> Figures:
     censored: Counter[int] = Counter()
     for (outcome, touches), n in counts.items():
         (answered if outcome in ANSWERED else censored)[touches] += n
-    table = survival.life_table(answered, censored)
-    within = survival.horizon(table, MIN_AT_RISK)
+    table = kaplan_meier.life_table(answered, censored)
+    within = kaplan_meier.horizon(table, MIN_AT_RISK)
     return Figures(
         deals=sum(counts.values()),
         outcomes={o: sum(n for (x, _), n in counts.items() if x == o) for o in OUTCOMES},
@@ -187,19 +124,19 @@ def figures(counts: Counter[tuple[str, int]]) -> Figures:
         median_touches={o: _median(counts, o) for o in OUTCOMES},
         answered=sum(answered.values()),
         horizon=within,
-        not_answered_by_horizon=None if within is None else survival.survival(table)[within],
+        not_answered_by_horizon=None if within is None else kaplan_meier.survival(table)[within],
         answers_after=[_answers_after(table, k, within) for k in GIVE_UP_AFTER],
         gave_up=_gave_up(counts),
     )
 
 
-def _answers_after(table: list[survival.AtTouch], k: int, within: int | None) -> AnswersAfter:
+def _answers_after(table: list[kaplan_meier.AtTouch], k: int, within: int | None) -> AnswersAfter:
     went_past = table[k + 1].at_risk if k + 1 < len(table) else 0
     touches = f"{k} touch{'es' if k > 1 else ''}"
     if within is None or went_past < MIN_AT_RISK:
         words = f"cannot say: {went_past} deals were followed up past {touches} ({MIN_AT_RISK} needed)"
         return AnswersAfter(after=k, went_past=went_past, share=None, interval=None, words=words)
-    found = survival.answers_after(table, k, within)
+    found = kaplan_meier.answers_after(table, k, within)
     if found is None:
         words = f"cannot say: no answer came within {within} touches"
         return AnswersAfter(after=k, went_past=went_past, share=None, interval=None, words=words)

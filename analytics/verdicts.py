@@ -8,12 +8,14 @@ phases, or all values of a fact for both outcomes) are wrong together with proba
 The procedure is Holm's step-down, with each group compared against the groups not yet named:
 
 1. every group with at least `MIN_DEALS` settled deals is compared with the rest of the pool (all
-   groups not yet named, small ones included) by `stats.two_by_two`, and again with that rest
+   groups not yet named, small ones included) by `significance.two_by_two`, and again with that rest
    less the one group that pulls it furthest the other way; its p is the larger of the two;
 2. the smallest p, times the number of groups compared in this step and the number of families
    (Bonferroni across phases or outcomes), is its Holm-adjusted p (never below the previous
    step's); when that is below `ALPHA`, that group is named, leaves the pool, and step 1 runs
-   again on what remains; otherwise the procedure stops.
+   again on what remains; otherwise the procedure stops, and the groups of that last step get
+   Holm's adjusted p of their own rank in it (`significance.holm`, never below the previous
+   step's), as statsmodels' `multipletests(method="holm")` gives for those p-values.
 
 Comparing against what remains is what keeps one strong group from making the others look weak:
 with one close technique twice as good as two equal others, "each against all the rest" finds the
@@ -32,7 +34,7 @@ can still lift the rest.
 
 A group given no verdict is not "the same": its verdict says what was seen and how many settled
 deals (the rest as it is, 80% power, at the level it was tested at) would tell a difference that
-size (`stats.deals_needed`).
+size (`sample_size.deals_needed`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from store.stats import deals_needed, deals_needed_each, two_by_two, wilson
+from analytics.sample_size import deals_needed, deals_needed_each
+from analytics.significance import holm, two_by_two, wilson
 
 ALPHA = 0.01  # family-wise: the chance that any verdict of one answer is a false alarm
 MIN_DEALS = 30  # settled deals a group (and the rest of its pool) needs to be compared at all
@@ -116,8 +119,10 @@ def split_off(
                 break
             # with two groups left, the two comparisons are one test
             compared = 1 if len(pool) == 2 and len(tested) == 2 else len(tested)
-            for p, g, rest_k, rest_n, test in tested:
-                adjusted = max(floor, min(1.0, p * compared * count))
+            scaled = [t[0] * count for t in tested]  # Bonferroni across the families
+            holm_p = [min(1.0, x) for x in scaled] if compared == 1 else holm(scaled)
+            for (p, g, rest_k, rest_n, test), held in zip(tested, holm_p, strict=True):
+                adjusted = max(floor, held)
                 level = alpha / (compared * count)
                 needed = _needed(g, rest_k, rest_n, level)
                 words = _cannot_tell(g, rest_k, rest_n, level, f"adjusted {p_text(adjusted)}")
