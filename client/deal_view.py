@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from client.api import DealflowClient, DealStatus
+from definitions.fact_types import Control
 from definitions.model import ProcessDefinition
 from domain import decide, proposal_files
 from domain.access import Claim, Forbidden, check
@@ -31,6 +32,7 @@ class FactField(BaseModel):
     question: str
     options: list[str]
     value: Any = None  # what the deal already holds for it, if anything
+    control: Control  # the type's widget (definitions.fact_types), showing `value`
 
 
 class MoveOption(BaseModel):
@@ -133,7 +135,14 @@ async def view(c: DealflowClient, deal_id: str, *, actor: str, claim: Claim | No
     stage = d.stage(state.stage) if state.stage and d.has_stage(state.stage) else None
     known = state.facts.get(state.stage or "", {})
     criteria = [
-        FactField(fact=f.fact, type=f.type.value, question=f.question, options=list(f.options), value=known.get(f.fact))
+        FactField(
+            fact=f.fact,
+            type=f.type,
+            question=f.question,
+            options=list(f.options),
+            value=known.get(f.fact),
+            control=f.kind.control(f, known.get(f.fact)),
+        )
         for f in (stage.exit_criteria if stage else [])
     ]
     open_ = status.running and stage is not None and state.status in ("open", "won")

@@ -135,7 +135,7 @@ def simulate(d: ProcessDefinition, deal_id: str, rng: random.Random, plan: Plan)
         if roll < 0.04:
             break  # stalls: stays open
         if stage.post_sale:
-            facts = {f.fact: _fact(f.type.value, f.options, rng) for f in stage.exit_criteria}
+            facts = {f.fact: _fact(f.type, f.options, rng) for f in stage.exit_criteria}
             deal.add(
                 decide.complete(
                     deal.state, d, CompleteStage(request_id=deal.rid(), actor="x", stage=stage.id, facts=facts), deal.at
@@ -174,7 +174,7 @@ def simulate(d: ProcessDefinition, deal_id: str, rng: random.Random, plan: Plan)
                 technique = rng.choice(f.options)
                 facts[f.fact] = technique
             else:
-                facts[f.fact] = _fact(f.type.value, f.options, rng)
+                facts[f.fact] = _fact(f.type, f.options, rng)
         command = CompleteStage(request_id=deal.rid(), actor="x", stage=stage.id, facts=facts)
         deal.add(decide.complete(deal.state, d, command, deal.at))
     return deal.events

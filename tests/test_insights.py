@@ -360,7 +360,7 @@ async def test_which_value_wins_matches(
         assert [(v.low, v.high) for v in got.values] == list(zip([None, *edges], [*edges, None], strict=True))
         keys: list[Any] = list(range(len(edges) + 1))
     else:
-        keys = [True, False] if spec.type.value == "boolean" else list(spec.options)
+        keys = [True, False] if spec.type == "boolean" else list(spec.options)
         assert [v.value for v in got.values] == keys
     for key, v in zip(keys, got.values, strict=True):
         t = want.get(key, ValueTally())
