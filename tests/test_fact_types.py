@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from typing import Any, cast
 
 import asyncpg
@@ -169,7 +170,7 @@ async def test_a_type_with_no_entry_fails_loudly_in_every_layer(monkeypatch: pyt
     d = pinned.definition
     [spec] = d.stage("pick").exit_criteria
     known = "unknown fact type 'colour': the fact types are text, number, integer, boolean, date, choice, currency"
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "the definition's rules": lambda: rules.check(d),
         "the decision": lambda: decide.typed_facts(d, "pick", {"hue": "red"}),
         "the deal page's widget": lambda: spec.kind.control(spec, None),
@@ -219,7 +220,7 @@ async def test_a_type_added_to_the_registry_is_used_by_every_layer(
     ended = await client.lose(deals[0], "no-budget", actor="rita")  # every deal ends while the type has an entry
     events = await client.events(deals[0], min_seq=ended.last_seq)
     [completed] = [e for e in events if e.type == "StageCompleted"]
-    assert completed.facts == {"hue": "green"}  # type: ignore[union-attr]
+    assert completed.facts == {"hue": "green"}
     await client.events(deals[1], min_seq=won.last_seq)
     await client.events(deals[2], min_seq=lost.last_seq)
     found = await insights_service.by_fact(client, InsightQuery(process=name), "pick.hue")
