@@ -16,18 +16,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from definitions.currencies import CURRENCIES
-
-if TYPE_CHECKING:
-    from definitions.model import FactSpec
 
 FactValue = bool | int | float | str
 Choices = tuple[tuple[str, str], ...]  # (value, label) pairs
 
 TRUE = frozenset({"true", "yes", "y", "1", "ja", "on"})
 FALSE = frozenset({"false", "no", "n", "0", "nei", "nee", "off"})
+
+
+class FactSpec(Protocol):
+    """What an entry reads of an exit criterion (`definitions.model.FactSpec`, which asks here)."""
+
+    @property
+    def fact(self) -> str: ...
+
+    @property
+    def options(self) -> list[str]: ...
 
 
 class UnknownFactType(LookupError):

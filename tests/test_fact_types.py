@@ -26,8 +26,8 @@ from definitions.model import FactSpec
 from domain import decide
 from store import fact_outcomes, registry
 from store.insights import Scope
+from tests.ops_support import hidden_fields
 from tests.support import new_deal_id
-from tests.test_web_refusals import _form_of
 from tests.web_support import app_over, http, redirected
 
 
@@ -123,7 +123,7 @@ outcomes: {won: {}, lost: {reasons: [no-budget]}}
 COLOURS = ("red", "green", "blue")
 
 
-def _colour(spec: FactSpec, value: Any) -> Any:
+def _colour(spec: fact_types.FactSpec, value: Any) -> Any:
     if not isinstance(value, str) or value.strip().lower() not in COLOURS:
         raise ValueError("expected red, green or blue")
     return value.strip().lower()
@@ -203,14 +203,14 @@ async def test_a_type_added_to_the_registry_is_used_by_every_layer(
         page = (await browser.get(f"/deals/{deals[0]}")).text
         assert 'Which colour? <span class="muted">(a colour)</span>' in page
         assert '<select id="fact-hue" name="fact.hue">' in page and '<option value="green" >Green</option>' in page
-        form = _form_of(page, f"/deals/{deals[0]}/complete")
-        refused = await browser.post(f"/deals/{deals[0]}/complete", data=form | {"fact.hue": "purple"})
+        form = hidden_fields(page, f"/deals/{deals[0]}/complete")
+        refused = await browser.post(f"/deals/{deals[0]}/complete", data=form | {"fact.hue": ["purple"]})
         shown = await redirected(browser, refused, f"/deals/{deals[0]}")
         assert (
             "Refused (invalid_fact):</strong> invalid facts: hue: expected red, green or blue, got &#39;purple&#39;"
             in shown.text
         )
-        done = await browser.post(f"/deals/{deals[0]}/complete", data=form | {"fact.hue": " GREEN"})
+        done = await browser.post(f"/deals/{deals[0]}/complete", data=form | {"fact.hue": [" GREEN"]})
         assert done.status_code == 303, done.text
     await client.complete_stage(deals[1], "pick", actor="rita", facts={"hue": "blue"})
     won = await client.complete_stage(deals[1], "close", actor="rita")
