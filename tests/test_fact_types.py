@@ -8,27 +8,30 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, cast
 
 import asyncpg
 import pycountry
 import pytest
 
-from client import insights_service
-from client.api import DealflowClient
+from client.deal_view import FactField
 from client.demo import fact_value
-from client.insights_service import InsightQuery, comparable_fact
+from client.insights_service import comparable_fact
 from definitions import fact_types, rules
 from definitions.currencies import CURRENCIES
 from definitions.fact_types import KINDS, Analysis, FactKind, UnknownFactType, Widget
 from definitions.loader import PinnedDefinition, load_text
 from definitions.model import FactSpec
 from domain import decide
-from store import fact_outcomes, registry
+from domain.commands import CompleteStage, LoseDeal, StartDeal
+from domain.events import StageCompleted
+from domain.state import fold
+from store import fact_outcomes
 from store.insights import Scope
-from tests.ops_support import hidden_fields
+from tests.insights_support import T0, append_all
 from tests.support import new_deal_id
-from tests.web_support import app_over, http, redirected
+from web.views import TEMPLATES
 
 
 def _spec(type_: str, **extra: Any) -> FactSpec:
@@ -186,44 +189,52 @@ async def test_a_type_with_no_entry_fails_loudly_in_every_layer(monkeypatch: pyt
 
 
 async def test_a_type_added_to_the_registry_is_used_by_every_layer(
-    monkeypatch: pytest.MonkeyPatch, client: DealflowClient, pool: asyncpg.Pool
+    monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool
 ) -> None:
+    """Not deployed: a stored definition naming a type that other processes (a CLI, another
+    worker) have no entry for would stop their reads of every deployed definition."""
     monkeypatch.setitem(KINDS, "colour", COLOUR)
-    name = f"colours-{uuid.uuid4().hex[:6]}"
-    pinned = _colours(name)
+    pinned = _colours(f"colours-{uuid.uuid4().hex[:6]}")
+    d = pinned.definition
     assert "colour" in pinned.definition.model_json_schema()["$defs"]["FactSpec"]["properties"]["type"]["enum"]
-    await registry.deploy(pool, pinned, deployed_by="tests")
-    [spec] = pinned.definition.stage("pick").exit_criteria
+    [spec] = d.stage("pick").exit_criteria
     assert fact_value(spec, random.Random(3)) in COLOURS
 
-    deals = [new_deal_id("colour") for _ in range(3)]
-    for deal in deals:
-        await client.start_deal(name, deal, "rita", value=100)
-    async with http(app_over(client), **{"X-Dealflow-User": "rita"}) as browser:
-        page = (await browser.get(f"/deals/{deals[0]}")).text
-        assert 'Which colour? <span class="muted">(a colour)</span>' in page
-        assert '<select id="fact-hue" name="fact.hue">' in page and '<option value="green" >Green</option>' in page
-        form = hidden_fields(page, f"/deals/{deals[0]}/complete")
-        refused = await browser.post(f"/deals/{deals[0]}/complete", data=form | {"fact.hue": ["purple"]})
-        shown = await redirected(browser, refused, f"/deals/{deals[0]}")
-        assert (
-            "Refused (invalid_fact):</strong> invalid facts: hue: expected red, green or blue, got &#39;purple&#39;"
-            in shown.text
+    # the page's widget: the select the entry declares, showing what the deal holds
+    field = FactField(
+        fact="hue", type="colour", question="Which colour?", options=[], control=spec.kind.control(spec, "green")
+    )
+    html = TEMPLATES.get_template("deal_fact.html").render(f=field, t={})
+    assert 'Which colour? <span class="muted">(a colour)</span>' in html
+    assert '<select id="fact-hue" name="fact.hue">' in html and '<option value="green" selected>Green</option>' in html
+
+    # the decision, as the workflow makes it: the entry's reading, its refusal naming the fact
+    deals = []
+    for i, (typed, outcome) in enumerate([(" GREEN", "lost"), ("blue", "won"), ("green", "lost")]):
+        deal_id = new_deal_id("colour")
+        events = decide.start(StartDeal(deal_id=deal_id, owner="rita", actor="rita"), d, "v1", "h", T0)
+        state = fold(events)
+        with pytest.raises(decide.Refusal, match="invalid facts: hue: expected red, green or blue, got 'purple'"):
+            decide.complete(
+                state, d, CompleteStage(request_id="r0", actor="rita", stage="pick", facts={"hue": "purple"}), T0
+            )
+        done = decide.complete(
+            state, d, CompleteStage(request_id="r1", actor="rita", stage="pick", facts={"hue": typed}), T0
         )
-        done = await browser.post(f"/deals/{deals[0]}/complete", data=form | {"fact.hue": [" GREEN"]})
-        assert done.status_code == 303, done.text
-    await client.complete_stage(deals[1], "pick", actor="rita", facts={"hue": "blue"})
-    won = await client.complete_stage(deals[1], "close", actor="rita")
-    assert won.status == "won"
-    await client.complete_stage(deals[2], "pick", actor="rita", facts={"hue": "green"})
-    lost = await client.lose(deals[2], "no-budget", actor="rita")
-    ended = await client.lose(deals[0], "no-budget", actor="rita")  # every deal ends while the type has an entry
-    events = await client.events(deals[0], min_seq=ended.last_seq)
-    [completed] = [e for e in events if e.type == "StageCompleted"]
-    assert completed.facts == {"hue": "green"}
-    await client.events(deals[1], min_seq=won.last_seq)
-    await client.events(deals[2], min_seq=lost.last_seq)
-    found = await insights_service.by_fact(client, InsightQuery(process=name), "pick.hue")
-    assert found.type == "colour"
+        events += done
+        state = fold(done, state)
+        at = T0 + timedelta(hours=i + 1)
+        if outcome == "won":
+            events += decide.complete(state, d, CompleteStage(request_id="r2", actor="rita", stage="close"), at)
+        else:
+            events += decide.lose(state, d, LoseDeal(request_id="r2", actor="rita", reason="no-budget"), at)
+        deals.append(events)
+    assert [e.facts for e in deals[0] if isinstance(e, StageCompleted)] == [{"hue": "green"}]
+
+    # the by-fact insight on PostgreSQL: value by value, in the order the entry declares
+    await append_all(pool, deals)
+    found = await fact_outcomes.compute(pool, d, "pick", spec, Scope(process=d.name))
+    assert found.type == "colour" and found.buckets is None
     assert [(v.label, v.deals) for v in found.values] == [("red", 0), ("green", 2), ("blue", 1)]
     assert [(v.win_rate.successes, v.win_rate.n) for v in found.values] == [(0, 0), (0, 2), (1, 1)]
+    assert comparable_fact(pinned, "pick", "hue") is spec
