@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from client import deal_reads
 from client.context import Context
 from client.deal_reads import DealStatus
+from definitions.fact_types import Control
 from definitions.model import ProcessDefinition
 from domain import decide, proposal_files
 from domain.access import Claim, Forbidden, check
@@ -33,6 +34,7 @@ class FactField(BaseModel):
     question: str
     options: list[str]
     value: Any = None  # what the deal already holds for it, if anything
+    control: Control  # the type's widget (definitions.fact_types), showing `value`
 
 
 class MoveOption(BaseModel):
@@ -135,7 +137,14 @@ async def view(c: Context, deal_id: str, *, actor: str, claim: Claim | None, min
     stage = d.stage(state.stage) if state.stage and d.has_stage(state.stage) else None
     known = state.facts.get(state.stage or "", {})
     criteria = [
-        FactField(fact=f.fact, type=f.type.value, question=f.question, options=list(f.options), value=known.get(f.fact))
+        FactField(
+            fact=f.fact,
+            type=f.type,
+            question=f.question,
+            options=list(f.options),
+            value=known.get(f.fact),
+            control=f.kind.control(f, known.get(f.fact)),
+        )
         for f in (stage.exit_criteria if stage else [])
     ]
     open_ = status.running and stage is not None and state.status in ("open", "won")

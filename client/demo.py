@@ -21,7 +21,7 @@ from client.api import DealflowClient, DealflowError, Refused
 from client.output import duration_text, print_table
 from client.report import write_report
 from definitions.loader import PinnedDefinition, shipped
-from definitions.model import FactSpec, FactType, ProcessDefinition
+from definitions.model import FactSpec, ProcessDefinition
 from store import demo_counts
 from store.metrics import Filters, compute
 from worker.settings import Settings, home, outbox_dir, proposals_dir, read_stack
@@ -48,21 +48,15 @@ class Tally:
     replies: int = 0
 
 
+# the demo's buyers can afford it and need it (shipped processes ask these yes/no at the start)
+ALWAYS_YES = frozenset({"can_afford", "active_need"})
+
+
 def fact_value(spec: FactSpec, rng: random.Random) -> str:
-    """A plausible answer, as a rep would type it on the command line."""
-    match spec.type:
-        case FactType.boolean:
-            return rng.choice(["yes", "no"]) if spec.fact not in {"can_afford", "active_need"} else "yes"
-        case FactType.number:
-            return str(rng.randrange(5, 500) * 100)
-        case FactType.integer:
-            return str(rng.randrange(0, 5))
-        case FactType.date:
-            return f"2026-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"
-        case FactType.choice:
-            return rng.choice(spec.options)
-        case _:
-            return rng.choice(["CFO", "head of sales", "procurement", "CTO"]) + f" ({spec.fact.replace('_', ' ')})"
+    """A plausible answer, as a rep would type it on the command line (the type's demo value)."""
+    if spec.fact in ALWAYS_YES:
+        return "yes"
+    return spec.kind.demo(spec, rng)
 
 
 async def simulate_deal(

@@ -10,8 +10,9 @@ from pydantic import BaseModel
 
 from client.context import Context
 from client.errors import Refused
+from definitions.fact_types import Analysis, compared
 from definitions.loader import PinnedDefinition
-from definitions.model import FactSpec, FactType
+from definitions.model import FactSpec
 from store import fact_outcomes, follow_up_persistence, rep_strength
 from store.fact_outcomes import FactOutcomes
 from store.follow_up_persistence import Persistence
@@ -66,13 +67,13 @@ def comparable_fact(pinned: PinnedDefinition, stage: str, fact: str) -> FactSpec
         raise Refused(f"process {d.name!r} has no stage {stage!r}; its stages: {stages}", code="unknown_stage")
     spec = next((f for f in d.stage(stage).exit_criteria if f.fact == fact), None)
     if spec is None:
-        facts = ", ".join(f"{f.fact} ({f.type.value})" for f in d.stage(stage).exit_criteria)
+        facts = ", ".join(f"{f.fact} ({f.type})" for f in d.stage(stage).exit_criteria)
         known = f"its facts: {facts}" if facts else "it records no facts"
         raise Refused(f"stage {stage!r} of {d.name!r} has no fact {fact!r}; {known}", code="unknown_fact")
-    if spec.type in (FactType.text, FactType.date):
+    if spec.kind.analysis is Analysis.none:
         raise Refused(
-            f"{stage}.{fact} is a {spec.type.value} fact: only choice and boolean facts, and number and integer "
-            "facts in buckets, can be compared by value",
+            f"{stage}.{fact} is a {spec.type} fact: only {_listed(compared(Analysis.categorical))} facts, and "
+            f"{_listed(compared(Analysis.numeric))} facts in buckets, can be compared by value",
             code="invalid_request",
         )
     if d.stage(stage).post_sale:
@@ -82,6 +83,10 @@ def comparable_fact(pinned: PinnedDefinition, stage: str, fact: str) -> FactSpec
             code="invalid_request",
         )
     return spec
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 async def by_fact(c: Context, query: InsightQuery, ref: str, *, buckets: int = 4) -> FactOutcomes:
@@ -101,7 +106,7 @@ def comparable_facts(pinned: PinnedDefinition) -> list[tuple[str, FactSpec]]:
     out = []
     for stage in pinned.definition.stages:
         for spec in stage.exit_criteria:
-            if not stage.post_sale and spec.type not in (FactType.text, FactType.date):
+            if not stage.post_sale and spec.kind.analysis is not Analysis.none:
                 out.append((stage.id, spec))
     return out
 

@@ -1,5 +1,6 @@
 """The process-definition language: schema, YAML loader, validation and content-hash versions."""
 
+from definitions.fact_types import FactKind
 from definitions.loader import (
     DefinitionError,
     DefinitionProblem,
@@ -10,13 +11,13 @@ from definitions.loader import (
     pin,
     shipped,
 )
-from definitions.model import FactSpec, FactType, ProcessDefinition, Stage
+from definitions.model import FactSpec, ProcessDefinition, Stage
 
 __all__ = [
     "DefinitionError",
     "DefinitionProblem",
+    "FactKind",
     "FactSpec",
-    "FactType",
     "PinnedDefinition",
     "ProcessDefinition",
     "Stage",

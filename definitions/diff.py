@@ -23,7 +23,7 @@ class Change:
 
 
 def _criteria(stage: Stage) -> list[tuple[str, str, tuple[str, ...]]]:
-    return [(f.fact, f.type.value, tuple(f.options)) for f in stage.exit_criteria]
+    return [(f.fact, f.type, tuple(f.options)) for f in stage.exit_criteria]
 
 
 def _looks_same(a: Stage, b: Stage) -> bool:
@@ -70,13 +70,13 @@ def _stage_changes(a: Stage, b: Stage, label: str) -> list[Change]:
     old_facts = {f.fact: f for f in a.exit_criteria}
     new_facts = {f.fact: f for f in b.exit_criteria}
     for fact in new_facts.keys() - old_facts.keys():
-        say(f"new exit criterion {fact} ({new_facts[fact].type.value})")
+        say(f"new exit criterion {fact} ({new_facts[fact].type})")
     for fact in old_facts.keys() - new_facts.keys():
         say(f"exit criterion {fact} dropped")
     for fact in sorted(old_facts.keys() & new_facts.keys()):
         f, g = old_facts[fact], new_facts[fact]
         if f.type != g.type:
-            say(f"exit criterion {fact} type {f.type.value} -> {g.type.value}")
+            say(f"exit criterion {fact} type {f.type} -> {g.type}")
         if f.options != g.options:
             say(f"exit criterion {fact} options {_plain(f.options)} -> {_plain(g.options)}")
         if f.question != g.question:

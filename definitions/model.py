@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
+from definitions import fact_types
 from definitions.durations import Duration
 
 IDENTIFIER = r"^[a-z][a-z0-9_-]*$"
@@ -25,22 +26,33 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FactType(StrEnum):
-    text = "text"
-    number = "number"
-    integer = "integer"
-    boolean = "boolean"
-    date = "date"
-    choice = "choice"
+def _fact_types_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema lists the registry's types as they are when it is asked for."""
+    schema["enum"] = list(fact_types.KINDS)
 
 
 class FactSpec(StrictModel):
-    """A named, typed fact a rep must supply to leave a stage (an exit criterion)."""
+    """A named, typed fact a rep must supply to leave a stage (an exit criterion); its type is a
+    name in `definitions.fact_types.KINDS`."""
 
     fact: Identifier
-    type: FactType = FactType.text
+    type: str = Field(default="text", json_schema_extra=_fact_types_schema)
     question: str = ""
     options: list[str] = Field(default_factory=list)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, name: str) -> str:
+        try:
+            fact_types.kind(name)
+        except fact_types.UnknownFactType as exc:
+            raise ValueError(str(exc)) from None
+        return name
+
+    @property
+    def kind(self) -> fact_types.FactKind:
+        """The registry's entry for the type; UnknownFactType if it has none."""
+        return fact_types.kind(self.type)
 
     @field_validator("options")
     @classmethod

@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from definitions.model import AssignRule, FactType, ProcessDefinition, template_names
+from definitions.fact_types import KINDS
+from definitions.model import AssignRule, ProcessDefinition, template_names
 from definitions.templates import check as check_template
 
 Path = tuple[str | int, ...]
@@ -128,10 +129,18 @@ def _facts(d: ProcessDefinition) -> Iterator[Problem]:
             path: Path = ("stages", i, "exit_criteria", j)
             if f.fact in dups and names.index(f.fact) != j:
                 yield (*path, "fact"), f"duplicate exit criterion {f.fact!r} in stage {s.id!r}"
-            if f.type is FactType.choice and not f.options:
-                yield (*path, "options"), f"fact {f.fact!r} is a choice but lists no options"
-            if f.type is not FactType.choice and f.options:
-                yield (*path, "options"), f"fact {f.fact!r} has options but its type is {f.type.value!r}, not 'choice'"
+            takes_options = f.kind.options
+            if takes_options and not f.options:
+                yield (*path, "options"), f"fact {f.fact!r} is a {f.type} but lists no options"
+            if not takes_options and f.options:
+                yield (
+                    (*path, "options"),
+                    f"fact {f.fact!r} has options but its type is {f.type!r}, not {_with_options()}",
+                )
+
+
+def _with_options() -> str:
+    return " or ".join(repr(k.name) for k in KINDS.values() if k.options)
 
 
 def _cadences(d: ProcessDefinition) -> Iterator[Problem]:

@@ -170,4 +170,4 @@ class MissingFact(_Payload):
 
     @classmethod
     def of(cls, spec: Any) -> MissingFact:
-        return cls(fact=spec.fact, type=spec.type.value, question=spec.question, options=list(spec.options))
+        return cls(fact=spec.fact, type=spec.type, question=spec.question, options=list(spec.options))

@@ -7,11 +7,10 @@ anything enters history) and in the handler (to record), so the two can never di
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
-from definitions.model import FactSpec, FactType, Notify, ProcessDefinition
+from definitions.model import FactSpec, Notify, ProcessDefinition
 from domain import calendar
 from domain.commands import (
     CompleteStage,
@@ -99,56 +98,12 @@ def start(cmd: StartDeal, d: ProcessDefinition, version: str, content_hash: str,
 
 # --- fact checking -------------------------------------------------------------------------
 
-_TRUE = {"true", "yes", "y", "1", "ja", "on"}
-_FALSE = {"false", "no", "n", "0", "nei", "nee", "off"}
-
-
-def _coerce(spec: FactSpec, value: FactValue) -> FactValue:
-    """One fact in its declared type; raises ValueError with a message naming the expectation."""
-    t = spec.type
-    if t is FactType.text:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("expected non-empty text")
-        return value.strip()
-    if t is FactType.boolean:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise ValueError("expected yes or no")
-    if t is FactType.integer:
-        if isinstance(value, bool):
-            raise ValueError("expected a whole number")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
-            return int(value)
-        raise ValueError("expected a whole number")
-    if t is FactType.number:
-        if isinstance(value, bool):
-            raise ValueError("expected a number")
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return float(str(value).replace("_", ""))
-        except ValueError:
-            raise ValueError("expected a number") from None
-    if t is FactType.date:
-        try:
-            return date.fromisoformat(str(value).strip()).isoformat()
-        except ValueError:
-            raise ValueError("expected a date as YYYY-MM-DD") from None
-    if t is FactType.choice:
-        if not isinstance(value, str) or value not in spec.options:
-            raise ValueError(f"expected one of {spec.options}")
-        return value
-    raise ValueError(f"unsupported fact type {t}")  # pragma: no cover - enum is closed
-
 
 def coerce_fact(spec: FactSpec, value: FactValue) -> FactValue:
-    """One fact in its declared type, as an exit criterion takes it; ValueError naming the
-    expectation otherwise (an import checks the facts an export brings by the same rule)."""
-    return _coerce(spec, value)
+    """One fact in its declared type (its `definitions.fact_types` entry reads it), as an exit
+    criterion takes it; ValueError naming the expectation otherwise (an import checks the facts an
+    export brings by the same rule). A type with no entry raises UnknownFactType, never a refusal."""
+    return spec.kind.coerce(spec, value)
 
 
 def typed_facts(d: ProcessDefinition, stage: str, supplied: dict[str, FactValue]) -> dict[str, FactValue]:
@@ -166,8 +121,9 @@ def typed_facts(d: ProcessDefinition, stage: str, supplied: dict[str, FactValue]
     coerced: dict[str, FactValue] = {}
     invalid: dict[str, str] = {}
     for name, value in supplied.items():
+        kind = specs[name].kind  # outside the try: a type with no entry is no rep's mistake
         try:
-            coerced[name] = _coerce(specs[name], value)
+            coerced[name] = kind.coerce(specs[name], value)
         except ValueError as exc:
             invalid[name] = f"{exc}, got {value!r}"
     if invalid:
@@ -190,7 +146,7 @@ def check_facts(
         raise Refusal(
             "missing_facts",
             f"cannot complete stage {stage!r}: missing "
-            + ", ".join(f"{f.fact} ({f.question or f.type.value})" for f in missing),
+            + ", ".join(f"{f.fact} ({f.question or f.type})" for f in missing),
             {"missing": [MissingFact.of(f).model_dump() for f in missing]},
         )
     return coerced

@@ -20,9 +20,11 @@ Python computation over the same events):
   Its denominator is the settled deals: those that did, or that ended (won or lost). For the last
   pre-sale stage there is no N, since its completion is the win: the figure is not given.
 - *Win rate*: won / (won + lost) of a value's deals; open deals are left out.
-- Number and integer facts are split into buckets at the quantiles of the deals' values (`buckets`
-  of them, quartiles by default; linear interpolation, as `percentile_cont`): a bucket holds the
-  values above its lower edge and up to its upper one; equal edges merge buckets.
+- Facts of a categorical type (`definitions.fact_types`: choice, boolean, currency) are counted
+  value by value. Facts of a numeric type (number, integer) are split into buckets at the
+  quantiles of the deals' values (`buckets` of them, quartiles by default; linear interpolation,
+  as `percentile_cont`): a bucket holds the values above its lower edge and up to its upper one;
+  equal edges merge buckets.
 - Each value (bucket) is compared with the other values for each of the two outcomes
   (`analytics.verdicts`); an overall chi-square across all values is given beside.
 """
@@ -37,11 +39,9 @@ from pydantic import BaseModel
 
 from analytics.significance import chi_square, fisher_exact
 from analytics.verdicts import ALPHA, MIN_DEALS, Compared, Group, p_text, split_off
-from definitions.model import FactSpec, FactType, ProcessDefinition
+from definitions.fact_types import Analysis
+from definitions.model import FactSpec, ProcessDefinition
 from store.insights import Scope, scoped, snapshot
-
-CATEGORICAL = (FactType.choice, FactType.boolean)
-NUMERIC = (FactType.number, FactType.integer)
 
 
 class ValueOutcome(BaseModel):
@@ -146,11 +146,15 @@ def number_text(x: float) -> str:
 async def compute(
     pool: asyncpg.Pool, d: ProcessDefinition, stage: str, spec: FactSpec, scope: Scope, buckets: int = 4
 ) -> FactOutcomes:
-    """The outcomes per value of `stage`'s fact `spec` (a choice, boolean, number or integer fact
-    of a pre-sale stage: the caller checks)."""
+    """The outcomes per value of `stage`'s fact `spec`, compared as its type's entry in
+    `definitions.fact_types` says (value by value, or in buckets), for a fact of a pre-sale stage
+    (the caller checks)."""
+    analysis = spec.kind.analysis
+    if analysis is Analysis.none:
+        raise ValueError(f"{spec.type} facts are not compared by value")
     nxt = d.next_stage(stage)
     next_pos = d.index(nxt) + 1 if nxt else 1_000_000
-    numeric = spec.type in NUMERIC
+    numeric = analysis is Analysis.numeric
     async with snapshot(pool, d, scope, owners=False) as conn:
         await conn.execute(scoped(_RECORDED, scope), scope.process, stage, spec.fact, scope.as_of)
         await conn.execute("ANALYZE i_recorded")  # few deals: their visits are read by deal
@@ -175,8 +179,9 @@ def _key(value: Any) -> str:
 
 
 def _values(spec: FactSpec, rows: dict[str, Any]) -> list[tuple[Any, str, float | None, float | None, Any]]:
-    """Every declared value in order (booleans: yes, then no), then any other value recorded."""
-    declared: list[Any] = [True, False] if spec.type is FactType.boolean else list(spec.options)
+    """Every value the type declares, in order (booleans: yes, then no; a choice: its options),
+    then any other value recorded, sorted."""
+    declared: list[Any] = spec.kind.declared(spec)
     keys = [json.dumps(v) for v in declared]
     keys += sorted(k for k in rows if k not in keys)
     return [(json.loads(k), label_of(json.loads(k)), None, None, rows.get(k)) for k in keys]
@@ -258,7 +263,7 @@ def _assemble(
         filters=scope,
         stage=stage,
         fact=spec.fact,
-        type=spec.type.value,
+        type=spec.type,
         next_stage=nxt,
         buckets=buckets,
         alpha=ALPHA,

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from definitions.model import Notify, ProcessDefinition, Stage, WonOutcome
+from definitions.model import FactSpec, Notify, ProcessDefinition, Stage, WonOutcome
 from domain import decide
 from domain.activity_io import AppendEvents, DealSnapshot
 from domain.commands import CompleteStage, LoseDeal, MoveStage, RecordResponse, StartDeal
@@ -36,6 +36,7 @@ from store import event_log, history_load
 T0 = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
 REPS = tuple(f"rep-{i}" for i in range(1, 9))
 BUDGETS = ["5000", "10000", "20000", "20000", "50000", "100000"]
+CURRENCIES = ["NOK", "EUR", "EUR", "sek"]  # as reps type them: sek is stored as SEK
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,17 @@ def with_contract(base: ProcessDefinition, name: str) -> ProcessDefinition:
     return base.model_copy(update={"name": name, "stages": stages, "outcomes": outcomes})
 
 
+def with_currency(base: ProcessDefinition, name: str) -> ProcessDefinition:
+    """`base` (the seven-stage process) asking for the buyer's currency to leave needs-assessment."""
+    stages = [
+        s.model_copy(update={"exit_criteria": [*s.exit_criteria, FactSpec(fact="paid_in", type="currency")]})
+        if s.id == "needs-assessment"
+        else s
+        for s in base.stages
+    ]
+    return base.model_copy(update={"name": name, "stages": stages})
+
+
 def _fact(spec_type: str, options: list[str], rng: random.Random) -> str:
     match spec_type:
         case "boolean":
@@ -69,6 +81,8 @@ def _fact(spec_type: str, options: list[str], rng: random.Random) -> str:
             return "2026-03-01"
         case "choice":
             return rng.choice(options)
+        case "currency":
+            return rng.choice(CURRENCIES)
         case _:
             return "noted"
 
@@ -135,7 +149,7 @@ def simulate(d: ProcessDefinition, deal_id: str, rng: random.Random, plan: Plan)
         if roll < 0.04:
             break  # stalls: stays open
         if stage.post_sale:
-            facts = {f.fact: _fact(f.type.value, f.options, rng) for f in stage.exit_criteria}
+            facts = {f.fact: _fact(f.type, f.options, rng) for f in stage.exit_criteria}
             deal.add(
                 decide.complete(
                     deal.state, d, CompleteStage(request_id=deal.rid(), actor="x", stage=stage.id, facts=facts), deal.at
@@ -174,7 +188,7 @@ def simulate(d: ProcessDefinition, deal_id: str, rng: random.Random, plan: Plan)
                 technique = rng.choice(f.options)
                 facts[f.fact] = technique
             else:
-                facts[f.fact] = _fact(f.type.value, f.options, rng)
+                facts[f.fact] = _fact(f.type, f.options, rng)
         command = CompleteStage(request_id=deal.rid(), actor="x", stage=stage.id, facts=facts)
         deal.add(decide.complete(deal.state, d, command, deal.at))
     return deal.events

@@ -32,7 +32,7 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "15-unknown-cadence": (6, "stages[0].cadence", "unknown cadence 'chase'"),
     "16-unknown-template": (6, "stages[0].proposal_template", "unknown proposal template 'offer'"),
     "17-choice-without-options": (6, "stages[0].exit_criteria[0].options", "is a choice but lists no options"),
-    "18-unknown-fact-type": (6, "stages[0].exit_criteria[0].type", "Input should be 'text'"),
+    "18-unknown-fact-type": (6, "stages[0].exit_criteria[0].type", "unknown fact type 'colour': the fact types are"),
     "19-repeated-options": (6, "stages[0].exit_criteria[0].options", "options must not repeat"),
     "20-unknown-lost-stage": (10, "outcomes.lost.from_stages[0]", "unknown stage 'c'"),
     "21-unknown-won-stage": (9, "outcomes.won.from_stages[0]", "unknown stage 'z'"),

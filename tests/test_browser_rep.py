@@ -118,6 +118,34 @@ async def test_a_rep_works_deals_through_the_board_and_the_deal_page(
         assert status.state.stage == "follow-up" and "follow-up" not in status.state.facts
 
 
+async def test_a_rep_types_a_currency_into_its_widget(
+    page: Page, client: DealflowClient, deployed: dict[str, PinnedDefinition]
+) -> None:
+    deal_id = new_deal_id("web")
+    await client.start_deal("abroad", deal_id, "bob", value=900)
+    async with served(app_over(client, flush=0.1)) as base:
+        await page.goto(f"{base}/signin?next=/deals/{deal_id}")
+        await page.get_by_label("Your name").fill("bob")
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("heading", name=f"Deal {deal_id}")).to_be_visible()
+        currency = page.get_by_label("Which currency will they pay in?", exact=False)
+        await expect(currency).to_have_attribute("maxlength", "3")
+        assert await currency.evaluate("e => e.list.options.length") > 150, "the ISO 4217 codes are suggested"
+        report = await axe_check(page)
+        assert not report.violations, report.message
+
+        await _complete(page, "Qualify", **{"Which currency": "XYZ", "How many seats": "3"})
+        await expect(page.get_by_role("alert")).to_contain_text(
+            "currency: XYZ is not an ISO 4217 currency code (such as EUR, NOK or USD), got 'XYZ'"
+        )
+        await expect(currency).to_have_value("XYZ")
+        await _complete(page, "Qualify", **{"Which currency": "chf", "How many seats": "3"})
+        await expect(page.get_by_role("status")).to_contain_text("now at stage close")
+    state = await client.logged_state(deal_id)
+    assert state.facts["qualify"] == {"currency": "CHF", "seats": 3}
+    await client.lose(deal_id, "no-budget", actor="bob")
+
+
 async def test_a_rep_loses_a_deal_with_a_reason_from_the_select_once_confirmed(
     page: Page, client: DealflowClient, deployed: dict[str, PinnedDefinition]
 ) -> None:

@@ -162,6 +162,24 @@ async def test_win_through_the_cli(cli_env: dict[str, str], deployed: object) ->
     assert won.json()["status"] == "won" and won.json()["stage"] == "s8"
 
 
+async def test_a_currency_through_the_cli(cli_env: dict[str, str], deployed: object) -> None:
+    deal = new_deal_id("clicur")
+    start = ["deal", "start", "--process", "abroad", "--deal-id", deal, "--owner", "ivar"]
+    assert (await dealflow(cli_env, *start)).code == 0
+    asks = await dealflow(cli_env, "deal", "status", deal, "--min-seq", "2")
+    assert "  --fact currency=<currency>  Which currency will they pay in?" in asks.out
+    complete = ["deal", "complete", deal, "--stage", "qualify", "--as", "ivar", "--fact", "seats=2", "--fact"]
+    bad = await dealflow(cli_env, *complete, "currency=ABC")
+    assert (bad.code, bad.out) == (1, "")
+    assert "invalid_fact" in bad.err and "currency: ABC is not an ISO 4217 currency code" in bad.err
+    good = await dealflow(cli_env, *complete, "currency=sek", "--json")
+    assert good.code == 0, good.err
+    seq = str(good.json()["last_seq"])
+    status = await dealflow(cli_env, "deal", "status", deal, "--json", "--min-seq", seq)
+    assert status.json()["facts"]["qualify"] == {"currency": "SEK", "seats": 2}
+    assert (await dealflow(cli_env, "deal", "lose", deal, "--as", "ivar", "--reason", "no-budget")).code == 0
+
+
 START = ["deal", "start", "--process", "p", "--deal-id", "d", "--owner", "o"]
 MIGRATE = ["definitions", "migrate", "p", "--from", "v1", "--to", "v2"]
 FACT = ["deal", "complete", "x", "--stage", "s", "--as", "r", "--fact"]

@@ -319,3 +319,21 @@ async def test_an_update_temporal_aborts_for_a_failed_workflow_task_is_sent_agai
     events = await client.events(deal, min_seq=result.last_seq)
     assert [e.request_id for e in events].count(result.request_id) == len(range(result.first_seq, result.last_seq + 1))
     await client.lose(deal, "timing", actor="alice")
+
+
+async def test_a_currency_fact_is_an_iso_4217_code(client: DealflowClient, pool: asyncpg.Pool) -> None:
+    deal = new_deal_id("abroad")
+    await client.start_deal("abroad", deal, "alice", value=900)
+    for typed, words in [
+        ("XYZ", "currency: XYZ is not an ISO 4217 currency code (such as EUR, NOK or USD), got 'XYZ'"),
+        ("kroner", "currency: expected an ISO 4217 currency code of three letters, such as EUR, NOK or USD"),
+    ]:
+        with pytest.raises(Refused) as refused:
+            await client.complete_stage(deal, "qualify", actor="alice", facts={"currency": typed, "seats": "4"})
+        assert refused.value.code == "invalid_fact" and words in str(refused.value)
+    assert await event_log.last_seq(pool, deal) <= 2, "a refusal records nothing"
+    done = await client.complete_stage(deal, "qualify", actor="alice", facts={"currency": " nok", "seats": "4"})
+    assert done.stage == "close"
+    status = await client.status(deal, min_seq=done.last_seq)
+    assert status.state.facts["qualify"] == {"currency": "NOK", "seats": 4}
+    await client.lose(deal, "no-budget", actor="alice")

@@ -83,7 +83,7 @@ def test_seven_stage_uses_buyer_aligned_questions_as_exit_criteria() -> None:
     ]
 
 
-STAGE_COUNTS = {"chase": 3, "crash": 2, "fem-trinn": 5, "nine-stage": 9, "subscriptions": 3}
+STAGE_COUNTS = {"abroad": 2, "chase": 3, "crash": 2, "fem-trinn": 5, "nine-stage": 9, "subscriptions": 3}
 
 
 @pytest.mark.parametrize("path", sorted((HERE / "processes").glob("*.yaml")), ids=lambda p: p.stem)
@@ -207,7 +207,13 @@ ERROR_CASES: list[tuple[str, Mutation, str, str]] = [
         "unknown fact type",
         _set("stages.0.exit_criteria", [{"fact": "x", "type": "colour"}]),
         "stages[0].exit_criteria[0].type",
-        "Input should be",
+        "unknown fact type 'colour': the fact types are text, number, integer, boolean, date, choice, currency",
+    ),
+    (
+        "options on a currency",
+        _set("stages.0.exit_criteria", [{"fact": "x", "type": "currency", "options": ["EUR"]}]),
+        "stages[0].exit_criteria[0].options",
+        "fact 'x' has options but its type is 'currency', not 'choice'",
     ),
     (
         "duplicate fact",
@@ -376,6 +382,17 @@ def test_json_schema_describes_stages() -> None:
     schema = json_schema()
     assert "stages" in schema["properties"]
     json.dumps(schema)
+    fact_type = schema["$defs"]["FactSpec"]["properties"]["type"]
+    assert fact_type["enum"] == ["text", "number", "integer", "boolean", "date", "choice", "currency"]
+
+
+def test_a_currency_fact_is_accepted_and_pinned_as_written() -> None:
+    data = copy.deepcopy(BASE)
+    data["stages"][0]["exit_criteria"] = [{"fact": "paid_in", "type": "currency", "question": "Currency?"}]
+    pinned = _load(data)
+    [spec] = pinned.definition.stages[0].exit_criteria
+    assert (spec.type, spec.kind.name, spec.kind.analysis.value) == ("currency", "currency", "categorical")
+    assert pinned.definition.model_dump(mode="json")["stages"][0]["exit_criteria"][0]["type"] == "currency"
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,7 @@ from tests.insights_support import (
     follow_up_process,
     generate,
     with_contract,
+    with_currency,
 )
 from tests.support import dealflow
 from tests.web_support import app_over, http
@@ -361,7 +362,7 @@ async def test_which_value_wins_matches(
         assert [(v.low, v.high) for v in got.values] == list(zip([None, *edges], [*edges, None], strict=True))
         keys: list[Any] = list(range(len(edges) + 1))
     else:
-        keys = [True, False] if spec.type.value == "boolean" else list(spec.options)
+        keys = [True, False] if spec.type == "boolean" else list(spec.options)
         assert [v.value for v in got.values] == keys
     for key, v in zip(keys, got.values, strict=True):
         t = want.get(key, ValueTally())
@@ -377,6 +378,36 @@ async def test_which_value_wins_matches(
     if stage == "closing":
         assert all(t.lost == 0 for t in want.values())  # the close is recorded by the win itself
         assert got.verdicts == [] and len(got.notes) == 2 and "recorded by the win itself" in got.notes[1]
+
+
+@pytest.fixture(scope="module")
+async def abroad(pool: asyncpg.Pool, deployed: dict[str, PinnedDefinition]) -> EventSet:
+    """The seven-stage process with a currency fact (definitions/fact_types.py) in needs-assessment."""
+    d = with_currency(deployed["seven-stage"].definition, f"abroad-{uuid.uuid4().hex[:6]}")
+    pinned = await _deploy(pool, d)
+    deals = generate(pinned.definition, 600, seed=22, plan=Plan())
+    await copy_all(pool, pinned.definition, deals)
+    return EventSet(pinned, deals)
+
+
+async def test_a_currency_is_compared_value_by_value(
+    pool: asyncpg.Pool, abroad: EventSet, cli_env: dict[str, str]
+) -> None:
+    spec = next(f for f in abroad.d.stage("needs-assessment").exit_criteria if f.fact == "paid_in")
+    got = await fact_outcomes.compute(pool, abroad.d, "needs-assessment", spec, Scope(process=abroad.name))
+    want, _ = expected_by_fact(abroad.d, abroad.deals, "needs-assessment", "paid_in")
+    assert sorted(want) == ["EUR", "NOK", "SEK"], "read in upper case"
+    assert (got.type, got.buckets) == ("currency", None)
+    assert [v.value for v in got.values] == [v.label for v in got.values] == ["EUR", "NOK", "SEK"]
+    for v in got.values:
+        t = want[v.value]
+        assert (v.deals, v.open) == (t.deals, t.deals - t.settled), v.label
+        assert (v.win_rate.successes, v.win_rate.n) == (t.won, t.won + t.lost), v.label
+        assert v.conversion is not None and (v.conversion.successes, v.conversion.n) == (t.converted, t.settled)
+    assert sum(t.deals for t in want.values()) > 100
+    run = await dealflow(cli_env, "metrics", "by-fact", abroad.name, "needs-assessment.paid_in", "--json")
+    assert run.code == 0, run.err
+    assert [(v["label"], v["deals"]) for v in run.json()["values"]] == [(v.label, v.deals) for v in got.values]
 
 
 @pytest.mark.parametrize("which", ["all", "as_of"])
@@ -489,7 +520,7 @@ async def test_cli_refusals_exit_1(deployed: dict[str, PinnedDefinition], cli_en
             "stage 'closing' of 'seven-stage' has no fact 'technique'; its facts: close_technique (choice), "
             "signed_on (date)",
         ),
-        (["by-fact", "seven-stage", "prospecting.need"], "prospecting.need is a text fact: only choice and boolean"),
+        (["by-fact", "seven-stage", "prospecting.need"], "is a text fact: only boolean, choice and currency facts"),
         (["by-fact", "seven-stage", "closing.signed_on"], "closing.signed_on is a date fact"),
         (["by-fact", "seven-stage", "follow-up.satisfied"], "follow-up comes after the sale"),
     ]:

@@ -22,6 +22,21 @@ async def _start(api: httpx.AsyncClient, deal_id: str, **extra: Any) -> httpx.Re
     return await api.post("/api/v1/deals", json=body)
 
 
+async def test_a_currency_through_the_api(client: DealflowClient, deployed: dict[str, PinnedDefinition]) -> None:
+    deal_id = new_deal_id("apicur")
+    async with http(app_over(client), **{"X-Dealflow-User": "rita"}) as api:
+        assert (await _start(api, deal_id, process="abroad")).status_code == 201
+        url = f"/api/v1/deals/{deal_id}/complete"
+        wrong = await api.post(url, json={"stage": "qualify", "facts": {"currency": "EUX", "seats": 1}})
+        assert (wrong.status_code, wrong.json()["code"]) == (422, "invalid_fact")
+        assert "currency: EUX is not an ISO 4217 currency code (such as EUR, NOK or USD), got 'EUX'" in wrong.text
+        done = await api.post(url, json={"stage": "qualify", "facts": {"currency": "DKK", "seats": 1}})
+        assert done.status_code == 200, done.text
+        status = await api.get(f"/api/v1/deals/{deal_id}", params={"min_seq": done.json()["last_seq"]})
+        assert status.json()["state"]["facts"]["qualify"] == {"currency": "DKK", "seats": 1}
+        assert (await api.post(f"/api/v1/deals/{deal_id}/lose", json={"reason": "no-budget"})).status_code == 200
+
+
 async def test_a_rep_drives_a_deal_through_the_api(
     client: DealflowClient, deployed: dict[str, PinnedDefinition]
 ) -> None:
