@@ -8,29 +8,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from client.api import DealflowClient, DealStatus, StartedDeal
+from client.api import DealStatus, StartedDeal
 from domain import proposal_files
 from domain.commands import ActionResult
 from domain.events import DealEvent
 from domain.limits import FactsInput, FieldsInput, Kinds, Name, Note
 from store.deals import DealRow, LinkedDeal
+from web.dependencies import Client, Key, Who
 from web.errors import RESPONSES
-from web.idempotency import HEADER, once
-from web.identity import Caller, api_caller, client_of
+from web.idempotency import once
 
 router = APIRouter(prefix="/deals", tags=["deals"], responses=RESPONSES)
 STALE_HEADER = "Dealflow-Stale"
-
-Client = Annotated[DealflowClient, Depends(client_of)]
-Who = Annotated[Caller, Depends(api_caller)]
-Key = Annotated[
-    str | None,
-    Header(alias=HEADER, description="any unique string: a repeat of the request returns the first answer"),
-]
 
 
 class _Body(BaseModel):
@@ -84,6 +77,7 @@ class DealPage(BaseModel):
 
 @router.post(
     "",
+    name="start",
     status_code=201,
     response_model=StartedDeal,
     responses={
@@ -115,7 +109,7 @@ async def start_deal(body: StartRequest, request: Request, c: Client, caller: Wh
     return answer
 
 
-@router.get("", response_model=DealPage)
+@router.get("", response_model=DealPage, name="list")
 async def list_deals(
     c: Client,
     caller: Who,
@@ -142,7 +136,7 @@ async def list_deals(
     return DealPage(items=rows[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
 
 
-@router.get("/{deal_id}", response_model=DealStatus)
+@router.get("/{deal_id}", response_model=DealStatus, name="status")
 async def deal_status(
     deal_id: str,
     c: Client,
@@ -160,7 +154,7 @@ async def deal_status(
     return status
 
 
-@router.get("/{deal_id}/events", response_model=list[DealEvent])
+@router.get("/{deal_id}/events", response_model=list[DealEvent], name="events")
 async def deal_events(
     deal_id: str, c: Client, caller: Who, min_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0
 ) -> list[DealEvent]:
@@ -169,7 +163,7 @@ async def deal_events(
     return [proposal_files.readable(e) for e in await c.events(deal_id, min_seq=min_seq)]
 
 
-@router.get("/{deal_id}/chain", response_model=list[LinkedDeal])
+@router.get("/{deal_id}/chain", response_model=list[LinkedDeal], name="chain")
 async def deal_chain(deal_id: str, c: Client, caller: Who) -> list[LinkedDeal]:
     return await c.chain(deal_id)
 

@@ -6,25 +6,22 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from client import audit_service, metrics_service
-from client.api import DealflowClient, Refused
+from client.api import Refused
 from client.metrics_service import ExperimentComparison, MetricsQuery
 from domain.state import DealState
 from store.access_log import Refusal
 from store.compare import Comparison
 from store.deals import CustomerSummary
 from store.metrics import Metrics
+from web.dependencies import Client, Who
 from web.errors import RESPONSES
-from web.identity import Caller, api_caller, client_of
 
 router = APIRouter(responses=RESPONSES)
-
-Client = Annotated[DealflowClient, Depends(client_of)]
-Who = Annotated[Caller, Depends(api_caller)]
 
 
 class ProcessMetrics(BaseModel):
@@ -67,7 +64,7 @@ def _ref(text: str, name: str) -> tuple[str, str]:
     return process, version
 
 
-@router.get("/metrics", response_model=list[ProcessMetrics], tags=["metrics"])
+@router.get("/metrics", response_model=list[ProcessMetrics], tags=["metrics"], name="by_process")
 async def metrics(
     c: Client,
     caller: Who,
