@@ -12,15 +12,15 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from client.api import DealStatus, StartedDeal
+from client.api import StartedDeal
 from domain import proposal_files
 from domain.commands import ActionResult
 from domain.events import DealEvent
 from domain.limits import FactsInput, FieldsInput, Kinds, Name, Note
-from store.deals import DealRow, LinkedDeal
 from web.dependencies import Client, Key, Who
 from web.errors import RESPONSES
 from web.idempotency import once
+from web.schemas import DealPage, DealStatus, DealSummary, LinkedDeal, public
 
 router = APIRouter(prefix="/deals", tags=["deals"], responses=RESPONSES)
 STALE_HEADER = "Dealflow-Stale"
@@ -66,13 +66,6 @@ class LoseRequest(_Body):
 class ReplyRequest(_Body):
     kind: Literal["replied", "meeting_booked", "unsubscribed", "bounced"] = "replied"
     note: Note | None = None
-
-
-class DealPage(BaseModel):
-    items: list[DealRow]
-    offset: int
-    limit: int
-    next_offset: int | None = Field(description="the offset of the next page; null on the last")
 
 
 @router.post(
@@ -133,7 +126,8 @@ async def list_deals(
         offset=offset,
     )
     more = len(rows) > limit
-    return DealPage(items=rows[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
+    items = [public(DealSummary, r) for r in rows[:limit]]
+    return DealPage(items=items, offset=offset, limit=limit, next_offset=offset + limit if more else None)
 
 
 @router.get("/{deal_id}", response_model=DealStatus, name="status")
@@ -151,7 +145,7 @@ async def deal_status(
     status = await c.status(deal_id, min_seq=min_seq)
     if status.stale:
         response.headers[STALE_HEADER] = f"last_seq={status.state.last_seq}; min_seq={min_seq}"
-    return status
+    return public(DealStatus, status)
 
 
 @router.get("/{deal_id}/events", response_model=list[DealEvent], name="events")
@@ -165,7 +159,7 @@ async def deal_events(
 
 @router.get("/{deal_id}/chain", response_model=list[LinkedDeal], name="chain")
 async def deal_chain(deal_id: str, c: Client, caller: Who) -> list[LinkedDeal]:
-    return await c.chain(deal_id)
+    return [public(LinkedDeal, d) for d in await c.chain(deal_id)]
 
 
 @router.post("/{deal_id}/complete", response_model=ActionResult)

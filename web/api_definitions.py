@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from client import board_service, definition_service, experiment_service
 from client.api import DealflowClient, DealflowError
-from client.board_service import Board
 from client.definition_service import DefinitionView, DeployPreview, VersionDiff
 from client.experiment_service import ExperimentView
 from client.migration import MigrationPlan
@@ -19,6 +18,7 @@ from definitions.model import json_schema
 from web.dependencies import Client, Key, Who
 from web.errors import RESPONSES
 from web.idempotency import once
+from web.schemas import Board, public
 from web.wording import for_api
 
 router = APIRouter(tags=["definitions"], responses=RESPONSES)
@@ -218,7 +218,8 @@ async def process_board(
 ) -> Board:
     """The pipeline board: per stage its deals (the longest in the stage first, up to 50, or 1000
     for one stage), their count and weighted value."""
-    return await board_service.board(c, process, owner=owner, team=team, version=version, stage=stage)
+    found = await board_service.board(c, process, owner=owner, team=team, version=version, stage=stage)
+    return public(Board, found)
 
 
 @router.get("/experiments", response_model=list[ExperimentView], tags=["experiments"], name="list")
