@@ -78,7 +78,7 @@ def test_operation_ids_read_as_tag_and_action_and_are_unique() -> None:
     ops = _operations(_app().openapi())
     ids = [op.get("operationId") for _, _, op in ops]
     assert all(isinstance(i, str) and re.fullmatch(r"[a-z]+(-[a-z]+)+", i) for i in ids), ids
-    assert len(set(ids)) == len(ids), sorted(i for i in ids if ids.count(i) > 1)
+    assert len(set(ids)) == len(ids), sorted(str(i) for i in ids if ids.count(i) > 1)
     by_route = {(m, p): op["operationId"] for m, p, op in ops}
     assert by_route[("post", "/api/v1/deals/{deal_id}/complete")] == "deals-complete"
     assert by_route[("post", "/api/v1/deals")] == "deals-start"
