@@ -8,38 +8,29 @@ caller's, so the CLI's refusals say what the API's and the page's say.
 from __future__ import annotations
 
 import argparse
-import types
 import typing
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any
 
 from pydantic.fields import FieldInfo
 
 from client.api import DealflowClient
 from client.arguments import KeyValues, key_value
 from client.output import action_json, emit
-from client.rep_actions import ACTIONS, Flag, RepAction
+from client.rep_actions import ACTIONS, RepAction, kind_of
 from domain.commands import ActionResult
 
 
-def _inner(annotation: Any) -> Any:
-    """The field's type without `| None`."""
-    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
-        return annotation
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return args[0] if len(args) == 1 else annotation
-
-
-def _add_flag(p: argparse.ArgumentParser, name: str, info: FieldInfo, spec: Flag) -> None:
-    flag = spec.flag or "--" + name.replace("_", "-")
-    kind = _inner(info.annotation)
-    origin = typing.get_origin(kind)
-    if origin is dict or kind is dict:
+def _add_flag(p: argparse.ArgumentParser, action: RepAction, name: str, info: FieldInfo) -> None:
+    flag, spec = action.option(name), action.flag(name)
+    kind = kind_of(info)
+    if kind == "map":
         p.add_argument(flag, dest=name, action=KeyValues, type=key_value, default={}, metavar="K=V", help=spec.help)
-    elif origin is list or kind is list:
+    elif kind == "list":
         p.add_argument(flag, dest=name, action="append", metavar=spec.metavar, help=spec.help)
-    elif origin is Literal:
-        p.add_argument(flag, dest=name, default=info.default, choices=list(typing.get_args(kind)), help=spec.help)
+    elif kind == "choice":
+        choices = list(typing.get_args(info.annotation))
+        p.add_argument(flag, dest=name, default=info.default, choices=choices, help=spec.help)
     else:
         p.add_argument(flag, dest=name, required=info.is_required(), metavar=spec.metavar, help=spec.help)
 
@@ -71,5 +62,5 @@ def add_parsers(deal: Any) -> None:
         p.add_argument("--request-id", help="idempotency key: a repeat returns the first result")
         p.add_argument("--json", action="store_true")
         for name, info in action.payload.model_fields.items():
-            _add_flag(p, name, info, action.flags.get(name, Flag()))
+            _add_flag(p, action, name, info)
         p.set_defaults(client_run=_command(action))

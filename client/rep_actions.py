@@ -10,11 +10,14 @@ so a new action is one entry here, its client call and its update.
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 
 from client.access import Permission
 from client.api import DealflowClient
@@ -78,6 +81,24 @@ class Check:
     unfilled: str
 
 
+FieldKind = Literal["map", "list", "choice", "text"]
+
+
+def kind_of(info: FieldInfo) -> FieldKind:
+    """How the faces read a payload field: a map (`--fact K=V`, form fields `fact.K`), a
+    repeatable value, one of a few choices, or text."""
+    annotation = info.annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0] if len(args) == 1 else annotation
+    origin = typing.get_origin(annotation) or annotation
+    if origin is dict:
+        return "map"
+    if origin is list:
+        return "list"
+    return "choice" if origin is Literal else "text"
+
+
 # the one call of the client that runs an action: (client, deal id, payload, actor, request id)
 Run = Callable[[DealflowClient, str, Any, str, str | None], Awaitable[ActionResult]]
 
@@ -96,8 +117,16 @@ class RepAction:
     checks: tuple[Check, ...] = ()  # the page form's own required fields
     unfilled: str = ""  # how the page's refusal for unfilled checks begins
 
-    def api_path(self, deal_id: str = "{deal_id}") -> str:
-        return f"/deals/{deal_id}/{self.name}"
+    def flag(self, name: str) -> Flag:
+        return self.flags.get(name, Flag())
+
+    def option(self, name: str) -> str:
+        """The CLI's option for a payload field."""
+        return self.flag(name).flag or "--" + name.replace("_", "-")
+
+    def entry(self, name: str) -> str:
+        """The singular of a map field, as both faces spell an entry: `--fact K=V`, `fact.K`."""
+        return self.option(name).removeprefix("--")
 
 
 async def _complete(c: DealflowClient, deal_id: str, p: CompleteRequest, actor: str, rid: str | None) -> ActionResult:
