@@ -12,7 +12,7 @@ from temporalio import workflow
 
 from client.cli import build_parser
 from client.rep_actions import ACTIONS, BY_NAME, LoseRequest, kind_of
-from tests.test_web_contract import _api_routes, _app
+from tests.web_support import api_routes, unserved_app
 from workflows.deal import DealWorkflow
 
 pytestmark = pytest.mark.unit
@@ -26,9 +26,9 @@ def test_each_action_names_an_update_of_the_deal_workflow() -> None:
 
 
 def test_the_api_routes_take_the_declared_payloads() -> None:
-    app = _app()
+    app = unserved_app()
     doc = app.openapi()
-    routes = {(r.path, tuple(sorted(r.methods or ()))): r for r in _api_routes(app.routes)}
+    routes = {(r.path, tuple(sorted(r.methods or ()))): r for r in api_routes(app.routes)}
     for a in ACTIONS:
         op = doc["paths"][f"/api/v1/deals/{{deal_id}}/{a.name}"]["post"]
         assert op["operationId"] == f"deals-{a.name}"

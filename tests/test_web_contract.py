@@ -17,12 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from tests.web_support import settings
-from web.app import create_app
+from tests.web_support import api_routes, unserved_app
 
 pytestmark = pytest.mark.unit
 
@@ -40,10 +37,6 @@ PURE_FIGURES = {
 }
 
 
-def _app() -> FastAPI:
-    return create_app(settings())
-
-
 def _text(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
@@ -53,7 +46,7 @@ def _operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def test_the_openapi_document_is_the_committed_snapshot() -> None:
-    served = _text(_app().openapi())
+    served = _text(unserved_app().openapi())
     if os.environ.get(UPDATE) == "1":
         SNAPSHOT.write_text(served, encoding="utf-8")
     committed = SNAPSHOT.read_text(encoding="utf-8") if SNAPSHOT.exists() else ""
@@ -75,7 +68,7 @@ def test_the_openapi_document_is_the_committed_snapshot() -> None:
 
 
 def test_operation_ids_read_as_tag_and_action_and_are_unique() -> None:
-    ops = _operations(_app().openapi())
+    ops = _operations(unserved_app().openapi())
     ids = [op.get("operationId") for _, _, op in ops]
     assert all(isinstance(i, str) and re.fullmatch(r"[a-z]+(-[a-z]+)+", i) for i in ids), ids
     assert len(set(ids)) == len(ids), sorted(str(i) for i in ids if ids.count(i) > 1)
@@ -101,21 +94,10 @@ def _models(annotation: Any, seen: set[type]) -> None:
             _models(arg, seen)
 
 
-def _api_routes(routes: list[Any]) -> list[APIRoute]:
-    """The app's API routes, through the routers it includes."""
-    found: list[APIRoute] = []
-    for route in routes:
-        if isinstance(route, APIRoute):
-            found.append(route)
-        elif (included := getattr(route, "original_router", None)) is not None:
-            found += _api_routes(included.routes)
-    return found
-
-
 def test_no_answer_is_a_store_row() -> None:
     reached: set[type] = set()
-    routes = _api_routes(_app().routes)
-    assert len([r for r in routes if r.include_in_schema]) == len(_operations(_app().openapi()))
+    routes = api_routes(unserved_app().routes)
+    assert len([r for r in routes if r.include_in_schema]) == len(_operations(unserved_app().openapi()))
     for route in routes:
         _models(route.response_model, reached)
         for extra in route.responses.values():
