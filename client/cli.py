@@ -15,9 +15,9 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 from zoneinfo import ZoneInfo
 
+from client.action_commands import add_parsers as add_actions
 from client.api import DealflowClient, DealflowError, NotFound, OutcomeUnknown, Refused, Unavailable
 from client.arguments import UsageError, add_key_values, number, port, positive_int, process_ref, time_scale
 from client.audit_commands import add_parser as add_audit
@@ -27,7 +27,7 @@ from client.flags import with_flag
 from client.import_commands import add_parser as add_import
 from client.insights_commands import add_parsers as add_insights
 from client.metrics_commands import add_parsers as add_metrics
-from client.output import action_json, deal_row_json, emit, print_table, status_json
+from client.output import deal_row_json, emit, print_table, status_json
 from client.revision_commands import add_parser as add_revisions
 from client.token_commands import add_parser as add_tokens
 from worker import logs, tracing
@@ -72,45 +72,6 @@ async def cmd_start(args: argparse.Namespace, c: DealflowClient) -> None:
             )
 
 
-def _print_action(args: argparse.Namespace, result: Any) -> None:
-    if args.json:
-        emit(action_json(result))
-        return
-    where = f"stage {result.stage}" if result.stage else "no stage"
-    print(f"deal {result.deal_id}: {result.status}, {where}; events {result.first_seq}..{result.last_seq}")
-
-
-async def cmd_complete(args: argparse.Namespace, c: DealflowClient) -> None:
-    result = await c.complete_stage(
-        args.deal_id, args.stage, actor=args.actor, facts=args.fact, request_id=args.request_id
-    )
-    _print_action(args, result)
-
-
-async def cmd_move(args: argparse.Namespace, c: DealflowClient) -> None:
-    result = await c.move(
-        args.deal_id,
-        args.to,
-        actor=args.actor,
-        reason=args.reason,
-        expected_stage=args.expected_stage,
-        request_id=args.request_id,
-    )
-    _print_action(args, result)
-
-
-async def cmd_win(args: argparse.Namespace, c: DealflowClient) -> None:
-    result = await c.win(
-        args.deal_id,
-        actor=args.actor,
-        facts=args.fact,
-        expected_stage=args.expected_stage,
-        request_id=args.request_id,
-        rebuy=args.rebuy,
-    )
-    _print_action(args, result)
-
-
 async def cmd_chain(args: argparse.Namespace, c: DealflowClient) -> None:
     linked = await c.chain(args.deal_id)
     if args.json:
@@ -132,26 +93,6 @@ async def cmd_chain(args: argparse.Namespace, c: DealflowClient) -> None:
             for d in linked
         ],
     )
-
-
-async def cmd_lose(args: argparse.Namespace, c: DealflowClient) -> None:
-    result = await c.lose(
-        args.deal_id,
-        args.reason,
-        actor=args.actor,
-        note=args.note,
-        expected_stage=args.expected_stage,
-        request_id=args.request_id,
-        facts=args.fact,
-    )
-    _print_action(args, result)
-
-
-async def cmd_reply(args: argparse.Namespace, c: DealflowClient) -> None:
-    result = await c.record_response(
-        args.deal_id, actor=args.actor, kind=args.kind, note=args.note, request_id=args.request_id
-    )
-    _print_action(args, result)
 
 
 async def cmd_status(args: argparse.Namespace, c: DealflowClient) -> None:
@@ -324,13 +265,6 @@ async def cmd_demo(args: argparse.Namespace) -> None:
 # --- parser --------------------------------------------------------------------------------
 
 
-def _request_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("deal_id", metavar="ID")
-    p.add_argument("--as", dest="actor", required=True, metavar="REP", help="who is acting")
-    p.add_argument("--request-id", help="idempotency key: a repeat returns the first result")
-    p.add_argument("--json", action="store_true")
-
-
 def _min_seq_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--min-seq",
@@ -387,41 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--json", action="store_true")
     start.set_defaults(client_run=cmd_start)
 
-    complete = deal.add_parser("complete", help="complete the current stage")
-    _request_args(complete)
-    complete.add_argument("--stage", required=True)
-    add_key_values(complete, "--fact")
-    complete.set_defaults(client_run=cmd_complete)
-
-    move = deal.add_parser("move", help="skip ahead or move back")
-    _request_args(move)
-    move.add_argument("--to", required=True, metavar="STAGE")
-    move.add_argument("--reason")
-    move.add_argument("--expected-stage")
-    move.set_defaults(client_run=cmd_move)
-
-    win = deal.add_parser("win", help="close the deal as won")
-    _request_args(win)
-    add_key_values(win, "--fact")
-    win.add_argument("--expected-stage")
-    win.add_argument(
-        "--rebuy", action="append", metavar="KIND", help="start this follow-on deal after its delay (repeatable)"
-    )
-    win.set_defaults(client_run=cmd_win)
-
-    lose = deal.add_parser("lose", help="close the deal as lost")
-    _request_args(lose)
-    lose.add_argument("--reason", required=True)
-    lose.add_argument("--note")
-    lose.add_argument("--expected-stage")
-    add_key_values(lose, "--fact", help="a fact of the current stage known at the loss (repeatable)")
-    lose.set_defaults(client_run=cmd_lose)
-
-    reply = deal.add_parser("reply", help="the buyer answered: stops the follow-up cadence at once")
-    _request_args(reply)
-    reply.add_argument("--kind", default="replied", choices=["replied", "meeting_booked", "unsubscribed", "bounced"])
-    reply.add_argument("--note")
-    reply.set_defaults(client_run=cmd_reply)
+    add_actions(deal)
 
     status = deal.add_parser("status", help="a deal's state and what its stage still needs (from the log)")
     status.add_argument("deal_id", metavar="ID")

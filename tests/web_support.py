@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from client.access import AccessPolicy, Identity, PolicySource
 from client.api import DealflowClient
@@ -60,6 +62,22 @@ def app_over(
     if clock is None:
         return create_app(settings(**changes), own)
     return create_app(settings(**changes), own, clock=clock)
+
+
+def unserved_app() -> FastAPI:
+    """The app with no client: enough for its OpenAPI document and its routes."""
+    return create_app(settings())
+
+
+def api_routes(routes: list[Any]) -> list[APIRoute]:
+    """An app's API routes, through the routers it includes."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif (included := getattr(route, "original_router", None)) is not None:
+            found += api_routes(included.routes)
+    return found
 
 
 def http(app: FastAPI, token: str | None = None, **headers: str) -> httpx.AsyncClient:

@@ -7,22 +7,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from analytics.handoff_verdicts import HandoffMetrics
 from client import handoff_service, insights_service
-from client.api import DealflowClient
 from client.insights_service import MAX_BUCKETS, InsightQuery
 from store.fact_outcomes import FactOutcomes
 from store.follow_up_persistence import Persistence
 from store.rep_strength import RepStrength
+from web.dependencies import Client, Who
 from web.errors import RESPONSES
-from web.identity import Caller, api_caller, client_of
 
 router = APIRouter(responses=RESPONSES)
-
-Client = Annotated[DealflowClient, Depends(client_of)]
-Who = Annotated[Caller, Depends(api_caller)]
 
 
 @router.get("/metrics/reps", response_model=RepStrength, tags=["metrics"])

@@ -1,36 +1,32 @@
 """/api/v1/deals: start deals, act on them, and read them from the log and the projection.
 
 Each handler turns the HTTP request into one call of the Python client (the application layer
-the CLI calls too) and its answer into JSON; the rules live behind that call.
+the CLI calls too) and its answer into JSON; the rules live behind that call. The rep's actions
+(complete, move, win, lose, reply) are routes built from their declarations (client/rep_actions.py).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from client.api import DealflowClient, DealStatus, StartedDeal
+from client.api import StartedDeal
+from client.rep_actions import ACTIONS, Payload, RepAction
 from domain import proposal_files
 from domain.commands import ActionResult
 from domain.events import DealEvent
-from domain.limits import FactsInput, FieldsInput, Kinds, Name, Note
-from store.deals import DealRow, LinkedDeal
+from domain.limits import FieldsInput, Name
+from web.dependencies import Client, Key, Who
 from web.errors import RESPONSES
-from web.idempotency import HEADER, once
-from web.identity import Caller, api_caller, client_of
+from web.idempotency import once
+from web.schemas import DealPage, DealStatus, DealSummary, LinkedDeal, public
 
 router = APIRouter(prefix="/deals", tags=["deals"], responses=RESPONSES)
 STALE_HEADER = "Dealflow-Stale"
-
-Client = Annotated[DealflowClient, Depends(client_of)]
-Who = Annotated[Caller, Depends(api_caller)]
-Key = Annotated[
-    str | None,
-    Header(alias=HEADER, description="any unique string: a repeat of the request returns the first answer"),
-]
 
 
 class _Body(BaseModel):
@@ -46,44 +42,9 @@ class StartRequest(_Body):
     fields: FieldsInput = {}
 
 
-class CompleteRequest(_Body):
-    stage: Name = Field(description="the stage the caller believes the deal is at")
-    facts: FactsInput = {}
-
-
-class MoveRequest(_Body):
-    to: Name
-    reason: Note | None = None
-    expected_stage: Name | None = None
-
-
-class WinRequest(_Body):
-    facts: FactsInput = {}
-    expected_stage: Name | None = None
-    rebuy: Kinds = Field(default=[], description="follow-on deals to start after their delays")
-
-
-class LoseRequest(_Body):
-    reason: Name
-    note: Note | None = None
-    expected_stage: Name | None = None
-    facts: FactsInput = Field(default={}, description="the current stage's facts known at the loss")
-
-
-class ReplyRequest(_Body):
-    kind: Literal["replied", "meeting_booked", "unsubscribed", "bounced"] = "replied"
-    note: Note | None = None
-
-
-class DealPage(BaseModel):
-    items: list[DealRow]
-    offset: int
-    limit: int
-    next_offset: int | None = Field(description="the offset of the next page; null on the last")
-
-
 @router.post(
     "",
+    name="start",
     status_code=201,
     response_model=StartedDeal,
     responses={
@@ -115,7 +76,7 @@ async def start_deal(body: StartRequest, request: Request, c: Client, caller: Wh
     return answer
 
 
-@router.get("", response_model=DealPage)
+@router.get("", response_model=DealPage, name="list")
 async def list_deals(
     c: Client,
     caller: Who,
@@ -139,10 +100,11 @@ async def list_deals(
         offset=offset,
     )
     more = len(rows) > limit
-    return DealPage(items=rows[:limit], offset=offset, limit=limit, next_offset=offset + limit if more else None)
+    items = [public(DealSummary, r) for r in rows[:limit]]
+    return DealPage(items=items, offset=offset, limit=limit, next_offset=offset + limit if more else None)
 
 
-@router.get("/{deal_id}", response_model=DealStatus)
+@router.get("/{deal_id}", response_model=DealStatus, name="status")
 async def deal_status(
     deal_id: str,
     c: Client,
@@ -157,10 +119,10 @@ async def deal_status(
     status = await c.status(deal_id, min_seq=min_seq)
     if status.stale:
         response.headers[STALE_HEADER] = f"last_seq={status.state.last_seq}; min_seq={min_seq}"
-    return status
+    return public(DealStatus, status)
 
 
-@router.get("/{deal_id}/events", response_model=list[DealEvent])
+@router.get("/{deal_id}/events", response_model=list[DealEvent], name="events")
 async def deal_events(
     deal_id: str, c: Client, caller: Who, min_seq: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0
 ) -> list[DealEvent]:
@@ -169,74 +131,32 @@ async def deal_events(
     return [proposal_files.readable(e) for e in await c.events(deal_id, min_seq=min_seq)]
 
 
-@router.get("/{deal_id}/chain", response_model=list[LinkedDeal])
+@router.get("/{deal_id}/chain", response_model=list[LinkedDeal], name="chain")
 async def deal_chain(deal_id: str, c: Client, caller: Who) -> list[LinkedDeal]:
-    return await c.chain(deal_id)
+    return [public(LinkedDeal, d) for d in await c.chain(deal_id)]
 
 
-@router.post("/{deal_id}/complete", response_model=ActionResult)
-async def complete(
-    deal_id: str, body: CompleteRequest, request: Request, c: Client, caller: Who, key: Key = None
-) -> JSONResponse:
-    async def run() -> ActionResult:
-        facts: dict[str, Any] = dict(body.facts)
-        return await c.complete_stage(deal_id, body.stage, actor=caller.name, facts=facts, request_id=key)
+def _act(action: RepAction) -> Callable[..., Awaitable[JSONResponse]]:
+    """The API's route of one rep action: its payload is the JSON body; one call runs it."""
 
-    return await once(request, caller, key, run)
+    async def act(
+        deal_id: str, body: Payload, request: Request, c: Client, caller: Who, key: Key = None
+    ) -> JSONResponse:
+        async def run() -> ActionResult:
+            return await action.run(c, deal_id, body, caller.name, key)
 
+        return await once(request, caller, key, run)
 
-@router.post("/{deal_id}/move", response_model=ActionResult)
-async def move(
-    deal_id: str, body: MoveRequest, request: Request, c: Client, caller: Who, key: Key = None
-) -> JSONResponse:
-    async def run() -> ActionResult:
-        return await c.move(
-            deal_id, body.to, actor=caller.name, reason=body.reason, expected_stage=body.expected_stage, request_id=key
-        )
-
-    return await once(request, caller, key, run)
+    act.__annotations__ = {**act.__annotations__, "body": action.payload}
+    return act
 
 
-@router.post("/{deal_id}/win", response_model=ActionResult)
-async def win(
-    deal_id: str, body: WinRequest, request: Request, c: Client, caller: Who, key: Key = None
-) -> JSONResponse:
-    async def run() -> ActionResult:
-        return await c.win(
-            deal_id,
-            actor=caller.name,
-            facts=dict(body.facts),
-            expected_stage=body.expected_stage,
-            request_id=key,
-            rebuy=body.rebuy,
-        )
-
-    return await once(request, caller, key, run)
-
-
-@router.post("/{deal_id}/lose", response_model=ActionResult)
-async def lose(
-    deal_id: str, body: LoseRequest, request: Request, c: Client, caller: Who, key: Key = None
-) -> JSONResponse:
-    async def run() -> ActionResult:
-        return await c.lose(
-            deal_id,
-            body.reason,
-            actor=caller.name,
-            note=body.note,
-            expected_stage=body.expected_stage,
-            request_id=key,
-            facts=dict(body.facts),
-        )
-
-    return await once(request, caller, key, run)
-
-
-@router.post("/{deal_id}/reply", response_model=ActionResult)
-async def reply(
-    deal_id: str, body: ReplyRequest, request: Request, c: Client, caller: Who, key: Key = None
-) -> JSONResponse:
-    async def run() -> ActionResult:
-        return await c.record_response(deal_id, actor=caller.name, kind=body.kind, note=body.note, request_id=key)
-
-    return await once(request, caller, key, run)
+for _action in ACTIONS:
+    router.add_api_route(
+        f"/{{deal_id}}/{_action.name}",
+        _act(_action),
+        methods=["POST"],
+        response_model=ActionResult,
+        name=_action.name,
+        description=_action.help[:1].upper() + _action.help[1:] + ".",
+    )

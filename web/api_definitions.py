@@ -4,28 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from client import board_service, definition_service, experiment_service
 from client.api import DealflowClient, DealflowError
-from client.board_service import Board
 from client.definition_service import DefinitionView, DeployPreview, VersionDiff
 from client.experiment_service import ExperimentView
 from client.migration import MigrationPlan
 from definitions.model import json_schema
-from web.api_deals import Key
+from web.dependencies import Client, Key, Who
 from web.errors import RESPONSES
 from web.idempotency import once
-from web.identity import Caller, api_caller, client_of
+from web.schemas import Board, public
 from web.wording import for_api
 
 router = APIRouter(tags=["definitions"], responses=RESPONSES)
-
-Client = Annotated[DealflowClient, Depends(client_of)]
-Who = Annotated[Caller, Depends(api_caller)]
 
 
 class _Body(BaseModel):
@@ -119,12 +115,12 @@ def _plan(plan: MigrationPlan, applied: bool, results: list[MigrationOutcome]) -
     )
 
 
-@router.get("/definitions", response_model=list[Deployed])
+@router.get("/definitions", response_model=list[Deployed], name="list")
 async def list_definitions(c: Client, caller: Who, process: str | None = None) -> list[Deployed]:
     return [_deployed(d) for d in await c.definitions() if process is None or d.name == process]
 
 
-@router.get("/definitions/schema")
+@router.get("/definitions/schema", name="schema")
 async def definition_schema(caller: Who) -> dict[str, Any]:
     """The JSON Schema of definition files."""
     return json_schema()
@@ -210,7 +206,7 @@ async def migrate(
     return await once(request, caller, key, run)
 
 
-@router.get("/processes/{process}/board", response_model=Board, tags=["deals"])
+@router.get("/processes/{process}/board", response_model=Board, tags=["deals"], name="board")
 async def process_board(
     process: str,
     c: Client,
@@ -222,15 +218,16 @@ async def process_board(
 ) -> Board:
     """The pipeline board: per stage its deals (the longest in the stage first, up to 50, or 1000
     for one stage), their count and weighted value."""
-    return await board_service.board(c, process, owner=owner, team=team, version=version, stage=stage)
+    found = await board_service.board(c, process, owner=owner, team=team, version=version, stage=stage)
+    return public(Board, found)
 
 
-@router.get("/experiments", response_model=list[ExperimentView], tags=["experiments"])
+@router.get("/experiments", response_model=list[ExperimentView], tags=["experiments"], name="list")
 async def list_experiments(c: Client, caller: Who) -> list[ExperimentView]:
     return await experiment_service.list_all(c)
 
 
-@router.post("/experiments", status_code=201, response_model=ExperimentView, tags=["experiments"])
+@router.post("/experiments", status_code=201, response_model=ExperimentView, tags=["experiments"], name="start")
 async def start_experiment(
     body: ExperimentUpload, request: Request, c: Client, caller: Who, key: Key = None
 ) -> JSONResponse:
@@ -242,12 +239,12 @@ async def start_experiment(
     return await once(request, caller, key, run, status=201)
 
 
-@router.get("/experiments/{name}", response_model=ExperimentView, tags=["experiments"])
+@router.get("/experiments/{name}", response_model=ExperimentView, tags=["experiments"], name="show")
 async def show_experiment(name: str, c: Client, caller: Who) -> ExperimentView:
     return await experiment_service.show(c, name)
 
 
-@router.post("/experiments/{name}/stop", response_model=ExperimentView, tags=["experiments"])
+@router.post("/experiments/{name}/stop", response_model=ExperimentView, tags=["experiments"], name="stop")
 async def stop_experiment(name: str, request: Request, c: Client, caller: Who, key: Key = None) -> JSONResponse:
     async def run() -> ExperimentView:
         return await experiment_service.stop(c, name, stopped_by=caller.name)

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from client.api import DealflowClient
 from client.import_service import ImportReport
 from client.import_upload import import_files
-from web.api_deals import Key
+from web.dependencies import Client, Key, Who
 from web.errors import RESPONSES
 from web.idempotency import once
-from web.identity import Caller, api_caller, client_of
 
 router = APIRouter(tags=["imports"], responses=RESPONSES)
-
-Client = Annotated[DealflowClient, Depends(client_of)]
-Who = Annotated[Caller, Depends(api_caller)]
 
 
 class ImportRequest(BaseModel):
@@ -42,7 +37,7 @@ class ImportRequest(BaseModel):
     )
 
 
-@router.post("/imports", response_model=ImportReport)
+@router.post("/imports", response_model=ImportReport, name="run")
 async def run_import(body: ImportRequest, request: Request, c: Client, caller: Who, key: Key = None) -> JSONResponse:
     """Plan (dry_run, the default) or run an import. Rows that cannot be taken are listed in
     `problems` with their file and line; the others are imported, once."""

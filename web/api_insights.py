@@ -6,31 +6,20 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from analytics.version_comparison import Comparison
 from client import audit_service, metrics_service
-from client.api import DealflowClient, Refused
+from client.api import Refused
 from client.metrics_service import ExperimentComparison, MetricsQuery
 from domain.state import DealState
-from store.access_log import Refusal
-from store.deals import CustomerSummary
-from store.metrics import Metrics
+from web.dependencies import Client, Who
 from web.errors import RESPONSES
-from web.identity import Caller, api_caller, client_of
+from web.schemas import CustomerSummary, Metrics, ProcessMetrics, Refusal, public
 
 router = APIRouter(responses=RESPONSES)
-
-Client = Annotated[DealflowClient, Depends(client_of)]
-Who = Annotated[Caller, Depends(api_caller)]
-
-
-class ProcessMetrics(BaseModel):
-    process: str
-    version: str | None
-    metrics: Metrics
 
 
 class TimelineEntry(BaseModel):
@@ -67,7 +56,7 @@ def _ref(text: str, name: str) -> tuple[str, str]:
     return process, version
 
 
-@router.get("/metrics", response_model=list[ProcessMetrics], tags=["metrics"])
+@router.get("/metrics", response_model=list[ProcessMetrics], tags=["metrics"], name="by_process")
 async def metrics(
     c: Client,
     caller: Who,
@@ -84,7 +73,7 @@ async def metrics(
         process=process, version=version, owner=owner, since=since, until=until, as_of=as_of, experiment=experiment
     )
     found = await metrics_service.metrics(c, query)
-    return [ProcessMetrics(process=p.name, version=m.filters.version, metrics=m) for p, m in found]
+    return [ProcessMetrics(process=p.name, version=m.filters.version, metrics=public(Metrics, m)) for p, m in found]
 
 
 @router.get("/metrics/compare", response_model=Comparison | ExperimentComparison, tags=["metrics"])
@@ -107,7 +96,7 @@ async def compare(
 
 @router.get("/metrics/customers", response_model=list[CustomerSummary], tags=["metrics"])
 async def customers(c: Client, caller: Who, process: str | None = None) -> list[CustomerSummary]:
-    return await metrics_service.customers_of(c, process)
+    return [public(CustomerSummary, s) for s in await metrics_service.customers_of(c, process)]
 
 
 @router.get("/audit/deals/{deal_id}/timeline", response_model=list[TimelineEntry], tags=["audit"])
@@ -154,7 +143,7 @@ async def refusals(
     c: Client, caller: Who, since: datetime | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
 ) -> list[Refusal]:
     """Requests refused for want of a permission, newest first."""
-    return await audit_service.refusals(c, since=since, limit=limit)
+    return [public(Refusal, r) for r in await audit_service.refusals(c, since=since, limit=limit)]
 
 
 def _safe(text: str) -> str:

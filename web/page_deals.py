@@ -4,12 +4,14 @@ A form posts to a route that makes one call of the Python client, and answers wi
 (post/redirect/get), so that reloading the page never sends the form again: a refusal redirects to
 the form's page, which shows the reason and the values typed (nothing changed, web/flash.py); a
 success to the deal's page read from the log at least up to the action's last event, so the rep
-sees their change.
+sees their change. The rep's action forms (complete, move, win, lose, reply) post to routes
+built from the actions' declarations (client/rep_actions.py): a form's fields are the payload's.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -18,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from client import board_service, deal_view
 from client.api import DealflowClient, NotFound, Refused
+from client.rep_actions import ACTIONS, RepAction, kind_of
 from domain import proposal_files
 from domain.commands import ActionResult
 from domain.events import ProposalGenerated
@@ -159,22 +162,36 @@ async def _act(request: Request, deal_id: str, csrf: str, what: str, call: Any, 
     return _done(deal_id, result, what)
 
 
-def _facts(form: Any) -> dict[str, Any]:
-    """The exit-criteria fields of the stage's form (`fact.NAME`), left out when left blank."""
-    return {k.removeprefix("fact."): str(v) for k, v in form.items() if k.startswith("fact.") and str(v) != ""}
+def _values(action: RepAction, form: Any) -> dict[str, Any]:
+    """The payload's fields from the action's form, named as the payload names them; a map's
+    entries are `ENTRY.KEY` fields (`fact.need`), and a blank field is left out (a required one
+    is sent blank, for the client to name)."""
+    values: dict[str, Any] = {}
+    for name, info in action.payload.model_fields.items():
+        kind = kind_of(info)
+        if kind == "map":
+            prefix = action.entry(name) + "."
+            values[name] = {
+                k.removeprefix(prefix): str(v) for k, v in form.items() if k.startswith(prefix) and str(v) != ""
+            }
+        elif kind == "list":
+            values[name] = [str(v) for v in form.getlist(name)]
+        elif value := str(form.get(name, "")).strip():
+            values[name] = value
+        elif info.is_required():
+            values[name] = ""
+    return values
 
 
-@router.post("/deals/{deal_id}/complete")
-async def complete(request: Request, deal_id: str) -> Response:
-    form = await request.form()
-    facts = _facts(form)
-    stage = str(form.get("stage", ""))
-    c = client_of(request)
-
-    async def call(caller: Caller) -> ActionResult:
-        return await c.complete_stage(deal_id, stage, actor=caller.name, facts=facts, request_id=_rid(form))
-
-    return await _act(request, deal_id, str(form.get("csrf_token", "")), f"Completed {stage}", call, {"facts": facts})
+def _unfilled(action: RepAction, form: Any) -> None:
+    """The form's own required fields, checked here as the browser would: the form works without it."""
+    missing = [
+        c.unfilled
+        for c in action.checks
+        if (value := str(form.get(c.field, "")).strip()) == "" or (c.expected is not None and value != c.expected)
+    ]
+    if missing:
+        raise Refused(f"{action.unfilled}: " + " and ".join(missing), code="invalid_request")
 
 
 def _rid(form: Any) -> str | None:
@@ -183,69 +200,31 @@ def _rid(form: Any) -> str | None:
     return value or None
 
 
-@router.post("/deals/{deal_id}/move")
-async def move(request: Request, deal_id: str) -> Response:
-    form = await request.form()
-    to, reason, stage = str(form.get("to", "")), str(form.get("reason", "")).strip(), str(form.get("stage", ""))
-    c = client_of(request)
+def _page_route(action: RepAction) -> Callable[[Request, str], Awaitable[Response]]:
+    """The form route of one rep action: its fields are the payload's, one call runs it."""
 
-    async def call(caller: Caller) -> ActionResult:
-        return await c.move(
-            deal_id, to, actor=caller.name, reason=reason or None, expected_stage=stage or None, request_id=_rid(form)
-        )
+    async def act(request: Request, deal_id: str) -> Response:
+        form = await request.form()
+        values = _values(action, form)
+        # unvalidated here: the client checks the values and names what is wrong
+        payload = action.payload.model_construct(**values)
+        c = client_of(request)
 
-    return await _act(
-        request, deal_id, str(form.get("csrf_token", "")), f"Moved to {to}", call, {"reason": reason, "to": to}
+        async def call(caller: Caller) -> ActionResult:
+            _unfilled(action, form)
+            return await action.run(c, deal_id, payload, caller.name, _rid(form))
+
+        what = action.done.format_map(dict(payload))
+        typed = {"action": action.name, **values}
+        return await _act(request, deal_id, str(form.get("csrf_token", "")), what, call, typed)
+
+    return act
+
+
+for _action in ACTIONS:
+    router.add_api_route(
+        f"/deals/{{deal_id}}/{_action.name}", _page_route(_action), methods=["POST"], name=_action.name
     )
-
-
-@router.post("/deals/{deal_id}/win")
-async def win(request: Request, deal_id: str) -> Response:
-    form = await request.form()
-    facts, rebuy = _facts(form), [str(v) for v in form.getlist("rebuy")]
-    stage = str(form.get("stage", ""))
-    c = client_of(request)
-
-    async def call(caller: Caller) -> ActionResult:
-        return await c.win(
-            deal_id, actor=caller.name, facts=facts, expected_stage=stage or None, rebuy=rebuy, request_id=_rid(form)
-        )
-
-    typed = {"facts": facts, "rebuy": rebuy}
-    return await _act(request, deal_id, str(form.get("csrf_token", "")), "Won", call, typed)
-
-
-@router.post("/deals/{deal_id}/lose")
-async def lose(request: Request, deal_id: str) -> Response:
-    form = await request.form()
-    reason, note, stage = str(form.get("reason", "")), str(form.get("note", "")).strip(), str(form.get("stage", ""))
-    confirmed = form.get("confirm") == "yes"
-    c = client_of(request)
-
-    async def call(caller: Caller) -> ActionResult:
-        # the form's own fields, checked here as the browser would: the form works without it
-        unfilled = [] if reason else ["choose why in “Why was it lost?”"]
-        unfilled += [] if confirmed else ["tick “I confirm this deal is lost”"]
-        if unfilled:
-            raise Refused("the deal was not marked lost: " + " and ".join(unfilled), code="invalid_request")
-        return await c.lose(
-            deal_id, reason, actor=caller.name, note=note or None, expected_stage=stage or None, request_id=_rid(form)
-        )
-
-    typed = {"lost_reason": reason, "note": note}
-    return await _act(request, deal_id, str(form.get("csrf_token", "")), "Lost", call, typed)
-
-
-@router.post("/deals/{deal_id}/reply")
-async def reply(request: Request, deal_id: str) -> Response:
-    form = await request.form()
-    kind, note = str(form.get("kind", "replied")), str(form.get("note", "")).strip()
-    c = client_of(request)
-
-    async def call(caller: Caller) -> ActionResult:
-        return await c.record_response(deal_id, actor=caller.name, kind=kind, note=note or None, request_id=_rid(form))
-
-    return await _act(request, deal_id, str(form.get("csrf_token", "")), f"Buyer {kind}", call, {"reply_note": note})
 
 
 @router.get("/deals/{deal_id}/proposals/{seq}")
