@@ -27,7 +27,7 @@ from analytics.verdicts import Group, split_off
 pytestmark = pytest.mark.unit
 
 # no deadline: the machine is shared, and a slow example is not a wrong one
-CHECK = settings(max_examples=300, deadline=None)
+CHECK = settings(max_examples=300, deadline=None, derandomize=True)  # the same examples on every run: CI repeatable
 
 
 # --- Wilson: written here (statsmodels is a development dependency only) ----------------------------
@@ -215,6 +215,7 @@ def test_deals_needed_each_equals_statsmodels(p1: float, p2: float, level: float
     assume(ours >= 10)  # statsmodels' root finder gives up on a handful of deals
     effect = abs(p1 - p2) / math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / 2)
     theirs = float(NormalIndPower().solve_power(effect_size=effect, alpha=level, power=0.8, ratio=1))
+    assume(math.isfinite(theirs))  # its root finder can fail to converge (it warns, and says NaN)
     # statsmodels counts the power of the far tail too (at most 1e-6 at 5%: the deals it needs are a
     # few millionths fewer), where the normal approximation used here leaves it out
     assert math.ceil(theirs) <= ours <= math.ceil(theirs * (1 + 1e-5))
