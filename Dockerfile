@@ -8,7 +8,9 @@ COPY analytics ./analytics
 COPY workflows ./workflows
 COPY activities ./activities
 COPY worker ./worker
+COPY app ./app
 COPY client ./client
+COPY cli ./cli
 COPY store ./store
 COPY audit ./audit
 COPY bench ./bench

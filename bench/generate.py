@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from client.demo import fact_value
+from cli.demo import fact_value
 from definitions.model import Notify, ProcessDefinition
 from domain import decide
 from domain.commands import CompleteStage, LoseDeal, MoveStage, StartDeal

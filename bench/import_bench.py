@@ -23,9 +23,9 @@ from typing import Any
 
 from temporalio.common import WorkflowIDConflictPolicy
 
+from app import import_service
 from bench.bare import BareWorkflow
 from bench.stack import bench_main, bench_stack
-from client import import_service
 from client.api import DealflowClient
 from store.event_log import LOG_COLUMNS
 

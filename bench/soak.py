@@ -28,12 +28,12 @@ from typing import Any
 
 from temporalio.client import WorkflowExecutionStatus
 
+from app.audit_service import verify_running
 from audit.history import deal_events, fetch_deal
 from audit.replay import replay
 from bench.stack import BenchStack, bench_main, bench_stack, rss_mb
+from cli.demo import fact_value
 from client.api import DealflowClient, Refused
-from client.audit_service import verify_running
-from client.demo import fact_value
 from domain.commands import workflow_id
 from domain.events import TouchSent
 from domain.state import DealState, fold

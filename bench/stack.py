@@ -107,7 +107,7 @@ class BenchStack:
             # its metrics and health on a free port: several workers run side by side
             "DEALFLOW_METRICS_ADDRESS": "127.0.0.1:0",
         }
-        return self.process([sys.executable, "-m", "client.cli", "worker"], env=env, log=log)
+        return self.process([sys.executable, "-m", "cli.main", "worker"], env=env, log=log)
 
     def bare_worker_process(self, task_queue: str) -> subprocess.Popen[bytes]:
         """The bare baseline's worker (bench.bare), in a process of its own like the deal's."""

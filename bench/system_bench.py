@@ -24,7 +24,7 @@ RSS, the longest part). Prints a table and writes bench/results/system.json (wit
 and the load it ran under). Absolute numbers mean little on a noisy machine; the ratios are the
 figures to compare.
 
-Both sides send their requests the way the client does (`client/retry.py`): a call whose answer is
+Both sides send their requests the way the client does (`app/retry.py`): a call whose answer is
 lost (an RPC timeout on a busy machine, a dropped connection) is sent again under the same id, so
 it no longer ends the run; the figures say how many were sent again.
 """
@@ -47,14 +47,14 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from app.retry import Deadline, RetryCounts, until_answered
 from audit.replay import replay as audit_replay
 from bench.bare import BareWorkflow
 from bench.generate import simulate
 from bench.history_counts import per_deal
 from bench.stack import BenchStack, bench_main, bench_stack, rss_mb
+from cli.demo import fact_value
 from client.api import DealflowClient
-from client.demo import fact_value
-from client.retry import Deadline, RetryCounts, until_answered
 from definitions.loader import load_file, shipped
 from domain.activity_io import AppendEvents, DealSnapshot
 from domain.commands import workflow_id

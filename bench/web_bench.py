@@ -5,7 +5,7 @@
 - The pipeline board of one process with 10,000 open deals, the whole page over HTTP, against
   the projection query it needs (`store.deals.board`).
 - The dashboard over the event log, the whole page over HTTP, against the metrics calls it
-  makes, made directly (`client.dashboard_service`).
+  makes, made directly (`app.dashboard_service`).
 
 Each pair alternates round by round, so both sides see the same machine. Results go to
 bench/results/web.json; `make bench` runs it with the dashboard over 300,000 events, `make
@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 
 from bench.stack import BenchStack, bench_main, bench_stack
+from cli.demo import fact_value
 from client.api import DealflowClient
-from client.demo import fact_value
 from store.deals import DEAL_COLUMNS
 from store.embedded import free_port
 
@@ -70,7 +70,7 @@ def serve_process(stack: BenchStack, queue: str, port: int) -> subprocess.Popen[
     }
     env.pop("DEALFLOW_IDENTITIES", None)
     env.pop("DEALFLOW_ACCESS_FILE", None)
-    return stack.process([sys.executable, "-m", "client.cli", "serve"], env=env, log=stack.tmp / "web.log")
+    return stack.process([sys.executable, "-m", "cli.main", "serve"], env=env, log=stack.tmp / "web.log")
 
 
 async def until_up(http: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
@@ -151,7 +151,7 @@ async def board(
     stack: BenchStack, client: DealflowClient, http: httpx.AsyncClient, deals: int, rounds: int
 ) -> dict[str, Any]:
     """Open deals of one process in the projection, spread over its stages and owners."""
-    from client import board_service
+    from app import board_service
     from store.deals import board as board_query
 
     pinned = await client.definition("seven-stage")
@@ -198,9 +198,9 @@ async def board(
 async def dashboard(client: DealflowClient, http: httpx.AsyncClient, events: int, rounds: int) -> dict[str, Any]:
     """The deals of one process, loaded into the log by COPY as the metrics bench does, then the
     whole dashboard page against the calls it makes (`dashboard_service.dashboard`)."""
+    from app import dashboard_service
+    from app.metrics_service import MetricsQuery
     from bench.metrics_bench import load
-    from client import dashboard_service
-    from client.metrics_service import MetricsQuery
     from definitions.loader import PinnedDefinition, content_hash
     from store import registry
 

@@ -1,10 +1,10 @@
 """The typed Python client: what the CLI, the demo and any integration use to drive deals.
 
 `DealflowClient` is a thin facade over the application layer's services: each method is the
-service function of its use case (`client/deal_service.py`, `deal_reads.py`,
+service function of its use case (`app/deal_service.py`, `deal_reads.py`,
 `definition_service.py`, `experiment_service.py`), with the client itself as the services'
-`Context` (`client/context.py`). Connect with `DealflowClient.connect()`, which resolves the
-settings as the CLI does (`client/composition.py`).
+`Context` (`app/context.py`). Connect with `DealflowClient.connect()`, which resolves the
+settings as the CLI does (`app/composition.py`).
 
 It needs the database as well as Temporal, by design: every read (a deal's status, its events,
 the listings, the answer to a repeated request of a deal that has ended) comes from the log's
@@ -13,18 +13,18 @@ no workflow task has processed yet. Acting on a deal goes to Temporal. An integr
 database credentials uses the HTTP API instead (docs/web.md).
 
 Every failure a caller can act on surfaces as a `DealflowError` subclass with a stable `code`
-(`client/errors.py`): `Refused`, `NotFound`, `Unavailable`, `Unauthenticated`, `OutcomeUnknown`
+(`app/errors.py`): `Refused`, `NotFound`, `Unavailable`, `Unauthenticated`, `OutcomeUnknown`
 (repeat it under the same request id).
 """
 
 from __future__ import annotations
 
-from client import deal_reads, deal_service, definition_service, experiment_service, permissions
-from client.composition import open_parts
-from client.context import Context
-from client.deal_reads import DealStatus
-from client.deal_service import StartedDeal
-from client.errors import (
+from app import deal_reads, deal_service, definition_service, experiment_service, permissions
+from app.composition import open_parts
+from app.context import Context
+from app.deal_reads import DealStatus
+from app.deal_service import StartedDeal
+from app.errors import (
     DealflowError,
     LogLagging,
     NotFound,

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import httpx
 
-from client import token_service
+from app import token_service
 from client.api import DealflowClient
 from tests.support import HERE
 from tests.web_support import csrf_of

@@ -30,7 +30,7 @@ ROOT = Path(__file__).parent.parent
 class WorkerProcess:
     """`dealflow worker` (or another worker module run with `python -m`) as a child process."""
 
-    def __init__(self, env: dict[str, str], log: Path, command: tuple[str, ...] = ("client.cli", "worker")):
+    def __init__(self, env: dict[str, str], log: Path, command: tuple[str, ...] = ("cli.main", "worker")):
         self.env = env
         self.log = log
         self.command = command

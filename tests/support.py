@@ -23,7 +23,7 @@ from store import event_log
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
-DEALFLOW = [sys.executable, "-m", "client.cli"]
+DEALFLOW = [sys.executable, "-m", "cli.main"]
 
 # facts that complete each stage of the shipped seven-stage process
 SEVEN_FACTS: dict[str, dict[str, object]] = {

@@ -11,8 +11,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from client import deal_service
-from client.access import Identity, load_policy
+from app import deal_service
+from app.access import Identity, load_policy
 from client.api import DealflowClient, Refused
 from definitions.loader import PinnedDefinition
 from domain.access import Claim, Forbidden, check

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from playwright.async_api import Page, ViewportSize, expect
 
-from client import definition_service
+from app import definition_service
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from tests.browser_support import axe_check

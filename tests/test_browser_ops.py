@@ -9,7 +9,7 @@ from pathlib import Path
 
 from playwright.async_api import Page, expect
 
-from client import definition_service, token_service
+from app import definition_service, token_service
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from tests.browser_support import axe_check

@@ -1,5 +1,5 @@
 """One composition root: in the application layer and the web app, the pool, the Temporal client
-and the access configuration are built in client/composition.py (and the pool's own module)
+and the access configuration are built in app/composition.py (and the pool's own module)
 only; the CLI, `dealflow serve` and the web app reach them through `DealflowClient.connect`."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
 # what builds a part, and the modules that may call it
 BUILDERS = {
-    "connect_temporal": {"client/composition.py"},
-    "open_pool": {"client/composition.py"},
-    "connect_pool": {"client/database.py"},
-    "load": {"client/composition.py"},  # PolicySource.load
+    "connect_temporal": {"app/composition.py"},
+    "open_pool": {"app/composition.py"},
+    "connect_pool": {"app/database.py"},
+    "load": {"app/composition.py"},  # PolicySource.load
     "open_parts": {"client/api.py"},
     "DealflowClient": {"client/api.py"},
 }
@@ -48,7 +48,7 @@ def test_the_parts_are_built_in_the_composition_root_only() -> None:
 
 
 def test_the_cli_the_server_and_the_web_app_connect_through_it() -> None:
-    for rel in ("client/cli.py", "web/serve.py", "web/app.py"):
+    for rel in ("cli/main.py", "web/serve.py", "web/app.py"):
         source = (ROOT / rel).read_text(encoding="utf-8")
         assert "DealflowClient.connect(" in source, rel
     assert "open_parts(" in (ROOT / "client/api.py").read_text(encoding="utf-8")

@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
-from client import audit_service
+from app import audit_service
 from client.api import DealflowClient, DealflowError
 from definitions.loader import load_file, shipped
 from store import event_log, registry

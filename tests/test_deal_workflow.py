@@ -287,7 +287,7 @@ async def test_projection_lists_by_stage(client: DealflowClient, pool: asyncpg.P
 
 
 async def test_an_unknown_workflow_is_not_found_which_the_client_maps_to_no_such_deal(temporal_client: Client) -> None:
-    """`client.deal_workflows.deal_lookup` relies on Temporal answering NOT_FOUND for an unknown deal."""
+    """`app.deal_workflows.deal_lookup` relies on Temporal answering NOT_FOUND for an unknown deal."""
     with pytest.raises(RPCError) as caught:
         await temporal_client.get_workflow_handle("deal-none").describe()
     assert caught.value.status == RPCStatusCode.NOT_FOUND

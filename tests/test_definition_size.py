@@ -57,7 +57,7 @@ async def test_what_a_workflow_start_can_carry_measured_on_the_dev_server(tempor
     """The limits `definitions.loader.MAX_PINNED_BYTES` is set against: a payload up to 2 MiB is
     taken, one above is refused for its size, one above 4 MiB is refused by gRPC; each refusal is
     an answer (never sent again) that the client knows as "too large"."""
-    from client.retry import lost_answer, too_large
+    from app.retry import lost_answer, too_large
 
     queue = f"size-{uuid.uuid4().hex[:8]}"  # no worker: the workflows only need to be accepted
     taken = await temporal_client.start_workflow("Nothing", "x" * (2 * MiB - 64), id=f"{queue}-a", task_queue=queue)

@@ -120,7 +120,7 @@ async def test_dev_stack_keeps_state_across_restarts(tmp_path: Path) -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "client.cli",
+            "cli.main",
             "dev",
             "--temporal-port",
             ports[0],

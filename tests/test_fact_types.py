@@ -15,9 +15,9 @@ import asyncpg
 import pycountry
 import pytest
 
-from client.deal_view import FactField
-from client.demo import fact_value
-from client.insights_service import comparable_fact
+from app.deal_view import FactField
+from app.insights_service import comparable_fact
+from cli.demo import fact_value
 from definitions import fact_types, rules
 from definitions.currencies import CURRENCIES
 from definitions.fact_types import KINDS, Analysis, FactKind, UnknownFactType, Widget

@@ -401,7 +401,7 @@ def test_a_country_not_of_the_time_zone_is_warned_not_refused(tmp_path: Path) ->
         assert check_file(path, today=DEPLOYED).warnings == []
     path.write_text(yaml.safe_dump(_with(holidays={"country": "NE"}), sort_keys=False))
     done = subprocess.run(
-        [sys.executable, "-m", "client.cli", "definitions", "validate", str(path)], capture_output=True, text=True
+        [sys.executable, "-m", "cli.main", "definitions", "validate", str(path)], capture_output=True, text=True
     )
     assert done.returncode == 0 and f"{path}: ok, dutch@" in done.stdout
     assert f"warning: {path}:4: holidays.country: country 'NE' (Niger)" in done.stderr

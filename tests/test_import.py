@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from client import audit_service, import_service, metrics_service
+from app import audit_service, import_service, metrics_service
+from app.metrics_service import MetricsQuery
 from client.api import DealflowClient
-from client.metrics_service import MetricsQuery
 from definitions.loader import PinnedDefinition
 from store import event_log, history_load
 from tests.support import dealflow, wait_for

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import uuid
 
-from client import metrics_service
+from app import metrics_service
+from app.metrics_service import MetricsQuery
 from client.api import DealflowClient
-from client.metrics_service import MetricsQuery
 from definitions.loader import PinnedDefinition
 from tests.support import wait_for
 from tests.web_support import app_over, csrf_of, http, policy, redirected
@@ -128,7 +128,7 @@ async def test_hubspot_and_pipedrive_exports_over_the_api(
 async def test_the_definitions_page_imports_for_ops_only(
     client: DealflowClient, deployed: dict[str, PinnedDefinition]
 ) -> None:
-    from client import token_service
+    from app import token_service
 
     tag = uuid.uuid4().hex[:6]
     export = f"deal_id,stage,entered_at,owner\n{tag},prospecting,2026-05-01T09:00:00Z,rita\n"
@@ -164,7 +164,7 @@ async def test_the_definitions_page_imports_for_ops_only(
 async def test_the_import_form_offers_what_open_deals_send_and_the_import_keeps_the_choice(
     client: DealflowClient, deployed: dict[str, PinnedDefinition]
 ) -> None:
-    from client import token_service
+    from app import token_service
 
     tag = uuid.uuid4().hex[:6]
     export = f"deal_id,stage,entered_at,owner\n{tag},objection-handling,2026-01-05T09:00:00Z,rita\n"
@@ -205,7 +205,7 @@ async def test_a_semicolon_windows_1252_export_over_the_api_and_the_page(
 ) -> None:
     """The API and the page read the exports the CLI reads with --delimiter and --encoding; a
     refusal names the option in each face's own words."""
-    from client import token_service
+    from app import token_service
 
     tag = uuid.uuid4().hex[:6]
     text = "ID;Title;Stage;Status;Deal created;Won time;Lost time;Lost reason;Owner;Value\n"

@@ -27,8 +27,8 @@ import pytest
 from analytics.follow_up_persistence import MIN_AT_RISK, Figures
 from analytics.significance import two_by_two
 from analytics.verdicts import Compared
+from cli.report import write_report
 from client.api import DealflowClient
-from client.report import write_report
 from definitions.loader import PinnedDefinition, pin
 from definitions.model import ProcessDefinition
 from domain.events import DealEvent

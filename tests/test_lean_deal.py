@@ -17,8 +17,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from audit.history import append_receipt
+from cli.demo import fact_value
 from client.api import DealflowClient
-from client.demo import fact_value
 from definitions.loader import PinnedDefinition
 from domain.activity_io import APPEND_EVENTS
 from domain.commands import workflow_id

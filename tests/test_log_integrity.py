@@ -19,7 +19,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
-from client import audit_service
+from app import audit_service
 from client.api import DealflowClient, LogLagging, NotFound, Refused
 from definitions.loader import PinnedDefinition
 from domain.commands import workflow_id

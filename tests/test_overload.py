@@ -28,9 +28,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from app.retry import Deadline, NoAnswer, RetryCounts, lost_answer, until_answered
 from audit.history import deal_events, fetch_deal
 from client.api import DealflowClient, OutcomeUnknown, Refused
-from client.retry import Deadline, NoAnswer, RetryCounts, lost_answer, until_answered
 from definitions.loader import PinnedDefinition
 from domain.commands import ActionResult
 from domain.events import DealEvent

@@ -1,4 +1,4 @@
-"""The access rules of every use case, answered by one module (client/permissions.py): a role's
+"""The access rules of every use case, answered by one module (app/permissions.py): a role's
 permissions, who starts deals for whom, who makes tokens for whom, what a claim may do to one
 deal; and the pages offer exactly what the rules allow."""
 
@@ -8,9 +8,9 @@ from typing import get_args
 
 import pytest
 
-from client import permissions
-from client.access import AccessPolicy, Identity
-from client.permissions import AccessDenied, Permission
+from app import permissions
+from app.access import AccessPolicy, Identity
+from app.permissions import AccessDenied, Permission
 from domain.access import ROLES, Claim
 from domain.state import DealState
 from web.identity import Caller

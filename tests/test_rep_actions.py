@@ -1,4 +1,4 @@
-"""A rep action is declared once (client/rep_actions.py): the CLI's subcommand, the API's route
+"""A rep action is declared once (app/rep_actions.py): the CLI's subcommand, the API's route
 and the deal page's form route are built from its declaration, and it names a real update of the
 deal workflow."""
 
@@ -10,8 +10,8 @@ import pytest
 from fastapi.routing import APIRoute
 from temporalio import workflow
 
-from client.cli import build_parser
-from client.rep_actions import ACTIONS, BY_NAME, LoseRequest, kind_of
+from app.rep_actions import ACTIONS, BY_NAME, LoseRequest, kind_of
+from cli.main import build_parser
 from tests.web_support import api_routes, unserved_app
 from workflows.deal import DealWorkflow
 

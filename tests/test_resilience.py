@@ -23,10 +23,10 @@ import pytest
 import yaml
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from app.audit_service import verify_running
 from audit.history import fetch_deal
 from audit.replay import replay
 from client.api import DealflowClient
-from client.audit_service import verify_running
 from definitions.loader import PinnedDefinition, load_file, shipped
 from domain.commands import workflow_id
 from domain.events import TouchSent

@@ -12,8 +12,8 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from cli.revision_commands import stragglers, upgrade
 from client.api import DealflowClient
-from client.revision_commands import stragglers, upgrade
 from definitions.loader import PinnedDefinition
 from domain.commands import DealInput, StartDeal, workflow_id
 from tests.support import dealflow, new_deal_id, wait_for

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from client import board_service
+from app import board_service
 from client.api import DealflowClient
 from definitions.loader import load_text
 from domain.events import Escalated, SlaBreached, StageEntered

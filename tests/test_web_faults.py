@@ -22,7 +22,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from client import audit_service
+from app import audit_service
 from client.api import DealflowClient
 from definitions.loader import load_file, shipped
 from store import event_log, registry
@@ -84,7 +84,7 @@ async def _rep(base: str, deal_id: str, tally: Tally, rng: random.Random) -> Non
 
 class WebProcess(WorkerProcess):
     def __init__(self, env: dict[str, str], log: Path, port: int) -> None:
-        super().__init__(env, log, command=("client.cli", "serve", "--port", str(port)))
+        super().__init__(env, log, command=("cli.main", "serve", "--port", str(port)))
         self.base = f"http://127.0.0.1:{port}"
 
     async def ready(self) -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from client import permissions
-from client.access import AccessPolicy
+from app import permissions
+from app.access import AccessPolicy
+from app.permissions import AccessDenied
 from client.api import DealflowClient
-from client.permissions import AccessDenied
 from definitions.loader import PinnedDefinition
 from domain.activity_io import AppendEvents, DealSnapshot
 from domain.events import DealEvent, DealStarted, ProposalGenerated

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from client import token_service
+from app import token_service
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import access_log, event_log, tokens

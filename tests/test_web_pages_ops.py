@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from client import audit_service, experiment_service
+from app import audit_service, experiment_service
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import event_log, registry

@@ -14,7 +14,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from client import token_service
+from app import token_service
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import event_log, tokens

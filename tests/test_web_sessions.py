@@ -15,8 +15,8 @@ import itsdangerous
 import pytest
 from fastapi import FastAPI
 
-from client import token_service
-from client.access import PolicySource
+from app import token_service
+from app.access import PolicySource
 from client.api import DealflowClient
 from store import sessions
 from tests.web_support import app_over, csrf_of, http, policy, settings

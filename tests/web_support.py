@@ -15,7 +15,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from client.access import AccessPolicy, Identity, PolicySource
+from app.access import AccessPolicy, Identity, PolicySource
 from client.api import DealflowClient
 from web.app import create_app
 from web.serve import _Server

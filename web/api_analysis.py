@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from analytics.handoff_verdicts import HandoffMetrics
-from client import handoff_service, insights_service
-from client.insights_service import MAX_BUCKETS, InsightQuery
+from app import handoff_service, insights_service
+from app.insights_service import MAX_BUCKETS, InsightQuery
 from store.fact_outcomes import FactOutcomes
 from store.follow_up_persistence import Persistence
 from store.rep_strength import RepStrength

@@ -2,7 +2,7 @@
 
 Each handler turns the HTTP request into one call of the Python client (the application layer
 the CLI calls too) and its answer into JSON; the rules live behind that call. The rep's actions
-(complete, move, win, lose, reply) are routes built from their declarations (client/rep_actions.py).
+(complete, move, win, lose, reply) are routes built from their declarations (app/rep_actions.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.rep_actions import ACTIONS, Payload, RepAction
 from client.api import StartedDeal
-from client.rep_actions import ACTIONS, Payload, RepAction
 from domain import proposal_files
 from domain.commands import ActionResult
 from domain.events import DealEvent

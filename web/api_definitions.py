@@ -9,11 +9,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from client import board_service, definition_service, experiment_service
+from app import board_service, definition_service, experiment_service
+from app.definition_service import DefinitionView, DeployPreview, VersionDiff
+from app.experiment_service import ExperimentView
+from app.migration import MigrationPlan
 from client.api import DealflowClient, DealflowError
-from client.definition_service import DefinitionView, DeployPreview, VersionDiff
-from client.experiment_service import ExperimentView
-from client.migration import MigrationPlan
 from definitions.model import json_schema
 from web.dependencies import Client, Key, Who
 from web.errors import RESPONSES

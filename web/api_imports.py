@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from client.import_service import ImportReport
-from client.import_upload import import_files
+from app.import_service import ImportReport
+from app.import_upload import import_files
 from web.dependencies import Client, Key, Who
 from web.errors import RESPONSES
 from web.idempotency import once

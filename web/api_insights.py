@@ -11,9 +11,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from analytics.version_comparison import Comparison
-from client import audit_service, metrics_service
+from app import audit_service, metrics_service
+from app.metrics_service import ExperimentComparison, MetricsQuery
 from client.api import Refused
-from client.metrics_service import ExperimentComparison, MetricsQuery
 from domain.state import DealState
 from web.dependencies import Client, Who
 from web.errors import RESPONSES

@@ -3,7 +3,7 @@
 With access control off there is one person at the keyboard: the caller is whoever the
 `X-Dealflow-User` header or the session names, else `$DEALFLOW_USER`, else "local".
 
-A session is checked against its row on the server at every request (client/session_service.py);
+A session is checked against its row on the server at every request (app/session_service.py);
 a token that fails, in a header or at the sign-in form, counts against the client's address
 (web/throttle.py) and is recorded in the access refusals.
 """
@@ -19,9 +19,9 @@ from typing import Literal
 
 from fastapi import Request
 
-from client import session_service, token_service
+from app import session_service, token_service
+from app.session_service import Lifetimes
 from client.api import DealflowClient, DealflowError, Unauthenticated
-from client.session_service import Lifetimes
 from domain.access import Claim, Role
 from store.tokens import TokenRecord
 from web.settings import WebSettings

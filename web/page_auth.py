@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from client import session_service
+from app import session_service
 from client.api import DealflowError, Unauthenticated
 from web.identity import check_csrf, client_of, lifetimes, now_of, settings_of, sign_in
 from web.views import render

@@ -5,7 +5,7 @@ A form posts to a route that makes one call of the Python client, and answers wi
 the form's page, which shows the reason and the values typed (nothing changed, web/flash.py); a
 success to the deal's page read from the log at least up to the action's last event, so the rep
 sees their change. The rep's action forms (complete, move, win, lose, reply) post to routes
-built from the actions' declarations (client/rep_actions.py): a form's fields are the payload's.
+built from the actions' declarations (app/rep_actions.py): a form's fields are the payload's.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from client import board_service, deal_view
+from app import board_service, deal_view
+from app.rep_actions import ACTIONS, RepAction, kind_of
 from client.api import DealflowClient, NotFound, Refused
-from client.rep_actions import ACTIONS, RepAction, kind_of
 from domain import proposal_files
 from domain.commands import ActionResult
 from domain.events import ProposalGenerated

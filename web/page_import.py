@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
+from app.import_upload import effects_of, import_files
 from client.api import DealflowError, NotFound, Refused
-from client.import_upload import effects_of, import_files
 from web import flash
 from web.errors import status_of
 from web.identity import check_csrf, client_of

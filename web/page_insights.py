@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from client import audit_service, dashboard_service
+from app import audit_service, dashboard_service
+from app.metrics_service import MetricsQuery
+from app.readable import duration_text
 from client.api import DealflowError, NotFound, Refused
-from client.metrics_service import MetricsQuery
-from client.output import duration_text
 from web.errors import status_of
 from web.identity import client_of
 from web.page_ops import refusal

@@ -22,9 +22,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from client import definition_service, experiment_service, permissions
+from app import definition_service, experiment_service, permissions
+from app.migration import MigrationPlan
 from client.api import DealflowClient, DealflowError, NotFound, Refused
-from client.migration import MigrationPlan
 from store.registry import Deployment
 from web import flash
 from web.errors import status_of

@@ -15,9 +15,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from client import permissions
+from app import permissions
+from app.permissions import Permission
 from client.api import Unauthenticated
-from client.permissions import Permission
 from web.identity import Caller, csrf_token, identify
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")

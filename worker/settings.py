@@ -41,7 +41,7 @@ LOG_FORMATS = ("text", "json")
 # included, before the caller is told its outcome is unknown (seconds, more than 0, at most 3600;
 # default 60); and the deadline of each call to Temporal within it (seconds, more than 0, at most
 # 600; unset: none, the SDK waits for the answer). A call that times out or whose connection drops
-# is sent again under the same id (client/retry.py).
+# is sent again under the same id (app/retry.py).
 REQUEST_DEADLINE_ENV_VAR = "DEALFLOW_REQUEST_DEADLINE_SECONDS"
 RPC_TIMEOUT_ENV_VAR = "DEALFLOW_RPC_TIMEOUT_SECONDS"
 REQUEST_DEADLINE_SECONDS = 60.0
