@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -16,7 +15,7 @@ from bench.generate import simulate
 from definitions.loader import PinnedDefinition, load_file, shipped
 from definitions.model import ProcessDefinition
 from domain.activity_io import AppendEvents, DealSnapshot
-from domain.events import DealEvent, DealStarted, MigratedToVersion, TouchSent
+from domain.events import DealStarted, MigratedToVersion, TouchSent
 from domain.state import fold
 from store import event_log, history_load
 from store.aggregates import (
@@ -35,6 +34,7 @@ from store.aggregates import (
 )
 from store.history_load import History
 from store.visits import DealVisits, advance
+from tests.aggregates_support import deploy, migrated, out_of_order
 
 
 def _seven(name: str) -> ProcessDefinition:
@@ -101,43 +101,6 @@ def test_coarse_bins_hold_consecutive_ranges_in_order() -> None:
     assert bin_of(-5) == -1
 
 
-def _migrated(d: ProcessDefinition, events: list[DealEvent]) -> list[DealEvent]:
-    """An open deal's history with a migration to v2 at its end."""
-    state = fold(events)
-    last = events[-1]
-    return [
-        *events,
-        MigratedToVersion(
-            seq=last.seq + 1,
-            at=last.at + timedelta(hours=1),
-            actor="ops",
-            stage=state.stage,
-            from_version="v1",
-            to_version="v2",
-            content_hash="v2" * 8,
-            from_stage=state.stage,
-            stage_map={s.id: s.id for s in d.stages},
-        ),
-    ]
-
-
-def _out_of_order(events: list[DealEvent]) -> list[DealEvent]:
-    """The history with one event dated before the one that precedes it."""
-    k = len(events) // 2
-    early = events[k - 2].at - timedelta(minutes=7)
-    return [e.model_copy(update={"at": early}) if i == k else e for i, e in enumerate(events)]
-
-
-async def _deploy(pool: asyncpg.Pool, d: ProcessDefinition, version: str) -> None:
-    await pool.execute(
-        "INSERT INTO definitions (name, version, content_hash, body, deployed_by) VALUES ($1, $2, $3, $4::jsonb, 't')",
-        d.name,
-        version,
-        version * 8,
-        d.model_dump_json(),
-    )
-
-
 async def _held(pool: asyncpg.Pool, process: str, table: str) -> dict[Any, tuple[int, float]]:
     """The aggregates' rows of a process, by group (not its id) and key."""
     days = "t.sb, t.eb, " if table == "metric_buckets" else ""
@@ -168,17 +131,17 @@ async def test_appends_in_pieces_with_retries_hold_what_a_rebuild_computes(
     after their figures were held, some with an event out of time order: the aggregate rows equal
     the back-fill's from the whole histories, row by row, in total and day by day."""
     d = _seven(f"agg-{uuid.uuid4().hex[:6]}")
-    await _deploy(pool, d, "v1")
+    await deploy(pool, d, "v1")
     regrouped = [s.model_copy(update={"phase": "get-in"}) if s.id == d.stages[2].id else s for s in d.stages]
-    await _deploy(pool, d.model_copy(update={"stages": regrouped}), "v2")
+    await deploy(pool, d.model_copy(update={"stages": regrouped}), "v2")
     rng = random.Random(11)
     deals = []
     for i in range(160):
         events = simulate(d, "v1", f"{d.name}-{i:03d}", rng)
         if i % 3 == 0 and fold(events).status == "open":
-            events = _migrated(d, events)
+            events = migrated(d, events)
         elif i % 11 == 0 and len(events) > 6:
-            events = _out_of_order(events)
+            events = out_of_order(events)
         deals.append(events)
     assert sum(e[-1].type == "MigratedToVersion" for e in deals) >= 5
     for events in deals:
@@ -222,7 +185,7 @@ async def test_histories_written_in_bulk_add_their_aggregates(
     """Imported closed deals go to the log by COPY (`store.history_load`), not through the append:
     their aggregates are added in the same transaction, as a rebuild computes them."""
     d = _seven(f"bulk-{uuid.uuid4().hex[:6]}")
-    await _deploy(pool, d, "v1")
+    await deploy(pool, d, "v1")
     rng = random.Random(17)
     deals = [simulate(d, "v1", f"{d.name}-{i:03d}", rng) for i in range(120)]
     async with pool.acquire() as conn, conn.transaction():

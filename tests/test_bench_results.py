@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bench.machine import LoadMonitor
-from tests.test_bench_stops import bench
+from tests.bench_support import bench
 
 
 def test_a_finished_bench_writes_machine_and_load_and_leaves_nothing(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from store import event_log, history_load, projections
 from store.db import connect_pool
 from store.migrations import MIGRATIONS_DIR, migrate
 from store.projections import DealBatch
-from tests.test_aggregates import _deploy, _migrated, _out_of_order
+from tests.aggregates_support import deploy, migrated, out_of_order
 
 # a metric group by what it is, not by its id (ids are handed out in the order groups are met)
 _GROUP = "g.process, g.layout, g.start_version, g.version, g.start_owner, g.experiment"
@@ -86,9 +86,9 @@ def _deals(d: ProcessDefinition) -> list[list[DealEvent]]:
                 fold(events), Escalated, at + timedelta(hours=5), level=1 + i % 2, notify="owner", to="boss", due_at=at
             )
             if i % 3 == 0:
-                events = _migrated(d, events)
+                events = migrated(d, events)
         if i == 7:
-            events = _out_of_order(events)
+            events = out_of_order(events)
         out.append(events)
     return out
 
@@ -136,8 +136,8 @@ async def test_an_imported_deal_has_the_rows_of_a_live_one(
     d = _seven("projected")
     regrouped = [s.model_copy(update={"phase": "get-in"}) if s.id == d.stages[2].id else s for s in d.stages]
     for pool in (live, bulk):
-        await _deploy(pool, d, "v1")
-        await _deploy(pool, d.model_copy(update={"stages": regrouped}), "v2")
+        await deploy(pool, d, "v1")
+        await deploy(pool, d.model_copy(update={"stages": regrouped}), "v2")
     deals = _deals(d)
     rng = random.Random(3)
     for events in deals:
@@ -193,7 +193,7 @@ async def test_closed_deals_imported_before_get_the_rows_the_projection_makes(
     """Migration 0023 fills what the old bulk path left out of imported deals' rows (their start
     attributes, the board's marks) from the log, as the projection computes it."""
     d = _seven(f"old-{uuid.uuid4().hex[:6]}")
-    await _deploy(pool, d, "v1")
+    await deploy(pool, d, "v1")
     deals = [e for e in _deals(d) if fold(e).version == "v1"][:20]
     histories = [history_load.History(str(fold(e).deal_id), d.name, "v1", e) for e in deals]
     ids = [h.deal_id for h in histories]
