@@ -13,7 +13,7 @@ import yaml
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-import client.api as client_api
+import client.deal_service as deal_service
 from client.api import DealflowClient, OutcomeUnknown, Refused
 from definitions.loader import MAX_PINNED_BYTES, DefinitionError, check_text, load_file, pin, pinned_size
 from domain.commands import workflow_id
@@ -161,7 +161,7 @@ async def test_a_start_too_large_is_refused_never_outcome_unknown(
     await _absent(client, deal)
     # and were the check not there, Temporal's own refusals are refusals too, at once: above its
     # blob limit (2 MiB) and above gRPC's message limit (4 MiB)
-    monkeypatch.setattr(client_api, "MAX_PINNED_BYTES", 64 * MiB)
+    monkeypatch.setattr(deal_service, "MAX_PINNED_BYTES", 64 * MiB)  # where start_deal checks it
     for size in (3 * MiB, 5 * MiB):
         name = await _deploy_unchecked(pool, tmp_path, size)
         deal = new_deal_id("big")
