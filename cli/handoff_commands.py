@@ -8,8 +8,8 @@ from typing import Any
 
 from analytics.handoff_verdicts import HandoffFigures, HandoffMetrics
 from app.handoff_service import handoff_metrics
-from cli.arguments import UsageError
 from app.readable import duration_text
+from cli.arguments import UsageError
 from cli.output import emit, print_table
 from client.api import DealflowClient
 
