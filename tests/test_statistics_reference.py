@@ -23,6 +23,7 @@ from analytics.kaplan_meier import greenwood_se, life_table, survival
 from analytics.sample_size import deals_needed_each
 from analytics.significance import chi_square, fisher_exact, holm, mann_whitney, wilson
 from analytics.verdicts import Group, split_off
+from tests.stats_support import fisher_by_summing
 
 pytestmark = pytest.mark.unit
 
@@ -60,23 +61,6 @@ def test_wilson_without_observations_is_none() -> None:
 # --- Fisher: SciPy's outright; checked to be exact against the sum over every table ----------------
 
 
-def _fisher_by_summing(a: int, b: int, c: int, d: int) -> float:
-    """Every table with the observed margins no more likely than the observed one, summed (in log
-    space, with the relative tolerance SciPy allows for ties of probability)."""
-    row1, row2, col1 = a + b, c + d, a + c
-    n = row1 + row2
-
-    def log_comb(m: int, k: int) -> float:
-        return math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1)
-
-    def log_p(x: int) -> float:
-        return log_comb(row1, x) + log_comb(row2, col1 - x) - log_comb(n, col1)
-
-    observed = log_p(a)
-    tables = range(max(0, col1 - row2), min(col1, row1) + 1)
-    return min(1.0, math.fsum(math.exp(log_p(x)) for x in tables if log_p(x) <= observed + 1e-7))
-
-
 counts = st.one_of(st.integers(0, 3), st.integers(0, 60), st.integers(0, 3000))
 
 
@@ -87,7 +71,7 @@ def test_fisher_is_exact_on_any_table(a: int, b: int, c: int, d: int) -> None:
     if a + b == 0 or c + d == 0:
         assert p == 1.0  # an empty row: nothing to compare
         return
-    assert p == pytest.approx(_fisher_by_summing(a, b, c, d), rel=1e-9, abs=1e-300)
+    assert p == pytest.approx(fisher_by_summing(a, b, c, d), rel=1e-9, abs=1e-300)
     assert 0.0 <= p <= 1.0
     assert fisher_exact(c, d, a, b) == pytest.approx(p, rel=1e-9, abs=1e-300)  # rows swapped
     assert fisher_exact(b, a, d, c) == pytest.approx(p, rel=1e-9, abs=1e-300)  # columns swapped

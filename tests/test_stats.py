@@ -7,6 +7,7 @@ import math
 import pytest
 
 from analytics.significance import chi_square, chi_square_sf, fisher_exact, mann_whitney, two_by_two, wilson
+from tests.stats_support import fisher_by_summing
 
 pytestmark = pytest.mark.unit
 
@@ -20,29 +21,12 @@ def test_fisher_exact_matches_known_values() -> None:
     assert fisher_exact(0, 0, 3, 4) == 1.0
 
 
-def _fisher_by_summing(a: int, b: int, c: int, d: int) -> float:
-    """Fisher's two-sided p the long way: every table with the same margins no more likely than the
-    observed one, summed (in log space, with the same relative tolerance SciPy allows for ties)."""
-    row1, row2, col1 = a + b, c + d, a + c
-    n = row1 + row2
-
-    def log_comb(m: int, k: int) -> float:
-        return math.lgamma(m + 1) - math.lgamma(k + 1) - math.lgamma(m - k + 1)
-
-    def log_p(x: int) -> float:
-        return log_comb(row1, x) + log_comb(row2, col1 - x) - log_comb(n, col1)
-
-    observed = log_p(a)
-    tables = range(max(0, col1 - row2), min(col1, row1) + 1)
-    return min(1.0, math.fsum(math.exp(log_p(x)) for x in tables if log_p(x) <= observed + 1e-7))
-
-
 @pytest.mark.parametrize(
     "table",
     [(30, 70, 45, 55), (3, 997, 12, 988), (0, 40, 6, 34), (5000, 15000, 5200, 14800), (61_000, 39_000, 60_500, 39_500)],
 )
 def test_fisher_exact_equals_the_sum_over_every_table(table: tuple[int, int, int, int]) -> None:
-    assert fisher_exact(*table) == pytest.approx(_fisher_by_summing(*table), rel=1e-9, abs=1e-300)
+    assert fisher_exact(*table) == pytest.approx(fisher_by_summing(*table), rel=1e-9, abs=1e-300)
 
 
 def test_fisher_exact_on_two_million_deals() -> None:
