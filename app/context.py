@@ -1,6 +1,6 @@
 """What every service of the application layer is given, and all it may reach: the database
-pool, the Temporal client (and the deal workflows through it), the settings, the access
-configuration and the definitions read so far.
+pool (and the watch on the log it waits through), the Temporal client (and the deal workflows
+through it), the settings, the access configuration and the definitions read so far.
 
 Services take a `Context` explicitly as their first argument instead of the whole client, so
 what a use case depends on is in its signature; the composition root (`app/composition.py`)
@@ -20,6 +20,7 @@ from app.retry import RetryCounts
 from definitions.loader import PinnedDefinition
 from domain.commands import LOG_FLUSH_SECONDS
 from store import registry
+from store.log_watch import LogWatch
 from worker.settings import Settings
 
 
@@ -38,6 +39,7 @@ class Context:
         self.retries = RetryCounts()  # requests sent again after a lost answer (app/retry.py)
         self.workflows = DealWorkflows(temporal, settings, self.retries)
         self._definitions: dict[tuple[str, str], PinnedDefinition] = {}
+        self.log_watch = LogWatch(pool)  # waits for the log to reach a deal's event
 
     @property
     def access(self) -> AccessPolicy | None:

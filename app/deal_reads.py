@@ -6,8 +6,6 @@ task has processed yet); a rep reads their own write by waiting for the log to r
 
 from __future__ import annotations
 
-import asyncio
-
 from pydantic import BaseModel, Field
 
 from app.context import Context
@@ -51,14 +49,7 @@ def folded(deal_id: str, events: list[DealEvent]) -> DealState:
 
 async def until_logged(ctx: Context, deal_id: str, min_seq: int, within: float) -> bool:
     """Wait, `within` seconds at most, until the log holds the deal's event `min_seq`; whether it does."""
-    deadline = asyncio.get_running_loop().time() + within
-    pause = 0.02
-    while await event_log.last_seq(ctx.pool, deal_id) < min_seq:
-        if asyncio.get_running_loop().time() + pause > deadline:
-            return False
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 0.25)
-    return True
+    return await ctx.log_watch.until_logged(deal_id, min_seq, within)
 
 
 async def events(ctx: Context, deal_id: str, *, min_seq: int = 0, within: float = 5.0) -> list[DealEvent]:

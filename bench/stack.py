@@ -96,9 +96,11 @@ class BenchStack:
         for proc in procs:
             lifecycle.stop_group(proc)
 
-    def worker_process(self, task_queue: str, log: Path | None = None) -> subprocess.Popen[bytes]:
-        """`dealflow worker` on `task_queue`, in a process of its own."""
-        env = {
+    def worker_process(
+        self, task_queue: str, log: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`dealflow worker` on `task_queue`, in a process of its own (`env` added to its environment)."""
+        environment = {
             **os.environ,
             "TEMPORAL_ADDRESS": self.server.address,
             "DATABASE_URL": self.pg.url,
@@ -106,8 +108,9 @@ class BenchStack:
             "DEALFLOW_HOME": str(self.tmp / f"home-{task_queue}"),
             # its metrics and health on a free port: several workers run side by side
             "DEALFLOW_METRICS_ADDRESS": "127.0.0.1:0",
+            **(env or {}),
         }
-        return self.process([sys.executable, "-m", "cli.main", "worker"], env=env, log=log)
+        return self.process([sys.executable, "-m", "cli.main", "worker"], env=environment, log=log)
 
     def bare_worker_process(self, task_queue: str) -> subprocess.Popen[bytes]:
         """The bare baseline's worker (bench.bare), in a process of its own like the deal's."""

@@ -52,6 +52,7 @@ from audit.replay import replay as audit_replay
 from bench.bare import BareWorkflow
 from bench.generate import simulate
 from bench.history_counts import per_deal
+from bench.levers import PollingWatch, levers
 from bench.stack import BenchStack, bench_main, bench_stack, rss_mb
 from cli.demo import fact_value
 from client.api import DealflowClient
@@ -63,6 +64,7 @@ from store import event_log
 from store.deals import DEAL_COLUMNS, list_deals
 from store.event_log import GENESIS, LOG_COLUMNS, canonical, chained
 from worker.run import WORKFLOWS
+from worker.settings import EAGER_ACTIVITIES_ENV_VAR
 
 T = TypeVar("T")
 
@@ -428,6 +430,9 @@ async def run(size: Sizes, args: argparse.Namespace) -> dict[str, Any]:
 
         # each worker in a process of its own, as deployed; the client drives both from here
         workers = [stack.worker_process(queue, log=stack.tmp / "worker.log"), stack.bare_worker_process(BARE_QUEUE)]
+        # for the levers: the same worker without eager activities
+        lazy_queue = "bench-lazy"
+        workers.append(stack.worker_process(lazy_queue, env={EAGER_ACTIVITIES_ENV_VAR: "0"}))
         try:
             await asyncio.sleep(3)
             part("start")
@@ -446,6 +451,13 @@ async def run(size: Sizes, args: argparse.Namespace) -> dict[str, Any]:
             print("start and outcome latency", flush=True)
             result["logged_calls"] = await logged_calls_latency(b, size.logged_samples)
             part("logged_calls")
+            print("levers: the log's notification, eager activities", flush=True)
+            lazy = DealflowClient(temporal, pool, stack.settings(lazy_queue))
+            polling = DealflowClient(temporal, pool, stack.settings(queue))
+            polling.log_watch = PollingWatch(pool)
+            reason = b.pinned.definition.outcomes.lost.reasons[0]  # type: ignore[union-attr]
+            result["levers"] = await levers(client, lazy, polling, reason, size.logged_samples)
+            part("levers")
             ids = [
                 r["deal_id"]
                 for r in await pool.fetch(
@@ -477,6 +489,7 @@ def _cpu_text(parts: dict[str, float]) -> str:
 def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     t, lat, a, rp, s = r["throughput"], r["latency"], r["append"], r["replay"], r["scale"]
     oc = r["logged_calls"]
+    lv = r["levers"]
     cpu = t["cpu_ms_per_deal"]
     ours, bare = r["per_deal"]["dealflow"], r["per_deal"]["bare"]
 
@@ -529,6 +542,24 @@ def table(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"{oc['lose_p50_ms']} ms (p99 {oc['lose_p99_ms']})",
             f"bare update {oc['bare_update_p50_ms']} ms (p99 {oc['bare_update_p99_ms']})",
             f"{oc['lose_ratio_p50']}",
+        ),
+        (
+            "  start, notified / polled",
+            f"{lv['start_p50_ms']} ms",
+            f"polling the log {lv['start_polling_p50_ms']} ms",
+            f"{lv['notification_vs_polling_start_p50']}",
+        ),
+        (
+            "  start, eager / not",
+            f"{lv['start_p50_ms']} ms",
+            f"without eager activities {lv['start_without_eager_p50_ms']} ms",
+            f"{lv['eager_vs_not_start_p50']}",
+        ),
+        (
+            "  loss, eager / not",
+            f"{lv['lose_p50_ms']} ms",
+            f"without eager activities {lv['lose_without_eager_p50_ms']} ms",
+            f"{lv['eager_vs_not_lose_p50']}",
         ),
         (
             "event append",

@@ -11,7 +11,8 @@ transaction, so they never miss an event that made it into the log nor count one
 An append makes these statements in its transaction: the deal's lock, one read of the log rows
 the batch touches (the chain's link and any already logged), the insert, then the projections'
 (`store.projections.apply`: a read of what the deal's aggregates and visits hold when a new event
-counts in a figure, and one write per read model with something to write).
+counts in a figure, and one write per read model with something to write), and a notification
+on `NOTIFY_CHANNEL` naming the deal and its last seq, which wakes whoever waits for it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from domain.events import DealEvent, decode_stored
 from store import projections
 from store.projections import DealBatch
 from store.visits import Conn
+
+# the payload is "SEQ DEAL_ID" (store.log_watch, which listens)
+NOTIFY_CHANNEL = "deal_logged"
 
 _INSERT = """
 INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, stage, request_id, process, version, payload,
@@ -152,6 +156,8 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
         new = {r["seq"] for r in inserted}
         fresh = [e for e in events if e.seq in new]
         await projections.apply(conn, [DealBatch(batch.deal_id, snap.process, snap.version, snap, fresh)])
+        if new:  # delivered at commit, to whoever waits for the deal (store.log_watch)
+            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{events[-1].seq} {batch.deal_id}")
     return len(new)
 
 

@@ -29,7 +29,7 @@ from store.db import connect_pool
 from store.embedded import EmbeddedPostgres
 from store.migrations import migrate
 from tests.browser_support import REPORTS, failed, launch_chromium, save_screenshot
-from worker.devserver import temporal_binary
+from worker.devserver import dynamic_config_args, temporal_binary
 from worker.run import build_worker
 from worker.settings import Settings
 from workflows.search_attributes import SEARCH_ATTRIBUTES
@@ -93,6 +93,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         search_attributes=list(SEARCH_ATTRIBUTES),
         dev_server_log_level="error",
+        dev_server_extra_args=dynamic_config_args(),  # as `dealflow dev` runs it
     )
     yield env
     await env.shutdown()

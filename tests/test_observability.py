@@ -43,7 +43,16 @@ from worker import logs, tracing
 from worker.connect import connect_temporal
 from worker.endpoint import EndpointError, serving
 from worker.run import running_worker
-from worker.settings import LOG_FORMAT_ENV_VAR, METRICS_ENV_VAR, Settings, SettingsError, log_format, metrics_address
+from worker.settings import (
+    EAGER_ACTIVITIES_ENV_VAR,
+    LOG_FORMAT_ENV_VAR,
+    METRICS_ENV_VAR,
+    Settings,
+    SettingsError,
+    eager_activities,
+    log_format,
+    metrics_address,
+)
 
 # an hour's deadline on the first stage, every day a business day: at time_scale 1/3600 the
 # deal breaches its SLA a second after it starts
@@ -365,3 +374,10 @@ def test_endpoint_and_log_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(LOG_FORMAT_ENV_VAR, "xml")
     with pytest.raises(SettingsError, match=LOG_FORMAT_ENV_VAR):
         log_format()
+    monkeypatch.delenv(EAGER_ACTIVITIES_ENV_VAR, raising=False)
+    assert eager_activities() is True
+    monkeypatch.setenv(EAGER_ACTIVITIES_ENV_VAR, "off")
+    assert eager_activities() is False
+    monkeypatch.setenv(EAGER_ACTIVITIES_ENV_VAR, "sometimes")
+    with pytest.raises(SettingsError, match=rf"{EAGER_ACTIVITIES_ENV_VAR}='sometimes': use true or false"):
+        eager_activities()

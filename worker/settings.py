@@ -37,6 +37,10 @@ OBSERVABILITY_ENV_VARS = (METRICS_ENV_VAR, LOG_FORMAT_ENV_VAR)
 WORKER_METRICS_ADDRESS = "0.0.0.0:9464"
 DEV_METRICS_ADDRESS = "127.0.0.1:9464"
 LOG_FORMATS = ("text", "json")
+# Optional, for workers: whether the worker takes the activities its workflow tasks schedule
+# eagerly, in the answer to the task's completion (true by default; it needs the server's
+# `system.enableActivityEagerExecution`, which `dealflow dev` turns on). See docs/operations.md.
+EAGER_ACTIVITIES_ENV_VAR = "DEALFLOW_EAGER_ACTIVITIES"
 # Optional, for clients: how long one request (a start, a rep's action) may take, every attempt
 # included, before the caller is told its outcome is unknown (seconds, more than 0, at most 3600;
 # default 60); and the deadline of each call to Temporal within it (seconds, more than 0, at most
@@ -164,6 +168,12 @@ def metrics_address(default: str) -> tuple[str, int] | None:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise SettingsError(f"{METRICS_ENV_VAR}={raw!r}: give host:port (0.0.0.0:9464; port 0: any free one) or off")
     return host, int(port)
+
+
+def eager_activities() -> bool:
+    """Whether the worker asks for its activities eagerly (`DEALFLOW_EAGER_ACTIVITIES`, default on)."""
+    flag = _flag(EAGER_ACTIVITIES_ENV_VAR)
+    return True if flag is None else flag
 
 
 def log_format() -> str:
