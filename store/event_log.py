@@ -31,8 +31,20 @@ from store import projections
 from store.projections import DealBatch
 from store.visits import Conn
 
-# the payload is "SEQ DEAL_ID" (store.log_watch, which listens)
+# an append that adds events notifies this channel (store.log_watch listens)
 NOTIFY_CHANNEL = "deal_logged"
+
+
+def notice(deal_id: str, seq: int) -> str:
+    """The notification's payload: the deal and its last logged seq."""
+    return f"{seq} {deal_id}"
+
+
+def parse_notice(payload: str) -> tuple[str, int] | None:
+    """The deal and its last logged seq, from a notification's payload (None: not one)."""
+    seq, _, deal_id = payload.partition(" ")
+    return (deal_id, int(seq)) if seq.isdigit() and deal_id else None
+
 
 _INSERT = """
 INSERT INTO deal_events (deal_id, seq, type, occurred_at, actor, stage, request_id, process, version, payload,
@@ -157,7 +169,7 @@ async def append(pool: asyncpg.Pool, batch: AppendEvents) -> int:
         fresh = [e for e in events if e.seq in new]
         await projections.apply(conn, [DealBatch(batch.deal_id, snap.process, snap.version, snap, fresh)])
         if new:  # delivered at commit, to whoever waits for the deal (store.log_watch)
-            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, f"{events[-1].seq} {batch.deal_id}")
+            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, notice(batch.deal_id, events[-1].seq))
     return len(new)
 
 

@@ -7,8 +7,9 @@ connection of its pool, shared by all its waiters and held only while someone wa
 closed after the last wait is never kept open by the watch. The wait is a few milliseconds after
 the commit instead of a poll's backoff step.
 
-Notifications are a wake-up, not the record: the log's own `last_seq` decides. A waiter reads it
-once the listener is up (so no commit can fall between its check and its listening), after each
+Notifications are a wake-up, not the record: the log's own `last_seq` decides. A wait reads it
+first (a seq already logged needs no listener), again once the listener is up (so no commit can
+fall between its check and its listening), after each
 notification that names its deal, and every `BACKSTOP` seconds regardless, which also covers a
 listener that could not be set up or lost its connection.
 """
@@ -36,12 +37,6 @@ ACQUIRE_ERRORS: tuple[type[Exception], ...] = (*DATABASE_ERRORS, TimeoutError)
 log = logging.getLogger(__name__)
 
 
-def parse_notice(payload: str) -> tuple[str, int] | None:
-    """The deal and its last logged seq, from an append's notification (None: not one)."""
-    seq, _, deal_id = payload.partition(" ")
-    return (deal_id, int(seq)) if seq.isdigit() and deal_id else None
-
-
 class LogWatch:
     """One per pool: the waiters of a process, and the connection they listen on."""
 
@@ -54,6 +49,8 @@ class LogWatch:
 
     async def until_logged(self, deal_id: str, min_seq: int, within: float) -> bool:
         """Wait, `within` seconds at most, until the log holds the deal's event `min_seq`; whether it does."""
+        if await event_log.last_seq(self._pool, deal_id) >= min_seq:
+            return True  # the common case, a read with nothing to wait for: no listener needed
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         woken = asyncio.Event()
@@ -98,7 +95,7 @@ class LogWatch:
             self._listener = conn
 
     def _notified(self, _conn: Conn, _pid: int, _channel: str, payload: object) -> None:
-        parsed = parse_notice(str(payload))
+        parsed = event_log.parse_notice(str(payload))
         if parsed is None:
             return
         for woken in self._waiters.get(parsed[0], ()):

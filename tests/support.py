@@ -14,11 +14,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from domain.activity_io import AppendEvents, DealSnapshot
+from domain.events import DealEvent, DealStarted, StageEntered
+from domain.state import fold
 from store import event_log
 
 HERE = Path(__file__).parent
@@ -83,3 +87,17 @@ async def logged(pool: asyncpg.Pool, deal_id: str, n: int) -> None:
         return await event_log.count(pool, deal_id) >= n
 
     await wait_for(enough)
+
+
+LOG_T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+def log_batch(deal: str, seqs: range) -> AppendEvents:
+    """A batch of a made-up deal's events `seqs` (a start, then stages s2, s3, ...) for the log's
+    own tests, with the deal's snapshot as of its last event."""
+    events: list[DealEvent] = [
+        DealStarted(seq=1, at=LOG_T0, actor="a", deal_id=deal, process="p", version="v", content_hash="h", owner="o")
+    ]
+    events += [StageEntered(seq=n, at=LOG_T0, actor="a", stage=f"s{n}", via="next") for n in range(2, max(seqs) + 1)]
+    chosen = [e for e in events if e.seq in seqs]
+    return AppendEvents(deal_id=deal, events=chosen, snapshot=DealSnapshot.of(fold(events[: max(seqs)])))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -14,33 +13,20 @@ from temporalio.worker import Worker
 from audit.verify import LogRow, check_chain
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
-from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt, DealSnapshot
-from domain.events import DealEvent, DealStarted, StageEntered
-from domain.state import fold
+from domain.activity_io import APPEND_EVENTS, AppendEvents, AppendReceipt
 from store import event_log
-from tests.support import new_deal_id, wait_for
+from tests.support import LOG_T0, log_batch, new_deal_id, wait_for
 from worker.settings import Settings
 from workflows.deal import DealWorkflow
-
-T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
-
-
-def _batch(deal: str, seqs: range) -> AppendEvents:
-    events: list[DealEvent] = [
-        DealStarted(seq=1, at=T0, actor="a", deal_id=deal, process="p", version="v", content_hash="h", owner="o")
-    ]
-    events += [StageEntered(seq=n, at=T0, actor="a", stage=f"s{n}", via="next") for n in range(2, max(seqs) + 1)]
-    chosen = [e for e in events if e.seq in seqs]
-    return AppendEvents(deal_id=deal, events=chosen, snapshot=DealSnapshot.of(fold(events[: max(seqs)])))
 
 
 async def test_append_is_idempotent_and_projection_never_goes_back(pool: asyncpg.Pool) -> None:
     deal = new_deal_id("log")
-    assert await event_log.append(pool, _batch(deal, range(1, 4))) == 3
-    assert await event_log.append(pool, _batch(deal, range(1, 4))) == 0
-    assert await event_log.append(pool, _batch(deal, range(2, 6))) == 2  # overlapping retry: only the new ones
+    assert await event_log.append(pool, log_batch(deal, range(1, 4))) == 3
+    assert await event_log.append(pool, log_batch(deal, range(1, 4))) == 0
+    assert await event_log.append(pool, log_batch(deal, range(2, 6))) == 2  # overlapping retry: only the new ones
     assert await event_log.count(pool, deal) == 5
-    await event_log.append(pool, _batch(deal, range(1, 3)))  # an old, late retry
+    await event_log.append(pool, log_batch(deal, range(1, 3)))  # an old, late retry
     row = await pool.fetchrow("SELECT last_seq, stage FROM deals WHERE deal_id = $1", deal)
     assert row is not None and row["last_seq"] == 5 and row["stage"] == "s5"
     assert [e.seq for e in await event_log.read(pool, deal)] == [1, 2, 3, 4, 5]
@@ -114,10 +100,10 @@ async def test_a_batch_that_differs_from_the_log_is_refused_and_no_row_changes(p
     """Every batch comes from Temporal's history, so one that disagrees with the log means the log
     was altered or an event escaped that Temporal never recorded: the log is never rewritten."""
     deal = new_deal_id("log")
-    first = _batch(deal, range(1, 4))
+    first = log_batch(deal, range(1, 4))
     assert await event_log.append(pool, first) == 3
     before = await pool.fetch("SELECT seq, payload::text, hash FROM deal_events WHERE deal_id = $1 ORDER BY seq", deal)
-    later = first.events[2].model_copy(update={"at": T0.replace(hour=10)})
+    later = first.events[2].model_copy(update={"at": LOG_T0.replace(hour=10)})
     differing = first.model_copy(update={"events": [*first.events[:2], later]})
     with pytest.raises(event_log.LogConflict, match=f"deal {deal}: the log holds a different event 3"):
         await event_log.append(pool, differing)
@@ -140,7 +126,7 @@ async def test_a_batch_that_differs_from_the_log_is_refused_and_no_row_changes(p
 )
 async def test_the_database_refuses_to_update_delete_or_truncate_the_log(pool: asyncpg.Pool, statement: str) -> None:
     deal = new_deal_id("append-only")
-    await event_log.append(pool, _batch(deal, range(1, 3)))
+    await event_log.append(pool, log_batch(deal, range(1, 3)))
     before = await pool.fetch("SELECT * FROM deal_events WHERE deal_id = $1 ORDER BY seq", deal)
     args = [deal] if "$1" in statement else []
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="the event log is append-only"):

@@ -4,28 +4,14 @@ the pool as it found it."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
-from domain.activity_io import AppendEvents, DealSnapshot
-from domain.events import DealEvent, DealStarted, StageEntered
-from domain.state import fold
 from store import event_log, log_watch
 from store.db import connect_pool
 from store.log_watch import LogWatch
-from tests.support import new_deal_id
-
-T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
-
-
-def first_events(deal: str, last: int) -> AppendEvents:
-    events: list[DealEvent] = [
-        DealStarted(seq=1, at=T0, actor="a", deal_id=deal, process="p", version="v", content_hash="h", owner="o")
-    ]
-    events += [StageEntered(seq=n, at=T0, actor="a", stage=f"s{n}", via="next") for n in range(2, last + 1)]
-    return AppendEvents(deal_id=deal, events=events, snapshot=DealSnapshot.of(fold(events)))
+from tests.support import log_batch, new_deal_id
 
 
 @pytest.fixture
@@ -40,7 +26,7 @@ async def test_a_wait_is_woken_by_the_append_that_reaches_its_seq(pool: asyncpg.
     waiting = asyncio.create_task(watch.until_logged(deal, 2, within=300))
     await asyncio.sleep(0.2)  # the waiter is listening
     assert not waiting.done()
-    await event_log.append(pool, first_events(deal, 2))
+    await event_log.append(pool, log_batch(deal, range(1, 3)))
     assert await asyncio.wait_for(waiting, timeout=60) is True
 
 
@@ -51,18 +37,18 @@ async def test_a_notice_for_an_earlier_seq_or_another_deal_does_not_end_the_wait
     deal, other = new_deal_id("watch"), new_deal_id("other")
     waiting = asyncio.create_task(watch.until_logged(deal, 3, within=300))
     await asyncio.sleep(0.2)
-    await event_log.append(pool, first_events(other, 3))
-    await event_log.append(pool, first_events(deal, 2))
+    await event_log.append(pool, log_batch(other, range(1, 4)))
+    await event_log.append(pool, log_batch(deal, range(1, 3)))
     await asyncio.sleep(0.5)
     assert not waiting.done()
-    await event_log.append(pool, first_events(deal, 3))
+    await event_log.append(pool, log_batch(deal, range(1, 4)))
     assert await asyncio.wait_for(waiting, timeout=60) is True
 
 
 async def test_a_seq_already_logged_is_found_at_once_and_one_never_logged_times_out(pool: asyncpg.Pool) -> None:
     watch = LogWatch(pool)
     deal = new_deal_id("watch")
-    await event_log.append(pool, first_events(deal, 2))
+    await event_log.append(pool, log_batch(deal, range(1, 3)))
     assert await watch.until_logged(deal, 2, within=0) is True
     assert await watch.until_logged(deal, 3, within=0.3) is False
 
@@ -76,7 +62,7 @@ async def test_many_waiters_share_one_listener_and_the_pool_closes_after_them(da
         await asyncio.sleep(0.2)
         assert watch._listener is not None  # one connection of four, for twelve waiters
         for d in deals:
-            await event_log.append(pool, first_events(d, 1))
+            await event_log.append(pool, log_batch(d, range(1, 2)))
         assert await asyncio.wait_for(asyncio.gather(*waits), timeout=60) == [True] * 12
         assert watch._listener is None  # given back when the last waiter left
     finally:
@@ -90,7 +76,7 @@ async def test_a_lost_listener_leaves_the_waits_to_the_backstop(pool: asyncpg.Po
     await asyncio.sleep(0.2)
     assert watch._listener is not None
     await pool.execute("SELECT pg_terminate_backend($1)", watch._listener.get_server_pid())
-    await event_log.append(pool, first_events(deal, 1))
+    await event_log.append(pool, log_batch(deal, range(1, 2)))
     assert await asyncio.wait_for(waiting, timeout=60) is True
     assert watch._listener is None
     assert await watch.until_logged(deal, 1, within=1) is True  # and the next waiter listens afresh
