@@ -118,14 +118,28 @@ class TemporalDevServer:
             args + self.extra_args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
         )
         deadline = time.monotonic() + timeout
-        while not port_open("127.0.0.1", self.port):
+        # the port opens before the frontend serves ("Frontend is not healthy yet"): wait for both
+        while not (port_open("127.0.0.1", self.port) and self._healthy()):
             if self.process.poll() is not None:
                 tail = self.log_file.read_text(errors="replace")[-2000:] if self.log_file else ""
                 raise RuntimeError(f"temporal dev server exited with {self.process.returncode}: {tail}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"temporal dev server did not listen on {self.address} within {timeout}s")
+                raise RuntimeError(f"temporal dev server did not serve on {self.address} within {timeout}s")
             time.sleep(0.1)
+
+    def _healthy(self) -> bool:
+        """Whether the frontend answers its health check (`temporal operator cluster health`)."""
+        try:
+            check = subprocess.run(
+                [temporal_binary(), "operator", "cluster", "health", "--address", self.address],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=10,
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return check.returncode == 0
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
