@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# the browser tests' chromium (tests/browser_support.py reads the same variable)
+# the browser tests' chromium (tests/support/browser.py reads the same variable)
 DEALFLOW_CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: install browser demo test unit bench bench-org soak lint typecheck dev clean

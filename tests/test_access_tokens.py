@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from client.api import DealflowClient
 from store import access_log, tokens
-from tests.support import dealflow
-from tests.web_support import app_over, http, policy
+from tests.support.cli import dealflow
+from tests.support.web import app_over, http, policy
 
 IDENTITIES = "rita=rep:east,ben=rep:west,mona=manager:east,olga=ops,ada=auditor"
 

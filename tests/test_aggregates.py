@@ -34,7 +34,7 @@ from store.aggregates import (
 )
 from store.history_load import History
 from store.visits import DealVisits, advance
-from tests.aggregates_support import deploy, migrated, out_of_order
+from tests.support.aggregates import deploy, migrated, out_of_order
 
 
 def _seven(name: str) -> ProcessDefinition:

@@ -13,7 +13,8 @@ import pytest
 
 from client.api import DealflowClient
 from store import event_log
-from tests.support import SEVEN_FACTS, dealflow, logged, new_deal_id
+from tests.support import SEVEN_FACTS, logged, new_deal_id
+from tests.support.cli import dealflow
 from worker.devserver import temporal_binary
 from worker.settings import Settings
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bench.machine import LoadMonitor
-from tests.bench_support import bench
+from tests.support.bench import bench
 
 
 def test_a_finished_bench_writes_machine_and_load_and_leaves_nothing(tmp_path: Path) -> None:

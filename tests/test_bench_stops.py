@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench_support import Output, Seen, bench
+from tests.support.bench import Output, Seen, bench
 
 
 def _until(proc: subprocess.Popen[str], out: Output, seen: Seen, marker: str) -> None:

@@ -9,7 +9,7 @@ from playwright.async_api import ConsoleMessage, Page, expect
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from tests.support import new_deal_id
-from tests.web_support import app_over, served
+from tests.support.web import app_over, served
 
 
 async def test_the_pages_and_swagger_ui_work_under_the_csp(

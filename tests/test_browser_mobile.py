@@ -9,10 +9,10 @@ from playwright.async_api import Page, ViewportSize, expect
 from app import definition_service
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
-from tests.browser_support import axe_check
-from tests.ops_support import orders, process_name, quick
 from tests.support import new_deal_id
-from tests.web_support import app_over, served
+from tests.support.browser import axe_check
+from tests.support.ops import orders, process_name, quick
+from tests.support.web import app_over, served
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
 

@@ -12,10 +12,10 @@ from playwright.async_api import Page, expect
 from app import definition_service, token_service
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
-from tests.browser_support import axe_check
-from tests.ops_support import orders, process_name, quick
 from tests.support import SEVEN_FACTS, new_deal_id
-from tests.web_support import app_over, policy, served
+from tests.support.browser import axe_check
+from tests.support.ops import orders, process_name, quick
+from tests.support.web import app_over, policy, served
 
 
 async def _deploy(client: DealflowClient, text: str) -> PinnedDefinition:

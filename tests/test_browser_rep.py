@@ -9,9 +9,9 @@ from playwright.async_api import Page, expect
 
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
-from tests.browser_support import axe_check
 from tests.support import new_deal_id
-from tests.web_support import app_over, served
+from tests.support.browser import axe_check
+from tests.support.web import app_over, served
 
 
 async def _sign_in(page: Page, base: str, name: str) -> None:

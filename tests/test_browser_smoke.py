@@ -1,4 +1,4 @@
-"""The browser-test support itself (tests/browser_support.py and the `browser` and `page` fixtures):
+"""The browser-test support itself (tests/support/browser.py and the `browser` and `page` fixtures):
 Debian's chromium opens pages served on 127.0.0.1 and runs their scripts, axe-core finds what is
 inaccessible and passes what is not, and a failed test leaves a screenshot of its page."""
 
@@ -17,11 +17,11 @@ import pytest
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, expect
 
-from tests.browser_support import (
+from tests.support import ROOT
+from tests.support.browser import (
     ARTIFACTS_ENV,
     CHROMIUM_ENV,
     INSTALL_COMMAND,
-    ROOT,
     ChromiumMissing,
     axe_check,
     chromium_path,

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import DEALFLOW, HERE, ROOT, Run, dealflow, new_deal_id
+from tests.support import ROOT, TESTS, new_deal_id
+from tests.support.cli import DEALFLOW, Run, dealflow
 
 
 async def test_held_out_definition_through_the_cli(cli_env: dict[str, str], tmp_path: Path) -> None:
     """A definition the project does not ship: five stages, Norwegian titles, exit criteria."""
-    source = (HERE / "processes" / "fem-trinn.yaml").read_text()
+    source = (TESTS / "processes" / "fem-trinn.yaml").read_text()
     path = tmp_path / "salg.yaml"
     path.write_text(source.replace("name: fem-trinn", "name: salg-cli"))
     deployed = await dealflow(cli_env, "definitions", "deploy", str(path), "--as", "ops-olga")
@@ -284,7 +285,7 @@ async def test_refusals_exit_1(cli_env: dict[str, str], deployed: object, args: 
 
 async def test_broken_definition_deploy_names_file_line_and_problem(cli_env: dict[str, str], tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
-    text = (HERE / "processes" / "fem-trinn.yaml").read_text().replace("phase: bevise", "phase: tvile", 1)
+    text = (TESTS / "processes" / "fem-trinn.yaml").read_text().replace("phase: bevise", "phase: tvile", 1)
     broken.write_text(text)
     run = await dealflow(cli_env, "definitions", "deploy", str(broken))
     line = text.splitlines().index("    phase: tvile") + 1
@@ -298,7 +299,7 @@ async def test_schema_and_validate_need_no_server(tmp_path: Path) -> None:
     env = {**os.environ, "DEALFLOW_HOME": str(tmp_path), "DATABASE_URL": "postgresql://x@127.0.0.1:1/none"}
     schema = await dealflow(env, "definitions", "schema")
     assert schema.code == 0 and "stages" in schema.json()["properties"]
-    ok = await dealflow(env, "definitions", "validate", str(HERE / "processes" / "nine-stage.yaml"))
+    ok = await dealflow(env, "definitions", "validate", str(TESTS / "processes" / "nine-stage.yaml"))
     assert ok.code == 0 and "9 stages" in ok.out
 
 
@@ -350,7 +351,7 @@ async def test_validate_and_deploy_refuse_a_template_file_from_outside_the_defin
     defs.mkdir()
     (defs / "secret.md").symlink_to(home / "web-secret")
     name = new_deal_id("outside")
-    text = (HERE / "processes" / "fem-trinn.yaml").read_text().replace("name: fem-trinn", f"name: {name}")
+    text = (TESTS / "processes" / "fem-trinn.yaml").read_text().replace("name: fem-trinn", f"name: {name}")
     text += f"proposal_templates:\n  - {{id: tilbud, file: {named!r}}}\n"
     path = defs / "salg.yaml"
     path.write_text(text)
@@ -370,7 +371,7 @@ async def test_a_deployed_definitions_source_is_its_file_name_not_a_server_path(
     name = new_deal_id("named")
     path = tmp_path / "deep" / "down" / "salg.yaml"
     path.parent.mkdir(parents=True)
-    path.write_text((HERE / "processes" / "fem-trinn.yaml").read_text().replace("name: fem-trinn", f"name: {name}"))
+    path.write_text((TESTS / "processes" / "fem-trinn.yaml").read_text().replace("name: fem-trinn", f"name: {name}"))
     assert (await dealflow(cli_env, "definitions", "deploy", str(path))).code == 0
     listed = await dealflow(cli_env, "definitions", "list", "--json")
     assert [d["source"] for d in listed.json() if d["name"] == name] == ["salg.yaml"]

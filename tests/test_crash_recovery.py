@@ -26,8 +26,8 @@ from store import event_log, registry
 from store.db import DATABASE_ERRORS, connect_pool
 from store.embedded import EmbeddedPostgres, free_port
 from store.migrations import migrate
-from tests.resilience_support import WorkerProcess, compare_logs, log_complete, until
-from tests.support import dealflow
+from tests.support.cli import dealflow
+from tests.support.resilience import WorkerProcess, compare_logs, log_complete, until
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,9 @@ from client.api import DealflowClient, OutcomeUnknown, Refused
 from definitions.loader import MAX_PINNED_BYTES, DefinitionError, check_text, load_file, pin, pinned_size
 from domain.commands import workflow_id
 from store import registry
-from tests.support import dealflow, new_deal_id
-from tests.web_support import app_over, http
+from tests.support import new_deal_id
+from tests.support.cli import dealflow
+from tests.support.web import app_over, http
 
 KiB, MiB = 1024, 1024 * 1024
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from store.embedded import free_port
-from tests.support import DEALFLOW, dealflow, new_deal_id
+from tests.support import new_deal_id
+from tests.support.cli import DEALFLOW, dealflow
 from worker.devserver import port_open, temporal_binary
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,8 @@ from client.api import DealflowClient
 from definitions.experiment import Arm, Experiment, assign, load_experiment
 from definitions.loader import DefinitionError, load_file
 from domain.events import DealStarted
-from tests.support import dealflow, wait_for
+from tests.support import wait_for
+from tests.support.cli import dealflow
 
 
 @pytest.mark.unit

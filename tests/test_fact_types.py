@@ -29,8 +29,8 @@ from domain.events import StageCompleted
 from domain.state import fold
 from store import fact_outcomes
 from store.insights import Scope
-from tests.insights_support import T0, append_all
 from tests.support import new_deal_id
+from tests.support.insights import T0, append_all
 from web.views import TEMPLATES
 
 

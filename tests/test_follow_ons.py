@@ -14,7 +14,8 @@ from client.api import DealflowClient, Refused
 from definitions.loader import PinnedDefinition
 from domain.commands import workflow_id
 from domain.events import DealStarted, FollowOnScheduled, FollowOnStarted
-from tests.support import dealflow, wait_for
+from tests.support import wait_for
+from tests.support.cli import dealflow
 
 SCALE = 0.0005  # 2 hours -> 3.6 s, 4 hours -> 7.2 s
 

@@ -28,7 +28,7 @@ from domain.events import DealEvent, Escalated, HandedOff
 from domain.state import DealState, fold
 from store import event_log
 from store.handoffs import handoffs as handoff_metrics
-from tests.support import dealflow
+from tests.support.cli import dealflow
 
 T0 = datetime(2026, 9, 7, 9, 0, tzinfo=UTC)
 FACTS: dict[str, dict[str, Any]] = {

@@ -28,7 +28,8 @@ from domain.activity_io import CHOOSE_OWNER, OwnerChoice, OwnerRequest
 from domain.events import DealEvent, Escalated, HandedOff, ReminderSent
 from store import assignments, registry
 from store.deals import board
-from tests.support import dealflow, new_deal_id, wait_for
+from tests.support import new_deal_id, wait_for
+from tests.support.cli import dealflow
 from worker.run import build_worker
 from worker.settings import Settings
 

@@ -34,8 +34,8 @@ from domain import decide, reminders
 from domain.calendar import BusinessCalendar
 from domain.commands import StartDeal
 from domain.state import fold
-from tests.support import dealflow
-from tests.web_support import app_over, http
+from tests.support.cli import dealflow
+from tests.support.web import app_over, http
 from workflows.cadence import CadenceInput, touch_due
 
 AMSTERDAM, OSLO = ZoneInfo("Europe/Amsterdam"), ZoneInfo("Europe/Oslo")

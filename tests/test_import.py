@@ -17,7 +17,8 @@ from app.metrics_service import MetricsQuery
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import event_log, history_load
-from tests.support import dealflow, wait_for
+from tests.support import wait_for
+from tests.support.cli import dealflow
 
 
 def _csv(path: Path, tag: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import event_log
-from tests.support import Run, dealflow
+from tests.support.cli import Run, dealflow
 
 EXPORTS = Path(__file__).parent / "exports"
 SEVEN = ["--process", "seven-stage", "--json"]

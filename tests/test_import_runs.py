@@ -11,7 +11,8 @@ from pathlib import Path
 
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
-from tests.support import DEALFLOW, ROOT, dealflow, wait_for
+from tests.support import ROOT, wait_for
+from tests.support.cli import DEALFLOW, dealflow
 
 CLOSED = 4500  # three batches of closed deals: built in worker processes, long enough to be killed mid-run
 

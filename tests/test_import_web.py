@@ -11,7 +11,7 @@ from app.metrics_service import MetricsQuery
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from tests.support import wait_for
-from tests.web_support import app_over, csrf_of, http, policy, redirected
+from tests.support.web import app_over, csrf_of, http, policy, redirected
 
 MAP = """
 stages:

@@ -2,7 +2,7 @@
 every figure against a plain Python computation over the same events, the verdicts on event sets
 with planted effects and with none, and the CLI, the report section and the HTTP API.
 
-Deals come from `tests/insights_support.py` (the engine's own decisions, with hand-offs,
+Deals come from `tests/support/insights.py` (the engine's own decisions, with hand-offs,
 reassigning escalations, back-moves, skips, stalls, losses, cadences and buyer answers).
 """
 
@@ -34,7 +34,8 @@ from definitions.model import ProcessDefinition
 from domain.events import DealEvent
 from store import fact_outcomes, follow_up_persistence, registry, rep_strength
 from store.insights import Scope
-from tests.insights_support import (
+from tests.support.cli import dealflow
+from tests.support.insights import (
     REPS,
     SEED_004_GIVE_UP,
     T0,
@@ -48,8 +49,7 @@ from tests.insights_support import (
     with_contract,
     with_currency,
 )
-from tests.support import dealflow
-from tests.web_support import app_over, http
+from tests.support.web import app_over, http
 
 INF = math.inf
 

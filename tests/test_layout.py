@@ -40,7 +40,7 @@ def test_no_test_module_imports_another_test_module_or_conftest() -> None:
         for module in imported_modules(path, ROOT)
         if is_test_module(module)
     ]
-    assert offenders == [], "shared helpers go to tests/support.py, fixtures to tests/conftest.py"
+    assert offenders == [], "shared helpers go to the tests/support package, fixtures to tests/conftest.py"
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_no_test_module_imports_another_test_module_or_conftest() -> None:
         ("def f():\n    from tests.test_cli import dealflow", True),
         ("from tests.support import dealflow", False),
         ("from .support import dealflow", False),
-        ("from tests.tls_support import make_pki", False),
+        ("from tests.support.tls import make_pki", False),
         ("import pytest", False),
     ],
 )

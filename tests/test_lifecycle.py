@@ -18,7 +18,8 @@ from client.api import DealflowClient, Refused
 from definitions.loader import load_file
 from domain.events import CadenceStarted, MigratedToVersion
 from store.metrics import Filters, compute
-from tests.support import dealflow, wait_for
+from tests.support import wait_for
+from tests.support.cli import dealflow
 
 
 async def test_deploy_dry_run_list_show_and_diff(cli_env: dict[str, str], orders: tuple[Path, Path, str]) -> None:

@@ -25,8 +25,9 @@ from definitions.loader import PinnedDefinition
 from domain.commands import workflow_id
 from store import event_log, log_failures, registry
 from store.event_log import GENESIS, canonical_document, chained
-from tests.support import dealflow, new_deal_id, wait_for
-from tests.web_support import app_over, http
+from tests.support import new_deal_id, wait_for
+from tests.support.cli import dealflow
+from tests.support.web import app_over, http
 from worker.health import log_appends
 from worker.telemetry import DealflowMetrics
 

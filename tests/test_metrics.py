@@ -28,7 +28,7 @@ from domain.events import DealEvent, DealStarted, MigratedToVersion
 from domain.state import fold
 from store import event_log
 from store.metrics import Durations, Filters, Metrics, compute
-from tests.support import dealflow
+from tests.support.cli import dealflow
 
 # --- the independent computation --------------------------------------------------------------
 

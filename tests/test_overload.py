@@ -36,7 +36,8 @@ from domain.commands import ActionResult
 from domain.events import DealEvent
 from domain.state import fold
 from store import event_log
-from tests.support import dealflow, logged, new_deal_id
+from tests.support import logged, new_deal_id
+from tests.support.cli import dealflow
 from worker.run import WorkerSlots, build_worker
 from worker.settings import REQUEST_DEADLINE_ENV_VAR, RPC_TIMEOUT_ENV_VAR, Settings, SettingsError
 

@@ -21,8 +21,9 @@ from domain.events import CadenceStarted, DealEvent, TouchScheduled, TouchSent
 from domain.pending import pending
 from domain.reminders import ladder, next_rung
 from domain.state import fold
-from tests.support import dealflow, new_deal_id
-from tests.web_support import app_over, http
+from tests.support import new_deal_id
+from tests.support.cli import dealflow
+from tests.support.web import app_over, http
 from workflows.cadence import touch_due
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")

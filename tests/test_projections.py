@@ -26,7 +26,7 @@ from store import event_log, history_load, projections
 from store.db import connect_pool
 from store.migrations import MIGRATIONS_DIR, migrate
 from store.projections import DealBatch
-from tests.aggregates_support import deploy, migrated, out_of_order
+from tests.support.aggregates import deploy, migrated, out_of_order
 
 # a metric group by what it is, not by its id (ids are handed out in the order groups are met)
 _GROUP = "g.process, g.layout, g.start_version, g.version, g.start_owner, g.experiment"

@@ -12,7 +12,7 @@ from temporalio import workflow
 
 from app.rep_actions import ACTIONS, BY_NAME, LoseRequest, kind_of
 from cli.main import build_parser
-from tests.web_support import api_routes, unserved_app
+from tests.support.web import api_routes, unserved_app
 from workflows.deal import DealWorkflow
 
 pytestmark = pytest.mark.unit

@@ -36,8 +36,8 @@ from store.db import connect_pool
 from store.embedded import EmbeddedPostgres, free_port
 from store.metrics import Filters, compute
 from store.migrations import migrate
-from tests.resilience_support import CountingReceiver, WorkerProcess, compare_logs, log_complete, until
-from tests.support import dealflow
+from tests.support.cli import dealflow
+from tests.support.resilience import CountingReceiver, WorkerProcess, compare_logs, log_complete, until
 from worker.connect import connect_temporal
 from worker.devserver import TemporalDevServer
 from worker.settings import Settings
@@ -362,7 +362,7 @@ async def test_worker_killed_after_appending_an_outcome_before_reporting_it(
     the very same events: it writes nothing, no row of the log changes, and the audit passes."""
     ours = replace(settings, task_queue=f"stall-{uuid.uuid4().hex[:6]}")
     env = _worker_env(cli_env, ours, tmp_path)
-    stalling = WorkerProcess(env, tmp_path / "stalling.log", command=("tests.stalling_worker",))
+    stalling = WorkerProcess(env, tmp_path / "stalling.log", command=("tests.support.stalling_worker",))
     worker = WorkerProcess(env, tmp_path / "worker.log")
     client = DealflowClient(temporal_client, pool, ours)
     deal_id = f"stall-{uuid.uuid4().hex[:8]}"

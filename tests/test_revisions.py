@@ -16,7 +16,8 @@ from cli.revision_commands import stragglers, upgrade
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from domain.commands import DealInput, StartDeal, workflow_id
-from tests.support import dealflow, new_deal_id, wait_for
+from tests.support import new_deal_id, wait_for
+from tests.support.cli import dealflow
 from workflows.deal import DealWorkflow
 
 

@@ -23,7 +23,7 @@ from analytics.kaplan_meier import greenwood_se, life_table, survival
 from analytics.sample_size import deals_needed_each
 from analytics.significance import chi_square, fisher_exact, holm, mann_whitney, wilson
 from analytics.verdicts import Group, split_off
-from tests.stats_support import fisher_by_summing
+from tests.support.stats import fisher_by_summing
 
 pytestmark = pytest.mark.unit
 

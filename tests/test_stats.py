@@ -7,7 +7,7 @@ import math
 import pytest
 
 from analytics.significance import chi_square, chi_square_sf, fisher_exact, mann_whitney, two_by_two, wilson
-from tests.stats_support import fisher_by_summing
+from tests.support.stats import fisher_by_summing
 
 pytestmark = pytest.mark.unit
 

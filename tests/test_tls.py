@@ -1,7 +1,7 @@
 """TLS, mutual TLS and an API key to Temporal; TLS in DATABASE_URL to PostgreSQL; and the clear
 errors a wrong setting gets. Handshakes are real: certificates are made per run, the Temporal
 dev server sits behind a TLS proxy, and so does PostgreSQL, behind one that speaks its SSLRequest
-negotiation (the embedded server is built without OpenSSL; see tests/tls_support.py)."""
+negotiation (the embedded server is built without OpenSSL; see tests/support/tls.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from temporalio.client import Client
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store.db import StoreUnavailable, connect_pool
-from tests.support import dealflow
-from tests.tls_support import Pki, make_pki, postgres_tls_proxy, tls_proxy
+from tests.support.cli import dealflow
+from tests.support.tls import Pki, make_pki, postgres_tls_proxy, tls_proxy
 from worker.connect import connect_temporal, tls_config
 from worker.settings import Settings, SettingsError
 

@@ -12,7 +12,7 @@ from client.api import DealflowClient
 from definitions.loader import PinnedDefinition, load_file
 from store import event_log
 from tests.support import new_deal_id
-from tests.web_support import app_over, http
+from tests.support.web import app_over, http
 
 PROSPECTING = {"need": "faster quotes", "can_afford": "yes"}
 

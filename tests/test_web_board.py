@@ -16,7 +16,7 @@ from definitions.loader import load_text
 from domain.events import Escalated, SlaBreached, StageEntered
 from store import registry
 from store.projections.deal_rows import board_marks
-from tests.web_support import app_over, http
+from tests.support.web import app_over, http
 
 DEFINITION = """
 name: {name}

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from tests.web_support import api_routes, unserved_app
+from tests.support.web import api_routes, unserved_app
 
 pytestmark = pytest.mark.unit
 

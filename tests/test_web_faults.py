@@ -29,7 +29,7 @@ from store import event_log, registry
 from store.db import connect_pool
 from store.embedded import EmbeddedPostgres, free_port
 from store.migrations import migrate
-from tests.resilience_support import WorkerProcess, compare_logs, log_complete
+from tests.support.resilience import WorkerProcess, compare_logs, log_complete
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -24,9 +24,9 @@ from domain.activity_io import AppendEvents, DealSnapshot
 from domain.events import DealEvent, DealStarted, ProposalGenerated
 from domain.state import fold
 from store import event_log, registry
-from tests.ops_support import orders, process_name
 from tests.support import ROOT, SEVEN_FACTS, new_deal_id, wait_for
-from tests.web_support import app_over, csrf_of, http
+from tests.support.ops import orders, process_name
+from tests.support.web import app_over, csrf_of, http
 from web.errors import outage
 from web.settings import WebSettings
 from worker.settings import home, proposals_dir

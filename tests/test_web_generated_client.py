@@ -19,7 +19,7 @@ import httpx
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from tests.support import new_deal_id
-from tests.web_support import app_over, served
+from tests.support.web import app_over, served
 
 PACKAGE = "dealflow_api_generated"
 CONFIG = f"package_name_override: {PACKAGE}\npost_hooks: []\n"

@@ -20,7 +20,7 @@ from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import access_log, event_log, tokens
 from tests.support import ROOT, new_deal_id
-from tests.web_support import app_over, csrf_of, http, policy, served
+from tests.support.web import app_over, csrf_of, http, policy, served
 from web.headers import CSP
 from web.hygiene import answers_to, host_name
 from web.settings import WebSettings

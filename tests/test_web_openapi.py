@@ -10,7 +10,7 @@ from pathlib import Path
 
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
-from tests.web_support import app_over, served
+from tests.support.web import app_over, served
 
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
 

@@ -14,9 +14,9 @@ from app import audit_service, experiment_service
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import event_log, registry
-from tests.ops_support import HOSTILE, hidden_fields, orders, process_name, quick, sign_in
 from tests.support import SEVEN_FACTS, new_deal_id
-from tests.web_support import app_over, csrf_of, http, policy, redirected
+from tests.support.ops import HOSTILE, hidden_fields, orders, process_name, quick, sign_in
+from tests.support.web import app_over, csrf_of, http, policy, redirected
 
 
 def _soon() -> str:

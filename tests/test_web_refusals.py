@@ -15,7 +15,7 @@ from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import event_log
 from tests.support import ROOT, new_deal_id
-from tests.web_support import app_over, csrf_of, http
+from tests.support.web import app_over, csrf_of, http
 from web import flash
 
 # a flag as the CLI spells one: --reason, --map, --request-id (not an en dash or a CSS variable)

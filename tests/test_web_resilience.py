@@ -18,7 +18,7 @@ from client.api import DealflowClient
 from store import idempotency
 from store.db import connect_pool
 from tests.support import new_deal_id
-from tests.web_support import app_over, http
+from tests.support.web import app_over, http
 from web.app import create_app
 from web.idempotency import HEADER
 from web.settings import WebSettings

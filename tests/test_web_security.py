@@ -19,7 +19,7 @@ from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import event_log, tokens
 from tests.support import ROOT, new_deal_id
-from tests.web_support import app_over, csrf_of, http, policy
+from tests.support.web import app_over, csrf_of, http, policy
 from web.app import create_app
 from web.serve import listen_host
 from web.settings import WebSettings

@@ -19,7 +19,7 @@ from app import token_service
 from app.access import PolicySource
 from client.api import DealflowClient
 from store import sessions
-from tests.web_support import app_over, csrf_of, http, policy, settings
+from tests.support.web import app_over, csrf_of, http, policy, settings
 
 COOKIE = "dealflow_session"
 

@@ -23,8 +23,7 @@ from audit.history import deal_events, fetch_deal
 from client.api import DealflowClient
 from domain.events import DealEvent
 from store import event_log
-
-ROOT = Path(__file__).parent.parent
+from tests.support import ROOT
 
 
 class WorkerProcess:

@@ -2,7 +2,7 @@
 worker does that dies at that instant: the activity never reports back. The crash tests SIGKILL
 it there.
 
-    python -m tests.stalling_worker
+    python -m tests.support.stalling_worker
 
 reads the same environment as `dealflow worker`.
 """

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.lifecycle import descendants
+from tests.support import ROOT
 from worker.devserver import port_open
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:

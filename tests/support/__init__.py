@@ -1,22 +1,21 @@
-"""Helpers the test modules share: run the `dealflow` CLI, wait for a condition, name a deal.
+"""Helpers the test modules share: the tests' and the checkout's folders, wait for a condition,
+name a deal. The package's modules hold the helpers of one kind of test each (`cli` runs the
+`dealflow` CLI as a process, `web` the ASGI app, `browser` chromium, ...).
 
-Test modules import these from here, never from one another (`tests/test_layout.py` checks), so
-that running one test file never collects another's tests and a helper has one home. Fixtures
+Test modules import these from here, never from one another (`tests/unit/test_layout.py` checks),
+so that running one test file never collects another's tests and a helper has one home. Fixtures
 live in `tests/conftest.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -25,9 +24,9 @@ from domain.events import DealEvent, DealStarted, StageEntered
 from domain.state import fold
 from store import event_log
 
-HERE = Path(__file__).parent
-ROOT = HERE.parent
-DEALFLOW = [sys.executable, "-m", "cli.main"]
+# tests/, where the data folders are (processes/, broken/, exports/, replay/), and the checkout
+TESTS = Path(__file__).resolve().parent.parent
+ROOT = TESTS.parent
 
 # facts that complete each stage of the shipped seven-stage process
 SEVEN_FACTS: dict[str, dict[str, object]] = {
@@ -43,33 +42,6 @@ SEVEN_FACTS: dict[str, dict[str, object]] = {
 
 def new_deal_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-async def dealflow(env: dict[str, str], *args: str, timeout: float = 60) -> Run:
-    """The CLI as a separate process. Awaited as an asyncio subprocess: the worker of the session
-    runs in the test process, and a blocking call would stop it serving the deal the CLI talks to.
-    A run that outlasts `timeout` is killed and fails the test."""
-    proc = await asyncio.create_subprocess_exec(
-        *DEALFLOW, *args, env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"dealflow {' '.join(args)} still running after {timeout} s") from None
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:

@@ -21,7 +21,7 @@ import pytest
 from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
 from playwright.async_api import Browser, Page, async_playwright
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 CHROMIUM_ENV = "DEALFLOW_CHROMIUM"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"

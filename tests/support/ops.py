@@ -12,10 +12,10 @@ import httpx
 
 from app import token_service
 from client.api import DealflowClient
-from tests.support import HERE
-from tests.web_support import csrf_of
+from tests.support import TESTS
+from tests.support.web import csrf_of
 
-ORDERS = HERE / "processes" / "versions"
+ORDERS = TESTS / "processes" / "versions"
 
 # a definition whose texts are markup: every page must show them as text
 HOSTILE = """\
