@@ -12,7 +12,7 @@ as long as someone kept following it up, with its interval; where too few deals 
 past k touches it says so instead of giving a number. Beside it, how far each rep followed up
 before giving up.
 
-Definitions (docs/metrics.md repeats them; tests/test_insights.py checks each against a plain
+Definitions (docs/metrics.md repeats them; tests/application/test_insights.py checks each against a plain
 Python computation over the same events, and the estimate on buyers and sellers with a known
 answer-time and give-up distribution):
 

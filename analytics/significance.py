@@ -1,7 +1,7 @@
 """The tests and intervals behind version comparisons, verdicts and the insights.
 
 Which are SciPy's outright and which are written here (and checked against SciPy and statsmodels
-in tests/test_statistics_reference.py) is decided per statistic in docs/metrics.md#statistics:
+in tests/unit/test_statistics_reference.py) is decided per statistic in docs/metrics.md#statistics:
 
 - Fisher's exact test (two-sided, summing tables no more likely than the observed): SciPy's,
   whose hypergeometric tails cost the same on a table of two million deals as on one of twenty

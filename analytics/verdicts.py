@@ -28,7 +28,7 @@ but with too few deals to show it still lifts the rest above every ordinary rep,
 rep a little unlucky is then "worse than the rest" (true of that rest, false of the rep). Comparing
 each against the rest alone, the verdicts of eight reps with 100 deals each, one at 75% and seven
 at 55%, are wrong in about 1.2% of the answers; with the second comparison in 0.4%
-(`tests/test_verdicts.py`), at the cost of naming that rep somewhat less often (65% of the answers
+(`tests/unit/test_verdicts.py`), at the cost of naming that rep somewhat less often (65% of the answers
 instead of 74%). It guards against one such group per step; two strong groups unnamed at once
 can still lift the rest.
 

@@ -1,5 +1,5 @@
 """The ISO 4217 currency codes a `currency` fact accepts, with their names, as pycountry
-26.2.16 lists them (`tests/test_fact_types.py` compares this table with the installed pycountry).
+26.2.16 lists them (`tests/application/test_fact_types.py` compares this table with the installed pycountry).
 
 A table in the code rather than pycountry at run time: a deal's workflow reads a rep's answer again
 when it replays, so the codes it accepts may change only with the code, never with a package

@@ -28,7 +28,7 @@ from definitions.templates import check as check_template
 PROCESSES_DIR = Path(__file__).parent / "processes"
 
 # What a workflow start can carry, measured on the Temporal dev server (CLI 1.9.1, server 1.32.0;
-# tests/test_definition_size.py measures it again): the SDK warns of a payload above 512 KiB, the
+# tests/application/test_definition_size.py measures it again): the SDK warns of a payload above 512 KiB, the
 # server refuses one above 2 MiB ("Blob data size exceeds limit", INVALID_ARGUMENT) and gRPC a
 # message above 4 MiB (RESOURCE_EXHAUSTED). A deal's start carries its pinned definition whole, and
 # so do a migration to it and every continue-as-new (with the deal's events beside it), so a

@@ -7,7 +7,7 @@ what was known there with its loss. So every deal with a value has
 already "converted to the next stage" at the instant the value exists, and counting that would
 show 100% for every value. What a value can tell apart is what happened *after* it was recorded.
 
-Definitions (docs/metrics.md repeats them; tests/test_insights.py checks each against a plain
+Definitions (docs/metrics.md repeats them; tests/application/test_insights.py checks each against a plain
 Python computation over the same events):
 
 - A deal's value is the one its last StageCompleted of the stage recorded for the fact (a deal

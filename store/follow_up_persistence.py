@@ -1,7 +1,7 @@
 """The counts behind follow-up persistence (`analytics.follow_up_persistence` turns them into
 figures): per rep, outcome and number of touches before it, the deals of the scope.
 
-Definitions (docs/metrics.md repeats them; tests/test_insights.py checks each against a plain
+Definitions (docs/metrics.md repeats them; tests/application/test_insights.py checks each against a plain
 Python computation over the same events):
 
 - The deals counted are those in scope with a follow-up cadence (a CadenceStarted).

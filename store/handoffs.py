@@ -1,7 +1,7 @@
 """Time lost at handoffs between teams, from the event log; each stage judged slow or not by
 `analytics.handoff_verdicts`.
 
-Definitions (`tests/test_handoff_metrics.py` checks each against a plain Python computation over
+Definitions (`tests/application/test_handoff_metrics.py` checks each against a plain Python computation over
 the same events):
 
 - A *handoff* is a `HandedOff` event. It is counted at the stage it handed the deal into (the

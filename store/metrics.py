@@ -11,7 +11,7 @@ figures at that instant, minus those at the start of the day), and the deals who
 no deployed definition or another stage layout than the definition asked about. So the filters
 stay exact, and the unfiltered metrics read a few thousand rows however long the log is.
 
-Definitions (the README repeats them; `tests/test_metrics.py` checks each against a plain
+Definitions (the README repeats them; `tests/store/test_metrics.py` checks each against a plain
 Python computation over the same events):
 
 - The deal set: deals of the process whose DealStarted falls in [since, until), optionally of

@@ -1,7 +1,7 @@
 """Phase strength per rep: who converts deals out of which phase (seed 000: door-openers and
 closers), each rep against the rest of the team, with verdicts that are rarely wrong.
 
-Definitions (docs/metrics.md repeats them; tests/test_insights.py checks each against a plain
+Definitions (docs/metrics.md repeats them; tests/application/test_insights.py checks each against a plain
 Python computation over the same events):
 
 - A deal *entered* a phase when it entered any of its pre-sale stages (post-sale phases have no

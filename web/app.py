@@ -60,7 +60,7 @@ class Identity(BaseModel):
 def operation_id(route: APIRoute) -> str:
     """A readable operation id (`deals-complete`) from the route's most specific tag (its own,
     else its router's) and its name, as FastAPI's docs suggest, so that a generated client's
-    methods read as the API's words; route names keep them unique (tests/test_web_contract.py)."""
+    methods read as the API's words; route names keep them unique (tests/unit/test_web_contract.py)."""
     tag = str(route.tags[-1]) if route.tags else "api"
     return f"{tag}-{route.name}".replace("_", "-")
 

@@ -7,7 +7,7 @@ tables once, in the transaction that appends its events, and a query adds rows i
 re-reading the history.
 
 `figures` computes a deal's figures as of an instant, as the SQL of `store.metrics` does over the
-projections (both are checked against a plain Python computation in tests/test_metrics.py). It
+projections (both are checked against a plain Python computation in tests/store/test_metrics.py). It
 is a pure function of the deal's visits (`store.visits`), its touches and notices, and the stage
 layout of its process version (stage order and phases: what "later" and "in a phase" mean).
 The figures change only at the deal's event instants, so they are stored as steps:

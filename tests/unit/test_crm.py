@@ -20,6 +20,7 @@ from crm.table import MAX_CELL, ExportError, ReadOptions
 from definitions.loader import PinnedDefinition, load_file, shipped
 from domain.imports import history_events, outcome_events
 from domain.state import fold
+from tests.support import TESTS
 
 pytestmark = pytest.mark.unit
 
@@ -323,7 +324,7 @@ def test_mappings_that_name_nothing_of_the_process_are_refused_in_words(tmp_path
     assert deal_id_for("salesforce", "006A") == "salesforce-006A"
 
 
-EXPORTS = Path(__file__).parent / "exports"
+EXPORTS = TESTS / "exports"
 
 
 def test_rows_cut_short_duplicated_or_orphaned_are_each_refused_by_file_and_line(tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import ROOT
+
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parent.parent
 # what builds a part, and the modules that may call it
 BUILDERS = {
     "connect_temporal": {"app/composition.py"},

@@ -13,13 +13,11 @@ from pathlib import Path
 import pytest
 
 from store.embedded import free_port
-from tests.support import new_deal_id
+from tests.support import ROOT, new_deal_id
 from tests.support.cli import DEALFLOW, dealflow
 from worker.devserver import port_open, temporal_binary
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).parent.parent
 
 
 async def _wait(predicate: object, timeout: float, what: str) -> None:

@@ -3,15 +3,14 @@ the file, the line, the path inside the definition and what is wrong, and never 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from definitions.loader import DefinitionError, load_file
+from tests.support import TESTS
 
 pytestmark = pytest.mark.unit
 
-BROKEN = Path(__file__).parent / "broken"
+BROKEN = TESTS / "broken"
 
 # file -> (line, path in the definition, words the message must contain)
 EXPECTED: dict[str, tuple[int, str, str]] = {

@@ -7,7 +7,6 @@ import json
 import typing
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,11 +22,11 @@ from domain.effects import HandOver, MakeProposal, Notify, effects_of
 from domain.events import DealEvent, HandedOff
 from domain.reminders import next_rung
 from domain.state import DealState, fold
+from tests.support import TESTS
 
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-HERE = Path(__file__).parent
 
 TEAMS: dict[str, Any] = {
     "name": "teamed",
@@ -66,7 +65,7 @@ TEAMS: dict[str, Any] = {
 
 
 def _load(data: dict[str, Any]) -> PinnedDefinition:
-    return load_text(yaml.safe_dump(data, sort_keys=False), source="teamed.yaml", base=HERE / "processes")
+    return load_text(yaml.safe_dump(data, sort_keys=False), source="teamed.yaml", base=TESTS / "processes")
 
 
 def _teamed() -> ProcessDefinition:

@@ -128,7 +128,7 @@ def test_the_family_wise_error_holds_with_one_strong_rep_too_thin_to_name() -> N
     few deals to name them reliably. Any verdict but "that rep is better" is a false alarm, and
     with a fixed seed and 20,000 answers (a standard error of 0.07 points at 1%) the false alarms
     stay below ALPHA: comparing each rep with the rest would reach about 1.2%, the strong rep
-    lifting the rest above the others (tests/test_verdicts.py's history: docs/metrics.md)."""
+    lifting the rest above the others (tests/unit/test_verdicts.py's history: docs/metrics.md)."""
     rng = np.random.default_rng(25)
     answers = 20_000
     counts = rng.binomial(100, [0.75] + [0.55] * 7, size=(answers, 8))

@@ -4,7 +4,6 @@ deals, the cadence launch and the log flush, and the order they are handled in."
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +13,11 @@ from domain.commands import LoseDeal, StartDeal
 from domain.events import DealEvent, TouchSent
 from domain.schedule import Deadline, Due, Schedule, flush_due, follow_on_due, next_follow_on, schedule
 from domain.state import FollowOn, fold
+from tests.support import TESTS
 
 pytestmark = pytest.mark.unit
 
-CHASE = load_file(Path(__file__).parent / "processes" / "chase.yaml")
+CHASE = load_file(TESTS / "processes" / "chase.yaml")
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # chase counts business days in UTC
 WINDOW = timedelta(seconds=2)
 

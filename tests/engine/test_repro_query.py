@@ -13,11 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support import ROOT
 from worker.devserver import temporal_binary
 
 # about 12 s (a dev server and two scenarios of about 5 s each): under the ~20 s that would make it "slow"
 
-PROGRAM = Path(__file__).resolve().parent.parent / "repro" / "query_applies_unprocessed_signals" / "repro.py"
+PROGRAM = ROOT / "repro" / "query_applies_unprocessed_signals" / "repro.py"
 VARIANTS = ["kill-clock-cached", "kill-control-query-after-signal"]
 
 

@@ -30,8 +30,7 @@ from domain import notifications
 from domain.events import Escalated
 from domain.state import DealState
 from domain.touches import touch_text
-
-HERE = Path(__file__).parent
+from tests.support import TESTS
 
 # --- syntax ---------------------------------------------------------------------------------
 
@@ -215,7 +214,7 @@ def test_shipped_templates_use_only_known_names() -> None:
 
 
 def test_a_misspelt_touch_placeholder_is_refused_at_the_line_of_the_touch() -> None:
-    path = HERE / "broken" / "35-misspelt-touch-placeholder.yaml"
+    path = TESTS / "broken" / "35-misspelt-touch-placeholder.yaml"
     with pytest.raises(DefinitionError) as caught:
         load_file(path)
     line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "{custmer}" in text)
@@ -225,7 +224,7 @@ def test_a_misspelt_touch_placeholder_is_refused_at_the_line_of_the_touch() -> N
     ]
 
 
-BASE: dict[str, Any] = yaml.safe_load((HERE / "broken" / "35-misspelt-touch-placeholder.yaml").read_text())
+BASE: dict[str, Any] = yaml.safe_load((TESTS / "broken" / "35-misspelt-touch-placeholder.yaml").read_text())
 
 
 def _with_touch(template: str, **top: Any) -> dict[str, Any]:

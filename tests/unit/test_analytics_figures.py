@@ -1,10 +1,8 @@
 """The answers' figures from counts, without a database: what analytics/ makes of the rows the store
 returns (the store's SQL and the figures together are checked over real events in
-tests/test_insights.py, test_metrics.py and test_handoff_metrics.py)."""
+tests/application/test_insights.py, test_metrics.py and test_handoff_metrics.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +12,11 @@ from analytics.rep_strength import PhaseCount, phase_strength, phases_of
 from analytics.significance import fisher_exact, mann_whitney, two_by_two
 from analytics.version_comparison import StageCounts, Version, compare
 from definitions.loader import load_file
+from tests.support import ROOT
 
 pytestmark = pytest.mark.unit
 
-SEVEN = Path(__file__).parent.parent / "definitions" / "processes" / "seven-stage.yaml"
+SEVEN = ROOT / "definitions" / "processes" / "seven-stage.yaml"
 
 
 def test_versions_compared_stage_by_stage_and_in_win_rate() -> None:

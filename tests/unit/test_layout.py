@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.unit
+from tests.support import ROOT
 
-ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.unit
 
 
 def imported_modules(path: Path, root: Path) -> list[str]:

@@ -8,7 +8,6 @@ import copy
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,9 @@ from definitions.model import ProcessDefinition
 from domain import decide
 from domain.commands import CompleteStage, LoseDeal, MoveStage, StartDeal, WinDeal, workflow_id
 from domain.state import fold
+from tests.support import ROOT
 
-SHIPPED = Path(__file__).parent.parent / "definitions" / "processes" / "seven-stage.yaml"
+SHIPPED = ROOT / "definitions" / "processes" / "seven-stage.yaml"
 VALID: dict[str, Any] = yaml.safe_load(SHIPPED.read_text())
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 

@@ -22,7 +22,7 @@ from domain.events import DealEvent, DealStarted, StageEntered
 from domain.state import DealState, fold
 from store import event_log
 from store.migrations import migrate
-from tests.support import new_deal_id
+from tests.support import TESTS, new_deal_id
 from tests.support.cli import dealflow
 from worker.settings import SettingsError
 from workflows.deal import DealWorkflow
@@ -117,7 +117,7 @@ async def test_roles_through_the_cli(cli_env: dict[str, str], deployed: dict[str
     code, text = await run("deal", "status", deal, "--json")
     assert code == 0 and json.loads(text)["team"] == "east"
 
-    process = Path(__file__).parent / "processes" / "fem-trinn.yaml"
+    process = TESTS / "processes" / "fem-trinn.yaml"
     code, text = await run("definitions", "deploy", str(process), "--as", "rita")
     assert code == 1 and "rita is rep: may act, read, start, not deploy" in text
     code, text = await run("definitions", "deploy", str(process), "--as", "olga")

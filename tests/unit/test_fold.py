@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,16 +12,15 @@ from domain import decide
 from domain.commands import CompleteStage, LoseDeal, MoveStage, StartDeal, WinDeal
 from domain.events import EVENTS_ADAPTER, DealEvent, DealLost, DealStarted, StageEntered
 from domain.state import DealState, apply, as_of, fold
-from tests.support import SEVEN_FACTS
+from tests.support import SEVEN_FACTS, TESTS
 
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-HERE = Path(__file__).parent
 
 
 def _pinned(name: str) -> PinnedDefinition:
-    paths = [*shipped(), *(HERE / "processes").glob("*.yaml")]
+    paths = [*shipped(), *(TESTS / "processes").glob("*.yaml")]
     return load_file(next(p for p in paths if p.stem == name))
 
 

@@ -3,19 +3,17 @@ services, pinned images, start order, and that the worker gets exactly what the 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 import yaml
 
+from tests.support import ROOT
 from worker.devserver import SEARCH_ATTRIBUTE_TYPES
 from worker.settings import ENV_VARS, METRICS_ENV_VAR, OBSERVABILITY_ENV_VARS, TLS_ENV_VARS, metrics_address
 
 pytestmark = pytest.mark.unit
-
-ROOT = Path(__file__).parent.parent
 
 
 def _compose() -> dict[str, Any]:

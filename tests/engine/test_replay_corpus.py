@@ -25,10 +25,11 @@ from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from domain.commands import REVISION, DealInput
 from tests.replay.variants import DealWithPatchedPause, DealWithUnguardedPause
+from tests.support import TESTS
 from worker.settings import Settings
 from workflows.cadence import FollowUpCadence
 
-CORPUS = sorted((Path(__file__).parent / "replay" / "histories").glob("*.json"))
+CORPUS = sorted((TESTS / "replay" / "histories").glob("*.json"))
 BEHAVIOURS = {
     "normal-path",
     "skips",

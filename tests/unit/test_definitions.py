@@ -15,10 +15,10 @@ import yaml
 from definitions.durations import Duration, DurationUnit
 from definitions.loader import DefinitionError, load_file, load_text, shipped
 from definitions.model import json_schema
+from tests.support import TESTS
 
 pytestmark = pytest.mark.unit
 
-HERE = Path(__file__).parent
 
 BASE: dict[str, Any] = {
     "name": "mini",
@@ -86,7 +86,7 @@ def test_seven_stage_uses_buyer_aligned_questions_as_exit_criteria() -> None:
 STAGE_COUNTS = {"abroad": 2, "chase": 3, "crash": 2, "fem-trinn": 5, "nine-stage": 9, "subscriptions": 3}
 
 
-@pytest.mark.parametrize("path", sorted((HERE / "processes").glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((TESTS / "processes").glob("*.yaml")), ids=lambda p: p.stem)
 def test_other_stage_counts_and_languages(path: Path) -> None:
     pinned = load_file(path)
     assert len(pinned.definition.stages) == STAGE_COUNTS[path.stem]

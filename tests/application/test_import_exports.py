@@ -5,15 +5,15 @@ refuses, a rerun adds nothing and is recorded, and a bare-day close is made exac
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition
 from store import event_log
+from tests.support import TESTS
 from tests.support.cli import Run, dealflow
 
-EXPORTS = Path(__file__).parent / "exports"
+EXPORTS = TESTS / "exports"
 SEVEN = ["--process", "seven-stage", "--json"]
 
 

@@ -11,7 +11,7 @@ import httpx
 from client.api import DealflowClient
 from definitions.loader import PinnedDefinition, load_file
 from store import event_log
-from tests.support import new_deal_id
+from tests.support import TESTS, new_deal_id
 from tests.support.web import app_over, http
 
 PROSPECTING = {"need": "faster quotes", "can_afford": "yes"}
@@ -200,7 +200,7 @@ async def test_the_openapi_document_describes_every_surface(client: DealflowClie
 
 async def test_a_dry_run_deploy_answers_its_preview_as_documented_and_stores_nothing(client: DealflowClient) -> None:
     name = new_deal_id("dry")  # a process of its own: nothing else deploys it
-    text = (Path(__file__).parent / "processes" / "fem-trinn.yaml").read_text(encoding="utf-8")
+    text = (TESTS / "processes" / "fem-trinn.yaml").read_text(encoding="utf-8")
     body = {"filename": "dry.yaml", "yaml": text.replace("name: fem-trinn", f"name: {name}", 1)}
     async with http(app_over(client), **{"X-Dealflow-User": "olga"}) as api:
         doc = (await api.get("/api/openapi.json")).json()

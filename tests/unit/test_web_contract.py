@@ -2,7 +2,7 @@
 operation ids, and its answers built from public schemas rather than the store's rows.
 
 To change the contract on purpose, regenerate the snapshot and commit it with the change:
-    DEALFLOW_UPDATE_OPENAPI=1 python -m pytest -q tests/test_web_contract.py
+    DEALFLOW_UPDATE_OPENAPI=1 python -m pytest -q tests/unit/test_web_contract.py
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ import os
 import re
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
+from tests.support import TESTS
 from tests.support.web import api_routes, unserved_app
 
 pytestmark = pytest.mark.unit
 
-SNAPSHOT = Path(__file__).parent / "openapi.json"
+SNAPSHOT = TESTS / "openapi.json"
 UPDATE = "DEALFLOW_UPDATE_OPENAPI"
 # figures computed in Python (analytics), not rows: they are moving out of store/ on their own
 PURE_FIGURES = {
@@ -60,7 +60,7 @@ def test_the_openapi_document_is_the_committed_snapshot() -> None:
         )
         pytest.fail(
             f"the API's contract changed. If that is meant, run\n    {UPDATE}=1 python -m pytest -q "
-            f"tests/test_web_contract.py\nand commit tests/openapi.json with the change.\n{diff}",
+            f"tests/unit/test_web_contract.py\nand commit tests/openapi.json with the change.\n{diff}",
             pytrace=False,
         )
 
