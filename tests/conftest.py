@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
@@ -29,26 +30,70 @@ from store.db import connect_pool
 from store.embedded import EmbeddedPostgres
 from store.migrations import migrate
 from tests.support.browser import REPORTS, failed, launch_chromium, save_screenshot
+from tests.support.layers import (
+    UNPURE_EVENTS,
+    Collected,
+    LayoutError,
+    layer_of,
+    module_spawns,
+    ran_pure,
+    refusals,
+)
 from worker.devserver import dynamic_config_args, temporal_binary
 from worker.run import build_worker
 from worker.settings import Settings
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
-HERE = Path(__file__).parent
-
-# every fixture that needs a server (or a browser) starts from one of these
-SERVER_FIXTURES = {"database_url", "temporal_env", "time_env", "browser"}
+TESTS = Path(__file__).parent
+COLLECTED = pytest.StashKey[Collected]()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test marked `unit` runs without servers (`make unit`): it may not ask for one."""
-    wrong = [
-        item.nodeid
-        for item in items
-        if item.get_closest_marker("unit") and SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
-    ]
-    if wrong:
-        raise pytest.UsageError("tests marked unit use a server fixture: " + ", ".join(wrong))
+    """Each test gets the marker of its folder (tests/support/layers.py); a test of `make unit`
+    may not ask for a server, and a pure test may not sit outside it."""
+    collected = []
+    for item in items:
+        try:
+            layer = layer_of(item.path, TESTS)
+        except LayoutError as e:
+            raise pytest.UsageError(str(e)) from None
+        if layer is None:
+            continue
+        module = getattr(item, "module", None)
+        marked_unit = layer != "unit" and item.get_closest_marker("unit") is not None
+        spawns = (
+            module is not None and module.__file__ is not None and module_spawns(Path(module.__file__), TESTS.parent)
+        )
+        item.add_marker(layer)
+        collected.append(
+            Collected(item.nodeid, layer, frozenset(getattr(item, "fixturenames", ())), marked_unit, spawns)
+        )
+        item.stash[COLLECTED] = collected[-1]
+    problems = refusals(collected)
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+
+
+# what the test being run has done of UNPURE_EVENTS, from its setup on; None between tests
+_events: set[str] | None = None
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if _events is not None and event in UNPURE_EVENTS:
+        _events.add(event)
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    global _events
+    _events = set()
+    try:
+        return (yield)
+    finally:
+        _events = None
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +172,7 @@ async def client(
 async def deployed(pool: asyncpg.Pool) -> dict[str, PinnedDefinition]:
     """The shipped processes and the test processes, deployed once."""
     out: dict[str, PinnedDefinition] = {}
-    for path in [*shipped(), *sorted((HERE / "processes").glob("*.yaml"))]:
+    for path in [*shipped(), *sorted((TESTS / "processes").glob("*.yaml"))]:
         pinned = load_file(path)
         await registry.deploy(pool, pinned, deployed_by="tests", source=str(path))
         out[pinned.name] = pinned
@@ -159,7 +204,7 @@ def orders(tmp_path: Path) -> tuple[Path, Path, str]:
     name = f"orders-{uuid.uuid4().hex[:6]}"
     paths = []
     for v in ("v1", "v2"):
-        text = (HERE / "processes" / "versions" / f"orders-{v}.yaml").read_text()
+        text = (TESTS / "processes" / "versions" / f"orders-{v}.yaml").read_text()
         path = tmp_path / f"{name}-{v}.yaml"
         path.write_text(text.replace("name: orders", f"name: {name}"))
         paths.append(path)
@@ -193,9 +238,16 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Each phase's report, kept on the item: `page` looks at the call's to screenshot a failure."""
+    """Each phase's report, kept on the item: `page` looks at the call's to screenshot a failure.
+    A passing test that may be pure fails here if it started no process and opened no socket."""
     report = yield
     item.stash.setdefault(REPORTS, {})[report.when] = report
+    collected = item.stash.get(COLLECTED, None)
+    if report.when == "call" and report.passed and collected is not None and collected.may_be_pure:
+        complaint = ran_pure(item.nodeid, _events or ())
+        if complaint:
+            report.outcome = "failed"
+            report.longrepr = complaint
     return report
 
 

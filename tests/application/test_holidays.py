@@ -82,6 +82,7 @@ def _one_business_day_after(cal: BusinessCalendar, local: datetime) -> datetime:
 # --- the days skipped ---------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_dutch_easter_monday_and_kings_day_are_not_business_days() -> None:
     nl = _calendar("NL", "Europe/Amsterdam")
     good_friday = datetime(2026, 4, 3, 10, 0, tzinfo=AMSTERDAM)
@@ -92,6 +93,7 @@ def test_dutch_easter_monday_and_kings_day_are_not_business_days() -> None:
     assert {date(2026, 4, 6), date(2026, 4, 27)} <= nl.holidays
 
 
+@pytest.mark.unit
 def test_kings_day_moves_to_26_april_when_the_27th_is_a_sunday() -> None:
     nl = BusinessCalendar.of(_load(BASE, today=date(2025, 1, 1)).definition)
     assert date(2025, 4, 27).weekday() == 6
@@ -99,6 +101,7 @@ def test_kings_day_moves_to_26_april_when_the_27th_is_a_sunday() -> None:
     assert date(2026, 4, 27) in nl.holidays and date(2026, 4, 26) not in nl.holidays
 
 
+@pytest.mark.unit
 def test_norwegian_easter_monday_and_constitution_day_are_not_business_days() -> None:
     no = _calendar("NO", "Europe/Oslo")
     good_friday = datetime(2026, 4, 3, 10, 0, tzinfo=OSLO)
@@ -109,6 +112,7 @@ def test_norwegian_easter_monday_and_constitution_day_are_not_business_days() ->
     assert _one_business_day_after(plain, tuesday) == datetime(2028, 5, 17, 10, 0, tzinfo=OSLO)
 
 
+@pytest.mark.unit
 def test_a_subdivision_adds_its_own_holidays() -> None:
     bavaria, berlin = _calendar("DE", "Europe/Berlin", "BY"), _calendar("DE", "Europe/Berlin", "BE")
     epiphany = date(2027, 1, 6)  # a Wednesday: a holiday in Bavaria, not in Berlin
@@ -116,6 +120,7 @@ def test_a_subdivision_adds_its_own_holidays() -> None:
     assert date(2027, 10, 3) in berlin.holidays  # German Unity Day, everywhere
 
 
+@pytest.mark.unit
 def test_hours_and_days_are_plain_lengths_even_over_holidays() -> None:
     nl = _calendar("NL", "Europe/Amsterdam")
     start = datetime(2026, 4, 24, 8, 0, tzinfo=UTC)
@@ -131,6 +136,7 @@ def _ladder(d: ProcessDefinition, entered: datetime) -> list[datetime]:
     return [rung.due_at for rung in reminders.ladder(d, fold(events))]
 
 
+@pytest.mark.unit
 def test_a_reminder_deadline_over_a_holiday_lands_one_business_day_later() -> None:
     with_holidays = _load(BASE).definition
     without = _load({k: v for k, v in BASE.items() if k != "holidays"}).definition
@@ -141,6 +147,7 @@ def test_a_reminder_deadline_over_a_holiday_lands_one_business_day_later() -> No
     assert skipping == [datetime(2026, 5, 1, 9, 30, tzinfo=AMSTERDAM), datetime(2026, 5, 4, 9, 30, tzinfo=AMSTERDAM)]
 
 
+@pytest.mark.unit
 def test_a_norwegian_reminder_skips_17_may() -> None:
     norwegian = _with(holidays={"country": "NO"}, timezone="Europe/Oslo")
     d = _load(norwegian).definition
@@ -150,6 +157,7 @@ def test_a_norwegian_reminder_skips_17_may() -> None:
     assert _ladder(d, monday)[0] == datetime(2028, 5, 23, 9, 0, tzinfo=OSLO)  # Wednesday 17 May skipped
 
 
+@pytest.mark.unit
 def test_cadence_touches_skip_the_holidays_their_input_carries() -> None:
     d = _load(BASE).definition
     inp = CadenceInput(
@@ -176,6 +184,7 @@ def test_cadence_touches_skip_the_holidays_their_input_carries() -> None:
 # --- pinning ------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_the_pinned_definition_carries_the_dates_of_its_window() -> None:
     pinned = _load(BASE)
     h = pinned.definition.holidays
@@ -185,6 +194,7 @@ def test_the_pinned_definition_carries_the_dates_of_its_window() -> None:
     assert '"2026-04-27"' in body and '"2031-04-26"' in body  # King's Day 2031: the 27th is a Sunday
 
 
+@pytest.mark.unit
 def test_a_pinned_definition_keeps_its_dates_whatever_the_package_says_later(monkeypatch: pytest.MonkeyPatch) -> None:
     pinned = _load(BASE)
     stored = pinned.model_dump_json()  # what the registry stores and the deal workflow is started with
@@ -205,6 +215,7 @@ def test_a_pinned_definition_keeps_its_dates_whatever_the_package_says_later(mon
     assert redeployed.definition.holiday_dates == [date(2026, 4, 28)]
 
 
+@pytest.mark.unit
 def test_a_pinned_definition_pins_again_to_itself() -> None:
     pinned = _load(BASE)
     as_yaml = yaml.safe_dump(pinned.definition.model_dump(mode="json"))
@@ -212,6 +223,7 @@ def test_a_pinned_definition_pins_again_to_itself() -> None:
     assert again.version == pinned.version and again.definition == pinned.definition
 
 
+@pytest.mark.unit
 def test_the_same_file_in_the_same_year_is_the_same_version_and_the_hash_covers_the_dates() -> None:
     one, two = _load(BASE), _load(BASE, today=date(2026, 12, 31))
     assert one.version == two.version and one.content_hash == two.content_hash
@@ -228,6 +240,7 @@ def test_the_same_file_in_the_same_year_is_the_same_version_and_the_hash_covers_
     assert _load(own_day).version != one.version
 
 
+@pytest.mark.unit
 def test_the_deploy_year_is_the_year_in_the_process_time_zone() -> None:
     # pinned with no date given: the loader reads the clock in the process's time zone
     pinned = load_text(yaml.safe_dump(BASE), source="dutch.yaml")
@@ -235,6 +248,7 @@ def test_the_deploy_year_is_the_year_in_the_process_time_zone() -> None:
     assert pinned.definition.holidays.first_year == datetime.now(AMSTERDAM).year
 
 
+@pytest.mark.unit
 def test_own_days_off_without_a_country_do_not_depend_on_the_deploy_year() -> None:
     data = _with(holidays={"dates": [date(2026, 12, 24), date(2026, 12, 31)]})
     one, two = _load(data), _load(data, today=date(2031, 1, 1))
@@ -245,11 +259,13 @@ def test_own_days_off_without_a_country_do_not_depend_on_the_deploy_year() -> No
     assert _one_business_day_after(cal, wednesday) == datetime(2026, 12, 25, 9, 0, tzinfo=AMSTERDAM)
 
 
+@pytest.mark.unit
 def test_own_days_off_are_added_to_the_country() -> None:
     d = _load(_with(holidays={"country": "NL", "dates": [date(2026, 12, 24)]})).definition
     assert {date(2026, 12, 24), date(2026, 12, 25), date(2026, 12, 26)} <= set(d.holiday_dates)
 
 
+@pytest.mark.unit
 def test_definitions_without_holidays_keep_their_versions() -> None:
     """The versions deployed before holidays existed (README's demo output): unchanged."""
     versions = {p.stem: load_file(p).version for p in shipped()}
@@ -258,6 +274,7 @@ def test_definitions_without_holidays_keep_their_versions() -> None:
     assert "holidays" not in plain.model_dump(mode="json")
 
 
+@pytest.mark.unit
 def test_the_shipped_seven_stage_process_skips_norwegian_holidays() -> None:
     d = load_file(next(p for p in shipped() if p.stem == "seven-stage"), today=DEPLOYED).definition
     assert d.timezone == "Europe/Oslo" and d.holidays is not None and d.holidays.country == "NO"
@@ -281,6 +298,7 @@ def test_the_shipped_seven_stage_process_skips_norwegian_holidays() -> None:
         ({"country": "NL", "colour": "orange"}, "holidays.colour", "unknown field 'colour'"),
     ],
 )
+@pytest.mark.unit
 def test_bad_holidays_are_located_errors(spec: dict[str, Any], path: str, message: str) -> None:
     text = yaml.safe_dump(_with(holidays=spec), sort_keys=False)
     with pytest.raises(DefinitionError) as caught:
@@ -339,6 +357,7 @@ async def test_deploying_twice_in_a_year_is_one_version_and_show_prints_the_wind
 # --- removing a country's holiday, and a country far from the time zone --------------------------
 
 
+@pytest.mark.unit
 def test_a_holidays_block_removes_named_days() -> None:
     """Good Friday is in the Dutch calendar, but most Dutch companies work on it."""
     working = _load(_with(holidays={"country": "NL", "remove": ["Good Friday"]}))
@@ -379,6 +398,7 @@ def test_a_holidays_block_removes_named_days() -> None:
         ({"country": "NL", "remove": [" "]}, "holidays.remove", "needs its name"),
     ],
 )
+@pytest.mark.unit
 def test_removing_what_the_country_does_not_have_is_refused(spec: dict[str, Any], path: str, message: str) -> None:
     with pytest.raises(DefinitionError) as err:
         _load(_with(holidays=spec))

@@ -85,6 +85,7 @@ budget <= {budget}
 """
 
 
+@pytest.mark.unit
 async def test_proposal_html_is_commonmark_lists_links_code_and_tables(tmp_path: Path) -> None:
     request = ProposalRequest(
         deal_id="d-2",
@@ -103,6 +104,7 @@ async def test_proposal_html_is_commonmark_lists_links_code_and_tables(tmp_path:
     assert "<p>A <em>faster</em> CRM</p>" in html  # a rep may emphasise within a fact
 
 
+@pytest.mark.unit
 async def test_raw_html_in_a_template_or_a_value_is_shown_as_text(tmp_path: Path) -> None:
     request = ProposalRequest(
         deal_id="d-3",
@@ -126,6 +128,7 @@ async def test_raw_html_in_a_template_or_a_value_is_shown_as_text(tmp_path: Path
     assert "[this](javascript:alert(1))" in html and 'href="javascript' not in html  # not made a link
 
 
+@pytest.mark.unit
 async def test_a_malformed_proposal_template_is_a_named_non_retryable_failure(tmp_path: Path) -> None:
     request = ProposalRequest(deal_id="d-4", version="v", template_id="offer", template="# {a.b}", values={})
     with pytest.raises(ApplicationError) as caught:

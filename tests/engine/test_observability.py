@@ -316,6 +316,7 @@ async def test_a_rep_action_is_traced_from_the_client_to_the_append(
     assert start.context.trace_id == trace_id
 
 
+@pytest.mark.unit
 def test_log_lines_name_their_deal() -> None:
     out = {fmt: io.StringIO() for fmt in ("json", "text")}
     handlers = [logs.handler(fmt, stream) for fmt, stream in out.items()]
@@ -357,6 +358,7 @@ async def test_a_taken_port_is_named() -> None:
                 pass
 
 
+@pytest.mark.unit
 def test_endpoint_and_log_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(METRICS_ENV_VAR, raising=False)
     assert metrics_address("0.0.0.0:9464") == ("0.0.0.0", 9464)

@@ -53,6 +53,7 @@ LAST = {"signed_value": 18000}
 # --- the retry loop on its own -------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_what_counts_as_a_lost_answer() -> None:
     assert lost_answer(WorkflowUpdateRPCTimeoutOrCancelledError()) == "rpc_timeout"
     for status, why in [
@@ -75,6 +76,7 @@ def test_what_counts_as_a_lost_answer() -> None:
     assert lost_answer(ValueError()) is None
 
 
+@pytest.mark.unit
 def test_the_deadline_and_the_rpc_timeout_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(REQUEST_DEADLINE_ENV_VAR, raising=False)
     monkeypatch.delenv(RPC_TIMEOUT_ENV_VAR, raising=False)
@@ -113,6 +115,7 @@ class FakeTemporal:
         return self.handle
 
 
+@pytest.mark.unit
 async def test_an_update_that_keeps_timing_out_ends_in_outcome_unknown_at_its_deadline() -> None:
     handle = TimingOutHandle()
     settings = Settings(source="tests", request_deadline_seconds=1.0, rpc_timeout_seconds=0.05)
@@ -133,6 +136,7 @@ async def test_an_update_that_keeps_timing_out_ends_in_outcome_unknown_at_its_de
     assert client.retries.resent == len(handle.ids) - 1 and client.retries.gave_up == 1
 
 
+@pytest.mark.unit
 async def test_an_attempt_never_runs_past_the_deadline() -> None:
     """With no RPC timeout the SDK would wait for the answer; the deadline still cuts it."""
     calls: list[int] = []
@@ -149,6 +153,7 @@ async def test_an_attempt_never_runs_past_the_deadline() -> None:
     assert counts.gave_up == 1
 
 
+@pytest.mark.unit
 async def test_an_answer_after_lost_ones_is_returned_and_an_answer_that_is_an_error_is_raised() -> None:
     counts = RetryCounts()
 
@@ -168,6 +173,7 @@ async def test_an_answer_after_lost_ones_is_returned_and_an_answer_that_is_an_er
     assert counts.resent == 2
 
 
+@pytest.mark.unit
 async def test_a_caller_cancelling_the_request_is_not_retried() -> None:
     """The SDK turns a cancelled update call into WorkflowUpdateRPCTimeoutOrCancelledError: the
     loop must let the cancellation through instead of sending the update again."""

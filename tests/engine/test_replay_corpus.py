@@ -83,6 +83,7 @@ def test_corpus_holds_histories_of_the_current_revision_only() -> None:
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+@pytest.mark.unit
 async def test_recorded_history_replays_against_current_code(path: Path) -> None:
     [result] = await replay([_load(path)])
     assert result.ok, result.error
@@ -101,6 +102,7 @@ async def _failures(deal: type, histories: list[WorkflowHistory]) -> list[Except
     return [r.replay_failure for r in results if r.replay_failure is not None]
 
 
+@pytest.mark.unit
 async def test_unguarded_change_is_caught_by_replay() -> None:
     failures = await _failures(DealWithUnguardedPause, _deals())
     assert len(failures) == len(_deals())

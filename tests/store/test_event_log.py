@@ -88,7 +88,9 @@ async def test_failed_and_retried_appends_leave_each_event_once(
         assert await event_log.read(pool, deal) == events
 
 
-@pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:1/none", "not a url"])
+@pytest.mark.parametrize(
+    "url", ["postgresql://nobody@127.0.0.1:1/none", pytest.param("not a url", marks=pytest.mark.unit)]
+)
 async def test_unreachable_database_is_named(url: str) -> None:
     from store.db import StoreUnavailable, connect_pool
 

@@ -36,6 +36,7 @@ def lost_v2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(events.UPCASTERS, ("DealLost", 1), rename)
 
 
+@pytest.mark.unit
 def test_every_payload_carries_its_schema_version() -> None:
     lost = DealLost(seq=3, at=AT, actor="ola", reason="price")
     payload = lost.model_dump(mode="json")
@@ -43,6 +44,7 @@ def test_every_payload_carries_its_schema_version() -> None:
     assert EVENT_ADAPTER.validate_python(payload) == lost
 
 
+@pytest.mark.unit
 def test_a_payload_written_before_versions_existed_reads_as_version_one() -> None:
     payload = {"type": "StageEntered", "seq": 2, "at": AT.isoformat(), "actor": "ola", "stage": "demo", "via": "next"}
     event = decode_stored(json.dumps(payload))
@@ -50,6 +52,7 @@ def test_a_payload_written_before_versions_existed_reads_as_version_one() -> Non
 
 
 @pytest.mark.usefixtures("lost_v2")
+@pytest.mark.unit
 def test_an_older_shape_is_upcast_and_the_current_one_is_read_as_it_is() -> None:
     expected = DealLost(seq=3, at=AT, actor="ola", stage="demo", reason="price")
     assert decode_stored(json.dumps(OLD_LOST)) == expected  # stored before versions existed
@@ -60,6 +63,7 @@ def test_an_older_shape_is_upcast_and_the_current_one_is_read_as_it_is() -> None
 
 
 @pytest.mark.usefixtures("lost_v2")
+@pytest.mark.unit
 def test_carried_events_of_an_older_shape_decode_in_a_workflow_input() -> None:
     """A run that continued as new before the change carries old payloads in its input."""
     pinned = load_file(shipped()[0])
@@ -70,6 +74,7 @@ def test_carried_events_of_an_older_shape_decode_in_a_workflow_input() -> None:
     assert decoded.carried_events == [started, DealLost(seq=2, at=AT, actor="ola", stage="demo", reason="price")]
 
 
+@pytest.mark.unit
 def test_a_payload_newer_than_the_code_is_refused_by_name() -> None:
     with pytest.raises(ValidationError, match="DealLost of schema version 9 is newer than this code reads"):
         EVENT_ADAPTER.validate_python({**OLD_LOST, "reason": "price", "schema_version": 9})

@@ -14,8 +14,6 @@ from analytics.version_comparison import StageCounts, Version, compare
 from definitions.loader import load_file
 from tests.support import ROOT
 
-pytestmark = pytest.mark.unit
-
 SEVEN = ROOT / "definitions" / "processes" / "seven-stage.yaml"
 
 

@@ -14,8 +14,6 @@ import pytest
 
 from tests.support import ROOT
 
-pytestmark = pytest.mark.unit
-
 OURS = {
     "definitions",
     "domain",

@@ -8,8 +8,6 @@ import pytest
 from definitions.loader import DefinitionError, load_file
 from tests.support import TESTS
 
-pytestmark = pytest.mark.unit
-
 BROKEN = TESTS / "broken"
 
 # file -> (line, path in the definition, words the message must contain)

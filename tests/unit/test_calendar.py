@@ -9,8 +9,6 @@ import pytest
 from definitions.durations import Duration
 from domain.calendar import add
 
-pytestmark = pytest.mark.unit
-
 OSLO = "Europe/Oslo"
 
 

@@ -13,8 +13,6 @@ from tests.support import ROOT
 from worker.devserver import SEARCH_ATTRIBUTE_TYPES
 from worker.settings import ENV_VARS, METRICS_ENV_VAR, OBSERVABILITY_ENV_VARS, TLS_ENV_VARS, metrics_address
 
-pytestmark = pytest.mark.unit
-
 
 def _compose() -> dict[str, Any]:
     data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -7,11 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 from tests.support import ROOT
-
-pytestmark = pytest.mark.unit
 
 # what builds a part, and the modules that may call it
 BUILDERS = {

@@ -22,8 +22,6 @@ from domain.imports import history_events, outcome_events
 from domain.state import fold
 from tests.support import TESTS
 
-pytestmark = pytest.mark.unit
-
 UTC_ZONE = ZoneInfo("UTC")
 PIPEDRIVE_COLUMNS = ["ID", "Title", "Stage", "Status", "Deal created", "Won time", "Lost time", "Lost reason"]
 PIPEDRIVE_COLUMNS += ["Owner", "Value"]

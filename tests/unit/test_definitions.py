@@ -17,9 +17,6 @@ from definitions.loader import DefinitionError, load_file, load_text, shipped
 from definitions.model import json_schema
 from tests.support import TESTS
 
-pytestmark = pytest.mark.unit
-
-
 BASE: dict[str, Any] = {
     "name": "mini",
     "phases": [{"id": "p1", "title": "Phase one"}, {"id": "p2", "title": "Phase two"}],

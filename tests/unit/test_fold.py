@@ -14,8 +14,6 @@ from domain.events import EVENTS_ADAPTER, DealEvent, DealLost, DealStarted, Stag
 from domain.state import DealState, apply, as_of, fold
 from tests.support import SEVEN_FACTS, TESTS
 
-pytestmark = pytest.mark.unit
-
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 

@@ -24,8 +24,6 @@ from domain.reminders import next_rung
 from domain.state import DealState, fold
 from tests.support import TESTS
 
-pytestmark = pytest.mark.unit
-
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 TEAMS: dict[str, Any] = {

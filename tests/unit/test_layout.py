@@ -9,8 +9,6 @@ import pytest
 
 from tests.support import ROOT
 
-pytestmark = pytest.mark.unit
-
 
 def imported_modules(path: Path, root: Path) -> list[str]:
     """Every module the file imports, absolute or relative, at any depth (inside functions too)."""

@@ -10,8 +10,6 @@ import pytest
 
 from tests.support import ROOT
 
-pytestmark = pytest.mark.unit
-
 # a statement as code would send it: the keywords upper case, as every statement in store/ is
 STATEMENT = re.compile(
     r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(TABLE|INDEX)|ALTER\s+TABLE"

@@ -16,8 +16,6 @@ from domain.state import DealState
 from web.identity import Caller
 from web.views import may
 
-pytestmark = pytest.mark.unit
-
 POLICY = AccessPolicy(
     {
         "rita": Identity(role="rep", team="east"),

@@ -15,8 +15,6 @@ from cli.main import build_parser
 from tests.support.web import api_routes, unserved_app
 from workflows.deal import DealWorkflow
 
-pytestmark = pytest.mark.unit
-
 
 def test_each_action_names_an_update_of_the_deal_workflow() -> None:
     updates = workflow._Definition.must_from_class(DealWorkflow).updates

@@ -15,8 +15,6 @@ from domain.schedule import Deadline, Due, Schedule, flush_due, follow_on_due, n
 from domain.state import FollowOn, fold
 from tests.support import TESTS
 
-pytestmark = pytest.mark.unit
-
 CHASE = load_file(TESTS / "processes" / "chase.yaml")
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # chase counts business days in UTC
 WINDOW = timedelta(seconds=2)

@@ -25,8 +25,6 @@ from analytics.significance import chi_square, fisher_exact, holm, mann_whitney,
 from analytics.verdicts import Group, split_off
 from tests.support.stats import fisher_by_summing
 
-pytestmark = pytest.mark.unit
-
 # no deadline: the machine is shared, and a slow example is not a wrong one
 CHECK = settings(max_examples=300, deadline=None, derandomize=True)  # the same examples on every run: CI repeatable
 

@@ -9,8 +9,6 @@ import pytest
 from analytics.significance import chi_square, chi_square_sf, fisher_exact, mann_whitney, two_by_two, wilson
 from tests.support.stats import fisher_by_summing
 
-pytestmark = pytest.mark.unit
-
 
 def test_fisher_exact_matches_known_values() -> None:
     # scipy.stats.fisher_exact([[8, 2], [1, 5]]) -> p = 0.03496503...

@@ -13,8 +13,6 @@ from statsmodels.duration.survfunc import SurvfuncRight
 
 from analytics.kaplan_meier import _partial, answers_after, greenwood_se, horizon, life_table, survival
 
-pytestmark = pytest.mark.unit
-
 
 def _sample(rng: random.Random, n: int, answer: list[float], stop: list[float]) -> tuple[Counter[int], Counter[int]]:
     """Deals whose buyer answers at touch T (weights `answer`, the last one: never) and whose

@@ -12,8 +12,6 @@ from analytics.sample_size import deals_needed, deals_needed_each
 from analytics.significance import two_by_two
 from analytics.verdicts import ALPHA, Compared, Group, p_text, split_off
 
-pytestmark = pytest.mark.unit
-
 
 def words(family: int, key: str, rate: float, rest: float, p: float) -> str:
     return f"{family}:{key} {'better' if rate > rest else 'worse'} ({rate:.0%} vs {rest:.0%})"

@@ -21,8 +21,6 @@ from pydantic import BaseModel
 from tests.support import TESTS
 from tests.support.web import api_routes, unserved_app
 
-pytestmark = pytest.mark.unit
-
 SNAPSHOT = TESTS / "openapi.json"
 UPDATE = "DEALFLOW_UPDATE_OPENAPI"
 # figures computed in Python (analytics), not rows: they are moving out of store/ on their own

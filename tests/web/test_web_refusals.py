@@ -9,6 +9,7 @@ import ast
 import json
 import re
 
+import pytest
 from starlette.requests import Request
 
 from client.api import DealflowClient
@@ -159,6 +160,7 @@ async def test_what_was_typed_that_a_cookie_cannot_hold_is_said_and_the_session_
         assert done.status_code == 303 and "seq=" in done.headers["location"]
 
 
+@pytest.mark.unit
 def test_the_session_keeps_a_refusal_for_its_page_once_and_only_what_fits_a_cookie() -> None:
     request = Request({"type": "http", "session": {}})
     stale = {"error": "stale stage", "error_code": "stale_stage"}
@@ -215,6 +217,7 @@ def _texts(node: ast.AST) -> list[str]:
     return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
 
 
+@pytest.mark.unit
 def test_no_error_the_web_can_answer_names_a_flag_of_the_cli() -> None:
     found = []
     for path in SHARED:
@@ -227,6 +230,7 @@ def test_no_error_the_web_can_answer_names_a_flag_of_the_cli() -> None:
     assert len(SHARED) > 40, [p.name for p in SHARED]
 
 
+@pytest.mark.unit
 def test_the_scan_finds_a_flag_in_an_error_text() -> None:
     assert FLAG.search("skipping needs a reason (--reason)") and FLAG.search("add --map demo=STAGE")
     assert not FLAG.search("pre-sale and post-sale stages — one at a time")
