@@ -43,7 +43,8 @@ test: $(STAMP) browser
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
-# the pure tests alone (no PostgreSQL, no Temporal, no subprocess): seconds
+# the pure tests alone (tests/unit and the tests marked unit beside their modules; no PostgreSQL,
+# no Temporal, no subprocess); one layer alone is `pytest -m store` (engine, application, web, browser)
 unit: $(STAMP)
 	$(BIN)/pytest -q -m unit
 
