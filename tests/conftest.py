@@ -59,16 +59,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(str(e)) from None
         if layer is None:
             continue
-        module = getattr(item, "module", None)
+        # a unit mark of its own, before the folder's: a pure test in a module of another layer
         marked_unit = layer != "unit" and item.get_closest_marker("unit") is not None
-        spawns = (
-            module is not None and module.__file__ is not None and module_spawns(Path(module.__file__), TESTS.parent)
-        )
         item.add_marker(layer)
-        collected.append(
-            Collected(item.nodeid, layer, frozenset(getattr(item, "fixturenames", ())), marked_unit, spawns)
+        fixtures = frozenset(getattr(item, "fixturenames", ()))
+        item.stash[COLLECTED] = Collected(
+            item.nodeid, layer, fixtures, marked_unit, module_spawns(item.path, TESTS.parent)
         )
-        item.stash[COLLECTED] = collected[-1]
+        collected.append(item.stash[COLLECTED])
     problems = refusals(collected)
     if problems:
         raise pytest.UsageError("\n".join(problems))
