@@ -101,10 +101,18 @@ def build_worker(
 
 @asynccontextmanager
 async def running_worker(
-    settings: Settings, pool: asyncpg.Pool, *, endpoint: tuple[str, int] | None = None
+    settings: Settings,
+    pool: asyncpg.Pool,
+    *,
+    endpoint: tuple[str, int] | None = None,
+    eager: bool | None = None,
 ) -> AsyncIterator[Worker]:
     """A worker polling `settings`' Temporal and task queue, with its metrics and health served on
-    `endpoint` (host, port) when one is given (docs/operations.md#observability)."""
+    `endpoint` (host, port) when one is given (docs/operations.md#observability). `eager` is read
+    from `DEALFLOW_EAGER_ACTIVITIES` when not given, before anything connects, so that a bad value
+    is named at once."""
+    if eager is None:
+        eager = eager_activities()
     tracing.configure("dealflow-worker")
     telemetry = Telemetry(pool) if endpoint else None
     client = await connect_temporal(settings, runtime=telemetry.runtime if telemetry else None)
@@ -113,7 +121,7 @@ async def running_worker(
         pool,
         settings.task_queue,
         interceptors=telemetry.interceptors if telemetry else (),
-        eager_activities=eager_activities(),
+        eager_activities=eager,
     )
     async with AsyncExitStack() as stack:
         if telemetry and endpoint:  # first: a taken port stops the worker before it polls
@@ -126,13 +134,15 @@ async def running_worker(
 async def run_worker(
     settings: Settings, stop: asyncio.Event | None = None, *, endpoint: tuple[str, int] | None = None
 ) -> None:
-    """Run until `stop` is set (or forever); migrations run first so the schema is current."""
+    """Run until `stop` is set (or forever); migrations run first so the schema is current. The
+    worker's settings are read before the database is connected: a bad one is named at once."""
+    eager = eager_activities()
     pool = await connect_pool(settings.database_url)
     try:
         applied = await migrate(pool)
         if applied:
             log.info("applied migrations %s", applied)
-        async with running_worker(settings, pool, endpoint=endpoint):
+        async with running_worker(settings, pool, endpoint=endpoint, eager=eager):
             await (stop or asyncio.Event()).wait()
     finally:
         await pool.close()

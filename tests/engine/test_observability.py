@@ -8,6 +8,7 @@ they report comes from the deals these tests drive.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import io
@@ -42,7 +43,7 @@ from tests.support import new_deal_id, wait_for
 from worker import logs, tracing
 from worker.connect import connect_temporal
 from worker.endpoint import EndpointError, serving
-from worker.run import running_worker
+from worker.run import run_worker, running_worker
 from worker.settings import (
     EAGER_ACTIVITIES_ENV_VAR,
     LOG_FORMAT_ENV_VAR,
@@ -383,3 +384,12 @@ def test_endpoint_and_log_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(EAGER_ACTIVITIES_ENV_VAR, "sometimes")
     with pytest.raises(SettingsError, match=rf"{EAGER_ACTIVITIES_ENV_VAR}='sometimes': use true or false"):
         eager_activities()
+
+
+@pytest.mark.unit
+async def test_bad_eager_setting_named_before_anything_connects(monkeypatch: pytest.MonkeyPatch) -> None:
+    # nothing listens on port 9 (discard): a worker that connected first would fail on that instead
+    nowhere = Settings(temporal_address="127.0.0.1:9", database_url="postgresql://nobody@127.0.0.1:9/none")
+    monkeypatch.setenv(EAGER_ACTIVITIES_ENV_VAR, "sometimes")
+    with pytest.raises(SettingsError, match=rf"{EAGER_ACTIVITIES_ENV_VAR}='sometimes': use true or false"):
+        await run_worker(nowhere, asyncio.Event())
