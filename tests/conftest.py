@@ -29,6 +29,7 @@ from store import registry
 from store.db import connect_pool
 from store.embedded import EmbeddedPostgres
 from store.migrations import migrate
+from tests.support import ROOT, TESTS
 from tests.support.browser import REPORTS, failed, launch_chromium, save_screenshot
 from tests.support.layers import (
     UNPURE_EVENTS,
@@ -44,7 +45,6 @@ from worker.run import build_worker
 from worker.settings import Settings
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
-TESTS = Path(__file__).parent
 COLLECTED = pytest.StashKey[Collected]()
 
 
@@ -63,9 +63,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         marked_unit = layer != "unit" and item.get_closest_marker("unit") is not None
         item.add_marker(layer)
         fixtures = frozenset(getattr(item, "fixturenames", ()))
-        item.stash[COLLECTED] = Collected(
-            item.nodeid, layer, fixtures, marked_unit, module_spawns(item.path, TESTS.parent)
-        )
+        item.stash[COLLECTED] = Collected(item.nodeid, layer, fixtures, marked_unit, module_spawns(item.path, ROOT))
         collected.append(item.stash[COLLECTED])
     problems = refusals(collected)
     if problems:
