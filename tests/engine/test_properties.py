@@ -109,7 +109,7 @@ def test_any_text_as_a_definition_file_is_refused_cleanly(text: str) -> None:
 
 D = parse(copy.deepcopy(VALID))
 STAGES = [s.id for s in D.stages]
-# any text the log can hold (domain.limits; tests/test_limits.py tries the text it cannot)
+# any text the log can hold (domain.limits; tests/application/test_log_integrity.py tries the text it cannot)
 storable = st.characters(blacklist_characters="\x00", codec="utf-8")  # UTF-8 has no lone surrogates
 stage_names = st.one_of(st.sampled_from(STAGES), st.text(storable, min_size=1, max_size=10))
 fact_maps = st.dictionaries(
